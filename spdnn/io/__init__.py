@@ -1,0 +1,1 @@
+"""Reading the challenge's TSV files and the binary Arrow cache built from them."""
