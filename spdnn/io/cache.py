@@ -191,6 +191,41 @@ class Weights:
         for k in range(self.n_layers if count is None else count):
             yield self.layer(k)
 
+    @classmethod
+    def from_matrices(cls, matrices: list[sp.spmatrix], bias: float | None = None, **metadata) -> "Weights":
+        """In-memory weights from N x N sparse matrices with 32 nonzeros per row (tests, benchmarks)."""
+        batches = [pa.record_batch(list(csr_layer_arrays(m)), schema=WEIGHTS_SCHEMA) for m in matrices]
+        n = matrices[0].shape[0]
+        b = challenge.bias(n) if bias is None else bias
+        return cls(neurons=n, bias=b, metadata={"neurons": n, "layers": len(matrices), "bias": b, **metadata},
+                   _batches=batches)
+
+
+def csr_layer_arrays(matrix: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(cols int32, values float32) of a weight matrix in the cache's row-major layout, checked for 32 per row."""
+    m = sp.csr_matrix(matrix, dtype=np.float32)
+    m.sort_indices()
+    counts = np.diff(m.indptr)
+    if m.shape[0] != m.shape[1] or np.any(counts != challenge.NNZ_PER_ROW):
+        raise ValueError(f"weight matrix must be square with {challenge.NNZ_PER_ROW} nonzeros per row")
+    return m.indices.astype(np.int32), m.data.astype(np.float32)
+
+
+def write_weights(output: str | os.PathLike, matrices, neurons: int, layers: int, source: str = "",
+                  **metadata) -> None:
+    """Write weight matrices (any iterable of N x N sparse matrices) straight into a cache file."""
+    meta = _metadata(kind="weights", neurons=neurons, layers=layers, bias=challenge.bias(neurons),
+                     source=source, **metadata)
+    schema = WEIGHTS_SCHEMA.with_metadata(meta)
+    written = 0
+    with atomic_path(output) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for m in matrices:
+                writer.write_batch(pa.record_batch(list(csr_layer_arrays(m)), schema=schema))
+                written += 1
+        if written != layers:
+            raise ValueError(f"{written} matrices written, {layers} declared")
+
 
 def load_weights(path: str | os.PathLike, layers: int | None = None) -> Weights:
     """Memory-map a weights cache file; `layers` (if given) must not exceed what it holds."""
