@@ -24,6 +24,22 @@ def layer_step(y: sp.csr_matrix, w: sp.csr_matrix, bias: float) -> sp.csr_matrix
     return z
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
+    import os
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
 class CpuEngine(Engine):
     """scipy.sparse reference, vectorised over all inputs; the truth for synthetic networks."""
 
@@ -33,7 +49,7 @@ class CpuEngine(Engine):
         self.threads = threads
 
     def device(self) -> str:
-        return platform.processor() or platform.machine()
+        return cpu_model()
 
     def infer(self, inputs: sp.csr_matrix) -> InferenceResult:
         weights, layers = self.weights, self.n_layers

@@ -250,11 +250,11 @@ def load_weights(path: str | os.PathLike, layers: int | None = None) -> Weights:
 
 
 def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons: int,
-                   n_inputs: int = challenge.N_INPUTS, source: str = "", progress: bool = True) -> None:
+                   n_inputs: int | None = None, source: str = "", progress: bool = True) -> None:
     """Convert a gzipped input TSV into an Arrow IPC file of 0-based (row, col, value) triples.
 
-    Rows beyond `n_inputs` are an error (the file does not match the configured inputs).
-    The number of rows recorded is n_inputs; rows with no entry are valid (all-zero inputs).
+    With `n_inputs`, rows beyond it are an error and n_inputs rows are recorded; without it,
+    the number of rows is the largest row index found. Rows with no entry are all-zero inputs.
     """
     tsv_gz = Path(tsv_gz)
     name = str(tsv_gz)
@@ -267,7 +267,7 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     try:
         with tqdm(total=size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
                   disable=not progress) as bar:
-            for block in iter_triples(open_text, name, n_inputs, neurons):
+            for block in iter_triples(open_text, name, n_inputs or np.iinfo(np.int32).max, neurons):
                 rows.append((block.rows - 1).astype(np.int32))
                 cols.append((block.cols - 1).astype(np.int32))
                 vals.append(block.values)
@@ -278,6 +278,8 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
             raise
         raise DataError(name, None, f"damaged or truncated gzip file: {err}") from err
     row = np.concatenate(rows)
+    if n_inputs is None:
+        n_inputs = int(row.max()) + 1
     col = np.concatenate(cols)
     val = np.concatenate(vals)
     order = np.lexsort((col, row))

@@ -1,0 +1,27 @@
+# spdnn: the Sparse Deep Neural Network Graph Challenge, from data to throughput tables.
+# Data flows one way: fetch or generate -> convert to the Arrow cache -> infer + validate -> report.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+    default_target: True
+
+
+onsuccess:
+    print(f"spdnn: table in {TABLE_MD} (CSV {TABLE_CSV}, plot {PLOT})")

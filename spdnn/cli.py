@@ -1,0 +1,187 @@
+"""`spdnn`: the workflow's steps as commands, for the Snakemake rules and for use outside Snakemake."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import challenge
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from .generate import write_official_layout
+
+    write_official_layout(Path(args.root), args.neurons, sorted(args.layers), args.inputs, args.seed,
+                          progress=not args.quiet)
+
+
+def _convert_weights(args: argparse.Namespace) -> None:
+    from .io.cache import convert_weights
+
+    convert_weights(args.archive, args.output, args.neurons, args.layers, source=args.source,
+                    progress=not args.quiet)
+
+
+def _convert_inputs(args: argparse.Namespace) -> None:
+    from .io.cache import convert_inputs
+
+    convert_inputs(args.tsv, args.output, args.neurons, args.inputs, source=args.source, progress=not args.quiet)
+
+
+def _infer(args: argparse.Namespace) -> None:
+    from .infer import Shard, run_network
+
+    options = json.loads(args.engine_options) if args.engine_options else {}
+    record = run_network(args.weights, args.inputs_cache, args.truth, layers=args.layers, n_inputs=args.inputs,
+                         engine=args.engine, repeats=args.repeats, shard=Shard.parse(args.shard),
+                         output=args.output, categories_path=args.categories, engine_options=options,
+                         config=json.loads(args.config) if args.config else None)
+    print(f"neuron{record['network']['neurons']}-l{args.layers}: {record['engine']} on {record['device']}: "
+          f"{record['edges_per_second']:.4g} edges/s, {record['categories']} categories, validation passed")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from .infer import merge_shards
+
+    results = [p for p in args.results if p.endswith(".json")]
+    categories = [p[: -len(".json")] + ".categories.tsv" for p in results]
+    record = merge_shards(results, categories, args.truth, n_inputs=args.inputs, output=args.output,
+                          categories_path=args.categories)
+    print(f"merged {len(results)} shards: {record['edges_per_second']:.4g} edges/s, validation passed")
+
+
+def _aggregate(args: argparse.Namespace) -> None:
+    from .report import aggregate
+
+    rows = aggregate(args.results, args.csv, args.markdown, args.plot)
+    print(f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else ""))
+
+
+def _run(args: argparse.Namespace) -> None:
+    """All steps for one network, in a work folder, without Snakemake."""
+    from .infer import run_network
+    from .io.cache import convert_inputs, convert_weights
+
+    work = Path(args.workdir)
+    n, big_l = args.neurons, args.layers
+    if args.source == "synthetic":
+        from .generate import write_official_layout
+
+        raw = work / "raw" / "synthetic"
+        if not (raw / challenge.truth_file(n, big_l)).exists():
+            write_official_layout(raw, n, [big_l], args.inputs, args.seed, progress=not args.quiet)
+    else:
+        from .fetch import fetch, url_for
+
+        raw = work / "raw" / "download"
+        for rel in (challenge.weights_archive(n), challenge.inputs_file(n), challenge.truth_file(n, big_l)):
+            if not (raw / rel).exists():
+                fetch(url_for(args.source, rel), raw / rel, progress=not args.quiet)
+    cache_dir = work / "cache"
+    weights = cache_dir / f"neuron{n}-l{big_l}.weights.arrow"
+    inputs = cache_dir / f"sparse-images-{n}.arrow"
+    if not weights.exists():
+        convert_weights(raw / challenge.weights_archive(n), weights, n, big_l, source=args.source,
+                        progress=not args.quiet)
+    if not inputs.exists():
+        convert_inputs(raw / challenge.inputs_file(n), inputs, n, source=args.source, progress=not args.quiet)
+    out = work / "results" / f"neuron{n}-l{big_l}.{args.engine}.json"
+    record = run_network(weights, inputs, raw / challenge.truth_file(n, big_l), layers=big_l, n_inputs=args.inputs,
+                         engine=args.engine, repeats=args.repeats, output=out)
+    print(f"neuron{n}-l{big_l}: {record['engine']} on {record['device']}: {record['edges_per_second']:.4g} edges/s "
+          f"(inference {record['inference_seconds']:.3g} s, end-to-end {record['end_to_end_seconds']:.3g} s), "
+          f"{record['categories']} categories, validation passed; result in {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spdnn", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write a synthetic network in the official layout")
+    p.add_argument("--root", required=True, help="folder that receives dnn/ and mnist/")
+    p.add_argument("--neurons", type=int, required=True)
+    p.add_argument("--layers", type=int, nargs="+", required=True, help="layer counts to write truth for")
+    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("convert-weights", help="weights tarball -> Arrow cache")
+    p.add_argument("archive")
+    p.add_argument("output")
+    p.add_argument("--neurons", type=int, required=True)
+    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--source", default="")
+    p.set_defaults(func=_convert_weights)
+
+    p = sub.add_parser("convert-inputs", help="input TSV.gz -> Arrow cache")
+    p.add_argument("tsv")
+    p.add_argument("output")
+    p.add_argument("--neurons", type=int, required=True)
+    p.add_argument("--inputs", type=int, default=None, help="number of rows (default: the largest row index)")
+    p.add_argument("--source", default="")
+    p.set_defaults(func=_convert_inputs)
+
+    p = sub.add_parser("infer", help="run, validate and record one network from the cache")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--inputs-cache", required=True)
+    p.add_argument("--truth", required=True)
+    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--inputs", type=int, required=True, help="number of input rows to use")
+    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine-options", default=None, help="JSON object passed to the engine")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k slices of the inputs")
+    p.add_argument("--output", required=True, help="result JSON")
+    p.add_argument("--categories", default=None, help="also write the categories (official format)")
+    p.add_argument("--config", default=None, help="JSON of the workflow config, recorded in the result")
+    p.set_defaults(func=_infer)
+
+    p = sub.add_parser("merge", help="merge the shard results of one network and validate the union")
+    p.add_argument("results", nargs="+", help="shard result JSONs (their .categories.tsv lie beside them)")
+    p.add_argument("--truth", required=True)
+    p.add_argument("--inputs", type=int, required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--categories", required=True)
+    p.set_defaults(func=_merge)
+
+    p = sub.add_parser("aggregate", help="results -> edges/s table and plot")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--plot", default=None)
+    p.set_defaults(func=_aggregate)
+
+    p = sub.add_parser("run", help="every step for one network, outside Snakemake")
+    p.add_argument("--neurons", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=120)
+    p.add_argument("--source", default="synthetic", help="'synthetic', or a base URL / folder of the official layout")
+    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default="spdnn-run")
+    p.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .engines.base import EngineUnavailable
+    from .io.errors import DataError
+    from .validate import ValidationError
+
+    try:
+        args.func(args)
+    except (DataError, ValidationError, EngineUnavailable) as err:
+        print(f"spdnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""One network's inference step: load from the cache, run an engine, validate, write results.
+
+This is what the `infer` rule and `spdnn infer` call. Every run is validated against the
+truth; a mismatch raises ValidationError and no result file is written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import challenge
+from .engines import get_engine
+from .io import cache
+from .io.atomic import atomic_path, write_text
+from .io.tsv import read_categories
+from .provenance import provenance
+from .validate import check_categories, truth_for_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part `index` of `count` equal slices of the input rows (multi-GPU and multi-node runs)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """'i/k' with 0 <= i < k."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {text!r} is not of the form i/k") from None
+        if not 0 <= index < count:
+            raise ValueError(f"shard {text!r}: need 0 <= i < k")
+        return cls(index, count)
+
+    def rows(self, n_inputs: int) -> tuple[int, int]:
+        return (n_inputs * self.index) // self.count, (n_inputs * (self.index + 1)) // self.count
+
+
+def write_categories(path: str | Path, rows: np.ndarray) -> None:
+    """Write 0-based rows in the official truth format: one 1-based index per line."""
+    write_text(path, "".join(f"{r + 1}\n" for r in np.sort(rows)))
+
+
+def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: str | Path, *,
+                layers: int, n_inputs: int, engine: str = "auto", repeats: int = 1,
+                shard: Shard = Shard(), output: str | Path, categories_path: str | Path | None = None,
+                engine_options: dict | None = None, config: dict | None = None) -> dict:
+    """Run, validate and record one network (or one shard of its inputs). Returns the result dict."""
+    start = time.perf_counter()
+    weights = cache.load_weights(weights_path, layers)
+    inputs = cache.load_inputs(inputs_path, n_inputs)
+    lo, hi = shard.rows(n_inputs)
+    inputs = inputs[lo:hi]
+    truth = read_categories(lambda: open(truth_path, "rb"), str(truth_path))
+    truth = truth_for_inputs(truth, hi)
+    truth = truth[truth >= lo] - lo
+    load_seconds = time.perf_counter() - start
+
+    eng = get_engine(engine, **(engine_options or {}))
+    t0 = time.perf_counter()
+    eng.prepare(weights, layers)
+    prepare_seconds = time.perf_counter() - t0
+    runs = []
+    for _ in range(max(1, repeats)):
+        result = eng.infer(inputs)
+        label = f"neuron{weights.neurons}-l{layers} on {eng.name} (inputs {lo + 1}..{hi})"
+        try:
+            check_categories(result.categories, truth, label)
+        except Exception:
+            if categories_path is not None:
+                write_categories(f"{categories_path}.mismatch", result.categories + lo)
+            raise
+        runs.append(result)
+    seconds = [r.seconds for r in runs]
+    median = statistics.median(seconds)
+    edges = challenge.edges(hi - lo, weights.neurons, layers)
+    record = {
+        "network": {"neurons": weights.neurons, "layers": layers, "bias": weights.bias,
+                    "source": weights.metadata.get("source", "")},
+        "inputs": hi - lo,
+        "shard": {"index": shard.index, "count": shard.count, "first_row": lo, "end_row": hi},
+        "edges": edges,
+        "engine_requested": engine,
+        "engine": runs[0].engine,
+        "device": runs[0].device,
+        "repeats": len(runs),
+        "inference_seconds": median,
+        "inference_seconds_all": seconds,
+        "load_seconds": load_seconds,
+        "prepare_seconds": prepare_seconds,
+        "end_to_end_seconds": load_seconds + prepare_seconds + median,
+        "edges_per_second": edges / median if median > 0 else float("inf"),
+        "active_rows": runs[0].active_rows,
+        "categories": int(len(runs[0].categories)),
+        "validation": "passed",
+        "engine_details": runs[0].details,
+        "provenance": provenance(),
+        "config": config or {},
+    }
+    if categories_path is not None:
+        write_categories(categories_path, runs[0].categories + lo)
+    with atomic_path(output) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    log.info("%s: %.3g edges/s, %d categories, validated", label, record["edges_per_second"], record["categories"])
+    return record
+
+
+def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Path], truth_path: str | Path, *,
+                 n_inputs: int, output: str | Path, categories_path: str | Path) -> dict:
+    """Merge shard results of one network: union the categories, validate them all, sum the work.
+
+    Shards run side by side (GPUs of a node, or nodes), so the inference time of the whole
+    is the slowest shard's, and edges/s is the total edges over that time.
+    """
+    records = [json.loads(Path(p).read_text()) for p in result_paths]
+    rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
+    counts = {r["shard"]["count"] for r in records}
+    covered = sorted((r["shard"]["first_row"], r["shard"]["end_row"]) for r in records)
+    if len(counts) != 1 or counts.pop() != len(records) or covered[0][0] != 0 or covered[-1][1] != n_inputs or any(
+            a[1] != b[0] for a, b in zip(covered, covered[1:])):
+        raise ValueError(f"shards {covered} do not tile inputs 0..{n_inputs}")
+    categories = np.sort(np.concatenate(rows)) if rows else np.empty(0, np.int64)
+    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+    first = records[0]
+    check_categories(categories, truth, f"neuron{first['network']['neurons']}-l{first['network']['layers']} (merged)")
+    seconds = max(r["inference_seconds"] for r in records)
+    edges = sum(r["edges"] for r in records)
+    merged = dict(first)
+    merged.update({
+        "inputs": sum(r["inputs"] for r in records),
+        "shard": {"index": 0, "count": len(records), "first_row": 0, "end_row": n_inputs},
+        "edges": edges,
+        "device": ", ".join(sorted({r["device"] for r in records})),
+        "inference_seconds": seconds,
+        "inference_seconds_all": [r["inference_seconds"] for r in records],
+        "load_seconds": max(r["load_seconds"] for r in records),
+        "prepare_seconds": max(r["prepare_seconds"] for r in records),
+        "end_to_end_seconds": max(r["end_to_end_seconds"] for r in records),
+        "edges_per_second": edges / seconds if seconds > 0 else float("inf"),
+        "active_rows": [int(sum(v)) for v in zip(*(r["active_rows"] for r in records))],
+        "categories": int(len(categories)),
+        "validation": "passed",
+        "shards": [{k: r[k] for k in ("shard", "device", "inference_seconds", "edges_per_second")} for r in records],
+    })
+    write_categories(categories_path, categories)
+    with atomic_path(output) as tmp:
+        tmp.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+    return merged

@@ -1,0 +1,48 @@
+"""Provenance recorded in every result file: versions, commit, host, date."""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+from . import __version__
+
+_PACKAGES = ("numpy", "scipy", "pyarrow", "snakemake", "pycuda", "cupy-cuda13x", "cupy")
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with '+dirty' when the tree has changes), or None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def provenance() -> dict:
+    """A dict describing what produced a result (the device itself is added by the engine)."""
+    return {
+        "spdnn_version": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

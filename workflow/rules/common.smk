@@ -1,0 +1,56 @@
+# Paths and config lookups shared by the rules; the layout follows the data flow.
+import json
+
+from spdnn import challenge
+
+SOURCE = config["data"]["source"]
+RAW = f"{config['datadir']}/raw/{SOURCE}"
+CACHE = f"{config['datadir']}/cache/{SOURCE}"
+OUT = f"{config['outdir']}/{SOURCE}"
+ENGINE = config["engine"]
+SHARDS = config.get("shards", 1)
+TABLE_CSV = f"{OUT}/table.csv"
+TABLE_MD = f"{OUT}/table.md"
+PLOT = f"{OUT}/edges_per_second.png"
+NETWORKS = config["networks"]
+
+
+def truth_layers(net):
+    return net.get("truth_layers", net["layers"])
+
+
+def max_layers(neurons):
+    """Layers to convert for N: the deepest configured network reuses the shallower ones' layers."""
+    return max(net["layers"] for net in NETWORKS if net["neurons"] == int(neurons))
+
+
+def truth_layers_for(neurons, layers):
+    for net in NETWORKS:
+        if net["neurons"] == int(neurons) and net["layers"] == int(layers):
+            return truth_layers(net)
+    raise ValueError(f"network N={neurons} L={layers} is not configured")
+
+
+def fetch_url(relative):
+    """URL of an official file: data.url (a mirror, file:// or folder) or the challenge's own site."""
+    from spdnn.fetch import url_for
+
+    return url_for(config["data"].get("url") or challenge.BASE_URL, relative)
+
+
+def gpu_count():
+    """GPUs one inference job takes (for `resources: gpu`, so jobs never oversubscribe them)."""
+    if ENGINE == "cpu":
+        return 0
+    gpus = config.get("gpus", "all")
+    if gpus != "all":
+        return int(gpus)
+    from spdnn.devices import visible_gpu_count
+
+    return visible_gpu_count()
+
+
+wildcard_constraints:
+    N=r"\d+",
+    L=r"\d+",
+    shard=r"\d+",

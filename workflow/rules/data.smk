@@ -1,0 +1,67 @@
+# Data stage: official files (downloaded) or synthetic ones (generated) in the official
+# layout under RAW, then converted once into the Arrow cache under CACHE.
+
+
+if SOURCE == "synthetic":
+    # One generate rule per N, since its outputs (the truth of every configured L) depend on N.
+    for _N in sorted({n["neurons"] for n in NETWORKS}):
+        _truth_layers = sorted({truth_layers(n) for n in NETWORKS if n["neurons"] == _N})
+
+        rule:
+            name:
+                f"generate_{_N}"
+            output:
+                weights=f"{RAW}/{challenge.weights_archive(_N)}",
+                inputs=f"{RAW}/{challenge.inputs_file(_N)}",
+                truth=[f"{RAW}/{challenge.truth_file(_N, L)}" for L in _truth_layers],
+            params:
+                neurons=_N,
+                layers=" ".join(map(str, _truth_layers)),
+                inputs=config["inputs"],
+                seed=config["data"].get("seed", 1),
+            log:
+                f"{config['datadir']}/logs/generate-{_N}.log",
+            shell:
+                "spdnn generate --root {RAW} --neurons {params.neurons} --layers {params.layers}"
+                " --inputs {params.inputs} --seed {params.seed} 2> {log}"
+
+else:
+
+    rule download:
+        output:
+            f"{RAW}/{{path}}",
+        wildcard_constraints:
+            path=r"(dnn|mnist)/[^/]+",
+        params:
+            url=lambda w: fetch_url(w.path),
+            sha256=lambda w: config["data"].get("checksums", {}).get(w.path, ""),
+            manifest=f"{RAW}/manifest.json",
+        retries: 2
+        log:
+            f"{config['datadir']}/logs/download/{{path}}.log",
+        shell:
+            "python -m spdnn.fetch {params.url:q} {output:q} --manifest {params.manifest:q}"
+            " $( [ -n '{params.sha256}' ] && echo --sha256 {params.sha256} ) 2> {log}"
+
+
+rule convert_weights:
+    input:
+        lambda w: f"{RAW}/{challenge.weights_archive(int(w.N))}",
+    output:
+        f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
+    log:
+        f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
+    shell:
+        "spdnn convert-weights {input:q} {output:q} --neurons {wildcards.N} --layers {wildcards.L}"
+        " --source {SOURCE} 2> {log}"
+
+
+rule convert_inputs:
+    input:
+        lambda w: f"{RAW}/{challenge.inputs_file(int(w.N))}",
+    output:
+        f"{CACHE}/sparse-images-{{N}}.arrow",
+    log:
+        f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
+    shell:
+        "spdnn convert-inputs {input:q} {output:q} --neurons {wildcards.N} --source {SOURCE} 2> {log}"
