@@ -89,11 +89,12 @@ def _check_block(block: Block, name: str, n_rows: int, n_cols: int) -> None:
     bad = np.flatnonzero(~np.isfinite(block.values))
     if bad.size:
         i = int(bad[0])
-        raise DataError(name, block.first_line + i, f"value {block.values[i]} is not finite")
+        raise DataError(name, block.first_line + i, f"value '{block.values[i]}' is not finite")
 
 
 def diagnose(open_text: Opener, name: str) -> None:
     """Scan the text line by line and raise DataError at the first line that is not `int int float`."""
+    number = 0
     with open_text() as stream:
         for number, raw in enumerate(stream, start=1):
             text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
@@ -107,6 +108,8 @@ def diagnose(open_text: Opener, name: str) -> None:
                     raise DataError(name, number, f"{label} {field!r} is not a number") from None
                 if kind is float and not math.isfinite(value):
                     raise DataError(name, number, f"value {field!r} is not finite")
+    if number == 0:
+        raise DataError(name, None, "file is empty")
 
 
 def read_categories(open_text: Opener, name: str, n_inputs: int | None = None) -> np.ndarray:
@@ -116,7 +119,7 @@ def read_categories(open_text: Opener, name: str, n_inputs: int | None = None) -
     at most `n_inputs` when given.
     """
     with open_text() as stream:
-        text = stream.read()
+        text = stream.read().decode("utf-8", errors="replace")
     values = []
     for number, raw in enumerate(text.splitlines(), start=1):
         field = raw.strip()
