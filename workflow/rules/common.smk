@@ -1,5 +1,6 @@
 # Paths and config lookups shared by the rules; the layout follows the data flow.
 import json
+from pathlib import Path
 
 from spdnn import challenge
 
@@ -9,6 +10,9 @@ CACHE = f"{config['datadir']}/cache/{SOURCE}"
 OUT = f"{config['outdir']}/{SOURCE}"
 ENGINE = config["engine"]
 SHARDS = config.get("shards", 1)
+# Rules run the library from this checkout, whatever the environment (installed, conda, a cluster node).
+shell.prefix(f"export PYTHONPATH={workflow.basedir}:$PYTHONPATH; ")
+ENV = f"{workflow.basedir}/envs/spdnn.yaml"
 TABLE_CSV = f"{OUT}/table.csv"
 TABLE_MD = f"{OUT}/table.md"
 PLOT = f"{OUT}/edges_per_second.png"
@@ -36,6 +40,16 @@ def fetch_url(relative):
     from spdnn.fetch import url_for
 
     return url_for(config["data"].get("url") or challenge.BASE_URL, relative)
+
+
+def infer_inputs(wildcards):
+    """Cache files and truth file of network N, L (the weights cache holds the deepest configured L)."""
+    n = int(wildcards.N)
+    return {
+        "weights": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow",
+        "inputs": f"{CACHE}/sparse-images-{n}.arrow",
+        "truth": f"{RAW}/{challenge.truth_file(n, truth_layers_for(n, wildcards.L))}",
+    }
 
 
 def gpu_count():

@@ -19,10 +19,13 @@ if SOURCE == "synthetic":
                 layers=" ".join(map(str, _truth_layers)),
                 inputs=config["inputs"],
                 seed=config["data"].get("seed", 1),
+                root=lambda w, output: Path(output.weights).parents[1],
+            conda:
+                ENV
             log:
                 f"{config['datadir']}/logs/generate-{_N}.log",
             shell:
-                "spdnn generate --root {RAW} --neurons {params.neurons} --layers {params.layers}"
+                "python -m spdnn generate --root {params.root} --neurons {params.neurons} --layers {params.layers}"
                 " --inputs {params.inputs} --seed {params.seed} 2> {log}"
 
 else:
@@ -37,6 +40,8 @@ else:
             sha256=lambda w: config["data"].get("checksums", {}).get(w.path, ""),
             manifest=f"{RAW}/manifest.json",
         retries: 2
+        conda:
+            ENV
         log:
             f"{config['datadir']}/logs/download/{{path}}.log",
         shell:
@@ -49,11 +54,15 @@ rule convert_weights:
         lambda w: f"{RAW}/{challenge.weights_archive(int(w.N))}",
     output:
         f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
+    params:
+        source=SOURCE,
+    conda:
+        ENV
     log:
         f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     shell:
-        "spdnn convert-weights {input:q} {output:q} --neurons {wildcards.N} --layers {wildcards.L}"
-        " --source {SOURCE} 2> {log}"
+        "python -m spdnn --quiet convert-weights {input:q} {output:q} --neurons {wildcards.N} --layers {wildcards.L}"
+        " --source {params.source} 2> {log}"
 
 
 rule convert_inputs:
@@ -61,7 +70,12 @@ rule convert_inputs:
         lambda w: f"{RAW}/{challenge.inputs_file(int(w.N))}",
     output:
         f"{CACHE}/sparse-images-{{N}}.arrow",
+    params:
+        source=SOURCE,
+    conda:
+        ENV
     log:
         f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     shell:
-        "spdnn convert-inputs {input:q} {output:q} --neurons {wildcards.N} --source {SOURCE} 2> {log}"
+        "python -m spdnn --quiet convert-inputs {input:q} {output:q} --neurons {wildcards.N} --source {params.source}"
+        " 2> {log}"

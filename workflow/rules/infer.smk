@@ -2,15 +2,6 @@
 # the shards of a network merged into one result.
 
 
-def infer_inputs(wildcards):
-    n = int(wildcards.N)
-    return {
-        "weights": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow",
-        "inputs": f"{CACHE}/sparse-images-{n}.arrow",
-        "truth": f"{RAW}/{challenge.truth_file(n, truth_layers_for(n, wildcards.L))}",
-    }
-
-
 rule infer:
     input:
         unpack(infer_inputs),
@@ -21,13 +12,18 @@ rule infer:
         shard=lambda w: f"{w.shard}/{SHARDS}",
         options=json.dumps(config.get("engine_options", {})),
         config=json.dumps(config),
+        inputs=config["inputs"],
+        engine=ENGINE,
+        repeats=config["repeats"],
+    conda:
+        ENV
     resources:
         gpu=gpu_count(),
     log:
         f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
     shell:
-        "spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
-        " --layers {wildcards.L} --inputs {config[inputs]} --engine {ENGINE} --repeats {config[repeats]}"
+        "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
+        " --layers {wildcards.L} --inputs {params.inputs} --engine {params.engine} --repeats {params.repeats}"
         " --engine-options {params.options:q} --shard {params.shard} --output {output.result:q}"
         " --categories {output.categories:q} --config {params.config:q} 2> {log}"
 
@@ -42,8 +38,12 @@ rule merge_shards:
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.categories.tsv",
+    params:
+        inputs=config["inputs"],
+    conda:
+        ENV
     log:
         f"{OUT}/logs/merge-neuron{{N}}-l{{L}}.log",
     shell:
-        "spdnn merge {input.results:q} --truth {input.truth:q} --inputs {config[inputs]}"
+        "python -m spdnn merge {input.results:q} --truth {input.truth:q} --inputs {params.inputs}"
         " --output {output.result:q} --categories {output.categories:q} 2> {log}"

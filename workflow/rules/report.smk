@@ -8,8 +8,10 @@ rule aggregate:
         csv=TABLE_CSV,
         markdown=TABLE_MD,
         plot=report(PLOT, caption="../report/edges_per_second.rst", category="Throughput"),
+    conda:
+        ENV
     log:
         f"{OUT}/logs/aggregate.log",
     shell:
-        "spdnn aggregate {input:q} --csv {output.csv:q} --markdown {output.markdown:q}"
+        "python -m spdnn aggregate {input:q} --csv {output.csv:q} --markdown {output.markdown:q}"
         " --plot {output.plot:q} 2> {log}"

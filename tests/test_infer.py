@@ -1,0 +1,80 @@
+"""One network's inference step, shards and their merge, and the aggregated table."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from spdnn import challenge
+from spdnn.infer import Shard, merge_shards, run_network
+from spdnn.report import aggregate
+from spdnn.validate import ValidationError
+
+from .conftest import SAMPLE_INPUTS, SAMPLE_LAYERS
+
+
+def run(sample_cache, tmp_path, name="r", truth=None, shard=Shard(), **kw):
+    return run_network(sample_cache["weights"], sample_cache["inputs"], truth or sample_cache["truth"],
+                       layers=SAMPLE_LAYERS, n_inputs=SAMPLE_INPUTS, engine="cpu", shard=shard,
+                       output=tmp_path / f"{name}.json", categories_path=tmp_path / f"{name}.categories.tsv", **kw)
+
+
+def test_result_record(sample_cache, tmp_path):
+    record = run(sample_cache, tmp_path, repeats=2, config={"inputs": 600})
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved == json.loads(json.dumps(record, default=str))
+    assert record["validation"] == "passed" and record["categories"] == 7
+    assert record["edges"] == challenge.edges(600, 1024, 30) == 600 * 32 * 1024 * 30
+    assert record["edges_per_second"] == pytest.approx(record["edges"] / record["inference_seconds"])
+    assert len(record["inference_seconds_all"]) == 2 and len(record["active_rows"]) == 30
+    assert record["end_to_end_seconds"] >= record["inference_seconds"]
+    prov = record["provenance"]
+    assert prov["spdnn_version"] and "numpy" in prov["packages"] and prov["date"]
+    assert (tmp_path / "r.categories.tsv").read_text().split() == ["287", "295", "386", "427", "428", "529", "571"]
+
+
+def test_mismatch_fails_loudly_and_writes_no_result(sample_cache, tmp_path):
+    wrong = tmp_path / "wrong-truth.tsv"
+    wrong.write_text("287\n295\n386\n427\n428\n529\n572\n")
+    with pytest.raises(ValidationError, match=r"not in truth: \[571\]; first truth rows not computed: \[572\]"):
+        run(sample_cache, tmp_path, truth=wrong)
+    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r.categories.tsv").exists()
+    assert (tmp_path / "r.categories.tsv.mismatch").read_text().split()[-1] == "571"
+
+
+def test_shards_merge_to_the_whole(sample_cache, tmp_path):
+    parts = [run(sample_cache, tmp_path, name=f"s{i}", shard=Shard(i, 3)) for i in range(3)]
+    assert sum(p["inputs"] for p in parts) == 600
+    merged = merge_shards([tmp_path / f"s{i}.json" for i in range(3)],
+                          [tmp_path / f"s{i}.categories.tsv" for i in range(3)], sample_cache["truth"],
+                          n_inputs=600, output=tmp_path / "m.json", categories_path=tmp_path / "m.categories.tsv")
+    assert merged["categories"] == 7 and merged["inputs"] == 600
+    assert merged["edges"] == challenge.edges(600, 1024, 30)
+    assert merged["active_rows"][-1] == 7
+    assert (tmp_path / "m.categories.tsv").read_text().split()[0] == "287"
+    with pytest.raises(ValueError, match="do not tile"):
+        merge_shards([tmp_path / "s0.json", tmp_path / "s2.json"],
+                     [tmp_path / "s0.categories.tsv", tmp_path / "s2.categories.tsv"], sample_cache["truth"],
+                     n_inputs=600, output=tmp_path / "x.json", categories_path=tmp_path / "x.tsv")
+
+
+def test_shard_parse():
+    assert Shard.parse("1/4").rows(10) == (2, 5)
+    for bad in ("4/4", "a/b", "1"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+
+
+def test_aggregate_table_and_plot(sample_cache, tmp_path):
+    run(sample_cache, tmp_path)
+    rows = aggregate([tmp_path / "r.json"], tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "p.png")
+    assert len(rows) == 1
+    with open(tmp_path / "t.csv") as f:
+        table = list(csv.DictReader(f))
+    assert table[0]["neurons"] == "1024" and table[0]["validation"] == "passed"
+    assert float(table[0]["edges_per_second"]) > 0
+    md = (tmp_path / "t.md").read_text()
+    assert md.startswith("| source | N | L | engine |") and "| 1024 | 30 | cpu |" in md
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
