@@ -1,5 +1,6 @@
 # spdnn: the Sparse Deep Neural Network Graph Challenge, from data to throughput tables.
 # Data flows one way: fetch or generate -> convert to the Arrow cache -> infer + validate -> report.
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -8,7 +9,13 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except WorkflowError:
+    from spdnn.config import config_errors
+
+    problems = config_errors(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
 include: "workflow/rules/common.smk"

@@ -153,7 +153,7 @@ _SLANT = 0.25            # horizontal shear
 _ROTATE = 0.15           # radians
 _SHIFT = 1.5             # pixels off centre
 _JITTER = 0.03           # control-point noise, fraction of the digit's size
-_RADIUS = (0.5, 1.3)     # stroke half-width in pixels: a pixel is on within this distance
+_RADIUS = (0.5, 1.35)    # stroke half-width in pixels: a pixel is on within this distance
 
 
 def _render(rng: np.random.Generator, count: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,397 @@
+"""The CUDA engine: fused sparse layers in CUDA C (kernels/spdnn_layer.cu), run through pycuda.
+
+pycuda is imported only when a CudaEngine is constructed; without it, or without a usable
+GPU, construction raises EngineUnavailable with the reason (never a silent fallback).
+
+Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
+
+* One kernel launch per layer does the multiply, the bias on the nonzeros, the ReLU and the
+  clip at 32, writes a per-row "any nonzero" flag, zeroes the next layer's flags and counts
+  the previous layer's active rows (so active_rows costs no extra launch).
+* Features are dense float rows of the active inputs, stored tile-interleaved (tiles of 32
+  rows; neuron i of the 32 rows is one 128-byte line), so every gather and every store of a
+  warp is one full line.
+* Weights are stored transposed (for every output column its KW (input, value) pairs, i.e.
+  CSC / transposed ELL) and de-duplicated: identical columns are computed once and written to
+  every output neuron that has them.
+* Variants, chosen by rule (`variant="auto"`):
+    - "dedup": distinct columns of each layer, outputs written at full width N. Always exact
+      against the reference (same products, same ascending-index summation order).
+    - "merged": the layers are rewritten, once at prepare time, into an equivalent narrower
+      network: neurons with identical columns carry identical values in every row, so only
+      one copy of each is kept and the next layer's weights from the copies are summed
+      (RadiX-Net layers: N -> N/16 neurons, 32 -> 2 pairs per column). The features moved per
+      layer shrink by the duplication factor. Results equal the reference up to float32
+      rounding (the weights of merged copies are summed before the multiply; for the
+      challenge's 16 x 0.0625 = 1.0 the sum is exact).
+  Rule: "merged" when merging shrinks the total feature width of the layers by at least 2x
+  (true for every challenge network), else "dedup" (a network without duplicate neurons).
+  Both variants are the same kernel, compiled once per padded column length KW (1, 2 or a
+  multiple of 4). No shared-memory tile variant is needed: the 128-byte line layout keeps
+  the gathers coalesced at every N, so N = 65536 (a row is 256 KB) runs the same code.
+* Active-row compaction: the host reads the active count at check points (every layer while
+  a layer moves more than `check_bytes` of features, else every `check_every` layers) and
+  compacts (prefix sum + copy of the surviving rows, their original indices carried along)
+  when at least 1/16 of the rows (and at least one tile) died. Rows that died but were not
+  yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
+* Batches: rows are processed in batches sized from free GPU memory; the next batch's
+  inputs are staged in pinned memory and copied on a second stream while the current batch
+  computes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import challenge
+from .base import Engine, EngineUnavailable, InferenceResult
+
+KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
+WARPS = 8  # warps per block of the layer and compaction kernels (must match -DWARPS)
+
+
+def pad_width(k: int) -> int:
+    """Padded column length KW: 1, 2, or the next multiple of 4 (int4/float4 weight loads)."""
+    return k if k <= 2 else 4 * math.ceil(k / 4)
+
+
+def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
+    """Columns of one layer as padded (index, value) lists, de-duplicated.
+
+    in_map: for every original input neuron, its index in the (merged) input features, or
+    None for the identity. Returns (cidx int32[U*KW], cval float32[U*KW], KW, umap int32[N])
+    with umap[j] = distinct column of output neuron j. Entries of one column that map to the
+    same input are summed (merged networks). Indices ascend within a column.
+    """
+    w = sp.csr_matrix(w)
+    n = w.shape[1]
+    if in_map is not None:
+        coo = w.tocoo()
+        w = sp.csr_matrix((coo.data.astype(np.float64), (in_map[coo.row], coo.col)), shape=(n_in, n))
+        w.sum_duplicates()
+    csc = w.tocsc()
+    csc.sort_indices()
+    counts = np.diff(csc.indptr)
+    kmax = int(counts.max()) if counts.size else 0
+    kw = pad_width(max(kmax, 1))
+    idx = np.zeros((n, kw), dtype=np.int32)
+    val = np.zeros((n, kw), dtype=np.float32)
+    if kmax == int(counts.min()):
+        idx[:, :kmax] = csc.indices.reshape(n, kmax)
+        val[:, :kmax] = csc.data.reshape(n, kmax)
+    else:
+        pos = np.arange(csc.nnz) - np.repeat(csc.indptr[:-1], counts)
+        cols = np.repeat(np.arange(n), counts)
+        idx[cols, pos] = csc.indices
+        val[cols, pos] = csc.data
+    key = np.ascontiguousarray(np.concatenate([idx, val.view(np.int32)], axis=1))
+    _, first, umap = np.unique(key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(),
+                               return_index=True, return_inverse=True)
+    return (np.ascontiguousarray(idx[first]).ravel(), np.ascontiguousarray(val[first]).ravel(), kw,
+            umap.astype(np.int32).ravel())
+
+
+class CudaEngine(Engine):
+    """Fused pycuda kernels with active-row compaction; see the module docstring."""
+
+    name = "cuda"
+
+    def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
+                 check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
+                 memory_fraction: float = 0.85, **_ignored):
+        try:
+            import pycuda.driver as cuda  # noqa: F401  (only here: the engine's sole GPU dependency)
+        except ImportError as err:
+            raise EngineUnavailable(f"the cuda engine needs pycuda, which is not installed ({err}); "
+                                    "pip install 'spdnn[gpu]' on a machine with an NVIDIA GPU") from err
+        try:
+            cuda.init()
+            count = cuda.Device.count()
+        except Exception as err:  # pycuda.driver.Error: no driver, no device
+            raise EngineUnavailable(f"CUDA driver not usable: {err}") from err
+        if count == 0:
+            raise EngineUnavailable("no CUDA GPU is visible (cuda.Device.count() == 0)")
+        if device >= count:
+            raise EngineUnavailable(f"GPU {device} requested, {count} visible")
+        if variant not in ("auto", "dedup", "merged"):
+            raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
+        self.cuda = cuda
+        self.dev = cuda.Device(device)
+        self.ctx = self.dev.retain_primary_context()  # shared with CuPy/runtime-API users
+        self.ctx.push()
+        self.variant = variant
+        self.batch_rows = batch_rows
+        self.check_every = max(1, int(check_every))
+        self.check_bytes = float(check_bytes)
+        self.compact_fraction = compact_fraction
+        self.memory_fraction = memory_fraction
+        major, minor = self.dev.compute_capability()
+        self.arch = f"sm_{major}{minor}"
+        self.sms = self.dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        self._modules: dict[int, object] = {}
+        self.compute = cuda.Stream()
+        self.copy = cuda.Stream()
+        self._layers: list[dict] = []
+        self._allocs: list = []
+
+    def __del__(self):
+        try:
+            self.ctx.pop()
+        except Exception:
+            pass
+
+    def device(self) -> str:
+        return self.dev.name()
+
+    # --------------------------------------------------------------------------- kernels
+
+    def _module(self, kw: int):
+        if kw not in self._modules:
+            from pycuda.compiler import SourceModule
+
+            src = KERNEL_FILE.read_text()
+            try:
+                mod = SourceModule(src, arch=self.arch, no_extern_c=True,
+                                   options=[f"-DKW={kw}", f"-DWARPS={WARPS}", "-O3"])
+            except Exception as err:
+                raise EngineUnavailable(f"compiling {KERNEL_FILE.name} for {self.arch} failed: {err}") from err
+            fns = {
+                "layer": mod.get_function("spdnn_layer"),
+                "count": mod.get_function("spdnn_count"),
+                "scan": mod.get_function("spdnn_scan"),
+                "compact": mod.get_function("spdnn_compact"),
+                "scatter": mod.get_function("spdnn_scatter"),
+                "iota": mod.get_function("spdnn_iota"),
+            }
+            fns["layer"].prepare("PPPPPPiiiiifPPPP")
+            fns["count"].prepare("PiP")
+            fns["scan"].prepare("PiPP")
+            fns["compact"].prepare("PPiiiPPPP")
+            fns["scatter"].prepare("PPPqiP")
+            fns["iota"].prepare("Pii")
+            self._modules[kw] = (mod, fns)
+        return self._modules[kw][1]
+
+    def _to_device(self, array: np.ndarray):
+        alloc = self.cuda.to_device(np.ascontiguousarray(array))
+        self._allocs.append(alloc)
+        return alloc
+
+    # --------------------------------------------------------------------------- prepare
+
+    def prepare(self, weights, layers: int) -> None:
+        super().prepare(weights, layers)
+        n = weights.neurons
+        self.bias = np.float32(weights.bias)
+        self._layers, self._allocs = [], []
+        t0 = time.perf_counter()
+        plans = {}
+        want = ["dedup", "merged"] if self.variant == "auto" else [self.variant]
+        for variant in want:
+            plan, in_map, n_in = [], None, n
+            for k in range(layers):
+                cidx, cval, kw, umap = transposed_layer(weights.layer(k), in_map, n_in)
+                u = len(cidx) // kw
+                if variant == "merged":
+                    out_ptr, out_list, wout = np.arange(u + 1, dtype=np.int32), np.arange(u, dtype=np.int32), u
+                    in_map, n_in = umap, u
+                else:
+                    order = np.argsort(umap, kind="stable").astype(np.int32)
+                    out_ptr = np.zeros(u + 1, dtype=np.int32)
+                    np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
+                    out_list, wout = order, n
+                plan.append(dict(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
+                                 win=n if k == 0 or variant == "dedup" else plan[-1]["wout"], wout=wout,
+                                 umap=umap))
+            plans[variant] = plan
+        if self.variant == "auto":
+            full = sum(p["wout"] for p in plans["dedup"])
+            narrow = sum(p["wout"] for p in plans["merged"])
+            chosen = "merged" if full >= 2 * narrow else "dedup"
+        else:
+            chosen = self.variant
+        self.chosen = chosen
+        plan = plans[chosen]
+        self.max_width = max(max(p["win"], p["wout"]) for p in plan)
+        for p in plan:
+            fns = self._module(p["kw"])
+            self._layers.append(dict(
+                fns=fns, kw=p["kw"], ucols=p["ucols"], win=p["win"], wout=p["wout"],
+                cidx=self._to_device(p["cidx"]), cval=self._to_device(p["cval"]),
+                out_ptr=self._to_device(p["out_ptr"]), out_list=self._to_device(p["out_list"])))
+        # Final expansion: output neuron j of the last layer holds merged feature final_map[j].
+        self.final_map = plan[-1]["umap"] if chosen == "merged" else None
+        self.prepare_seconds = time.perf_counter() - t0
+        self.widths = [p["wout"] for p in plan]
+        self.kws = [p["kw"] for p in plan]
+        self.distinct = [p["ucols"] for p in plan]
+
+    # --------------------------------------------------------------------------- infer
+
+    def _plan_batch(self, inputs: sp.csr_matrix) -> int:
+        if self.batch_rows:
+            return max(32, (int(self.batch_rows) + 31) // 32 * 32)
+        free, _total = self.cuda.mem_get_info()
+        nnz_row = inputs.nnz / max(1, inputs.shape[0])
+        # two feature buffers + flags/positions/alive + two staged input batches (COO, 12 B each)
+        per_row = 2 * self.max_width * 4 + 6 * 4 + 2 * 12 * nnz_row * 1.25
+        rows = int(self.memory_fraction * free / per_row) // 32 * 32
+        if rows < 32:
+            raise MemoryError(f"GPU memory too small: {free} bytes free, {per_row:.0f} per row")
+        return min(rows, (inputs.shape[0] + 31) // 32 * 32)
+
+    def infer(self, inputs: sp.csr_matrix) -> InferenceResult:
+        cuda = self.cuda
+        inputs = sp.csr_matrix(inputs, dtype=np.float32)
+        inputs.sort_indices()
+        n_inputs, n = inputs.shape
+        if n != self.weights.neurons:
+            raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
+        layers = len(self._layers)
+        batch = self._plan_batch(inputs)
+        starts = list(range(0, n_inputs, batch))
+        max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
+        width = self.max_width
+        f32, i32 = 4, 4
+        buf = [cuda.mem_alloc(max(4, batch * width * f32)) for _ in range(2)]
+        flags = [cuda.mem_alloc(batch * i32) for _ in range(3)]
+        pos = cuda.mem_alloc(batch * i32)
+        alive = [cuda.mem_alloc(batch * i32) for _ in range(2)]
+        total = cuda.mem_alloc(4)
+        counts = cuda.mem_alloc(4 * (layers + 1))
+        stage_dev = [[cuda.mem_alloc(max(4, max_nnz * 4)) for _ in range(3)] for _ in range(2)]
+        stage_host = [[cuda.pagelocked_empty(max_nnz, dt) for dt in (np.int32, np.int32, np.float32)]
+                      for _ in range(2)]
+        staged = [cuda.Event(), cuda.Event()]
+        counts_host = cuda.pagelocked_empty(layers + 1, np.uint32)
+
+        def stage(b: int):
+            s = starts[b]
+            e = min(s + batch, n_inputs)
+            lo, hi = int(inputs.indptr[s]), int(inputs.indptr[e])
+            rows, cols, vals = stage_host[b % 2]
+            rows[: hi - lo] = np.repeat(np.arange(e - s, dtype=np.int32), np.diff(inputs.indptr[s:e + 1]))
+            cols[: hi - lo] = inputs.indices[lo:hi]
+            vals[: hi - lo] = inputs.data[lo:hi]
+            for dev, host in zip(stage_dev[b % 2], stage_host[b % 2]):
+                cuda.memcpy_htod_async(dev, host, self.copy)
+            staged[b % 2].record(self.copy)
+            return hi - lo
+
+        active_total = np.zeros(layers, dtype=np.int64)
+        categories, values = [], []
+        checks = compactions = 0
+        start, end = cuda.Event(), cuda.Event()
+        wall0 = time.perf_counter()
+        start.record(self.compute)
+        nnz_next = stage(0) if starts else 0
+        first_fns = self._layers[0]["fns"] if self._layers else None
+        for b, s in enumerate(starts):
+            nrows = min(batch, n_inputs - s)
+            nnz_b = nnz_next
+            self.compute.wait_for_event(staged[b % 2])
+            tiles = (nrows + 31) // 32
+            cur = 0
+            cuda.memset_d32_async(buf[cur], 0, tiles * 32 * self._layers[0]["win"], self.compute)
+            r_d, c_d, v_d = stage_dev[b % 2]
+            if nnz_b:
+                first_fns["scatter"].prepared_async_call(
+                    (min(65535, (nnz_b + 255) // 256), 1), (256, 1, 1), self.compute,
+                    r_d, c_d, v_d, np.int64(nnz_b), np.int32(self._layers[0]["win"]), buf[cur])
+            first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
+                                                  alive[0], np.int32(nrows), np.int32(s))
+            a_cur = 0
+            if b + 1 < len(starts):
+                # the next batch's staging buffers were last read by batch b-1's scatter
+                nnz_next = stage(b + 1)
+            cuda.memset_d32_async(counts, 0, layers + 1, self.compute)
+            cuda.memset_d32_async(flags[2], 1, nrows, self.compute)  # "previous" flags: all rows live
+            cuda.memset_d32_async(flags[0], 0, nrows, self.compute)
+            counted_prev = True  # nothing to count before layer 0
+            since_check = 0
+            batch_active = np.zeros(layers, dtype=np.int64)
+            known = 0  # layers whose count was read
+            for k, lay in enumerate(self._layers):
+                fns = lay["fns"]
+                fprev, fcur, fnext = flags[(k - 1) % 3], flags[k % 3], flags[(k + 1) % 3]
+                tiles = (nrows + 31) // 32
+                gx = max(1, min(math.ceil(lay["ucols"] / WARPS),
+                                math.ceil(self.sms * 16 / tiles)))
+                count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k - 1))
+                fns["layer"].prepared_async_call(
+                    (tiles * gx, 1), (WARPS * 32, 1, 1), self.compute,
+                    buf[cur], buf[1 - cur], lay["cidx"], lay["cval"], lay["out_ptr"], lay["out_list"],
+                    np.int32(lay["ucols"]), np.int32(lay["win"]), np.int32(lay["wout"]), np.int32(nrows),
+                    np.int32(gx), self.bias, fprev, fcur, fnext, count_ptr)
+                cur = 1 - cur
+                counted_prev = False
+                since_check += 1
+                last = k == layers - 1
+                if not (last or since_check >= self.check_every
+                        or nrows * lay["wout"] * 4 * since_check >= self.check_bytes):
+                    continue
+                # check point: count this layer, read counts, maybe compact
+                checks += 1
+                since_check = 0
+                fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
+                                                 fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
+                counted_prev = True
+                cuda.memcpy_dtoh_async(counts_host, counts, self.compute)
+                self.compute.synchronize()
+                batch_active[known:k + 1] = counts_host[known:k + 1]
+                known = k + 1
+                active = int(counts_host[k])
+                if active == 0:
+                    nrows = 0
+                    break
+                died = nrows - active
+                if died and (last or (died >= 32 and died >= self.compact_fraction * nrows)):
+                    compactions += 1
+                    fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
+                                                    fcur, np.int32(nrows), pos, total)
+                    gxc = max(1, min(math.ceil(lay["wout"] / WARPS), math.ceil(self.sms * 16 / tiles)))
+                    fns["compact"].prepared_async_call(
+                        (tiles * gxc, 1), (WARPS * 32, 1, 1), self.compute,
+                        buf[cur], buf[1 - cur], np.int32(lay["wout"]), np.int32(nrows), np.int32(gxc),
+                        fcur, pos, alive[a_cur], alive[1 - a_cur])
+                    cur, a_cur = 1 - cur, 1 - a_cur
+                    nrows = active
+                    # the next layer's "previous" flags: every compacted row is live
+                    cuda.memset_d32_async(fcur, 1, nrows, self.compute)
+            active_total += batch_active
+            if nrows:
+                # rows here are exactly the active ones (the last check point compacted them)
+                ids = np.empty(nrows, dtype=np.int32)
+                cuda.memcpy_dtoh_async(ids, alive[a_cur], self.compute)
+                wlast = self._layers[-1]["wout"]
+                tiles = (nrows + 31) // 32
+                raw = np.empty(tiles * wlast * 32, dtype=np.float32)
+                cuda.memcpy_dtoh_async(raw, buf[cur], self.compute)
+                self.compute.synchronize()
+                dense = raw.reshape(tiles, wlast, 32).transpose(0, 2, 1).reshape(tiles * 32, wlast)[:nrows]
+                categories.append(ids.astype(np.int64))
+                values.append(dense)
+        end.record(self.compute)
+        end.synchronize()
+        seconds = start.time_till(end) / 1e3
+        wall = time.perf_counter() - wall0
+        for a in buf + flags + alive + [pos, total, counts] + [d for pair in stage_dev for d in pair]:
+            a.free()
+        cats = np.concatenate(categories) if categories else np.zeros(0, dtype=np.int64)
+        if values:
+            dense = np.concatenate(values)
+            if self.final_map is not None:
+                dense = dense[:, self.final_map]
+            vals = sp.csr_matrix(dense)
+        else:
+            vals = sp.csr_matrix((0, n), dtype=np.float32)
+        details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
+                       compactions=compactions, wall_seconds=wall, arch=self.arch,
+                       prepare_seconds=getattr(self, "prepare_seconds", None),
+                       widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
+        return InferenceResult(categories=cats, active_rows=[int(a) for a in active_total], seconds=seconds,
+                               engine=self.name, device=self.device(), values=vals, details=details)

@@ -1,0 +1,228 @@
+// spdnn CUDA kernels: one fused sparse layer (multiply + bias + ReLU + clip at 32), the
+// per-row "still active" flags, their count and prefix sum, and active-row compaction.
+//
+// Compiled at run time by pycuda (SourceModule, -arch sm_XX of the device) once per
+// padded column length KW (a macro: -DKW=32 for the challenge's layers, -DKW=2 for the
+// layers of a merged network, see cuda.py), and by tests/test_kernels_compile.py with
+// nvcc -arch=sm_90 -cubin.
+//
+// Feature layout ("tile-interleaved"): the active rows of a batch are grouped in tiles of
+// 32 rows; feature (row r, neuron i) of a layer of width W lives at
+//     Y[((r / 32) * W + i) * 32 + (r % 32)]
+// so one warp whose lanes are the 32 rows of a tile reads or writes one neuron of all 32
+// rows as a single coalesced 128-byte line. Dense rows: the features of the surviving
+// rows become dense-ish after a few layers, and dense lines make every access a full line.
+//
+// Weight layout (transposed ELL / CSC): for every distinct output column u, KW pairs
+// (input index, value), contiguous, ascending input index, padded with (0, 0.0f). Columns
+// with identical (index, value) lists are stored once ("distinct columns"); out_ptr/out_list
+// give the output neurons that receive column u's result (CSR-like). On the challenge's
+// RadiX-Net layers (a butterfly Kronecker an all-ones 16 x 16 block) every column appears
+// 16 times, so a warp reads 32 input lines once and writes 16 output lines: the input
+// reads that were L2 traffic become 1/16, and the kernel is bound by HBM streaming
+// (read N + write N floats per active row), the roofline of DESIGN.md. For a network
+// without duplicate columns out_list is the identity and the kernel is the plain one.
+//
+// Bias: the challenge adds b only on the nonzeros of Z = Y W. The CPU reference (scipy's
+// sparse product) keeps exactly the entries with Z != 0, so this kernel applies
+//     Y' = (Z != 0) ? min(max(Z + b, 0), 32) : 0
+// which is exact for any sign of b. (For the challenge's b < 0 the test is redundant:
+// max(0 + b, 0) = 0, so Z = 0 stays 0 either way.)
+//
+// Summation order: ascending input index, one fused multiply-add per edge. For the
+// challenge's weights (0.0625, a power of two) v*y is exact, so fmaf(v, y, acc) equals
+// the reference's acc + v*y bit for bit, in the reference's (ascending index) order.
+
+#ifndef KW
+#define KW 32
+#endif
+#ifndef WARPS
+#define WARPS 8
+#endif
+
+#if (KW % 4) != 0 && KW > 2
+#error "KW must be 1, 2 or a multiple of 4"
+#endif
+
+extern "C" {
+
+// One layer for the tiles [0, ntiles) of a batch. 1-D grid: block b works on tile
+// b / gx and on the distinct columns u = (b % gx) * WARPS + warp (+ gx * WARPS steps).
+// Blocks of one tile are consecutive, so the blocks resident at once share a few tiles
+// and the input lines they gather stay in L2.
+//
+// Flags: three arrays rotate over the layers. fprev: rows active before this layer (the
+// previous layer's output flags, or all ones after an input load or a compaction);
+// fcur: set to 1 here for rows with any nonzero output (zeroed beforehand); fnext: the
+// next layer's fcur, zeroed here. count_prev (may be NULL) receives the number of rows
+// set in fprev, so the active-row count of layer k is made by layer k+1's launch, without
+// a separate kernel. A tile whose 32 rows are all inactive is skipped: its output lines
+// are not written and never read (compaction and readout only touch flagged rows).
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
+            const int* __restrict__ cidx, const float* __restrict__ cval,
+            const int* __restrict__ out_ptr, const int* __restrict__ out_list,
+            int ucols, int win, int wout, int nrows, int gx, float bias,
+            const int* __restrict__ fprev, int* __restrict__ fcur, int* __restrict__ fnext,
+            unsigned int* __restrict__ count_prev)
+{
+    __shared__ int s_any[32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int tile = blockIdx.x / gx;
+    const int cx = blockIdx.x - tile * gx;
+    const int row = tile * 32 + lane;
+    const bool valid = row < nrows;
+
+    const int alive = valid ? fprev[row] : 0;
+    if (warp == 0) {
+        s_any[lane] = 0;
+        if (cx == 0) {
+            if (valid) fnext[row] = 0;
+            if (count_prev != nullptr) {
+                const unsigned bits = __ballot_sync(0xffffffffu, alive != 0);
+                if (lane == 0 && bits) atomicAdd(count_prev, (unsigned)__popc(bits));
+            }
+        }
+    }
+    if (!__syncthreads_or(alive)) return;
+
+    const float* __restrict__ ybase = yin + (size_t)tile * win * 32 + lane;
+    float* __restrict__ obase = yout + (size_t)tile * wout * 32 + lane;
+    int any = 0;
+    for (int u = cx * WARPS + warp; u < ucols; u += gx * WARPS) {
+        float acc = 0.0f;
+#if (KW % 4) == 0
+        const int4* ci = reinterpret_cast<const int4*>(cidx + (size_t)u * KW);
+        const float4* cv = reinterpret_cast<const float4*>(cval + (size_t)u * KW);
+        float y[KW];
+        // All 32 gathers in flight before the first use.
+#pragma unroll
+        for (int k = 0; k < KW / 4; ++k) {
+            const int4 i4 = __ldg(ci + k);  // same address in every lane: one broadcast load
+            y[4 * k + 0] = __ldg(ybase + (size_t)i4.x * 32);
+            y[4 * k + 1] = __ldg(ybase + (size_t)i4.y * 32);
+            y[4 * k + 2] = __ldg(ybase + (size_t)i4.z * 32);
+            y[4 * k + 3] = __ldg(ybase + (size_t)i4.w * 32);
+        }
+#pragma unroll
+        for (int k = 0; k < KW / 4; ++k) {
+            const float4 v4 = __ldg(cv + k);
+            acc = fmaf(v4.x, y[4 * k + 0], acc);
+            acc = fmaf(v4.y, y[4 * k + 1], acc);
+            acc = fmaf(v4.z, y[4 * k + 2], acc);
+            acc = fmaf(v4.w, y[4 * k + 3], acc);
+        }
+#else
+#pragma unroll
+        for (int k = 0; k < KW; ++k)
+            acc = fmaf(__ldg(cval + (size_t)u * KW + k),
+                       __ldg(ybase + (size_t)__ldg(cidx + (size_t)u * KW + k) * 32), acc);
+#endif
+        float v = 0.0f;
+        if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+        if (!valid) v = 0.0f;
+        any |= (v != 0.0f);
+        const int o0 = __ldg(out_ptr + u), o1 = __ldg(out_ptr + u + 1);
+        for (int o = o0; o < o1; ++o)
+            __stcs(obase + (size_t)__ldg(out_list + o) * 32, v);  // streamed: read next layer
+    }
+    if (any) s_any[lane] = 1;
+    __syncthreads();
+    if (warp == 0 && valid && s_any[lane]) fcur[row] = 1;
+}
+
+// Number of nonzero flags among flags[0, n) added to *count.
+__global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* __restrict__ count)
+{
+    unsigned c = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        c += flags[i] != 0;
+    for (int off = 16; off > 0; off >>= 1) c += __shfl_down_sync(0xffffffffu, c, off);
+    if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
+}
+
+// Exclusive prefix sum of (flags != 0) over [0, n) into pos, total into *total.
+// One block of 1024 threads; chunks of 1024 flags, carried between chunks (n is a batch's
+// row count, at most a few million: microseconds).
+__global__ void __launch_bounds__(1024)
+spdnn_scan(const int* __restrict__ flags, int n, int* __restrict__ pos, int* __restrict__ total)
+{
+    __shared__ int s_warp[32];
+    __shared__ int s_carry;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (threadIdx.x == 0) s_carry = 0;
+    __syncthreads();
+    for (int base = 0; base < n; base += 1024) {
+        const int i = base + threadIdx.x;
+        const int f = (i < n && flags[i] != 0) ? 1 : 0;
+        int x = f;  // inclusive scan inside the warp
+        for (int off = 1; off < 32; off <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, x, off);
+            if (lane >= off) x += y;
+        }
+        if (lane == 31) s_warp[warp] = x;
+        __syncthreads();
+        if (warp == 0) {
+            int w = s_warp[lane];
+            for (int off = 1; off < 32; off <<= 1) {
+                const int y = __shfl_up_sync(0xffffffffu, w, off);
+                if (lane >= off) w += y;
+            }
+            s_warp[lane] = w;  // inclusive over warps
+        }
+        __syncthreads();
+        const int carry = s_carry;
+        const int before = carry + (warp ? s_warp[warp - 1] : 0) + x - f;
+        if (i < n) pos[i] = before;
+        __syncthreads();
+        if (threadIdx.x == 1023) s_carry = carry + s_warp[31];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *total = s_carry;
+}
+
+// Active-row compaction: row r of src (flag set) goes to row pos[r] of dst, all `width`
+// features, and its original index alive_src[r] to alive_dst[pos[r]]. Grid: ntiles * gx
+// blocks of WARPS warps; lanes are the 32 rows of a source tile (coalesced reads), warps
+// stride over the features.
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_compact(const float* __restrict__ src, float* __restrict__ dst, int width, int nrows, int gx,
+              const int* __restrict__ flags, const int* __restrict__ pos,
+              const int* __restrict__ alive_src, int* __restrict__ alive_dst)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int tile = blockIdx.x / gx;
+    const int cx = blockIdx.x - tile * gx;
+    const int row = tile * 32 + lane;
+    const bool keep = row < nrows && flags[row] != 0;
+    if (!__syncthreads_or(keep)) return;
+    if (!keep) return;  // no barrier below
+    const int d = pos[row];
+    if (cx == 0 && warp == 0) alive_dst[d] = alive_src[row];
+    const float* s = src + (size_t)tile * width * 32 + lane;
+    float* o = dst + (size_t)(d >> 5) * width * 32 + (d & 31);
+    for (int i = cx * WARPS + warp; i < width; i += gx * WARPS)
+        o[(size_t)i * 32] = s[(size_t)i * 32];
+}
+
+// Input load: nonzero e of a batch's CSR (row[e] batch-local) into the zeroed features.
+__global__ void spdnn_scatter(const int* __restrict__ row, const int* __restrict__ col,
+                              const float* __restrict__ val, long long nnz, int width,
+                              float* __restrict__ y)
+{
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < nnz;
+         e += (long long)gridDim.x * blockDim.x) {
+        const int r = row[e];
+        y[((size_t)(r >> 5) * width + col[e]) * 32 + (r & 31)] = val[e];
+    }
+}
+
+// alive[i] = first + i for i in [0, n): original input index of each batch row.
+__global__ void spdnn_iota(int* __restrict__ alive, int n, int first)
+{
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        alive[i] = first + i;
+}
+
+}  // extern "C"

@@ -1,0 +1,114 @@
+"""The Snakemake workflow run for real: lint, config validation, the real sample downloaded over HTTP."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import SAMPLE
+from .test_fetch import _serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    if config is not None:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(workdir / "config.yaml")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def sample_config(tmp_path: Path, url: str) -> dict:
+    return {
+        "data": {"source": "mirror", "url": url},
+        "networks": [{"neurons": 1024, "layers": 30, "truth_layers": 120}],
+        "inputs": 600, "engine": "cpu", "repeats": 1,
+        "datadir": str(tmp_path / "data"), "outdir": str(tmp_path / "results"),
+    }
+
+
+def test_lint_is_clean(tmp_path):
+    run = snakemake(tmp_path, None, "--lint")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Lints for" not in run.stdout + run.stderr
+
+
+def test_default_dry_run(tmp_path):
+    run = snakemake(tmp_path, None, "-n")
+    assert run.returncode == 0, run.stderr
+    assert "generate_1024" in run.stdout and "aggregate" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"engine": "gpu"}, "engine"),
+        ({"inputs": 0}, "inputs"),
+        ({"networks": [{"neurons": 1000, "layers": 120}]}, "neurons"),
+        ({"networks": [{"neurons": 1024, "layers": 0}]}, "layers"),
+        ({"networks": [{"neurons": 1024, "layers": 120, "depth": 3}]}, "depth"),
+        ({"colour": "red"}, "colour"),
+        ({"data": {"source": "mirror"}}, "url"),
+        ({"data": {"source": "official"}, "networks": [{"neurons": 1024, "layers": 30}]}, "layers"),
+        ({"data": {"source": "synthetic", "checksums": {"dnn/x.tar.gz": "abc"}}}, "checksums"),
+        ({"gpus": 0}, "gpus"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, named):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config.update(change)
+    config["datadir"] = str(tmp_path / "data")
+    run = snakemake(tmp_path, config, "-n")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "invalid configuration" in out
+    assert f"config key {named}" in out or f"'{named}' was unexpected" in out or f".{named}" in out
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.fixture
+def sample_server():
+    yield from _serve(SAMPLE.parent.parent)
+
+
+def test_real_sample_over_http_validates(tmp_path, sample_server):
+    run = snakemake(tmp_path, sample_config(tmp_path, sample_server.base), "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = (tmp_path / "results/mirror/table.md").read_text()
+    assert "| mirror | 1024 | 30 | cpu |" in table and "| passed |" in table
+    categories = (tmp_path / "results/mirror/neuron1024-l30/cpu.categories.tsv").read_text()
+    assert categories == (SAMPLE / "dnn/neuron1024-l120-categories.tsv").read_text()
+    manifest = (tmp_path / "data/raw/mirror/manifest.json").read_text()
+    assert "neuron1024.tar.gz" in manifest and "sha256" in manifest
+    assert "spdnn: table in" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate"])
+def test_damaged_download_fails_cleanly(tmp_path, damage):
+    served = tmp_path / "served"
+    for rel in ("dnn/neuron1024.tar.gz", "dnn/neuron1024-l120-categories.tsv", "mnist/sparse-images-1024.tsv.gz"):
+        dst = served / "synthetic/sparsechallenge_2019" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes((SAMPLE / rel).read_bytes())
+    archive = served / "synthetic/sparsechallenge_2019/dnn/neuron1024.tar.gz"
+    data = archive.read_bytes()
+    if damage == "truncate":
+        data = data[: len(data) * 2 // 3]
+    else:
+        mid = len(data) // 2
+        data = data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 256]) + data[mid + 256:]
+    archive.write_bytes(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    for server in _serve(served):
+        run = snakemake(work, sample_config(work, server.base), "--cores", "1")
+    assert run.returncode != 0
+    log = (work / "data/logs/download/dnn/neuron1024.tar.gz.log").read_text()
+    assert "neuron1024.tar.gz" in log and "error" in log.lower()
+    assert not (work / "data/raw/mirror/dnn/neuron1024.tar.gz").exists()
+    assert not (work / "results/mirror/table.md").exists()
+    assert not list((work / "data").rglob("*.weights.arrow"))
