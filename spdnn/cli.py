@@ -37,7 +37,7 @@ def _infer(args: argparse.Namespace) -> None:
     record = run_network(args.weights, args.inputs_cache, args.truth, layers=args.layers, n_inputs=args.inputs,
                          engine=args.engine, repeats=args.repeats, shard=Shard.parse(args.shard),
                          output=args.output, categories_path=args.categories, engine_options=options,
-                         config=json.loads(args.config) if args.config else None)
+                         gpus=args.gpus, config=json.loads(args.config) if args.config else None)
     print(f"neuron{record['network']['neurons']}-l{args.layers}: {record['engine']} on {record['device']}: "
           f"{record['edges_per_second']:.4g} edges/s, {record['categories']} categories, validation passed")
 
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-options", default=None, help="JSON object passed to the engine")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k slices of the inputs")
+    p.add_argument("--gpus", type=int, default=1, help="split the shard over this many GPUs, one process each")
     p.add_argument("--output", required=True, help="result JSON")
     p.add_argument("--categories", default=None, help="also write the categories (official format)")
     p.add_argument("--config", default=None, help="JSON of the workflow config, recorded in the result")

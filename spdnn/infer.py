@@ -5,6 +5,7 @@ truth; a mismatch raises ValidationError and no result file is written.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import statistics
@@ -55,8 +56,23 @@ def write_categories(path: str | Path, rows: np.ndarray) -> None:
 def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: str | Path, *,
                 layers: int, n_inputs: int, engine: str = "auto", repeats: int = 1,
                 shard: Shard = Shard(), output: str | Path, categories_path: str | Path | None = None,
-                engine_options: dict | None = None, config: dict | None = None) -> dict:
-    """Run, validate and record one network (or one shard of its inputs). Returns the result dict."""
+                engine_options: dict | None = None, config: dict | None = None, gpus: int = 1,
+                ready=None) -> dict:
+    """Run, validate and record one network (or one shard of its inputs). Returns the result dict.
+
+    With gpus > 1 the shard is split again over that many GPUs, one process each
+    (spdnn.partition); `ready`, if given, is called once the engine is prepared, just before
+    the timed runs (the GPU processes use it to start timing together).
+    """
+    if gpus > 1 and engine == "auto" and importlib.util.find_spec("pycuda") is None:
+        log.warning("engine auto: pycuda is not installed, so one CPU process runs instead of %d GPU processes", gpus)
+        engine, gpus = "cpu", 1
+    if gpus > 1:
+        from .partition import run_on_gpus
+
+        return run_on_gpus(weights_path, inputs_path, truth_path, layers=layers, n_inputs=n_inputs, engine=engine,
+                           repeats=repeats, shard=shard, output=output, categories_path=categories_path,
+                           engine_options=engine_options, config=config, gpus=gpus)
     start = time.perf_counter()
     weights = cache.load_weights(weights_path, layers)
     inputs = cache.load_inputs(inputs_path, n_inputs)
@@ -71,6 +87,8 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
     t0 = time.perf_counter()
     eng.prepare(weights, layers)
     prepare_seconds = time.perf_counter() - t0
+    if ready is not None:
+        ready()
     runs = []
     for _ in range(max(1, repeats)):
         result = eng.infer(inputs)
@@ -104,42 +122,34 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
         "active_rows": runs[0].active_rows,
         "categories": int(len(runs[0].categories)),
         "validation": "passed",
+        "gpus": 0 if runs[0].engine == "cpu" else 1,
         "engine_details": runs[0].details,
         "provenance": provenance(),
         "config": config or {},
     }
     if categories_path is not None:
         write_categories(categories_path, runs[0].categories + lo)
-    with atomic_path(output) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(output, record)
     log.info("%s: %.3g edges/s, %d categories, validated", label, record["edges_per_second"], record["categories"])
     return record
 
 
-def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Path], truth_path: str | Path, *,
-                 n_inputs: int, output: str | Path, categories_path: str | Path) -> dict:
-    """Merge shard results of one network: union the categories, validate them all, sum the work.
-
-    Shards run side by side (GPUs of a node, or nodes), so the inference time of the whole
-    is the slowest shard's, and edges/s is the total edges over that time.
+def combine_records(records: list[dict], categories: list[np.ndarray], truth: np.ndarray, lo: int, hi: int,
+                    label: str) -> tuple[dict, np.ndarray]:
+    """Combine results of slices that tile input rows [lo, hi): union of categories (validated
+    against the truth of those rows) and summed work. The slices ran side by side (GPUs of a
+    node, or nodes), so the inference time of the whole is the slowest slice's.
     """
-    records = [json.loads(Path(p).read_text()) for p in result_paths]
-    rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
-    counts = {r["shard"]["count"] for r in records}
-    covered = sorted((r["shard"]["first_row"], r["shard"]["end_row"]) for r in records)
-    if len(counts) != 1 or counts.pop() != len(records) or covered[0][0] != 0 or covered[-1][1] != n_inputs or any(
-            a[1] != b[0] for a, b in zip(covered, covered[1:])):
-        raise ValueError(f"shards {covered} do not tile inputs 0..{n_inputs}")
-    categories = np.sort(np.concatenate(rows)) if rows else np.empty(0, np.int64)
-    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
-    first = records[0]
-    check_categories(categories, truth, f"neuron{first['network']['neurons']}-l{first['network']['layers']} (merged)")
+    spans = sorted((r["shard"]["first_row"], r["shard"]["end_row"]) for r in records)
+    if not spans or spans[0][0] != lo or spans[-1][1] != hi or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
+        raise ValueError(f"slices {spans} do not tile input rows {lo}..{hi}")
+    rows = np.sort(np.concatenate(categories)) if categories else np.empty(0, np.int64)
+    check_categories(rows, truth[(truth >= lo) & (truth < hi)], label)
     seconds = max(r["inference_seconds"] for r in records)
     edges = sum(r["edges"] for r in records)
-    merged = dict(first)
+    merged = dict(records[0])
     merged.update({
-        "inputs": sum(r["inputs"] for r in records),
-        "shard": {"index": 0, "count": len(records), "first_row": 0, "end_row": n_inputs},
+        "inputs": hi - lo,
         "edges": edges,
         "device": ", ".join(sorted({r["device"] for r in records})),
         "inference_seconds": seconds,
@@ -149,11 +159,30 @@ def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Pa
         "end_to_end_seconds": max(r["end_to_end_seconds"] for r in records),
         "edges_per_second": edges / seconds if seconds > 0 else float("inf"),
         "active_rows": [int(sum(v)) for v in zip(*(r["active_rows"] for r in records))],
-        "categories": int(len(categories)),
+        "categories": int(len(rows)),
         "validation": "passed",
-        "shards": [{k: r[k] for k in ("shard", "device", "inference_seconds", "edges_per_second")} for r in records],
+        "parts": [{k: r[k] for k in ("shard", "device", "inference_seconds", "edges_per_second")} for r in records],
     })
+    return merged, rows
+
+
+def write_record(path: str | Path, record: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Path], truth_path: str | Path, *,
+                 n_inputs: int, output: str | Path, categories_path: str | Path) -> dict:
+    """Merge the shard results of one network (jobs that may have run on different nodes)."""
+    records = [json.loads(Path(p).read_text()) for p in result_paths]
+    rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
+    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+    net = records[0]["network"]
+    merged, categories = combine_records(records, rows, truth, 0, n_inputs,
+                                         f"neuron{net['neurons']}-l{net['layers']} (merged shards)")
+    merged["shard"] = {"index": 0, "count": len(records), "first_row": 0, "end_row": n_inputs}
+    merged["shards"] = len(records)
+    merged["gpus"] = sum(r.get("gpus", 0) for r in records)
     write_categories(categories_path, categories)
-    with atomic_path(output) as tmp:
-        tmp.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+    write_record(output, merged)
     return merged

@@ -12,7 +12,7 @@ COLUMNS = [
     ("source", "source"), ("neurons", "N"), ("layers", "L"), ("engine", "engine"), ("device", "device"),
     ("inputs", "inputs"), ("edges", "edges"), ("inference_seconds", "inference s"),
     ("end_to_end_seconds", "end-to-end s"), ("edges_per_second", "edges/s (inference)"),
-    ("validation", "validation"), ("shards", "shards"), ("spdnn", "spdnn"), ("commit", "commit"),
+    ("validation", "validation"), ("shards", "shards"), ("gpus", "GPUs"), ("spdnn", "spdnn"), ("commit", "commit"),
     ("versions", "versions"), ("date", "date"),
 ]
 
@@ -34,6 +34,7 @@ def table_row(record: dict) -> dict:
         "edges_per_second": f"{record['edges_per_second']:.4g}",
         "validation": record["validation"],
         "shards": record.get("shard", {}).get("count", 1),
+        "gpus": record.get("gpus", 0),
         "spdnn": prov.get("spdnn_version", ""),
         "commit": (prov.get("git_commit") or "")[:12],
         "versions": " ".join(f"{k}={v}" for k, v in sorted(pkgs.items())),

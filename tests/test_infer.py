@@ -78,3 +78,15 @@ def test_aggregate_table_and_plot(sample_cache, tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert md.startswith("| source | N | L | engine |") and "| 1024 | 30 | cpu |" in md
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_split_over_gpu_processes(sample_cache, tmp_path, monkeypatch):
+    # The per-GPU processes, barrier and merge, exercised with the CPU engine on fake GPU ids.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    record = run(sample_cache, tmp_path, name="g", gpus=3, shard=Shard(1, 2))
+    assert record["gpus"] == 3 and record["inputs"] == 300
+    assert [p["shard"]["first_row"] for p in record["parts"]] == [300, 400, 500]
+    assert record["edges"] == challenge.edges(300, 1024, 30)
+    assert (tmp_path / "g.categories.tsv").read_text().split() == ["386", "427", "428", "529", "571"]
+    with pytest.raises(ValueError, match="4 GPUs requested, 3 visible"):
+        run(sample_cache, tmp_path, name="h", gpus=4)

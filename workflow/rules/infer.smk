@@ -15,6 +15,7 @@ rule infer:
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
+        gpus=max(1, gpu_count()),
     conda:
         ENV
     resources:
@@ -24,7 +25,7 @@ rule infer:
     shell:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
         " --layers {wildcards.L} --inputs {params.inputs} --engine {params.engine} --repeats {params.repeats}"
-        " --engine-options {params.options:q} --shard {params.shard} --output {output.result:q}"
+        " --engine-options {params.options:q} --shard {params.shard} --gpus {params.gpus} --output {output.result:q}"
         " --categories {output.categories:q} --config {params.config:q} 2> {log}"
 
 

@@ -1,0 +1,83 @@
+"""One network shard spread over the GPUs of a node: one process per GPU, rows split statically.
+
+Every GPU holds all the weights (DESIGN.md); process i sees only GPU i (CUDA_VISIBLE_DEVICES
+is set before it imports pycuda, so no CUDA context is shared), runs its slice of the rows,
+and waits at a barrier after loading so that the timed inference of all GPUs overlaps. The
+parent validates the union of the categories and writes one combined result.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .infer import Shard, combine_records, run_network, truth_for_inputs, write_categories, write_record
+from .io.tsv import read_categories
+
+
+def gpu_ids() -> list[str]:
+    """Visible GPU ids: CUDA_VISIBLE_DEVICES entries if set, else 0..count-1 from nvidia-smi."""
+    from .devices import visible_gpu_count
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    return [str(i) for i in range(visible_gpu_count())]
+
+
+def _worker(gpu: str, kwargs: dict, barrier, errors) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    try:
+        run_network(**kwargs, ready=lambda: barrier.wait(timeout=3600))
+    except BaseException as err:  # reported by the parent, which fails the job
+        barrier.abort()
+        errors.put(f"GPU {gpu}: {type(err).__name__}: {err}")
+        raise SystemExit(1)
+
+
+def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs: int, engine: str, repeats: int,
+                shard: Shard, output, categories_path, engine_options, config, gpus: int) -> dict:
+    """Run `shard` of the inputs split over `gpus` GPU processes; validate and write the combined result."""
+    ids = gpu_ids()
+    if gpus > len(ids):
+        raise ValueError(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
+    ctx = mp.get_context("spawn")  # a fresh interpreter per GPU: no inherited CUDA state
+    barrier, errors = ctx.Barrier(gpus), ctx.Queue()
+    with tempfile.TemporaryDirectory(dir=Path(output).parent, prefix=".gpus-") as tmp:
+        parts = []
+        for g in range(gpus):
+            sub = Shard(shard.index * gpus + g, shard.count * gpus)
+            kwargs = dict(weights_path=weights_path, inputs_path=inputs_path, truth_path=truth_path, layers=layers,
+                          n_inputs=n_inputs, engine="cuda" if engine == "auto" else engine, repeats=repeats,
+                          shard=sub, output=Path(tmp) / f"gpu{g}.json",
+                          categories_path=Path(tmp) / f"gpu{g}.categories.tsv",
+                          engine_options=engine_options, config=config)
+            proc = ctx.Process(target=_worker, args=(ids[g], kwargs, barrier, errors), name=f"spdnn-gpu{ids[g]}")
+            proc.start()
+            parts.append(proc)
+        for proc in parts:
+            proc.join()
+        if any(p.exitcode != 0 for p in parts):
+            messages = []
+            while not errors.empty():
+                messages.append(errors.get())
+            raise RuntimeError("GPU processes failed: " + "; ".join(messages or ["(no message)"]))
+        import json
+
+        records = [json.loads((Path(tmp) / f"gpu{g}.json").read_text()) for g in range(gpus)]
+        rows = [read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
+                for g in range(gpus)]
+    lo, hi = shard.rows(n_inputs)
+    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+    net = records[0]["network"]
+    record, categories = combine_records(records, rows, truth, lo, hi,
+                                         f"neuron{net['neurons']}-l{layers} over {gpus} GPUs")
+    record["shard"] = {"index": shard.index, "count": shard.count, "first_row": lo, "end_row": hi}
+    record["gpus"] = gpus
+    if categories_path is not None:
+        write_categories(categories_path, np.asarray(categories))
+    write_record(output, record)
+    return record
