@@ -107,7 +107,7 @@ def image_shape(neurons: int) -> tuple[int, int]:
     a power of 4 (all official sizes: 32 x 32 for 1024) and twice as wide as high otherwise.
     Pixel (y, x) is neuron x * height + y (column-major, as in the official inputs)."""
     challenge.check_neurons(neurons)
-    height = 1 << (neurons.bit_length() - 1) // 2
+    height = 1 << ((neurons.bit_length() - 1) // 2)
     return height, neurons // height
 
 

@@ -64,6 +64,13 @@ def gpu_count():
     return visible_gpu_count()
 
 
+# Timed inference jobs never overlap on one machine (they would share GPUs, cores and memory
+# bandwidth and skew each other's timings): each takes the one `timing` slot. Cluster profiles
+# raise the limit, since their jobs land on different nodes.
+if "timing" not in workflow.global_resources:
+    workflow.register_resource("timing", 1)
+
+
 wildcard_constraints:
     N=r"\d+",
     L=r"\d+",

@@ -15,11 +15,12 @@ rule infer:
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
-        gpus=max(1, gpu_count()),
+        gpus=lambda w, resources: max(1, int(resources.gpu)),
     conda:
         ENV
     resources:
         gpu=gpu_count(),
+        timing=1,
     log:
         f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
     shell:
