@@ -161,7 +161,9 @@ def combine_records(records: list[dict], categories: list[np.ndarray], truth: np
         "active_rows": [int(sum(v)) for v in zip(*(r["active_rows"] for r in records))],
         "categories": int(len(rows)),
         "validation": "passed",
-        "parts": [{k: r[k] for k in ("shard", "device", "inference_seconds", "edges_per_second")} for r in records],
+        "parts": [{**{k: r[k] for k in ("shard", "device", "inference_seconds", "edges_per_second")},
+                   "host": r["provenance"].get("host"), "slurm_job_id": r["provenance"].get("slurm_job_id")}
+                  for r in records],
     })
     return merged, rows
 
