@@ -32,8 +32,9 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
 * Active-row compaction: the host reads the active count at check points (every layer while
   a layer moves more than `check_bytes` of features, else every `check_every` layers) and
   compacts (prefix sum + copy of the surviving rows, their original indices carried along)
-  when at least 1/16 of the rows (and at least one tile) died. Rows that died but were not
-  yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
+  when at least 1/16 of the rows (and at least one tile) died; a check point that finds
+  nothing to compact doubles the interval to the next (up to 8 x check_every). Rows that
+  died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
 * Batches: rows are processed in batches sized from free GPU memory; the next batch's
   inputs are staged in pinned memory and copied on a second stream while the current batch
   computes.
@@ -171,7 +172,7 @@ class CudaEngine(Engine):
             fns["count"].prepare("PiP")
             fns["scan"].prepare("PiPP")
             fns["compact"].prepare("PPiiiPPPP")
-            fns["scatter"].prepare("PPPqiP")
+            fns["scatter"].prepare("PPPiiP")
             fns["iota"].prepare("Pii")
             self._modules[kw] = (mod, fns)
         return self._modules[kw][1]
@@ -189,33 +190,16 @@ class CudaEngine(Engine):
         self.bias = np.float32(weights.bias)
         self._layers, self._allocs = [], []
         t0 = time.perf_counter()
-        plans = {}
-        want = ["dedup", "merged"] if self.variant == "auto" else [self.variant]
-        for variant in want:
-            plan, in_map, n_in = [], None, n
-            for k in range(layers):
-                cidx, cval, kw, umap = transposed_layer(weights.layer(k), in_map, n_in)
-                u = len(cidx) // kw
-                if variant == "merged":
-                    out_ptr, out_list, wout = np.arange(u + 1, dtype=np.int32), np.arange(u, dtype=np.int32), u
-                    in_map, n_in = umap, u
-                else:
-                    order = np.argsort(umap, kind="stable").astype(np.int32)
-                    out_ptr = np.zeros(u + 1, dtype=np.int32)
-                    np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
-                    out_list, wout = order, n
-                plan.append(dict(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
-                                 win=n if k == 0 or variant == "dedup" else plan[-1]["wout"], wout=wout,
-                                 umap=umap))
-            plans[variant] = plan
         if self.variant == "auto":
-            full = sum(p["wout"] for p in plans["dedup"])
-            narrow = sum(p["wout"] for p in plans["merged"])
-            chosen = "merged" if full >= 2 * narrow else "dedup"
+            # Rule: merged when it narrows the layers' total feature width at least 2x.
+            plan = self._plan(weights, layers, "merged")
+            chosen = "merged" if n * layers >= 2 * sum(p["wout"] for p in plan) else "dedup"
+            if chosen == "dedup":
+                plan = self._plan(weights, layers, "dedup")
         else:
             chosen = self.variant
+            plan = self._plan(weights, layers, chosen)
         self.chosen = chosen
-        plan = plans[chosen]
         self.max_width = max(max(p["win"], p["wout"]) for p in plan)
         for p in plan:
             fns = self._module(p["kw"])
@@ -229,6 +213,25 @@ class CudaEngine(Engine):
         self.widths = [p["wout"] for p in plan]
         self.kws = [p["kw"] for p in plan]
         self.distinct = [p["ucols"] for p in plan]
+
+    @staticmethod
+    def _plan(weights, layers: int, variant: str) -> list[dict]:
+        n = weights.neurons
+        plan, in_map, n_in = [], None, n
+        for k in range(layers):
+            cidx, cval, kw, umap = transposed_layer(weights.layer(k), in_map, n_in)
+            u = len(cidx) // kw
+            if variant == "merged":
+                out_ptr, out_list, wout = np.arange(u + 1, dtype=np.int32), np.arange(u, dtype=np.int32), u
+                in_map, n_in = umap, u
+            else:
+                order = np.argsort(umap, kind="stable").astype(np.int32)
+                out_ptr = np.zeros(u + 1, dtype=np.int32)
+                np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
+                out_list, wout = order, n
+            plan.append(dict(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
+                             win=n if k == 0 or variant == "dedup" else plan[-1]["wout"], wout=wout, umap=umap))
+        return plan
 
     # --------------------------------------------------------------------------- infer
 
@@ -244,10 +247,44 @@ class CudaEngine(Engine):
             raise MemoryError(f"GPU memory too small: {free} bytes free, {per_row:.0f} per row")
         return min(rows, (inputs.shape[0] + 31) // 32 * 32)
 
-    def infer(self, inputs: sp.csr_matrix) -> InferenceResult:
+    def _alloc(self, key: str, nbytes: int):
+        """A device buffer kept between calls (grown when too small)."""
+        have = self._cache.get(key)
+        if have is None or have[1] < nbytes:
+            if have is not None:
+                have[0].free()
+            have = (self.cuda.mem_alloc(max(16, nbytes)), nbytes)
+            self._cache[key] = have
+        return have[0]
+
+    def _pinned(self, key: str, count: int, dtype):
+        have = self._cache.get(key)
+        if have is None or len(have) < count:
+            have = self.cuda.pagelocked_empty(max(16, count), dtype)
+            self._cache[key] = have
+        return have
+
+    def release(self) -> None:
+        """Free the feature buffers kept between calls (the weights stay on the GPU)."""
+        for key, item in list(getattr(self, "_cache", {}).items()):
+            if isinstance(item, tuple):
+                item[0].free()
+                del self._cache[key]
+
+    def infer(self, inputs: sp.csr_matrix, return_values: bool = True) -> InferenceResult:
+        """Run the layers; `seconds` spans the first kernel to the categories (CUDA events).
+
+        The first batch's inputs are uploaded before the timer starts (inputs already on the
+        device, as the interface says); later batches are uploaded on a second stream while
+        the previous batch computes, inside the timed span. Reading the final values back
+        (`values`) is outside it.
+        """
         cuda = self.cuda
-        inputs = sp.csr_matrix(inputs, dtype=np.float32)
-        inputs.sort_indices()
+        if not (sp.isspmatrix_csr(inputs) and inputs.dtype == np.float32 and inputs.has_sorted_indices):
+            inputs = sp.csr_matrix(inputs, dtype=np.float32)
+            inputs.sort_indices()
+        if not hasattr(self, "_cache"):
+            self._cache = {}
         n_inputs, n = inputs.shape
         if n != self.weights.neurons:
             raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
@@ -256,63 +293,70 @@ class CudaEngine(Engine):
         starts = list(range(0, n_inputs, batch))
         max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
         width = self.max_width
-        f32, i32 = 4, 4
-        buf = [cuda.mem_alloc(max(4, batch * width * f32)) for _ in range(2)]
-        flags = [cuda.mem_alloc(batch * i32) for _ in range(3)]
-        pos = cuda.mem_alloc(batch * i32)
-        alive = [cuda.mem_alloc(batch * i32) for _ in range(2)]
-        total = cuda.mem_alloc(4)
-        counts = cuda.mem_alloc(4 * (layers + 1))
-        stage_dev = [[cuda.mem_alloc(max(4, max_nnz * 4)) for _ in range(3)] for _ in range(2)]
-        stage_host = [[cuda.pagelocked_empty(max_nnz, dt) for dt in (np.int32, np.int32, np.float32)]
-                      for _ in range(2)]
+        buf = [self._alloc(f"buf{i}", batch * width * 4) for i in range(2)]
+        flags = [self._alloc(f"flags{i}", batch * 4) for i in range(3)]
+        pos = self._alloc("pos", batch * 4)
+        alive = [self._alloc(f"alive{i}", batch * 4) for i in range(2)]
+        total = self._alloc("total", 4)
+        counts = self._alloc("counts", 4 * (layers + 1))
+        nstage = 1 if len(starts) == 1 else 2
+        stage_dev = [[self._alloc(f"st{i}ptr", (batch + 1) * 8), self._alloc(f"st{i}col", max_nnz * 4),
+                      self._alloc(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
         staged = [cuda.Event(), cuda.Event()]
-        counts_host = cuda.pagelocked_empty(layers + 1, np.uint32)
+        counts_host = self._pinned("counts_host", layers + 1, np.uint32)
 
         def stage(b: int):
             s = starts[b]
             e = min(s + batch, n_inputs)
             lo, hi = int(inputs.indptr[s]), int(inputs.indptr[e])
-            rows, cols, vals = stage_host[b % 2]
-            rows[: hi - lo] = np.repeat(np.arange(e - s, dtype=np.int32), np.diff(inputs.indptr[s:e + 1]))
-            cols[: hi - lo] = inputs.indices[lo:hi]
-            vals[: hi - lo] = inputs.data[lo:hi]
-            for dev, host in zip(stage_dev[b % 2], stage_host[b % 2]):
-                cuda.memcpy_htod_async(dev, host, self.copy)
+            ptr = (inputs.indptr[s:e + 1] - lo).astype(np.int64)
+            parts = (ptr, inputs.indices[lo:hi].astype(np.int32, copy=False), inputs.data[lo:hi])
+            if nstage == 1:  # one batch: plain copies, finished before the timer starts
+                for dev, host in zip(stage_dev[0], parts):
+                    if host.size:
+                        cuda.memcpy_htod(dev, np.ascontiguousarray(host))
+            else:  # pinned staging, asynchronous on the copy stream
+                for i, (dev, host) in enumerate(zip(stage_dev[b % 2], parts)):
+                    pin = self._pinned(f"pin{b % 2}_{i}", max(max_nnz, batch + 1), host.dtype)
+                    pin[: host.size] = host
+                    if host.size:
+                        cuda.memcpy_htod_async(dev, pin[: host.size], self.copy)
             staged[b % 2].record(self.copy)
-            return hi - lo
 
         active_total = np.zeros(layers, dtype=np.int64)
         categories, values = [], []
         checks = compactions = 0
         start, end = cuda.Event(), cuda.Event()
         wall0 = time.perf_counter()
-        start.record(self.compute)
-        nnz_next = stage(0) if starts else 0
+        untimed = 0.0
+        if starts:
+            stage(0)
         first_fns = self._layers[0]["fns"] if self._layers else None
         for b, s in enumerate(starts):
             nrows = min(batch, n_inputs - s)
-            nnz_b = nnz_next
             self.compute.wait_for_event(staged[b % 2])
+            if b == 0:
+                start.record(self.compute)
             tiles = (nrows + 31) // 32
             cur = 0
             cuda.memset_d32_async(buf[cur], 0, tiles * 32 * self._layers[0]["win"], self.compute)
-            r_d, c_d, v_d = stage_dev[b % 2]
-            if nnz_b:
-                first_fns["scatter"].prepared_async_call(
-                    (min(65535, (nnz_b + 255) // 256), 1), (256, 1, 1), self.compute,
-                    r_d, c_d, v_d, np.int64(nnz_b), np.int32(self._layers[0]["win"]), buf[cur])
+            p_d, c_d, v_d = stage_dev[b % nstage]
+            first_fns["scatter"].prepared_async_call(
+                (min(65535, (nrows + 7) // 8), 1), (256, 1, 1), self.compute,
+                p_d, c_d, v_d, np.int32(nrows), np.int32(self._layers[0]["win"]), buf[cur])
             first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
                                                   alive[0], np.int32(nrows), np.int32(s))
             a_cur = 0
             if b + 1 < len(starts):
-                # the next batch's staging buffers were last read by batch b-1's scatter
-                nnz_next = stage(b + 1)
+                # the next batch's staging buffers were last read by batch b-1's scatter,
+                # which finished before batch b-1's last check point synchronised
+                stage(b + 1)
             cuda.memset_d32_async(counts, 0, layers + 1, self.compute)
             cuda.memset_d32_async(flags[2], 1, nrows, self.compute)  # "previous" flags: all rows live
             cuda.memset_d32_async(flags[0], 0, nrows, self.compute)
             counted_prev = True  # nothing to count before layer 0
             since_check = 0
+            interval = self.check_every
             batch_active = np.zeros(layers, dtype=np.int64)
             known = 0  # layers whose count was read
             for k, lay in enumerate(self._layers):
@@ -331,7 +375,7 @@ class CudaEngine(Engine):
                 counted_prev = False
                 since_check += 1
                 last = k == layers - 1
-                if not (last or since_check >= self.check_every
+                if not (last or since_check >= interval
                         or nrows * lay["wout"] * 4 * since_check >= self.check_bytes):
                     continue
                 # check point: count this layer, read counts, maybe compact
@@ -340,7 +384,7 @@ class CudaEngine(Engine):
                 fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
                                                  fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
                 counted_prev = True
-                cuda.memcpy_dtoh_async(counts_host, counts, self.compute)
+                cuda.memcpy_dtoh_async(counts_host[: layers + 1], counts, self.compute)
                 self.compute.synchronize()
                 batch_active[known:k + 1] = counts_host[known:k + 1]
                 known = k + 1
@@ -349,7 +393,10 @@ class CudaEngine(Engine):
                     nrows = 0
                     break
                 died = nrows - active
-                if died and (last or (died >= 32 and died >= self.compact_fraction * nrows)):
+                compact = died and (last or (died >= 32 and died >= self.compact_fraction * nrows))
+                # check points cost a host round trip: back off while they find nothing to do
+                interval = self.check_every if compact else min(8 * self.check_every, 2 * interval)
+                if compact:
                     compactions += 1
                     fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
                                                     fcur, np.int32(nrows), pos, total)
@@ -365,24 +412,25 @@ class CudaEngine(Engine):
             active_total += batch_active
             if nrows:
                 # rows here are exactly the active ones (the last check point compacted them)
-                ids = np.empty(nrows, dtype=np.int32)
-                cuda.memcpy_dtoh_async(ids, alive[a_cur], self.compute)
-                wlast = self._layers[-1]["wout"]
-                tiles = (nrows + 31) // 32
-                raw = np.empty(tiles * wlast * 32, dtype=np.float32)
-                cuda.memcpy_dtoh_async(raw, buf[cur], self.compute)
+                ids = self._pinned("ids", batch, np.int32)
+                cuda.memcpy_dtoh_async(ids[:nrows], alive[a_cur], self.compute)
                 self.compute.synchronize()
-                dense = raw.reshape(tiles, wlast, 32).transpose(0, 2, 1).reshape(tiles * 32, wlast)[:nrows]
-                categories.append(ids.astype(np.int64))
-                values.append(dense)
+                categories.append(ids[:nrows].astype(np.int64))
+                if return_values:  # outside the timed span
+                    wlast = self._layers[-1]["wout"]
+                    tiles = (nrows + 31) // 32
+                    pause = time.perf_counter()
+                    raw = np.empty(tiles * wlast * 32, dtype=np.float32)
+                    cuda.memcpy_dtoh(raw, buf[cur])
+                    values.append(raw.reshape(tiles, wlast, 32).transpose(0, 2, 1)
+                                  .reshape(tiles * 32, wlast)[:nrows])
+                    untimed += time.perf_counter() - pause
         end.record(self.compute)
         end.synchronize()
-        seconds = start.time_till(end) / 1e3
+        seconds = start.time_till(end) / 1e3 - untimed if starts else 0.0
         wall = time.perf_counter() - wall0
-        for a in buf + flags + alive + [pos, total, counts] + [d for pair in stage_dev for d in pair]:
-            a.free()
         cats = np.concatenate(categories) if categories else np.zeros(0, dtype=np.int64)
-        if values:
+        if return_values and values:
             dense = np.concatenate(values)
             if self.final_map is not None:
                 dense = dense[:, self.final_map]

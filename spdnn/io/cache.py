@@ -292,7 +292,7 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     table = pa.table([row, col, val], schema=INPUTS_SCHEMA.with_metadata(meta))
     with atomic_path(output) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=1 << 24)
+            writer.write_table(table)  # one batch: columns map back as single zero-copy arrays
 
 
 def load_inputs(path: str | os.PathLike, n_inputs: int | None = None) -> sp.csr_matrix:
@@ -304,12 +304,14 @@ def load_inputs(path: str | os.PathLike, n_inputs: int | None = None) -> sp.csr_
     if n_inputs is not None and n_inputs > rows_total:
         raise DataError(str(path), None, f"holds {rows_total} inputs, {n_inputs} requested")
     n = rows_total if n_inputs is None else n_inputs
-    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all().combine_chunks()
     row = table.column("row").to_numpy()
     end = int(np.searchsorted(row, n))
     row = row[:end]
     col = table.column("col").to_numpy()[:end]
     val = table.column("value").to_numpy()[:end]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+    # rows are sorted: the row pointer is a binary search per row, not a pass over the entries
+    indptr = np.searchsorted(row, np.arange(n + 1, dtype=np.int32))
+    # int32 pointers when they fit, so scipy keeps the mapped int32 indices without a copy
+    indptr = indptr.astype(np.int32 if len(row) < 2**31 else np.int64)
     return sp.csr_matrix((val, col, indptr), shape=(n, int(meta["neurons"])))

@@ -206,15 +206,17 @@ spdnn_compact(const float* __restrict__ src, float* __restrict__ dst, int width,
         o[(size_t)i * 32] = s[(size_t)i * 32];
 }
 
-// Input load: nonzero e of a batch's CSR (row[e] batch-local) into the zeroed features.
-__global__ void spdnn_scatter(const int* __restrict__ row, const int* __restrict__ col,
-                              const float* __restrict__ val, long long nnz, int width,
-                              float* __restrict__ y)
+// Input load: one warp per batch row r scatters its CSR nonzeros [indptr[r], indptr[r+1])
+// (offsets relative to the batch) into the zeroed features.
+__global__ void spdnn_scatter(const long long* __restrict__ indptr, const int* __restrict__ col,
+                              const float* __restrict__ val, int nrows, int width, float* __restrict__ y)
 {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < nnz;
-         e += (long long)gridDim.x * blockDim.x) {
-        const int r = row[e];
-        y[((size_t)(r >> 5) * width + col[e]) * 32 + (r & 31)] = val[e];
+    const int lane = threadIdx.x & 31;
+    const int warps = (gridDim.x * blockDim.x) >> 5;
+    for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < nrows; r += warps) {
+        float* out = y + (size_t)(r >> 5) * width * 32 + (r & 31);
+        for (long long e = indptr[r] + lane; e < indptr[r + 1]; e += 32)
+            out[(size_t)col[e] * 32] = val[e];
     }
 }
 

@@ -1,0 +1,175 @@
+"""The cuda engine against the CPU reference: real sample and synthetic networks of several N.
+
+GPU tests are marked `gpu` and skip cleanly without pycuda or a device. The layer plan (the
+de-duplicated / merged transposed weights) is also checked on the CPU, without a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spdnn import challenge
+from spdnn.engines.base import EngineUnavailable, get_engine
+from spdnn.engines.cpu import CpuEngine
+from spdnn.engines.cuda import transposed_layer
+from spdnn.io.cache import Weights, load_inputs, load_weights
+
+
+def synthetic(neurons: int, layers: int, n_inputs: int, seed: int = 7):
+    """Synthetic layers and inputs with the real survival profile (spdnn.generate)."""
+    from spdnn.generate import generate_inputs, generate_layers
+
+    mats = list(generate_layers(neurons, layers, seed))
+    return Weights.from_matrices(mats), sp.csr_matrix(generate_inputs(neurons, n_inputs, seed), dtype=np.float32)
+
+
+def random_network(neurons: int, layers: int, n_inputs: int, seed: int = 3):
+    """A network with no duplicate columns, mixed-sign weights and a positive bias (general path)."""
+    rng = np.random.default_rng(seed)
+    mats = []
+    for _ in range(layers):
+        cols = np.argsort(rng.random((neurons, neurons)), axis=1)[:, :challenge.NNZ_PER_ROW]
+        vals = rng.uniform(-0.05, 0.15, size=cols.shape).astype(np.float32)
+        rows = np.repeat(np.arange(neurons), challenge.NNZ_PER_ROW)
+        mats.append(sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=(neurons, neurons)))
+    x = sp.random(n_inputs, neurons, density=0.2, format="csr", random_state=seed, dtype=np.float32)
+    x.data[:] = 1.0
+    return mats, x
+
+
+def simulate_plan(weights: Weights, layers: int, x: sp.csr_matrix, merged: bool) -> np.ndarray:
+    """What the kernels compute, in numpy float64, from the engine's layer plan."""
+    y = x.toarray().astype(np.float64)
+    in_map, n_in = None, weights.neurons
+    for k in range(layers):
+        cidx, cval, kw, umap = transposed_layer(weights.layer(k), in_map if merged else None, n_in)
+        u = len(cidx) // kw
+        z = np.einsum("ruk,uk->ru", y[:, cidx.reshape(u, kw)], cval.reshape(u, kw).astype(np.float64))
+        z = np.where(z != 0, np.clip(z + weights.bias, 0, challenge.CLIP), 0)
+        if merged:
+            y, in_map, n_in = z, umap, u
+        else:
+            y = z[:, umap]
+    return y[:, in_map] if merged else y
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_layer_plan_matches_reference_on_cpu(sample_cache, merged):
+    """The de-duplicated and merged layer plans compute the reference (numpy, no GPU needed)."""
+    weights = load_weights(sample_cache["weights"], 12)
+    x = load_inputs(sample_cache["inputs"], 200)
+    ref = CpuEngine()
+    ref.prepare(weights, 12)
+    expect = ref.infer(x)
+    got = simulate_plan(weights, 12, x, merged)
+    alive = np.flatnonzero(np.any(got != 0, axis=1))
+    np.testing.assert_array_equal(alive, expect.categories)
+    np.testing.assert_allclose(got[alive], expect.values.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_transposed_layer_general():
+    mats, _ = random_network(64, 1, 1)
+    cidx, cval, kw, umap = transposed_layer(mats[0], None, 64)
+    assert kw % 4 == 0 and kw >= 32 and len(np.unique(umap)) == 64
+    dense = np.zeros((64, 64), dtype=np.float32)
+    u = len(cidx) // kw
+    for j in range(64):
+        c = umap[j]
+        np.add.at(dense[:, j], cidx.reshape(u, kw)[c], cval.reshape(u, kw)[c])
+    np.testing.assert_array_equal(dense, mats[0].toarray())
+
+
+def test_unavailable_without_pycuda():
+    """Without pycuda the engine says so (EngineUnavailable), never falls back silently."""
+    try:
+        import pycuda  # noqa: F401
+    except ImportError:
+        with pytest.raises(EngineUnavailable, match="pycuda"):
+            get_engine("cuda")
+    else:
+        pytest.skip("pycuda is installed here")
+
+
+# ----------------------------------------------------------------------------- on the GPU
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    pytest.importorskip("pycuda")
+    import pycuda.driver as cuda
+
+    try:
+        cuda.init()
+        if cuda.Device.count() == 0:
+            pytest.skip("no CUDA device")
+    except cuda.Error as err:
+        pytest.skip(f"no usable CUDA driver: {err}")
+    return True
+
+
+def compare(weights: Weights, layers: int, x: sp.csr_matrix, **options):
+    """Categories identical, final values within float32 rounding, active rows per layer close.
+
+    Bit-identical values are not expected: scipy's sparse product leaves its output rows
+    unsorted, so the reference sums a column's terms in another order than the kernel's
+    ascending index order; a row whose last nonzero sits within an ulp of -b can then die
+    one layer earlier or later (seen: 30 vs 32 rows of 400 at one layer of N = 4096, with
+    a float32 ascending-order numpy model agreeing with the GPU). Categories never moved.
+    """
+    ref = CpuEngine()
+    ref.prepare(weights, layers)
+    expect = ref.infer(x)
+    eng = get_engine("cuda", **options)
+    eng.prepare(weights, layers)
+    got = eng.infer(x)
+    np.testing.assert_array_equal(got.categories, expect.categories)
+    assert len(got.active_rows) == len(expect.active_rows)
+    diff = np.abs(np.array(got.active_rows) - np.array(expect.active_rows))
+    # merged layers sum the copies' weights first: other roundings again (seen: 241 vs 250
+    # of 300 rows at one layer of N = 64, b = -0.2, matching a float32 numpy model of the plan)
+    tol = 0.05 if got.details.get("variant") == "merged" else 0.01
+    assert np.all(diff <= np.maximum(2, tol * np.array(expect.active_rows))), (got.active_rows, expect.active_rows)
+    assert got.active_rows[-1] == expect.active_rows[-1]
+    np.testing.assert_allclose(got.values.toarray(), expect.values.toarray(), rtol=1e-5, atol=1e-5)
+    return got
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["dedup", "merged", "auto"])
+def test_sample_matches_cpu_and_truth(gpu, sample_cache, variant):
+    from spdnn.infer import read_categories, truth_for_inputs  # noqa: F401
+
+    weights = load_weights(sample_cache["weights"])
+    x = load_inputs(sample_cache["inputs"])
+    got = compare(weights, weights.n_layers, x, variant=variant)
+    truth = np.loadtxt(sample_cache["truth"], dtype=np.int64, ndmin=1) - 1
+    truth = truth[truth < x.shape[0]]
+    np.testing.assert_array_equal(got.categories, truth)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("neurons,layers,n_inputs", [
+    (64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)])
+@pytest.mark.parametrize("variant", ["dedup", "merged"])
+def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, variant):
+    weights, x = synthetic(neurons, layers, n_inputs)
+    compare(weights, layers, x, variant=variant)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["dedup", "merged"])
+def test_batches_and_compaction_every_layer(gpu, variant):
+    """Many small batches (rows staged on a second stream) and a check at every layer."""
+    weights, x = synthetic(1024, 30, 500, seed=11)
+    got = compare(weights, 30, x, variant=variant, batch_rows=96, check_every=1)
+    assert got.details["batches"] == 6
+
+
+@pytest.mark.gpu
+def test_general_network_positive_bias(gpu):
+    """No duplicate columns, mixed-sign weights, b > 0: the bias goes on the nonzeros of Z only."""
+    mats, x = random_network(256, 8, 300)
+    weights = Weights.from_matrices(mats, bias=0.01)
+    got = compare(weights, 8, x, variant="auto")
+    assert got.details["variant"] == "dedup"
