@@ -34,6 +34,9 @@ def _infer(args: argparse.Namespace) -> None:
     from .infer import Shard, run_network
 
     options = json.loads(args.engine_options) if args.engine_options else {}
+    if args.engine_options_file:
+        # e.g. the tune rule's choice for this network and GPU; explicit --engine-options win
+        options = {**json.loads(Path(args.engine_options_file).read_text()).get("engine_options", {}), **options}
     record = run_network(args.weights, args.inputs_cache, args.truth, layers=args.layers, n_inputs=args.inputs,
                          engine=args.engine, repeats=args.repeats, shard=Shard.parse(args.shard),
                          output=args.output, categories_path=args.categories, engine_options=options,
@@ -133,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=int, required=True, help="number of input rows to use")
     p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--engine-options", default=None, help="JSON object passed to the engine")
+    p.add_argument("--engine-options-file", default=None,
+                   help="JSON file whose 'engine_options' object is passed to the engine (the tune rule's output)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k slices of the inputs")
     p.add_argument("--gpus", type=int, default=1, help="split the shard over this many GPUs, one process each")
