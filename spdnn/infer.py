@@ -19,6 +19,7 @@ from . import challenge
 from .engines import get_engine
 from .io import cache
 from .io.atomic import atomic_path, write_text
+from .io.errors import DataError
 from .io.tsv import read_categories
 from .provenance import provenance
 from .validate import check_categories, truth_for_inputs
@@ -57,12 +58,13 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
                 layers: int, n_inputs: int, engine: str = "auto", repeats: int = 1,
                 shard: Shard = Shard(), output: str | Path, categories_path: str | Path | None = None,
                 engine_options: dict | None = None, config: dict | None = None, gpus: int = 1,
-                ready=None) -> dict:
+                ready=None, verify: bool = True) -> dict:
     """Run, validate and record one network (or one shard of its inputs). Returns the result dict.
 
     With gpus > 1 the shard is split again over that many GPUs, one process each
     (spdnn.partition); `ready`, if given, is called once the engine is prepared, just before
-    the timed runs (the GPU processes use it to start timing together).
+    the timed runs (the GPU processes use it to start timing together). With `verify`, the
+    cache files' checksums are checked first.
     """
     if gpus > 1 and engine == "auto" and importlib.util.find_spec("pycuda") is None:
         log.warning("engine auto: pycuda is not installed, so one CPU process runs instead of %d GPU processes", gpus)
@@ -74,11 +76,18 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
                            repeats=repeats, shard=shard, output=output, categories_path=categories_path,
                            engine_options=engine_options, config=config, gpus=gpus)
     start = time.perf_counter()
+    if verify:  # a damaged cache is removed and named, never used (the next run rebuilds it)
+        cache.verify_cache(weights_path)
+        cache.verify_cache(inputs_path)
     weights = cache.load_weights(weights_path, layers)
     inputs = cache.load_inputs(inputs_path, n_inputs)
+    if inputs.shape[1] != weights.neurons:
+        raise DataError(str(inputs_path), None,
+                        f"inputs have {inputs.shape[1]} columns, the network has {weights.neurons} neurons")
+    total_inputs = int(cache.read_metadata(inputs_path)["rows"])
     lo, hi = shard.rows(n_inputs)
     inputs = inputs[lo:hi]
-    truth = read_categories(lambda: open(truth_path, "rb"), str(truth_path))
+    truth = read_categories(lambda: open(truth_path, "rb"), str(truth_path), total_inputs)
     truth = truth_for_inputs(truth, hi)
     truth = truth[truth >= lo] - lo
     load_seconds = time.perf_counter() - start

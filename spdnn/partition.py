@@ -44,6 +44,10 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
     ids = gpu_ids()
     if gpus > len(ids):
         raise ValueError(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
+    from .io.cache import verify_cache
+
+    verify_cache(weights_path)  # once here, not in every GPU process
+    verify_cache(inputs_path)
     ctx = mp.get_context("spawn")  # a fresh interpreter per GPU: no inherited CUDA state
     barrier, errors = ctx.Barrier(gpus), ctx.Queue()
     with tempfile.TemporaryDirectory(dir=Path(output).parent, prefix=".gpus-") as tmp:
@@ -54,7 +58,7 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
                           n_inputs=n_inputs, engine="cuda" if engine == "auto" else engine, repeats=repeats,
                           shard=sub, output=Path(tmp) / f"gpu{g}.json",
                           categories_path=Path(tmp) / f"gpu{g}.categories.tsv",
-                          engine_options=engine_options, config=config)
+                          engine_options=engine_options, config=config, verify=False)
             proc = ctx.Process(target=_worker, args=(ids[g], kwargs, barrier, errors), name=f"spdnn-gpu{ids[g]}")
             proc.start()
             parts.append(proc)

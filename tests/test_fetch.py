@@ -13,6 +13,7 @@ import multiprocessing
 import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,7 @@ class Faults:
     cut_after: int | None = None  # send only this many body bytes, then close
     cut_times: int = 1  # ...on this many requests
     ignore_range: bool = False
+    throttle: float = 0.0  # seconds to sleep after every 64 KiB of body (a slow server)
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)
 
 
@@ -76,7 +78,13 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         if f.cut_after is not None and f.cut_times > 0:
             f.cut_times -= 1
             body = body[: f.cut_after]  # HTTP/1.0: returning closes the connection
-        self.wfile.write(body)
+        if f.throttle:
+            for at in range(0, len(body), 1 << 16):
+                self.wfile.write(body[at:at + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(f.throttle)
+        else:
+            self.wfile.write(body)
 
     def _error(self, code: int, rng: str | None) -> None:
         self.faults.requests.append((self.path, rng, code))

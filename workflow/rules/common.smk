@@ -1,5 +1,6 @@
 # Paths and config lookups shared by the rules; the layout follows the data flow.
 import json
+import sys
 from pathlib import Path
 
 from spdnn import challenge
@@ -49,6 +50,9 @@ def infer_inputs(wildcards):
         "weights": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow",
         "inputs": f"{CACHE}/sparse-images-{n}.arrow",
         "truth": f"{RAW}/{challenge.truth_file(n, truth_layers_for(n, wildcards.L))}",
+        # the checksum files: a damaged cache whose checksum file check_caches() removed is rebuilt
+        "weights_checksum": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow.sha256",
+        "inputs_checksum": f"{CACHE}/sparse-images-{n}.arrow.sha256",
     }
 
 
@@ -62,6 +66,23 @@ def gpu_count():
     from spdnn.devices import visible_gpu_count
 
     return visible_gpu_count()
+
+
+def check_caches():
+    """A cache file that fails the quick check (no or wrong checksum file, wrong size, unreadable)
+    loses its checksum file, an output of its convert rule, so this run rebuilds it."""
+    from spdnn.io.cache import cache_problem, checksum_path
+
+    for n in sorted({net["neurons"] for net in NETWORKS}):
+        for path in (f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow", f"{CACHE}/sparse-images-{n}.arrow"):
+            if Path(path).exists():
+                problem = cache_problem(path, full=False)
+                if problem is not None:
+                    print(f"spdnn: cache file {path} is damaged ({problem}); it will be rebuilt", file=sys.stderr)
+                    checksum_path(path).unlink(missing_ok=True)
+
+
+check_caches()
 
 
 # Timed inference jobs never overlap on one machine (they would share GPUs, cores and memory

@@ -53,7 +53,8 @@ rule convert_weights:
     input:
         lambda w: f"{RAW}/{challenge.weights_archive(int(w.N))}",
     output:
-        f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
+        arrow=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
+        checksum=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow.sha256",
     params:
         source=SOURCE,
     conda:
@@ -61,7 +62,7 @@ rule convert_weights:
     log:
         f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     shell:
-        "python -m spdnn --quiet convert-weights {input:q} {output:q} --neurons {wildcards.N} --layers {wildcards.L}"
+        "python -m spdnn --quiet convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N} --layers {wildcards.L}"
         " --source {params.source} 2> {log}"
 
 
@@ -69,7 +70,8 @@ rule convert_inputs:
     input:
         lambda w: f"{RAW}/{challenge.inputs_file(int(w.N))}",
     output:
-        f"{CACHE}/sparse-images-{{N}}.arrow",
+        arrow=f"{CACHE}/sparse-images-{{N}}.arrow",
+        checksum=f"{CACHE}/sparse-images-{{N}}.arrow.sha256",
     params:
         source=SOURCE,
     conda:
@@ -77,5 +79,5 @@ rule convert_inputs:
     log:
         f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     shell:
-        "python -m spdnn --quiet convert-inputs {input:q} {output:q} --neurons {wildcards.N} --source {params.source}"
+        "python -m spdnn --quiet convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N} --source {params.source}"
         " 2> {log}"
