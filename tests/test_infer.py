@@ -90,3 +90,25 @@ def test_split_over_gpu_processes(sample_cache, tmp_path, monkeypatch):
     assert (tmp_path / "g.categories.tsv").read_text().split() == ["386", "427", "428", "529", "571"]
     with pytest.raises(ValueError, match="4 GPUs requested, 3 visible"):
         run(sample_cache, tmp_path, name="h", gpus=4)
+
+
+def test_truth_index_past_the_inputs(sample_cache, tmp_path):
+    from spdnn.io.errors import DataError
+
+    bad = tmp_path / "truth.tsv"
+    bad.write_text("287\n601\n")
+    with pytest.raises(DataError, match=r"truth.tsv:2: row index 601 outside 1..600"):
+        run(sample_cache, tmp_path, truth=bad)
+
+
+def test_inputs_width_must_match_the_network(sample_cache, tmp_path):
+    from spdnn.io.cache import convert_inputs
+    from spdnn.io.errors import DataError
+
+    from .conftest import SAMPLE
+
+    wide = tmp_path / "wide.arrow"
+    convert_inputs(SAMPLE / "mnist/sparse-images-1024.tsv.gz", wide, 4096, progress=False)
+    with pytest.raises(DataError, match="inputs have 4096 columns, the network has 1024 neurons"):
+        run_network(sample_cache["weights"], wide, sample_cache["truth"], layers=30, n_inputs=600, engine="cpu",
+                    output=tmp_path / "x.json")

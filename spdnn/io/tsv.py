@@ -7,6 +7,7 @@ line to name the first bad line; that slow scan runs only on the error path.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
@@ -19,6 +20,10 @@ from .errors import DataError
 Opener = Callable[[], IO[bytes]]
 
 _COLUMNS = ["row", "col", "value"]
+# What a field may look like (as pyarrow reads numbers: spaces around them are allowed; no '_')
+_INT = re.compile(r" *-?[0-9]+ *")
+_FLOAT = re.compile(r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan|infinity)) *",
+                    re.IGNORECASE)
 _TYPES = {"row": pa.int64(), "col": pa.int64(), "value": pa.float32()}
 
 
@@ -50,7 +55,8 @@ def iter_triples(
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=block_size, use_threads=True),
-            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            # empty lines are errors, not skipped: skipping would shift every later line number
+            parse_options=pacsv.ParseOptions(delimiter="\t", ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=_TYPES, strings_can_be_null=False),
         )
         line = 1
@@ -101,13 +107,11 @@ def diagnose(open_text: Opener, name: str) -> None:
             fields = text.split("\t")
             if len(fields) != 3:
                 raise DataError(name, number, f"expected 3 tab-separated fields, found {len(fields)}: {text!r}")
-            for label, field, kind in zip(_COLUMNS, fields, (int, int, float)):
-                try:
-                    value = kind(field)
-                except ValueError:
-                    raise DataError(name, number, f"{label} {field!r} is not a number") from None
-                if kind is float and not math.isfinite(value):
-                    raise DataError(name, number, f"value {field!r} is not finite")
+            for label, field, pattern in zip(_COLUMNS, fields, (_INT, _INT, _FLOAT)):
+                if not pattern.fullmatch(field):
+                    raise DataError(name, number, f"{label} {field!r} is not a number")
+            if not math.isfinite(float(fields[2])):
+                raise DataError(name, number, f"value {fields[2]!r} is not finite")
     if number == 0:
         raise DataError(name, None, "file is empty")
 
