@@ -58,7 +58,8 @@ def _merge(args: argparse.Namespace) -> None:
 def _aggregate(args: argparse.Namespace) -> None:
     from .report import aggregate
 
-    rows = aggregate(args.results, args.csv, args.markdown, args.plot)
+    rows = aggregate(args.results, args.csv, args.markdown, args.plot, roofline_path=args.roofline,
+                     active_rows_path=args.active_rows, published_csv=args.published, comparison_path=args.comparison)
     print(f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else ""))
 
 
@@ -158,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
-    p.add_argument("--plot", default=None)
+    p.add_argument("--plot", default=None, help="bar chart of edges/s by network and engine")
+    p.add_argument("--roofline", default=None, help="plot of the results under the bandwidth roofline")
+    p.add_argument("--active-rows", default=None, help="plot of active rows per layer")
+    p.add_argument("--published", default=None, help="CSV of published figures (spdnn/data/published.csv)")
+    p.add_argument("--comparison", default=None, help="CSV of this run next to the published figures")
     p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("run", help="every step for one network, outside Snakemake")
@@ -171,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default="spdnn-run")
     p.set_defaults(func=_run)
+    from .dag.cli import register as register_dag; register_dag(sub)  # noqa: E702
+    from .model.cli import register as register_model; register_model(sub)  # noqa: E702
     return parser
 
 

@@ -36,6 +36,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def gpu_info() -> dict | None:
+    """GPU models, driver and CUDA version as nvidia-smi reports them (no CUDA context); None without one."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30)
+        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = [dict(zip(("name", "driver", "memory"), (part.strip() for part in line.split(","))))
+            for line in query.stdout.splitlines() if line.strip()]
+    cuda = next((line.split("CUDA Version:")[1].split()[0] for line in header.splitlines() if "CUDA Version:" in line),
+                None)
+    return {"gpus": gpus, "driver": gpus[0]["driver"] if gpus else None, "cuda_version": cuda}
+
+
 def provenance() -> dict:
     """A dict describing what produced a result (the device itself is added by the engine)."""
     return {
@@ -46,5 +65,6 @@ def provenance() -> dict:
         "host": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "platform": platform.platform(),
+        "gpu": gpu_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
