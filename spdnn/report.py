@@ -12,6 +12,7 @@ COLUMNS = [
     ("source", "source"), ("neurons", "N"), ("layers", "L"), ("engine", "engine"), ("device", "device"),
     ("inputs", "inputs"), ("edges", "edges"), ("inference_seconds", "inference s"),
     ("end_to_end_seconds", "end-to-end s"), ("edges_per_second", "edges/s (inference)"),
+    ("roofline", "of roofline"),
     ("validation", "validation"), ("shards", "shards"), ("gpus", "GPUs"), ("spdnn", "spdnn"), ("commit", "commit"),
     ("versions", "versions"), ("date", "date"),
 ]
@@ -32,6 +33,7 @@ def table_row(record: dict) -> dict:
         "inference_seconds": f"{record['inference_seconds']:.6g}",
         "end_to_end_seconds": f"{record['end_to_end_seconds']:.6g}",
         "edges_per_second": f"{record['edges_per_second']:.4g}",
+        "roofline": f"{record['edges_per_second'] / bound:.0%}" if (bound := roofline_bound(record)) else "",
         "validation": record["validation"],
         "shards": record.get("shard", {}).get("count", 1),
         "gpus": record.get("gpus", 0),
@@ -47,16 +49,17 @@ def load_records(paths: list[str | Path]) -> list[dict]:
     return sorted(records, key=lambda r: (r["network"]["neurons"], r["network"]["layers"], r["engine"]))
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[key for key, _ in COLUMNS])
+    writer = csv.DictWriter(out, fieldnames=columns or [key for key, _ in COLUMNS], extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
 
 
-def to_markdown(rows: list[dict]) -> str:
-    shown = [c for c in COLUMNS if c[0] not in ("versions", "date")]
+def to_markdown(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
+    """A Markdown table; by default the result columns without versions and date."""
+    shown = columns or [c for c in COLUMNS if c[0] not in ("versions", "date")]
     lines = ["| " + " | ".join(title for _, title in shown) + " |",
              "|" + "|".join("---" for _ in shown) + "|"]
     lines += ["| " + " | ".join(str(row[key]) for key, _ in shown) + " |" for row in rows]
@@ -65,15 +68,10 @@ def to_markdown(rows: list[dict]) -> str:
 
 def plot_edges_per_second(records: list[dict], path: str | Path) -> None:
     """Bar chart of inference edges/s per network, one bar per engine/device."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = sorted({f"N={r['network']['neurons']}\nL={r['network']['layers']}" for r in records},
                     key=lambda s: tuple(int(x.split("=")[1]) for x in s.split("\n")))
     series = sorted({f"{r['engine']} ({r['device']})" for r in records})
-    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels) * max(1, len(series)) ** 0.5), 4))
+    plt, fig, ax = _figure(max(5, 1.4 * len(labels) * max(1, len(series)) ** 0.5), 4)
     width = 0.8 / max(1, len(series))
     for s_index, name in enumerate(series):
         xs, ys = [], []
@@ -87,19 +85,142 @@ def plot_edges_per_second(records: list[dict], path: str | Path) -> None:
     ax.set_ylabel("edges per second (inference only)")
     ax.set_title("Sparse DNN inference throughput")
     ax.legend(fontsize="small")
+    _save(plt, fig, path)
+
+
+# Peak DRAM bandwidth (bytes/s) from vendor data sheets, for the roofline (DESIGN.md): a
+# layer-at-a-time kernel moves 8 N bytes per active row per layer for 32 N edges.
+PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.039e12, "V100": 0.9e12}
+
+
+def peak_bandwidth(device: str) -> float | None:
+    """Data-sheet bandwidth of a GPU named in `device`, or None (CPUs, unknown GPUs)."""
+    for model, bandwidth in PEAK_BANDWIDTH.items():
+        if model in device:
+            return bandwidth
+    return None
+
+
+def active_fraction(record: dict) -> float:
+    """Mean over layers of the fraction of input rows still active (what a compacting kernel streams)."""
+    rows = record.get("active_rows") or []
+    return sum(rows) / (len(rows) * record["inputs"]) if rows and record["inputs"] else 1.0
+
+
+def roofline_bound(record: dict) -> float | None:
+    """Edges/s a layer-at-a-time kernel cannot exceed on this device: 4 edges/byte x B / active fraction."""
+    bandwidth = peak_bandwidth(record["device"])
+    return 4 * bandwidth / active_fraction(record) if bandwidth else None
+
+
+def _figure(width: float = 6, height: float = 4):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(width, height))
+
+
+def _save(plt, fig, path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
 
 
+def plot_roofline(records: list[dict], path: str | Path) -> None:
+    """Each result at (mean active fraction, edges/s) under its GPU's bandwidth roofline 4B/f."""
+    import numpy as np
+
+    plt, fig, ax = _figure()
+    fractions = [active_fraction(r) for r in records]
+    xs = np.logspace(np.log10(max(min(fractions) / 3, 1e-4)), 0, 50)
+    for model, bandwidth in PEAK_BANDWIDTH.items():
+        if any(model in r["device"] for r in records):
+            ax.plot(xs, 4 * bandwidth / xs, "--", label=f"{model} roofline ({bandwidth / 1e12:.2f} TB/s)")
+    for r, f in zip(records, fractions):
+        bound = roofline_bound(r)
+        note = f" ({r['edges_per_second'] / bound:.0%})" if bound else ""
+        ax.plot(f, r["edges_per_second"], "o")
+        ax.annotate(f"N={r['network']['neurons']} L={r['network']['layers']} {r['engine']}{note}",
+                    (f, r["edges_per_second"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean fraction of input rows active per layer")
+    ax.set_ylabel("edges per second (inference)")
+    ax.set_title("Results under the layer-at-a-time bandwidth roofline")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    _save(plt, fig, path)
+
+
+def plot_active_rows(records: list[dict], path: str | Path) -> None:
+    """Fraction of input rows still active after every layer, one line per network."""
+    plt, fig, ax = _figure()
+    seen = set()
+    for r in records:
+        key = (r["network"]["neurons"], r["network"]["layers"])
+        if key in seen or not r.get("active_rows"):
+            continue
+        seen.add(key)
+        layers = range(1, len(r["active_rows"]) + 1)
+        ax.plot(layers, [a / r["inputs"] for a in r["active_rows"]], label=f"N={key[0]} L={key[1]}")
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("fraction of inputs active")
+    ax.set_title("Active rows per layer")
+    ax.legend(fontsize="small")
+    _save(plt, fig, path)
+
+
+COMPARISON_COLUMNS = [
+    ("neurons", "N"), ("layers", "L"), ("this_run", "this run (edges/s)"), ("this_device", "device"),
+    ("this_inputs", "inputs"), ("published", "published (edges/s)"), ("ratio", "ratio"), ("citation", "source"),
+    ("hardware", "hardware"), ("measure", "measure"), ("url", "url"),
+]
+
+
+def published_comparison(records: list[dict], published_csv: str | Path) -> list[dict]:
+    """This run's edges/s next to every published figure for the same (N, L)."""
+    with open(published_csv, newline="") as handle:
+        published = list(csv.DictReader(handle))
+    rows = []
+    for r in records:
+        n, layers = r["network"]["neurons"], r["network"]["layers"]
+        for p in published:
+            if int(p["neurons"]) == n and int(p["layers"]) == layers:
+                theirs = float(p["edges_per_second"])
+                rows.append({"neurons": n, "layers": layers, "this_run": f"{r['edges_per_second']:.4g}",
+                             "this_device": r["device"], "this_inputs": r["inputs"],
+                             "published": f"{theirs:.4g}", "ratio": f"{r['edges_per_second'] / theirs:.3g}",
+                             "citation": p["citation"], "hardware": f"{p['gpus']} x {p['hardware']}",
+                             "measure": p["measure"], "url": p["url"]})
+    return rows
+
+
 def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_path: str | Path,
-              plot_path: str | Path | None = None) -> list[dict]:
-    """Write the table as CSV and Markdown (and the plot); return its rows."""
+              plot_path: str | Path | None = None, roofline_path: str | Path | None = None,
+              active_rows_path: str | Path | None = None, published_csv: str | Path | None = None,
+              comparison_path: str | Path | None = None) -> list[dict]:
+    """Write the table as CSV and Markdown, the plots, and the comparison with published figures."""
     records = load_records(result_paths)
     rows = [table_row(r) for r in records]
     write_text(csv_path, to_csv(rows))
-    write_text(markdown_path, to_markdown(rows))
+    markdown = to_markdown(rows)
+    if published_csv is not None and comparison_path is not None:
+        comparison = published_comparison(records, published_csv)
+        write_text(comparison_path, to_csv(comparison, [key for key, _ in COMPARISON_COLUMNS]))
+        if comparison:
+            markdown += "\nPublished figures for the same networks (ratio = this run / published):\n\n"
+            markdown += to_markdown(comparison, [c for c in COMPARISON_COLUMNS if c[0] != "url"])
+    write_text(markdown_path, markdown)
     if plot_path is not None:
         plot_edges_per_second(records, plot_path)
+    if roofline_path is not None:
+        plot_roofline(records, roofline_path)
+    if active_rows_path is not None:
+        plot_active_rows(records, active_rows_path)
     return rows
+
