@@ -103,7 +103,7 @@ class CudaEngine(Engine):
 
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
-                 memory_fraction: float = 0.85, **_ignored):
+                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16, **_ignored):
         try:
             import pycuda.driver as cuda  # noqa: F401  (only here: the engine's sole GPU dependency)
         except ImportError as err:
@@ -130,10 +130,16 @@ class CudaEngine(Engine):
         self.check_bytes = float(check_bytes)
         self.compact_fraction = compact_fraction
         self.memory_fraction = memory_fraction
+        # warps per block (the kernels' -DWARPS, 1..32) and the grid's blocks per SM target
+        # (gx = ceil(sms * grid_factor / tiles) column blocks per tile); spdnn.model tunes them
+        if not 1 <= int(warps) <= 32:
+            raise ValueError(f"warps must be in 1..32, not {warps!r}")
+        self.warps = int(warps)
+        self.grid_factor = max(1, int(grid_factor))
         major, minor = self.dev.compute_capability()
         self.arch = f"sm_{major}{minor}"
         self.sms = self.dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
-        self._modules: dict[int, object] = {}
+        self._modules: dict[tuple[int, int], object] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
         self._layers: list[dict] = []
@@ -151,13 +157,14 @@ class CudaEngine(Engine):
     # --------------------------------------------------------------------------- kernels
 
     def _module(self, kw: int):
-        if kw not in self._modules:
+        key = (kw, self.warps)
+        if key not in self._modules:
             from pycuda.compiler import SourceModule
 
             src = KERNEL_FILE.read_text()
             try:
                 mod = SourceModule(src, arch=self.arch, no_extern_c=True,
-                                   options=[f"-DKW={kw}", f"-DWARPS={WARPS}", "-O3"])
+                                   options=[f"-DKW={kw}", f"-DWARPS={self.warps}", "-O3"])
             except Exception as err:
                 raise EngineUnavailable(f"compiling {KERNEL_FILE.name} for {self.arch} failed: {err}") from err
             fns = {
@@ -174,8 +181,8 @@ class CudaEngine(Engine):
             fns["compact"].prepare("PPiiiPPPP")
             fns["scatter"].prepare("PPPiiP")
             fns["iota"].prepare("Pii")
-            self._modules[kw] = (mod, fns)
-        return self._modules[kw][1]
+            self._modules[key] = (mod, fns)
+        return self._modules[key][1]
 
     def _to_device(self, array: np.ndarray):
         alloc = self.cuda.to_device(np.ascontiguousarray(array))
@@ -331,7 +338,9 @@ class CudaEngine(Engine):
         untimed = 0.0
         if starts:
             stage(0)
-        first_fns = self._layers[0]["fns"] if self._layers else None
+        warps = self.warps
+        fns_kw = {lay["kw"]: self._module(lay["kw"]) for lay in self._layers}  # compiled for self.warps
+        first_fns = fns_kw[self._layers[0]["kw"]] if self._layers else None
         for b, s in enumerate(starts):
             nrows = min(batch, n_inputs - s)
             self.compute.wait_for_event(staged[b % 2])
@@ -360,14 +369,14 @@ class CudaEngine(Engine):
             batch_active = np.zeros(layers, dtype=np.int64)
             known = 0  # layers whose count was read
             for k, lay in enumerate(self._layers):
-                fns = lay["fns"]
+                fns = fns_kw[lay["kw"]]
                 fprev, fcur, fnext = flags[(k - 1) % 3], flags[k % 3], flags[(k + 1) % 3]
                 tiles = (nrows + 31) // 32
-                gx = max(1, min(math.ceil(lay["ucols"] / WARPS),
-                                math.ceil(self.sms * 16 / tiles)))
+                gx = max(1, min(math.ceil(lay["ucols"] / warps),
+                                math.ceil(self.sms * self.grid_factor / tiles)))
                 count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k - 1))
                 fns["layer"].prepared_async_call(
-                    (tiles * gx, 1), (WARPS * 32, 1, 1), self.compute,
+                    (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
                     buf[cur], buf[1 - cur], lay["cidx"], lay["cval"], lay["out_ptr"], lay["out_list"],
                     np.int32(lay["ucols"]), np.int32(lay["win"]), np.int32(lay["wout"]), np.int32(nrows),
                     np.int32(gx), self.bias, fprev, fcur, fnext, count_ptr)
@@ -400,9 +409,9 @@ class CudaEngine(Engine):
                     compactions += 1
                     fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
                                                     fcur, np.int32(nrows), pos, total)
-                    gxc = max(1, min(math.ceil(lay["wout"] / WARPS), math.ceil(self.sms * 16 / tiles)))
+                    gxc = max(1, min(math.ceil(lay["wout"] / warps), math.ceil(self.sms * 16 / tiles)))
                     fns["compact"].prepared_async_call(
-                        (tiles * gxc, 1), (WARPS * 32, 1, 1), self.compute,
+                        (tiles * gxc, 1), (warps * 32, 1, 1), self.compute,
                         buf[cur], buf[1 - cur], np.int32(lay["wout"]), np.int32(nrows), np.int32(gxc),
                         fcur, pos, alive[a_cur], alive[1 - a_cur])
                     cur, a_cur = 1 - cur, 1 - a_cur
@@ -438,7 +447,8 @@ class CudaEngine(Engine):
         else:
             vals = sp.csr_matrix((0, n), dtype=np.float32)
         details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
-                       compactions=compactions, wall_seconds=wall, arch=self.arch,
+                       compactions=compactions, wall_seconds=wall, arch=self.arch, warps=warps,
+                       grid_factor=self.grid_factor,
                        prepare_seconds=getattr(self, "prepare_seconds", None),
                        widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
         return InferenceResult(categories=cats, active_rows=[int(a) for a in active_total], seconds=seconds,

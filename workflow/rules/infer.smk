@@ -5,6 +5,8 @@
 rule infer:
     input:
         unpack(infer_inputs),
+        # the cost model's tuned engine options (cuda/auto engines only; none for cpu)
+        tuned=lambda w: [f"{OUT}/tuned/neuron{w.N}-l{w.L}.{GPU_SLUG}.json"] if ENGINE != "cpu" else [],
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.categories.tsv",
@@ -16,6 +18,7 @@ rule infer:
         engine=ENGINE,
         repeats=config["repeats"],
         gpus=lambda w, resources: max(1, int(resources.gpu)),
+        tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
     conda:
         ENV
     resources:
@@ -27,7 +30,7 @@ rule infer:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
         " --layers {wildcards.L} --inputs {params.inputs} --engine {params.engine} --repeats {params.repeats}"
         " --engine-options {params.options:q} --shard {params.shard} --gpus {params.gpus} --output {output.result:q}"
-        " --categories {output.categories:q} --config {params.config:q} 2> {log}"
+        " --categories {output.categories:q} --config {params.config:q} {params.tuned} 2> {log}"
 
 
 rule merge_shards:

@@ -1,17 +1,27 @@
-# Aggregation: one table row per network, engine and device; CSV, Markdown and a plot.
+# Aggregation: one table row per network, engine and device (CSV, Markdown), the plots, and
+# this run next to published figures; all of it in `snakemake --report report.html`.
 
 
 rule aggregate:
     input:
-        [f"{OUT}/neuron{n['neurons']}-l{n['layers']}/{ENGINE}.json" for n in NETWORKS],
+        results=[f"{OUT}/neuron{n['neurons']}-l{n['layers']}/{ENGINE}.json" for n in NETWORKS],
+        published=f"{workflow.basedir}/spdnn/data/published.csv",
     output:
-        csv=TABLE_CSV,
+        csv=report(TABLE_CSV, caption="../report/table.rst", category="Throughput", labels={"what": "table"}),
         markdown=TABLE_MD,
-        plot=report(PLOT, caption="../report/edges_per_second.rst", category="Throughput"),
+        plot=report(PLOT, caption="../report/edges_per_second.rst", category="Throughput",
+                    labels={"what": "edges/s by network"}),
+        roofline=report(f"{OUT}/roofline.png", caption="../report/roofline.rst", category="Throughput",
+                        labels={"what": "roofline"}),
+        active_rows=report(f"{OUT}/active_rows.png", caption="../report/active_rows.rst",
+                           category="Active rows", labels={"what": "active rows per layer"}),
+        comparison=report(f"{OUT}/published_comparison.csv", caption="../report/published.rst",
+                          category="Published figures", labels={"what": "comparison"}),
     conda:
         ENV
     log:
         f"{OUT}/logs/aggregate.log",
     shell:
-        "python -m spdnn aggregate {input:q} --csv {output.csv:q} --markdown {output.markdown:q}"
-        " --plot {output.plot:q} 2> {log}"
+        "python -m spdnn aggregate {input.results:q} --csv {output.csv:q} --markdown {output.markdown:q}"
+        " --plot {output.plot:q} --roofline {output.roofline:q} --active-rows {output.active_rows:q}"
+        " --published {input.published:q} --comparison {output.comparison:q} 2> {log}"

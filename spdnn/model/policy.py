@@ -1,0 +1,90 @@
+"""The cuda engine's check-point / compaction / batch policy, simulated on a survival profile.
+
+Vectorised over policy classes (arrays of check_every, check_bytes, compact_fraction, batch
+rows, fuse depth): one loop over the layers. Mirrors CudaEngine.infer: a check point after a
+layer when `interval` layers passed since the last one or the layer moved more than
+check_bytes since then (always after the last); compaction when rows died (>= 32 and >= the
+fraction of present rows, or any on the last layer); an interval that found nothing to compact
+doubles up to 8 x check_every. A fused dataflow (F layers per launch) can stop only at the end
+of a launch. Rows of a batch are a uniform sample of the inputs: a batch of b rows has
+active[k] * b / inputs rows after layer k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hardware import Hardware
+from .network import NetworkProfile
+
+
+@dataclass
+class PolicyResult:
+    """Per class: rows per batch, batches, rows present at each layer (C x L), rows alive entering
+    each layer (C x L), check points, compactions, rows compacted and rows scanned (per batch)."""
+
+    batch: np.ndarray
+    batches: np.ndarray
+    present: np.ndarray
+    alive_in: np.ndarray
+    checks: np.ndarray
+    compactions: np.ndarray
+    compact_rows: np.ndarray  # sum over compactions of surviving rows x their width (floats moved)
+    scan_rows: np.ndarray  # sum over compactions of rows scanned
+
+
+def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) -> np.ndarray:
+    """Rows per batch the engine chooses without batch_rows (its memory rule, 85% of memory free)."""
+    nnz_row = 0.1 * prof.neurons  # generated inputs: ~0.1 N nonzeros per row
+    per_row = 2 * max_width * 4 + 24 + 2 * 12 * nnz_row * 1.25
+    rows = np.floor(0.85 * hw_memory / per_row / 32) * 32
+    return np.minimum(rows, np.ceil(prof.inputs / 32) * 32)
+
+
+def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, compact_fraction,
+             batch_rows, fuse) -> PolicyResult:
+    """wout: (C, L) output width per class and layer; the other arguments: (C,) arrays (batch_rows > 0)."""
+    ce = np.asarray(check_every, float)
+    cb = np.asarray(check_bytes, float)
+    cf = np.asarray(compact_fraction, float)
+    fz = np.asarray(fuse, np.int64)
+    b = np.asarray(batch_rows, float)
+    c = np.broadcast(ce, cb, cf, b, fz).shape
+    ce, cb, cf, b, fz = (np.broadcast_to(x, c) for x in (ce, cb, cf, b, fz))
+    wout = np.broadcast_to(np.asarray(wout, float), c + (prof.layers,))
+    nb = np.ceil(prof.inputs / np.maximum(b, 1))
+    n0 = prof.inputs / nb  # rows per batch (batches of equal size on average)
+    scale = n0 / prof.inputs
+    L = prof.layers
+    present = np.zeros(c + (L,))
+    alive_in = np.zeros(c + (L,))
+    nrows = n0.copy()
+    interval = ce.copy()
+    since = np.zeros(c)
+    checks = np.zeros(c)
+    comps = np.zeros(c)
+    crows = np.zeros(c)
+    srows = np.zeros(c)
+    done = np.zeros(c, bool)
+    prev_alive = n0.copy()
+    for k in range(L):
+        act = prof.active[k] * scale
+        present[..., k] = np.where(done, 0.0, nrows)
+        alive_in[..., k] = np.where(done, 0.0, prev_alive)
+        prev_alive = act
+        since += 1
+        last = k == L - 1
+        boundary = ((k + 1) % fz == 0) | last
+        check = ~done & boundary & (last | (since >= interval) | (nrows * wout[..., k] * 4 * since >= cb))
+        checks += check
+        since = np.where(check, 0, since)
+        died = nrows - act
+        compact = check & (died > 0.5) & (last | ((died >= 32) & (died >= cf * nrows)))
+        interval = np.where(check, np.where(compact, ce, np.minimum(8 * ce, 2 * interval)), interval)
+        comps += compact
+        crows += np.where(compact, act * wout[..., k], 0.0)
+        srows += np.where(compact, nrows, 0.0)
+        nrows = np.where(compact, act, nrows)
+        done |= check & (act <= 0)
+    return PolicyResult(n0, nb, present, alive_in, checks, comps, crows, srows)

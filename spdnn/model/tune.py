@@ -1,0 +1,47 @@
+"""Tune: the predicted-best cuda-engine configuration for a network on a GPU."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from .. import challenge
+from .explore import ENGINE_SPACE, evaluate
+from .hardware import gpu_slug, load_hardware, preset_for_gpu
+from .network import NetworkProfile
+
+
+def detect_gpu() -> str | None:
+    """The first GPU's name from nvidia-smi, or None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return names[0] if out.returncode == 0 and names else None
+
+
+def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS) -> dict:
+    """{"engine_options", "predicted_seconds", "model"} for the best engine design of ENGINE_SPACE."""
+    preset = preset_for_gpu(gpu)
+    hw = load_hardware(preset)
+    prof = NetworkProfile.stored(neurons, layers, inputs)
+    res = evaluate(prof, hw, ENGINE_SPACE)
+    i = res.best(1)[0]
+    df = res.design(i)
+    return {
+        "engine_options": df.engine_options(),
+        "predicted_seconds": float(res.seconds[i]),
+        "predicted_joules": float(res.joules[i]),
+        "model": {"gpu": gpu, "gpu_slug": gpu_slug(gpu), "preset": preset, "hardware": hw.name,
+                  "calibrated": list(hw.calibrated), "neurons": neurons, "layers": layers, "inputs": inputs,
+                  "profile": prof.source, "designs": len(res), "valid_designs": int(res.valid.sum()),
+                  "directives": df.directives()},
+    }
+
+
+def write_tuned(path: Path, result: dict) -> None:
+    from ..io.atomic import write_text
+
+    write_text(Path(path), json.dumps(result, indent=1) + "\n")
