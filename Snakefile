@@ -20,6 +20,7 @@ except WorkflowError:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/report.smk"
 
