@@ -112,3 +112,23 @@ def test_inputs_width_must_match_the_network(sample_cache, tmp_path):
     with pytest.raises(DataError, match="inputs have 4096 columns, the network has 1024 neurons"):
         run_network(sample_cache["weights"], wide, sample_cache["truth"], layers=30, n_inputs=600, engine="cpu",
                     output=tmp_path / "x.json")
+
+
+def test_published_comparison_and_roofline(sample_cache, tmp_path):
+    from pathlib import Path
+
+    import spdnn
+    from spdnn.report import published_comparison, roofline_bound
+
+    record = run(sample_cache, tmp_path)
+    record["network"]["layers"] = 120  # pretend it was the 120-layer network, to meet published rows
+    published = Path(spdnn.__file__).parent / "data/published.csv"
+    rows = published_comparison([record], published)
+    assert rows and all(r["neurons"] == 1024 and r["layers"] == 120 for r in rows)
+    for r in rows:
+        assert float(r["ratio"]) == pytest.approx(record["edges_per_second"] / float(r["published"]), rel=1e-3)
+        assert r["url"].startswith("https://")
+    assert roofline_bound(record) is None  # a CPU: no bandwidth roofline
+    record["device"] = "NVIDIA H100 80GB HBM3"
+    fraction = sum(record["active_rows"]) / (30 * 600)
+    assert roofline_bound(record) == pytest.approx(4 * 3.35e12 / fraction)

@@ -86,6 +86,15 @@ def test_real_sample_over_http_validates(tmp_path, sample_server):
     manifest = (tmp_path / "data/raw/mirror/manifest.json").read_text()
     assert "neuron1024.tar.gz" in manifest and "sha256" in manifest
     assert "spdnn: table in" in run.stdout + run.stderr
+    comparison = (tmp_path / "results/mirror/published_comparison.csv").read_text()
+    assert comparison.startswith("neurons,layers,this_run")  # no published figure for 30 layers
+
+    report = snakemake(tmp_path, sample_config(tmp_path, sample_server.base), "--report",
+                       str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    for caption in ("bandwidth roofline", "Fraction of the input rows still nonzero", "published"):
+        assert caption in html
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncate"])
