@@ -126,7 +126,7 @@ def test_published_comparison_and_roofline(sample_cache, tmp_path):
     rows = published_comparison([record], published)
     assert rows and all(r["neurons"] == 1024 and r["layers"] == 120 for r in rows)
     for r in rows:
-        assert float(r["ratio"]) == pytest.approx(record["edges_per_second"] / float(r["published"]), rel=1e-3)
+        assert float(r["ratio"]) == pytest.approx(record["edges_per_second"] / float(r["published"]), rel=5e-3)
         assert r["url"].startswith("https://")
     assert roofline_bound(record) is None  # a CPU: no bandwidth roofline
     record["device"] = "NVIDIA H100 80GB HBM3"
