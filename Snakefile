@@ -23,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/dag.smk"
 
 
 rule all:

@@ -1,0 +1,14 @@
+"""Sparse neural networks of arbitrary structure (a DAG, not layers), after Gajurel, Louis & Harris 2020.
+
+Any neuron may feed any later neuron. The network is read from an edge TSV and a node TSV
+(`fileformat`), checked and levelised once into dependency groups (`levels`: every neuron
+whose inputs are all computed belongs to the next group), stored in an Arrow cache
+(`cache`), and run by engines that activate one group at a time (`cpu`: sequential
+reference and a vectorised engine; `cuda`: pycuda kernels; `peer`: CuPy per group).
+See docs/dag.md.
+"""
+from __future__ import annotations
+
+from .network import ACTIVATIONS, ROLES, DagNetwork, DagSpec
+
+__all__ = ["ACTIVATIONS", "ROLES", "DagNetwork", "DagSpec"]

@@ -1,0 +1,87 @@
+"""The DAG engine interface (like spdnn.engines.base): prepare a network, infer a batch.
+
+Inputs are a batch of input vectors, shape (batch, inputs) (dense array or scipy.sparse),
+column i being the input node of the i-th smallest id. `infer` returns the output nodes'
+values, shape (batch, outputs), columns in ascending output id.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..engines.base import EngineUnavailable
+from .network import DagNetwork
+
+__all__ = ["DagEngine", "DagResult", "EngineUnavailable", "dense_inputs", "get_dag_engine", "ENGINES"]
+
+
+@dataclass
+class DagResult:
+    """outputs: float32 (batch, outputs). seconds: inference only (network already prepared;
+    for the GPU engines, CUDA events around the kernels, inputs already on the device).
+    end_to_end_seconds: wall time of the whole `infer` call (transfers and layout included).
+    complete=False means the engine stopped at its time budget: outputs is None and
+    `seconds` is extrapolated from `fraction` of the edges (said in details)."""
+
+    outputs: np.ndarray | None
+    seconds: float
+    end_to_end_seconds: float
+    engine: str
+    device: str
+    complete: bool = True
+    fraction: float = 1.0
+    details: dict = field(default_factory=dict)
+
+
+class DagEngine(abc.ABC):
+    """An engine for levelised DAG networks. `prepare` is untimed; `infer` is what is timed."""
+
+    name = "abstract"
+
+    @abc.abstractmethod
+    def device(self) -> str:
+        """What runs the inference (CPU model, GPU name)."""
+
+    def prepare(self, net: DagNetwork) -> None:
+        self.net = net
+
+    @abc.abstractmethod
+    def infer(self, inputs: np.ndarray | sp.spmatrix) -> DagResult:
+        """Run the prepared network on a batch of input vectors."""
+
+
+def dense_inputs(inputs: np.ndarray | sp.spmatrix, n_inputs: int) -> np.ndarray:
+    """The batch as a C-contiguous float32 (batch, n_inputs) array, checked."""
+    x = inputs.toarray() if sp.issparse(inputs) else np.asarray(inputs)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != n_inputs:
+        raise ValueError(f"inputs have shape {x.shape}, the network takes {n_inputs} inputs per vector")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+ENGINES = ("sequential", "vectorised", "cuda-thread", "cuda-warp", "cupy")
+
+
+def get_dag_engine(name: str, **options) -> DagEngine:
+    """An engine by name: sequential, vectorised (CPU); cuda-thread, cuda-warp (pycuda); cupy (peer)."""
+    if name == "sequential":
+        from .cpu import SequentialEngine
+
+        return SequentialEngine(**options)
+    if name == "vectorised":
+        from .cpu import VectorisedEngine
+
+        return VectorisedEngine(**options)
+    if name in ("cuda-thread", "cuda-warp", "cuda"):
+        from .cuda import DagCudaEngine
+
+        return DagCudaEngine(kernel="thread" if name == "cuda-thread" else "warp", **options)
+    if name == "cupy":
+        from .peer import CupyEngine
+
+        return CupyEngine(**options)
+    raise ValueError(f"unknown DAG engine {name!r}: choose one of {', '.join(ENGINES)}")

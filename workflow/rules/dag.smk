@@ -1,0 +1,90 @@
+# Sparse networks of arbitrary structure (spdnn.dag), outside the default target:
+#   snakemake dag_all
+# generate -> convert (check + levelise into an Arrow cache) -> run the configured engine and
+# validate it against the sequential reference (levels exactly, outputs within float32
+# rounding) -> one table. Settings: the optional `dag:` section of the config.
+DAG_CONFIG = config.get("dag", {})
+DAG_SIZES = DAG_CONFIG.get("sizes", [10000, 100000])
+DAG_KINDS = DAG_CONFIG.get("kinds", ["pruned", "evolved"])
+DAG_BATCH = DAG_CONFIG.get("batch", 100)
+DAG_ENGINE = DAG_CONFIG.get("engine", "auto")
+DAG_SEED = DAG_CONFIG.get("seed", 1)
+DAG_RAW = f"{config['datadir']}/dag/raw"
+DAG_CACHE = f"{config['datadir']}/dag/cache"
+DAG_OUT = f"{config['outdir']}/dag"
+DAG_NETS = [f"{kind}-e{size}" for kind in DAG_KINDS for size in DAG_SIZES]
+
+
+rule dag_generate:
+    output:
+        edges=f"{DAG_RAW}/{{kind}}-e{{edges}}.edges.tsv",
+        nodes=f"{DAG_RAW}/{{kind}}-e{{edges}}.nodes.tsv",
+    params:
+        prefix=lambda w: f"{DAG_RAW}/{w.kind}-e{w.edges}",
+        seed=DAG_SEED,
+    wildcard_constraints:
+        kind="pruned|evolved",
+        edges=r"\d+",
+    conda:
+        ENV
+    log:
+        f"{DAG_OUT}/logs/generate-{{kind}}-e{{edges}}.log",
+    shell:
+        "python -m spdnn --quiet dag generate --kind {wildcards.kind} --edges {wildcards.edges}"
+        " --seed {params.seed} --prefix {params.prefix:q} 2> {log}"
+
+
+rule dag_convert:
+    input:
+        edges=f"{DAG_RAW}/{{net}}.edges.tsv",
+        nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
+    output:
+        f"{DAG_CACHE}/{{net}}.dag.arrow",
+    conda:
+        ENV
+    log:
+        f"{DAG_OUT}/logs/convert-{{net}}.log",
+    shell:
+        "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output:q} 2> {log}"
+
+
+rule dag_run:
+    input:
+        cache=f"{DAG_CACHE}/{{net}}.dag.arrow",
+        edges=f"{DAG_RAW}/{{net}}.edges.tsv",
+        nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
+    output:
+        f"{DAG_OUT}/{{net}}.{DAG_ENGINE}.json",
+    params:
+        batch=DAG_BATCH,
+        engine=DAG_ENGINE,
+        seed=DAG_SEED,
+    conda:
+        ENV
+    resources:
+        gpu=0 if DAG_ENGINE in ("sequential", "vectorised") else 1,
+        timing=1,
+    log:
+        f"{DAG_OUT}/logs/run-{{net}}.log",
+    shell:
+        "python -m spdnn --quiet dag run --cache {input.cache:q} --edges {input.edges:q} --nodes {input.nodes:q}"
+        " --batch {params.batch} --engine {params.engine} --reference sequential --seed {params.seed}"
+        " --output {output:q} 2> {log}"
+
+
+rule dag_table:
+    input:
+        [f"{DAG_OUT}/{net}.{DAG_ENGINE}.json" for net in DAG_NETS],
+    output:
+        f"{DAG_OUT}/table.md",
+    conda:
+        ENV
+    log:
+        f"{DAG_OUT}/logs/table.log",
+    shell:
+        "python -m spdnn --quiet dag table {input:q} --markdown {output:q} 2> {log}"
+
+
+rule dag_all:
+    input:
+        rules.dag_table.output,
