@@ -18,6 +18,9 @@ from .base import Engine, InferenceResult
 def layer_step(y: sp.csr_matrix, w: sp.csr_matrix, bias: float) -> sp.csr_matrix:
     """One layer on CSR features: multiply, bias on the structural nonzeros, ReLU, clip at 32."""
     z = (y @ w).tocsr()
+    # Sorted columns make the next product add each output's terms in ascending input order:
+    # a fixed, documented order (the GPU kernels use the same one and agree bit for bit).
+    z.sort_indices()
     z.data += np.float32(bias)
     np.clip(z.data, 0.0, challenge.CLIP, out=z.data)
     z.eliminate_zeros()

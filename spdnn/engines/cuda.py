@@ -41,6 +41,7 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ import scipy.sparse as sp
 from .. import challenge
 from .base import Engine, EngineUnavailable, InferenceResult
 
+log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
 WARPS = 8  # warps per block of the layer and compaction kernels (must match -DWARPS)
 
@@ -65,17 +67,16 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
 
     in_map: for every original input neuron, its index in the (merged) input features, or
     None for the identity. Returns (cidx int32[U*KW], cval float32[U*KW], KW, umap int32[N])
-    with umap[j] = distinct column of output neuron j. Entries of one column that map to the
-    same input are summed (merged networks). Indices ascend within a column.
+    with umap[j] = distinct column of output neuron j. Entries stay in ascending ORIGINAL
+    input order, one per original edge, and are only re-pointed at the merged inputs (never
+    summed): the kernel then adds exactly the reference's terms in the reference's order, so
+    its results are bit-identical to the CPU reference's, the merged network's too.
     """
-    w = sp.csr_matrix(w)
-    n = w.shape[1]
-    if in_map is not None:
-        coo = w.tocoo()
-        w = sp.csr_matrix((coo.data.astype(np.float64), (in_map[coo.row], coo.col)), shape=(n_in, n))
-        w.sum_duplicates()
-    csc = w.tocsc()
+    csc = sp.csc_matrix(w)
     csc.sort_indices()
+    n = csc.shape[1]
+    if in_map is not None:
+        csc = sp.csc_matrix((csc.data, in_map[csc.indices], csc.indptr), shape=(n_in, n))
     counts = np.diff(csc.indptr)
     kmax = int(counts.max()) if counts.size else 0
     kw = pad_width(max(kmax, 1))
@@ -103,7 +104,7 @@ class CudaEngine(Engine):
 
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
-                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16, **_ignored):
+                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16):
         try:
             import pycuda.driver as cuda  # noqa: F401  (only here: the engine's sole GPU dependency)
         except ImportError as err:
@@ -284,19 +285,43 @@ class CudaEngine(Engine):
         The first batch's inputs are uploaded before the timer starts (inputs already on the
         device, as the interface says); later batches are uploaded on a second stream while
         the previous batch computes, inside the timed span. Reading the final values back
-        (`values`) is outside it.
+        (`values`) is outside it. A batch that does not fit in GPU memory is halved (and the
+        log says so) down to one tile of 32 rows; a CUDA error names the kernel and its
+        configuration.
         """
-        cuda = self.cuda
         if not (sp.isspmatrix_csr(inputs) and inputs.dtype == np.float32 and inputs.has_sorted_indices):
             inputs = sp.csr_matrix(inputs, dtype=np.float32)
             inputs.sort_indices()
         if not hasattr(self, "_cache"):
             self._cache = {}
-        n_inputs, n = inputs.shape
+        n = inputs.shape[1]
         if n != self.weights.neurons:
             raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
-        layers = len(self._layers)
         batch = self._plan_batch(inputs)
+        while True:
+            self._launch = "setup"
+            try:
+                return self._run(inputs, batch, return_values)
+            except self.cuda.MemoryError as err:
+                self.release()
+                if batch <= 32:
+                    raise MemoryError(f"GPU memory too small even for one tile of 32 rows of {self.max_width} "
+                                      f"features ({self.device()}): {err}") from err
+                smaller = max(32, batch // 2 // 32 * 32)
+                log.warning("a batch of %d rows does not fit in GPU memory (%s); shrinking it to %d rows",
+                            batch, err, smaller)
+                batch = smaller
+            except self.cuda.Error as err:
+                where = self._launch if isinstance(self._launch, str) else (
+                    "kernel {} for layer {} (KW {}, {} blocks)".format(*self._launch))
+                raise RuntimeError(
+                    f"CUDA error at or after {where} on {self.device()} (variant {self.chosen}, "
+                    f"warps {self.warps}, grid factor {self.grid_factor}, batch {batch} rows): {err}") from err
+
+    def _run(self, inputs: sp.csr_matrix, batch: int, return_values: bool) -> InferenceResult:
+        cuda = self.cuda
+        n_inputs, n = inputs.shape
+        layers = len(self._layers)
         starts = list(range(0, n_inputs, batch))
         max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
         width = self.max_width
@@ -375,6 +400,7 @@ class CudaEngine(Engine):
                 gx = max(1, min(math.ceil(lay["ucols"] / warps),
                                 math.ceil(self.sms * self.grid_factor / tiles)))
                 count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k - 1))
+                self._launch = ("spdnn_layer", k, lay["kw"], tiles * gx)  # named in a CUDA error
                 fns["layer"].prepared_async_call(
                     (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
                     buf[cur], buf[1 - cur], lay["cidx"], lay["cval"], lay["out_ptr"], lay["out_list"],
@@ -407,6 +433,7 @@ class CudaEngine(Engine):
                 interval = self.check_every if compact else min(8 * self.check_every, 2 * interval)
                 if compact:
                     compactions += 1
+                    self._launch = ("spdnn_scan/spdnn_compact", k, lay["kw"], tiles)
                     fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
                                                     fcur, np.int32(nrows), pos, total)
                     gxc = max(1, min(math.ceil(lay["wout"] / warps), math.ceil(self.sms * 16 / tiles)))

@@ -29,9 +29,9 @@
 // which is exact for any sign of b. (For the challenge's b < 0 the test is redundant:
 // max(0 + b, 0) = 0, so Z = 0 stays 0 either way.)
 //
-// Summation order: ascending input index, one fused multiply-add per edge. For the
-// challenge's weights (0.0625, a power of two) v*y is exact, so fmaf(v, y, acc) equals
-// the reference's acc + v*y bit for bit, in the reference's (ascending index) order.
+// Summation order: ascending original input index, one term per original edge; the
+// product and the sum are rounded separately (__fmul_rn / __fadd_rn: never contracted into
+// an FMA), as the CPU reference does, so results are bit-identical to it for any weights.
 
 #ifndef KW
 #define KW 32
@@ -108,16 +108,16 @@ spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
 #pragma unroll
         for (int k = 0; k < KW / 4; ++k) {
             const float4 v4 = __ldg(cv + k);
-            acc = fmaf(v4.x, y[4 * k + 0], acc);
-            acc = fmaf(v4.y, y[4 * k + 1], acc);
-            acc = fmaf(v4.z, y[4 * k + 2], acc);
-            acc = fmaf(v4.w, y[4 * k + 3], acc);
+            acc = __fadd_rn(acc, __fmul_rn(v4.x, y[4 * k + 0]));
+            acc = __fadd_rn(acc, __fmul_rn(v4.y, y[4 * k + 1]));
+            acc = __fadd_rn(acc, __fmul_rn(v4.z, y[4 * k + 2]));
+            acc = __fadd_rn(acc, __fmul_rn(v4.w, y[4 * k + 3]));
         }
 #else
 #pragma unroll
         for (int k = 0; k < KW; ++k)
-            acc = fmaf(__ldg(cval + (size_t)u * KW + k),
-                       __ldg(ybase + (size_t)__ldg(cidx + (size_t)u * KW + k) * 32), acc);
+            acc = __fadd_rn(acc, __fmul_rn(__ldg(cval + (size_t)u * KW + k),
+                                           __ldg(ybase + (size_t)__ldg(cidx + (size_t)u * KW + k) * 32)));
 #endif
         float v = 0.0f;
         if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
