@@ -29,6 +29,10 @@ include: "workflow/rules/dag.smk"
 rule all:
     input:
         rules.aggregate.output,
+        # the cost model's check when the tune step ran (GPU engines), and the arbitrary-network
+        # runs when the config has a `dag:` section: each in the report only when it was run
+        rules.model_check.output if ENGINE != "cpu" else [],
+        rules.dag_table.output if "dag" in config else [],
     default_target: True
 
 

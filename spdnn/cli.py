@@ -63,6 +63,15 @@ def _aggregate(args: argparse.Namespace) -> None:
     print(f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else ""))
 
 
+def _model_check(args: argparse.Namespace) -> None:
+    from .report import load_records, plot_model_check
+
+    tuned = [json.loads(Path(p).read_text()) for p in args.tuned]
+    pairs = plot_model_check(load_records(args.results), tuned, args.plot)
+    for p in pairs:
+        print(f"N={p['neurons']} L={p['layers']}: predicted {p['predicted_s']:.3g} s, measured {p['measured_s']:.3g} s")
+
+
 def _run(args: argparse.Namespace) -> None:
     """All steps for one network, in a work folder, without Snakemake."""
     from .infer import run_network
@@ -165,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", default=None, help="CSV of published figures (spdnn/data/published.csv)")
     p.add_argument("--comparison", default=None, help="CSV of this run next to the published figures")
     p.set_defaults(func=_aggregate)
+
+    p = sub.add_parser("model-check", help="plot the cost model's predictions against measured results")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--tuned", nargs="+", required=True, help="the tune step's JSON files")
+    p.add_argument("--plot", required=True)
+    p.set_defaults(func=_model_check)
 
     p = sub.add_parser("run", help="every step for one network, outside Snakemake")
     p.add_argument("--neurons", type=int, default=1024)

@@ -224,3 +224,50 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
         plot_active_rows(records, active_rows_path)
     return rows
 
+
+
+def plot_model_check(records: list[dict], tuned: list[dict], path: str | Path) -> list[dict]:
+    """The cost model's predicted time for the configuration it chose, next to the measured time,
+    for every network run on a GPU; returns the pairs (an empty plot says why when there are none)."""
+    predicted = {(t["model"]["neurons"], t["model"]["layers"]): t for t in tuned}
+    pairs = []
+    for r in records:
+        t = predicted.get((r["network"]["neurons"], r["network"]["layers"]))
+        if t is not None and r["engine"] == "cuda":
+            pairs.append({"neurons": r["network"]["neurons"], "layers": r["network"]["layers"],
+                          "predicted_s": t["predicted_seconds"], "measured_s": r["inference_seconds"],
+                          "gpu": r["device"], "model_gpu": t["model"].get("hardware", "")})
+    plt, fig, ax = _figure(5, 4.5)
+    if pairs:
+        xs = [p["predicted_s"] for p in pairs]
+        ys = [p["measured_s"] for p in pairs]
+        lo, hi = min(xs + ys) / 2, max(xs + ys) * 2
+        ax.plot([lo, hi], [lo, hi], "k:", label="measured = predicted")
+        for p in pairs:
+            ax.plot(p["predicted_s"], p["measured_s"], "o")
+            ax.annotate(f"N={p['neurons']} L={p['layers']} ({p['measured_s'] / p['predicted_s'] - 1:+.0%})",
+                        (p["predicted_s"], p["measured_s"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no GPU results: the model predicts GPU times", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("predicted inference seconds (cost model)")
+    ax.set_ylabel("measured inference seconds")
+    ax.set_title("Cost model: its chosen configuration, predicted vs measured")
+    _save(plt, fig, path)
+    return pairs
+
+
+def plot_dag_speedups(results: list[dict], path: str | Path) -> None:
+    """Speed-up of each arbitrary-structure network's engine over the sequential CPU reference."""
+    plt, fig, ax = _figure(max(5, 0.9 * len(results) + 2), 4)
+    labels = [Path(r["cache"]).name.split(".")[0] for r in results]
+    speedups = [r["reference"]["seconds"] / max(r["seconds"], 1e-12) for r in results]
+    ax.bar(range(len(results)), speedups)
+    ax.set_xticks(range(len(results)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"speed-up over {results[0]['reference']['engine'] if results else 'reference'}")
+    ax.set_title("Arbitrary sparse networks: " + ", ".join(sorted({f"{r['engine']} on {r['device']}" for r in results})))
+    _save(plt, fig, path)

@@ -145,3 +145,27 @@ def test_rerun_reproduces_categories_and_table_up_to_timings(tmp_path):
         assert record["config"]["inputs"] == 600  # the config that produced it
     assert categories[0] == categories[1]
     assert tables[0] == tables[1]
+
+
+def test_auto_engine_tunes_and_runs_dag_networks(tmp_path):
+    """engine auto on a CPU-only machine: the tune step and model check run, the engine falls
+    back to the CPU (and says so); a `dag:` section adds the arbitrary-network runs; the report
+    shows both sections."""
+    config = sample_config(tmp_path, str(SAMPLE))
+    config["engine"] = "auto"
+    config["dag"] = {"sizes": [5000], "kinds": ["evolved"], "batch": 20, "engine": "vectorised"}
+    run = snakemake(tmp_path, config, "--cores", "2")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    out = tmp_path / "results"
+    tuned = json.loads(next((out / "mirror/tuned").glob("neuron1024-l30.*.json")).read_text())
+    assert tuned["engine_options"]["variant"] in ("merged", "dedup") and tuned["predicted_seconds"] > 0
+    assert (out / "mirror/model_check.png").read_bytes()[:4] == b"\x89PNG"
+    log = (out / "mirror/logs/infer-neuron1024-l30-shard0.log").read_text()
+    record = json.loads((out / "mirror/neuron1024-l30/auto.json").read_text())
+    if record["engine"] == "cpu":  # a machine with a usable GPU runs the cuda engine instead
+        assert "using the CPU reference engine, because the CUDA engine is unavailable" in log
+    assert "| evolved-e5000 |" in (out / "dag/table.md").read_text()
+    report = snakemake(tmp_path, config, "--report", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    assert "Arbitrary networks" in html and "Cost model" in html

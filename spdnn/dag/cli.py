@@ -75,6 +75,10 @@ def _table(args: argparse.Namespace) -> None:
                      f"{r['reference']['seconds'] / max(r['seconds'], 1e-12):.1f} | {r['edges_per_second']:.3g} | "
                      f"{r['comparison']['max_rel_error']:.2e} |")
     write_text(args.markdown, "\n".join(lines) + "\n")
+    if args.plot:
+        from ..report import plot_dag_speedups
+
+        plot_dag_speedups(rows, args.plot)
     print(f"{len(rows)} DAG results -> {args.markdown}")
 
 
@@ -113,6 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("table", help="DAG results -> Markdown table")
     p.add_argument("results", nargs="+")
     p.add_argument("--markdown", required=True)
+    p.add_argument("--plot", default=None, help="also a PNG of the speed-ups over the reference")
     p.set_defaults(func=_table)
 
 

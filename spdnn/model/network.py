@@ -49,7 +49,8 @@ def layer_shapes(neurons: int, layers: int, variant: str) -> LayerShapes:
     else:
         wout = ucols.copy()
         win = np.concatenate([[neurons], ucols[:-1]]).astype(np.int64)
-        kw = np.where((k == 0) | (k >= g), 32, 2).astype(np.int64)
+        # the engine replays every original edge (bit-identical sums), so merged columns keep 32 terms
+        kw = np.full(layers, 32, np.int64)
     return LayerShapes(win=win, wout=wout, ucols=ucols, kw=kw)
 
 

@@ -76,13 +76,15 @@ rule dag_table:
     input:
         [f"{DAG_OUT}/{net}.{DAG_ENGINE}.json" for net in DAG_NETS],
     output:
-        f"{DAG_OUT}/table.md",
+        markdown=f"{DAG_OUT}/table.md",
+        plot=report(f"{DAG_OUT}/speedups.png", caption="../report/dag.rst", category="Arbitrary networks",
+                    labels={"what": "speed-ups"}),
     conda:
         ENV
     log:
         f"{DAG_OUT}/logs/table.log",
     shell:
-        "python -m spdnn --quiet dag table {input:q} --markdown {output:q} 2> {log}"
+        "python -m spdnn --quiet dag table {input:q} --markdown {output.markdown:q} --plot {output.plot:q} 2> {log}"
 
 
 rule dag_all:

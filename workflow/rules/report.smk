@@ -25,3 +25,19 @@ rule aggregate:
         "python -m spdnn aggregate {input.results:q} --csv {output.csv:q} --markdown {output.markdown:q}"
         " --plot {output.plot:q} --roofline {output.roofline:q} --active-rows {output.active_rows:q}"
         " --published {input.published:q} --comparison {output.comparison:q} 2> {log}"
+
+
+rule model_check:
+    input:
+        results=[f"{OUT}/neuron{n['neurons']}-l{n['layers']}/{ENGINE}.json" for n in NETWORKS],
+        tuned=[f"{OUT}/tuned/neuron{n['neurons']}-l{n['layers']}.{GPU_SLUG}.json" for n in NETWORKS],
+    output:
+        report(f"{OUT}/model_check.png", caption="../report/model_check.rst", category="Cost model",
+               labels={"what": "predicted vs measured"}),
+    conda:
+        ENV
+    log:
+        f"{OUT}/logs/model_check.log",
+    shell:
+        "python -m spdnn model-check {input.results:q} --tuned {input.tuned:q} --plot {output:q} 2> {log}"
+

@@ -17,7 +17,8 @@ rule tune:
     output:
         f"{OUT}/tuned/neuron{{N}}-l{{L}}.{{gpu_slug}}.json",
     params:
-        gpu=GPU_NAME,
+        # without a GPU the model's documented default preset is used (no --gpu)
+        gpu=f"--gpu {shlex.quote(GPU_NAME)}" if GPU_NAME else "",
         inputs=config["inputs"],
     conda:
         ENV
@@ -25,4 +26,4 @@ rule tune:
         f"{OUT}/logs/tune-neuron{{N}}-l{{L}}.{{gpu_slug}}.log",
     shell:
         "python -m spdnn model tune --neurons {wildcards.N} --layers {wildcards.L} --inputs {params.inputs}"
-        " --gpu {params.gpu:q} --output {output:q} 2> {log}"
+        " {params.gpu} --output {output:q} 2> {log}"
