@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DagEngine, DagResult, EngineUnavailable, dense_inputs
+from ..engines.device import compile_module, open_device
+from .engine import DagEngine, DagResult, dense_inputs
 from .network import DagNetwork
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
@@ -93,46 +94,24 @@ class DagCudaEngine(DagEngine):
                  max_columns: int | None = None, **_ignored):
         if kernel not in ("thread", "warp"):
             raise ValueError(f"kernel must be thread or warp, not {kernel!r}")
-        try:
-            import pycuda.driver as cuda
-        except ImportError as err:
-            raise EngineUnavailable(f"the DAG GPU engines need pycuda, which is not installed ({err})") from err
-        try:
-            cuda.init()
-            count = cuda.Device.count()
-        except Exception as err:  # pycuda.driver.Error: no driver, no device
-            raise EngineUnavailable(f"CUDA driver not usable: {err}") from err
-        if count <= device:
-            raise EngineUnavailable(f"GPU {device} requested, {count} visible")
-        self.cuda = cuda
+        self._device = open_device(device, needed_by="the DAG GPU engines")
+        self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
-        self.dev = cuda.Device(device)
-        self.ctx = self.dev.retain_primary_context()  # shared with CuPy in the same process
-        self.ctx.push()
-        major, minor = self.dev.compute_capability()
-        self.arch = f"sm_{major}{minor}"
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self._fns = self._compile()
         self._buffers: dict[str, tuple[object, int]] = {}
 
     def __del__(self):
-        try:
-            self.ctx.pop()
-        except Exception:
-            pass
+        if hasattr(self, "_device"):
+            self._device.release()
 
     def device(self) -> str:
         return self.dev.name()
 
     def _compile(self) -> dict:
-        from pycuda.compiler import SourceModule
-
-        try:
-            mod = SourceModule(KERNEL_FILE.read_text(), arch=self.arch, no_extern_c=True, options=["-O3"])
-        except Exception as err:
-            raise EngineUnavailable(f"compiling {KERNEL_FILE.name} for {self.arch} failed: {err}") from err
+        mod = compile_module(KERNEL_FILE, self.arch, ["-O3"])
         fns = {name: mod.get_function(name) for name in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather")}
         fns["dag_thread"].prepare("PiiiPPPPP")
         fns["dag_warp1"].prepare("PiPiiiiPPPPP")

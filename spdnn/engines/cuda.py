@@ -50,7 +50,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import challenge
-from .base import Engine, EngineUnavailable, InferenceResult
+from .base import Engine, InferenceResult
+from .device import compile_module, open_device
 
 log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
@@ -105,26 +106,11 @@ class CudaEngine(Engine):
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
                  memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16):
-        try:
-            import pycuda.driver as cuda  # noqa: F401  (only here: the engine's sole GPU dependency)
-        except ImportError as err:
-            raise EngineUnavailable(f"the cuda engine needs pycuda, which is not installed ({err}); "
-                                    "pip install 'spdnn[gpu]' on a machine with an NVIDIA GPU") from err
-        try:
-            cuda.init()
-            count = cuda.Device.count()
-        except Exception as err:  # pycuda.driver.Error: no driver, no device
-            raise EngineUnavailable(f"CUDA driver not usable: {err}") from err
-        if count == 0:
-            raise EngineUnavailable("no CUDA GPU is visible (cuda.Device.count() == 0)")
-        if device >= count:
-            raise EngineUnavailable(f"GPU {device} requested, {count} visible")
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
-        self.cuda = cuda
-        self.dev = cuda.Device(device)
-        self.ctx = self.dev.retain_primary_context()  # shared with CuPy/runtime-API users
-        self.ctx.push()
+        self._device = open_device(device)
+        cuda = self.cuda = self._device.cuda
+        self.dev, self.arch = self._device.dev, self._device.arch
         self.variant = variant
         self.batch_rows = batch_rows
         self.check_every = max(1, int(check_every))
@@ -137,8 +123,6 @@ class CudaEngine(Engine):
             raise ValueError(f"warps must be in 1..32, not {warps!r}")
         self.warps = int(warps)
         self.grid_factor = max(1, int(grid_factor))
-        major, minor = self.dev.compute_capability()
-        self.arch = f"sm_{major}{minor}"
         self.sms = self.dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
         self._modules: dict[tuple[int, int], object] = {}
         self.compute = cuda.Stream()
@@ -147,10 +131,8 @@ class CudaEngine(Engine):
         self._allocs: list = []
 
     def __del__(self):
-        try:
-            self.ctx.pop()
-        except Exception:
-            pass
+        if hasattr(self, "_device"):
+            self._device.release()
 
     def device(self) -> str:
         return self.dev.name()
@@ -160,14 +142,7 @@ class CudaEngine(Engine):
     def _module(self, kw: int):
         key = (kw, self.warps)
         if key not in self._modules:
-            from pycuda.compiler import SourceModule
-
-            src = KERNEL_FILE.read_text()
-            try:
-                mod = SourceModule(src, arch=self.arch, no_extern_c=True,
-                                   options=[f"-DKW={kw}", f"-DWARPS={self.warps}", "-O3"])
-            except Exception as err:
-                raise EngineUnavailable(f"compiling {KERNEL_FILE.name} for {self.arch} failed: {err}") from err
+            mod = compile_module(KERNEL_FILE, self.arch, [f"-DKW={kw}", f"-DWARPS={self.warps}", "-O3"])
             fns = {
                 "layer": mod.get_function("spdnn_layer"),
                 "count": mod.get_function("spdnn_count"),

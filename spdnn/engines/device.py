@@ -1,0 +1,61 @@
+"""Opening a CUDA device and compiling kernels through pycuda, for every GPU engine.
+
+pycuda is imported here, inside `open_device`, and nowhere at module level: machines without
+it (or without a GPU) get EngineUnavailable with the reason, never a silent fallback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import EngineUnavailable
+
+
+@dataclass
+class CudaDevice:
+    """pycuda's driver module, the device, its primary context (made current) and its sm_XY arch."""
+
+    cuda: Any
+    dev: Any
+    ctx: Any
+    arch: str
+
+    def release(self) -> None:
+        try:
+            self.ctx.pop()
+        except Exception:  # interpreter shutdown, or the context is already gone
+            pass
+
+
+def open_device(index: int = 0, needed_by: str = "the cuda engine") -> CudaDevice:
+    """Make GPU `index`'s primary context current (shared with CuPy users in the same process)."""
+    try:
+        import pycuda.driver as cuda
+    except ImportError as err:
+        raise EngineUnavailable(f"{needed_by} needs pycuda, which is not installed ({err}); "
+                                "pip install 'spdnn[gpu]' on a machine with an NVIDIA GPU") from err
+    try:
+        cuda.init()
+        count = cuda.Device.count()
+    except Exception as err:  # pycuda.driver.Error: no driver, no device
+        raise EngineUnavailable(f"CUDA driver not usable: {err}") from err
+    if count == 0:
+        raise EngineUnavailable("no CUDA GPU is visible (cuda.Device.count() == 0)")
+    if not 0 <= index < count:
+        raise EngineUnavailable(f"GPU {index} requested, {count} visible")
+    dev = cuda.Device(index)
+    ctx = dev.retain_primary_context()
+    ctx.push()
+    major, minor = dev.compute_capability()
+    return CudaDevice(cuda=cuda, dev=dev, ctx=ctx, arch=f"sm_{major}{minor}")
+
+
+def compile_module(source: Path, arch: str, options: list[str]):
+    """pycuda SourceModule of a .cu file for `arch`; a compile error is EngineUnavailable naming the file."""
+    from pycuda.compiler import SourceModule
+
+    try:
+        return SourceModule(source.read_text(), arch=arch, no_extern_c=True, options=options)
+    except Exception as err:
+        raise EngineUnavailable(f"compiling {source.name} for {arch} failed: {err}") from err
