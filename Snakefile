@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
+from spdnn.config import numbers_from_strings
+
+config.update(numbers_from_strings(config))
+
 try:
     validate(config, "workflow/schemas/config.schema.yaml")
 except WorkflowError:

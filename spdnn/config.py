@@ -1,6 +1,7 @@
 """Readable config errors: one line per problem, naming the key (Snakemake's own message is a schema dump)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -18,3 +19,22 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
             key = ".".join(str(p) for p in leaf.absolute_path) or "(top level)"
             lines.append(f"config key {key}: {leaf.message}")
     return list(dict.fromkeys(lines))
+
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|-?[0-9]+[eE][+-]?[0-9]+")
+
+
+def numbers_from_strings(value):
+    """Snakemake's `--config key=[{...}]` leaves numbers nested in lists and dicts as strings
+    ('256'); turn such strings back into numbers so the schema sees what the user meant."""
+    if isinstance(value, dict):
+        return {k: numbers_from_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [numbers_from_strings(v) for v in value]
+    if isinstance(value, str):
+        if _INT.fullmatch(value):
+            return int(value)
+        if _FLOAT.fullmatch(value):
+            return float(value)
+    return value

@@ -169,3 +169,12 @@ def test_auto_engine_tunes_and_runs_dag_networks(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
     assert "Arbitrary networks" in html and "Cost model" in html
+
+
+def test_networks_on_the_command_line(tmp_path):
+    """`--config networks=[...]` (as the README shows) reaches the schema as numbers."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
+           "--config", 'networks=[{"neurons": 256, "layers": 24}]', "inputs=500", "repeats=1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
+    assert "generate_256" in run.stdout
