@@ -33,10 +33,11 @@ include: "workflow/rules/dag.smk"
 rule all:
     input:
         rules.aggregate.output,
-        # the cost model's check when the tune step ran (GPU engines), and the arbitrary-network
-        # runs when the config has a `dag:` section: each in the report only when it was run
+        # the cost model's check when the tune step ran (GPU engines), the arbitrary-network runs
+        # and the multi-GPU scaling when the config asks for them: each in the report only when run
         rules.model_check.output if ENGINE != "cpu" else [],
         rules.dag_table.output if "dag" in config else [],
+        rules.scaling.output if "scaling" in config else [],
     default_target: True
 
 

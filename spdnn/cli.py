@@ -72,6 +72,18 @@ def _model_check(args: argparse.Namespace) -> None:
         print(f"N={p['neurons']} L={p['layers']}: predicted {p['predicted_s']:.3g} s, measured {p['measured_s']:.3g} s")
 
 
+def _scaling(args: argparse.Namespace) -> None:
+    from .io.atomic import write_text
+    from .report import load_records, plot_scaling, scaling_table, to_csv
+
+    rows = scaling_table(load_records(args.results))
+    write_text(args.csv, to_csv(rows, list(rows[0]) if rows else ["neurons"]))
+    plot_scaling(rows, args.plot)
+    for r in rows:
+        print(f"N={r['neurons']} L={r['layers']} on {r['gpus']} GPUs: {r['edges_per_second']} edges/s, "
+              f"efficiency {r['efficiency']}")
+
+
 def _run(args: argparse.Namespace) -> None:
     """All steps for one network, in a work folder, without Snakemake."""
     from .infer import run_network
@@ -180,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuned", nargs="+", required=True, help="the tune step's JSON files")
     p.add_argument("--plot", required=True)
     p.set_defaults(func=_model_check)
+
+    p = sub.add_parser("scaling", help="edges/s and parallel efficiency over GPU counts")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--plot", required=True)
+    p.set_defaults(func=_scaling)
 
     p = sub.add_parser("run", help="every step for one network, outside Snakemake")
     p.add_argument("--neurons", type=int, default=1024)

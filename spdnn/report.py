@@ -271,3 +271,42 @@ def plot_dag_speedups(results: list[dict], path: str | Path) -> None:
     ax.set_ylabel(f"speed-up over {results[0]['reference']['engine'] if results else 'reference'}")
     ax.set_title("Arbitrary sparse networks: " + ", ".join(sorted({f"{r['engine']} on {r['device']}" for r in results})))
     _save(plt, fig, path)
+
+
+def scaling_table(records: list[dict]) -> list[dict]:
+    """Edges/s per (network, GPU count) and the parallel efficiency against the fewest GPUs run."""
+    rows = []
+    by_net: dict[tuple, list[dict]] = {}
+    for r in records:
+        by_net.setdefault((r["network"]["neurons"], r["network"]["layers"]), []).append(r)
+    for (n, layers), group in sorted(by_net.items()):
+        group.sort(key=lambda r: r.get("gpus", 1))
+        base = group[0]
+        per_gpu = base["edges_per_second"] / max(1, base.get("gpus", 1))
+        for r in group:
+            g = max(1, r.get("gpus", 1))
+            rows.append({"neurons": n, "layers": layers, "gpus": g, "device": r["device"],
+                         "edges_per_second": f"{r['edges_per_second']:.4g}",
+                         "speedup": f"{r['edges_per_second'] / base['edges_per_second']:.3g}",
+                         "efficiency": f"{r['edges_per_second'] / (g * per_gpu):.1%}"})
+    return rows
+
+
+def plot_scaling(rows: list[dict], path: str | Path) -> None:
+    """Edges/s and parallel efficiency against the GPU count, one line per network."""
+    plt, fig, ax = _figure(9, 4)
+    ax.remove()
+    ax, ax2 = fig.subplots(1, 2)
+    for key in sorted({(r["neurons"], r["layers"]) for r in rows}):
+        mine = [r for r in rows if (r["neurons"], r["layers"]) == key]
+        gpus = [r["gpus"] for r in mine]
+        ax.plot(gpus, [float(r["edges_per_second"]) for r in mine], "o-", label=f"N={key[0]} L={key[1]}")
+        ax2.plot(gpus, [float(r["efficiency"].rstrip("%")) for r in mine], "o-", label=f"N={key[0]} L={key[1]}")
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("edges per second")
+    ax.set_yscale("log")
+    ax2.set_xlabel("GPUs")
+    ax2.set_ylabel("parallel efficiency (%)")
+    ax2.set_ylim(0, 110)
+    ax.legend(fontsize="small")
+    _save(plt, fig, path)

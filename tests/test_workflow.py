@@ -178,3 +178,25 @@ def test_networks_on_the_command_line(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
     assert "generate_256" in run.stdout
+
+
+def test_scaling_target(tmp_path):
+    """`scaling: {gpus: [1, 2]}` runs each network once per GPU count, split over one process per
+    GPU, and plots edges/s and efficiency (the CPU engine on fake GPU ids here)."""
+    import csv
+    import os
+
+    config = sample_config(tmp_path, str(SAMPLE))
+    config["scaling"] = {"gpus": [1, 2]}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    with open(tmp_path / "results/mirror/scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["gpus"] for r in rows] == ["1", "2"] and rows[0]["efficiency"] == "100.0%"
+    two = json.loads((tmp_path / "results/mirror/scaling/neuron1024-l30/gpus2.json").read_text())
+    assert two["gpus"] == 2 and two["validation"] == "passed" and len(two["parts"]) == 2
+    assert (tmp_path / "results/mirror/scaling.png").read_bytes()[:4] == b"\x89PNG"

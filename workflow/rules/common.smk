@@ -96,3 +96,4 @@ wildcard_constraints:
     N=r"\d+",
     L=r"\d+",
     shard=r"\d+",
+    G=r"\d+",

@@ -52,3 +52,25 @@ rule merge_shards:
     shell:
         "python -m spdnn merge {input.results:q} --truth {input.truth:q} --inputs {params.inputs}"
         " --output {output.result:q} --categories {output.categories:q} 2> {log}"
+
+
+# Scaling over the GPUs of a node (config `scaling: {gpus: [1, 2, 4]}`): the whole input of a
+# network, once per GPU count, split over that many GPUs (one process each) and validated.
+use rule infer as scaling_infer with:
+    output:
+        result=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.json",
+        categories=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.categories.tsv",
+    params:
+        shard="0/1",
+        options=json.dumps(config.get("engine_options", {})),
+        config=json.dumps(config),
+        inputs=config["inputs"],
+        engine=ENGINE,
+        repeats=config["repeats"],
+        gpus=lambda w: int(w.G),
+        tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
+    resources:
+        gpu=lambda w: int(w.G),
+        timing=1,
+    log:
+        f"{OUT}/logs/scaling-neuron{{N}}-l{{L}}-gpus{{G}}.log",

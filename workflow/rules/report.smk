@@ -41,3 +41,22 @@ rule model_check:
     shell:
         "python -m spdnn model-check {input.results:q} --tuned {input.tuned:q} --plot {output:q} 2> {log}"
 
+
+
+rule scaling:
+    input:
+        [
+            f"{OUT}/scaling/neuron{n['neurons']}-l{n['layers']}/gpus{g}.json"
+            for n in NETWORKS
+            for g in config.get("scaling", {}).get("gpus", [])
+        ],
+    output:
+        csv=f"{OUT}/scaling.csv",
+        plot=report(f"{OUT}/scaling.png", caption="../report/scaling.rst", category="Multi-GPU scaling",
+                    labels={"what": "scaling"}),
+    conda:
+        ENV
+    log:
+        f"{OUT}/logs/scaling.log",
+    shell:
+        "python -m spdnn scaling {input:q} --csv {output.csv:q} --plot {output.plot:q} 2> {log}"
