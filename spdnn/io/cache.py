@@ -318,24 +318,28 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     tsv_gz = Path(tsv_gz)
     name = str(tsv_gz)
 
+    raw_files = []  # the compressed files under the gzip streams: their position is the progress
+
     def open_text():
-        return gzip.open(tsv_gz, "rb")
+        raw_files.append(open(tsv_gz, "rb"))
+        return gzip.GzipFile(fileobj=raw_files[-1], mode="rb")
 
     rows, cols, vals = [], [], []
-    size = tsv_gz.stat().st_size
     try:
-        with tqdm(total=size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
+        with tqdm(total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
                   disable=not progress) as bar:
             for block in iter_triples(open_text, name, n_inputs or np.iinfo(np.int32).max, neurons):
                 rows.append((block.rows - 1).astype(np.int32))
                 cols.append((block.cols - 1).astype(np.int32))
                 vals.append(block.values)
-                bar.n = min(size, bar.n + size // 100 or 1)
-                bar.refresh()
+                bar.update(raw_files[-1].tell() - bar.n)
     except (EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(name, None, f"damaged or truncated gzip file: {err}") from err
+    finally:
+        for raw in raw_files:
+            raw.close()
     row = np.concatenate(rows)
     if n_inputs is None:
         n_inputs = int(row.max()) + 1
