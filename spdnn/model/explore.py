@@ -5,7 +5,8 @@ fuse: what decides which rows each layer processes) x a mapping (dataflow, row t
 grid_factor). Policy classes are simulated together (policy.simulate, one loop over layers);
 each class's layers are compressed to the distinct (rows present, rows alive, shape) tuples
 with their multiplicities; then cost.layer_cost -- the same equations as the scalar model --
-runs on arrays of shape (classes, mappings, compressed layers), in chunks of classes.
+runs once per (mapping, distinct layer tuple) and a sparse count matrix sums it per design
+(_layer_tuples).
 """
 from __future__ import annotations
 
@@ -80,42 +81,39 @@ def _policies(space: dict) -> list[tuple]:
     return out
 
 
-def _compress(pol: PolicyResult, shapes: tuple, classes: np.ndarray):
-    """Per class, the distinct layers (present, alive, shape) and their counts, padded to the longest.
+def _layer_tuples(pol: PolicyResult, shapes: tuple, classes: np.ndarray, fuse: np.ndarray):
+    """The distinct layers of a group of policy classes and how often each class meets them.
 
-    One lexsort over all (class, layer) rows: rows of one class with equal keys are merged.
+    A layer's cost depends on the design's mapping and on (fuse, rows present, rows alive, layer
+    shape) only, and far fewer of those tuples exist than classes x layers: the model runs once
+    per (mapping, tuple), and a sparse (classes x tuples) count matrix sums them per design.
+    Returns (counts as CSR, tuples as rows of fuse, present, alive, win, wout, ucols, kw).
     """
-    win, wout, ucols, kw = shapes
-    L = win.shape[-1]
-    shp = np.stack([win, wout, ucols, kw], axis=1)
+    import scipy.sparse as sp
+
+    shp = np.stack(shapes, axis=1)  # (L, 4)
     ushp, sid = np.unique(shp, axis=0, return_inverse=True)
-    sid = sid.ravel()
-    C = len(classes)
-    cls = np.repeat(np.arange(C), L)
-    pres = pol.present[classes].ravel()
-    aliv = pol.alive_in[classes].ravel()
-    sids = np.tile(sid, C)
-    order = np.lexsort((sids, aliv, pres, cls))
-    c_o, p_o, a_o, s_o = cls[order], pres[order], aliv[order], sids[order]
-    new = np.ones(len(order), bool)
-    new[1:] = (c_o[1:] != c_o[:-1]) | (p_o[1:] != p_o[:-1]) | (a_o[1:] != a_o[:-1]) | (s_o[1:] != s_o[:-1])
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, len(order)))
-    ucls = c_o[starts]
-    first = np.searchsorted(ucls, np.arange(C))
-    slot = np.arange(len(starts)) - first[ucls]
-    u = int(slot.max()) + 1
-    tab = np.zeros((C, u, 6))
-    tab[:, :, 2:] = shp[0]  # padding: a harmless shape, zero rows, weight 0
-    w = np.zeros((C, u))
-    tab[ucls, slot, 0] = p_o[starts]
-    tab[ucls, slot, 1] = a_o[starts]
-    tab[ucls, slot, 2:] = ushp[s_o[starts]]
-    w[ucls, slot] = counts
-    return tab, w
+    C, L = len(classes), shp.shape[0]
+    columns = [np.repeat(np.asarray(fuse, float), L), pol.present[classes].ravel(),
+               pol.alive_in[classes].ravel(), np.tile(sid.ravel(), C).astype(float)]
+    # one int64 key per (class, layer) from each column's dense codes: a 1-D unique, much faster
+    # than np.unique(axis=0) on rows
+    key = np.zeros(C * L, dtype=np.int64)
+    values = []
+    for col in columns:
+        uniq, code = np.unique(col, return_inverse=True)
+        key = key * len(uniq) + code.ravel()
+        values.append(uniq)
+    ukey, tid = np.unique(key, return_inverse=True)
+    utup = np.empty((len(ukey), 4))
+    for i in range(3, -1, -1):
+        utup[:, i] = values[i][ukey % len(values[i])]
+        ukey = ukey // len(values[i])
+    counts = sp.csr_matrix((np.ones(C * L), (np.repeat(np.arange(C), L), tid.ravel())), shape=(C, len(utup)))
+    return counts, np.concatenate([utup[:, :3], ushp[utup[:, 3].astype(int)]], axis=1)
 
 
-def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None, chunk: int = 256) -> Result:
+def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> Result:
     """Every design of `space` (default DEFAULT_SPACE) on `prof` with `hw`: valid, seconds, joules."""
     from .cost import energy, network_shapes
 
@@ -138,40 +136,40 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None, chun
             cls = np.flatnonzero((arr[:, 4] > 1) == fused) if fused else np.flatnonzero(arr[:, 4] == 1)
             if not maps or not len(cls):
                 continue
-            code = np.array([CODES[m[0]] for m in maps], float)[None, :, None]
-            R = np.array([m[1] for m in maps], float)[None, :, None]
-            W = np.array([m[2] for m in maps], float)[None, :, None]
-            G = np.array([m[3] for m in maps], float)[None, :, None]
-            for lo in range(0, len(cls), chunk):
-                cc = cls[lo:lo + chunk]
-                tab, wt = _compress(pol, shapes, cc)
-                F = arr[cc, 4][:, None, None]
-                n, a = tab[:, None, :, 0], tab[:, None, :, 1]
-                lw, lwo, lu, lk = (tab[:, None, :, i] for i in (2, 3, 4, 5))
-                sb = smem_per_block(code, R, win.max(), wout.max())  # the widest layer's tiles must fit
-                bsm = blocks_per_sm(code, W, lk, sb, hw)
-                c = layer_cost(hw, code, R, F, W, G, n, a, lw, lwo, lu, lk, sb, np.maximum(bsm, 1.0))
-                nb = pol.batches[cc][:, None]
-                sub = PolicyResult(*(getattr(pol, f)[cc] for f in ("batch", "batches", "present", "alive_in", "checks",
-                                                                     "compactions", "compact_rows", "scan_rows")))
-                t_over, d_over = overhead_cost(hw, sub, win[0], code, F, prof.neurons)
-                t = nb * ((c["t_layer"] * wt[:, None, :]).sum(-1) + t_over[:, None] if np.ndim(t_over) == 1
-                          else (c["t_layer"] * wt[:, None, :]).sum(-1) + t_over[..., 0])
-                byl = {lv: nb * (c[lv] * wt[:, None, :]).sum(-1) for lv in ("dram", "l2", "smem", "reg")}
-                d_over = np.broadcast_to(d_over, t_over.shape)
-                byl["dram"] = byl["dram"] + nb * (d_over[:, None] if np.ndim(d_over) == 1 else d_over[..., 0])
-                macs = nb * (c["macs"] * wt[:, None, :]).sum(-1)
-                ok = valid(code[..., 0], W[..., 0], R[..., 0], F[..., 0], sb[..., 0], hw, prof.layers) & (bsm.min(-1) >= 1)
-                shape2 = t.shape
-                out_sec.append(np.where(ok, t, np.inf).ravel())
-                out_j.append(energy(byl, macs).ravel())
-                out_valid.append(np.broadcast_to(ok, shape2).ravel())
-                for i, k in enumerate(POLICY_KEYS):
-                    v = [mine[j][i] for j in cc]
-                    out_params[k].append(np.repeat(np.array(v, dtype=object if k == "variant" else float), len(maps)))
-                for i, k in enumerate(MAPPING_KEYS):
-                    v = [m[i] for m in maps]
-                    out_params[k].append(np.tile(np.array(v, dtype=object if k == "dataflow" else float), len(cc)))
+            code = np.array([CODES[m[0]] for m in maps], float)[:, None]  # (mappings, 1)
+            R = np.array([m[1] for m in maps], float)[:, None]
+            W = np.array([m[2] for m in maps], float)[:, None]
+            G = np.array([m[3] for m in maps], float)[:, None]
+            weights, tup = _layer_tuples(pol, shapes, cls, arr[cls, 4])
+            F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
+            sb = smem_per_block(code, R, win.max(), wout.max())  # the widest layer's tiles must fit
+            bsm = blocks_per_sm(code, W, lk, sb, hw)
+            c = layer_cost(hw, code, R, F, W, G, n, a, lw, lwo, lu, lk, sb, np.maximum(bsm, 1.0))
+            shape = (len(maps), len(tup))
+
+            def per_design(x):  # (mappings, tuples) -> (classes, mappings): the classes' weighted sums
+                return np.asarray(weights @ np.broadcast_to(x, shape).T)
+
+            nb = pol.batches[cls][:, None]
+            sub = PolicyResult(*(getattr(pol, f)[cls] for f in ("batch", "batches", "present", "alive_in", "checks",
+                                                                  "compactions", "compact_rows", "scan_rows")))
+            t_over, d_over = overhead_cost(hw, sub, win[0], code, arr[cls, 4], prof.neurons)
+            t = nb * (per_design(c["t_layer"]) + np.broadcast_to(t_over, (len(cls),))[:, None])
+            byl = {lv: nb * per_design(c[lv]) for lv in ("dram", "l2", "smem", "reg")}
+            byl["dram"] = byl["dram"] + nb * np.broadcast_to(d_over, (len(cls),))[:, None]
+            macs = nb * per_design(c["macs"])
+            ok = valid(code[:, 0][None, :], W[:, 0][None, :], R[:, 0][None, :], arr[cls, 4][:, None],
+                       sb[:, 0][None, :], hw, prof.layers) & (bsm.min(-1) >= 1)[None, :]
+            ok = np.broadcast_to(ok, t.shape)
+            out_sec.append(np.where(ok, t, np.inf).ravel())
+            out_j.append(energy(byl, macs).ravel())
+            out_valid.append(ok.ravel())
+            for i, k in enumerate(POLICY_KEYS):
+                v = [mine[j][i] for j in cls]
+                out_params[k].append(np.repeat(np.array(v, dtype=object if k == "variant" else float), len(maps)))
+            for i, k in enumerate(MAPPING_KEYS):
+                v = [m[i] for m in maps]
+                out_params[k].append(np.tile(np.array(v, dtype=object if k == "dataflow" else float), len(cls)))
     params = {k: np.concatenate(v) for k, v in out_params.items()}
     return Result(params, np.concatenate(out_valid), np.concatenate(out_sec), np.concatenate(out_j))
 
