@@ -91,17 +91,18 @@ def _run(args: argparse.Namespace) -> None:
 
     work = Path(args.workdir)
     n, big_l = args.neurons, args.layers
+    truth_l = args.truth_layers or big_l
     if args.source == "synthetic":
         from .generate import write_official_layout
 
         raw = work / "raw" / "synthetic"
-        if not (raw / challenge.truth_file(n, big_l)).exists():
-            write_official_layout(raw, n, [big_l], args.inputs, args.seed, progress=not args.quiet)
+        if not (raw / challenge.truth_file(n, truth_l)).exists():
+            write_official_layout(raw, n, sorted({big_l, truth_l}), args.inputs, args.seed, progress=not args.quiet)
     else:
         from .fetch import fetch, url_for
 
         raw = work / "raw" / "download"
-        for rel in (challenge.weights_archive(n), challenge.inputs_file(n), challenge.truth_file(n, big_l)):
+        for rel in (challenge.weights_archive(n), challenge.inputs_file(n), challenge.truth_file(n, truth_l)):
             if not (raw / rel).exists():
                 fetch(url_for(args.source, rel), raw / rel, progress=not args.quiet)
     cache_dir = work / "cache"
@@ -113,7 +114,7 @@ def _run(args: argparse.Namespace) -> None:
     if not inputs.exists():
         convert_inputs(raw / challenge.inputs_file(n), inputs, n, source=args.source, progress=not args.quiet)
     out = work / "results" / f"neuron{n}-l{big_l}.{args.engine}.json"
-    record = run_network(weights, inputs, raw / challenge.truth_file(n, big_l), layers=big_l, n_inputs=args.inputs,
+    record = run_network(weights, inputs, raw / challenge.truth_file(n, truth_l), layers=big_l, n_inputs=args.inputs,
                          engine=args.engine, repeats=args.repeats, output=out)
     print(f"neuron{n}-l{big_l}: {record['engine']} on {record['device']}: {record['edges_per_second']:.4g} edges/s "
           f"(inference {record['inference_seconds']:.3g} s, end-to-end {record['end_to_end_seconds']:.3g} s), "
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, default=1024)
     p.add_argument("--layers", type=int, default=120)
     p.add_argument("--source", default="synthetic", help="'synthetic', or a base URL / folder of the official layout")
+    p.add_argument("--truth-layers", type=int, default=None,
+                   help="validate against this depth's truth file (default --layers; the sample: 120)")
     p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
     p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=1)
@@ -219,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .engines.base import EngineUnavailable
     from .io.errors import DataError
+    from .fetch import FetchError
     from .validate import ValidationError
 
     try:
         args.func(args)
-    except (DataError, ValidationError, EngineUnavailable) as err:
+    except (DataError, ValidationError, EngineUnavailable, FetchError) as err:
         print(f"spdnn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
