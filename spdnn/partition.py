@@ -7,6 +7,7 @@ parent validates the union of the categories and writes one combined result.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .infer import Shard, combine_records, run_network, truth_for_inputs, write_categories, write_record
+from .io.cache import verify_cache
 from .io.tsv import read_categories
 
 
@@ -44,8 +46,6 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
     ids = gpu_ids()
     if gpus > len(ids):
         raise ValueError(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
-    from .io.cache import verify_cache
-
     verify_cache(weights_path)  # once here, not in every GPU process
     verify_cache(inputs_path)
     ctx = mp.get_context("spawn")  # a fresh interpreter per GPU: no inherited CUDA state
@@ -69,8 +69,6 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
             while not errors.empty():
                 messages.append(errors.get())
             raise RuntimeError("GPU processes failed: " + "; ".join(messages or ["(no message)"]))
-        import json
-
         records = [json.loads((Path(tmp) / f"gpu{g}.json").read_text()) for g in range(gpus)]
         rows = [read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
                 for g in range(gpus)]
