@@ -82,7 +82,8 @@ def check_caches():
                     checksum_path(path).unlink(missing_ok=True)
 
 
-check_caches()
+if workflow.is_main_process:  # not again in every cluster job's own parse of the workflow
+    check_caches()
 
 
 # Timed inference jobs never overlap on one machine (they would share GPUs, cores and memory
