@@ -49,6 +49,11 @@ class Shard:
         return (n_inputs * self.index) // self.count, (n_inputs * (self.index + 1)) // self.count
 
 
+def read_truth(truth_path: str | Path, n_inputs: int) -> np.ndarray:
+    """The truth file's 0-based rows among the first n_inputs inputs."""
+    return truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+
+
 def write_categories(path: str | Path, rows: np.ndarray) -> None:
     """Write 0-based rows in the official truth format: one 1-based index per line."""
     write_text(path, "".join(f"{r + 1}\n" for r in np.sort(rows)))
@@ -76,7 +81,7 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
                            repeats=repeats, shard=shard, output=output, categories_path=categories_path,
                            engine_options=engine_options, config=config, gpus=gpus)
     start = time.perf_counter()
-    if verify:  # a damaged cache is removed and named, never used (the next run rebuilds it)
+    if verify:  # a damaged cache is named and never used (its checksum file goes: the next run rebuilds it)
         cache.verify_cache(weights_path)
         cache.verify_cache(inputs_path)
     weights = cache.load_weights(weights_path, layers)
@@ -187,7 +192,7 @@ def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Pa
     """Merge the shard results of one network (jobs that may have run on different nodes)."""
     records = [json.loads(Path(p).read_text()) for p in result_paths]
     rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
-    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+    truth = read_truth(truth_path, n_inputs)
     net = records[0]["network"]
     merged, categories = combine_records(records, rows, truth, 0, n_inputs,
                                          f"neuron{net['neurons']}-l{net['layers']} (merged shards)")

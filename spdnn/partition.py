@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .infer import Shard, combine_records, run_network, truth_for_inputs, write_categories, write_record
+from .infer import Shard, combine_records, read_truth, run_network, write_categories, write_record
 from .io.cache import verify_cache
 from .io.tsv import read_categories
 
@@ -73,7 +73,7 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
         rows = [read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
                 for g in range(gpus)]
     lo, hi = shard.rows(n_inputs)
-    truth = truth_for_inputs(read_categories(lambda: open(truth_path, "rb"), str(truth_path)), n_inputs)
+    truth = read_truth(truth_path, n_inputs)
     net = records[0]["network"]
     record, categories = combine_records(records, rows, truth, lo, hi,
                                          f"neuron{net['neurons']}-l{layers} over {gpus} GPUs")
