@@ -33,6 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from spdnn import challenge  # noqa: E402
 from spdnn.engines.cuda import CudaEngine  # noqa: E402
 from spdnn.io.cache import Weights  # noqa: E402
+from spdnn.provenance import git_commit  # noqa: E402
+
+
+# engine configurations compared: the default rule, the merged network one kernel per layer
+# (no fused segments), and the full-width layer-at-a-time kernel
+ENGINE_VARIANTS = {"auto": {}, "unfused": {"variant": "merged", "fuse_width": 0}, "dedup": {"variant": "dedup"},
+                   "merged": {"variant": "merged"}}
 
 
 def log(*a):
@@ -131,7 +138,7 @@ def main(argv=None) -> int:
                     help="N:rows caps on the peers' inputs (memory/time); edges/s are per input")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per engine and network")
-    ap.add_argument("--variants", default="auto,dedup")
+    ap.add_argument("--variants", default="auto,unfused,dedup", help=", ".join(ENGINE_VARIANTS))
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -153,7 +160,7 @@ def main(argv=None) -> int:
         "gpu": props["name"].decode(), "sms": props["multiProcessorCount"],
         "driver": cp.cuda.runtime.driverGetVersion(), "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
         "pycuda": pycuda.VERSION_TEXT, "cupy": cp.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "host": platform.node(),
+        "python": platform.python_version(), "host": platform.node(), "commit": git_commit(),
         "copy_bandwidth_Bps": bandwidth,
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "timing": "CUDA events around inference only (weights and first inputs resident on the GPU); warm-up, median",
@@ -167,7 +174,7 @@ def main(argv=None) -> int:
     except Exception:
         pass
 
-    engines = {v: CudaEngine(variant=v) for v in args.variants.split(",")}
+    engines = {v: CudaEngine(**ENGINE_VARIANTS[v]) for v in args.variants.split(",")}
     rows = []
     for spec in args.networks.split(","):
         n, layers = (int(v) for v in spec.split("x"))

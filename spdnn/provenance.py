@@ -14,7 +14,13 @@ _PACKAGES = ("numpy", "scipy", "pyarrow", "snakemake", "pycuda", "cupy-cuda13x",
 
 
 def git_commit() -> str | None:
-    """The project's git commit (with '+dirty' when the tree has changes), or None outside git."""
+    """The project's git commit (with '+dirty' when the tree has changes), or None outside git.
+
+    A copy of the tree without .git (a cluster node, a GPU machine given a snapshot) names its
+    commit in SPDNN_COMMIT, recorded as given.
+    """
+    if os.environ.get("SPDNN_COMMIT"):
+        return os.environ["SPDNN_COMMIT"].strip()
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,

@@ -82,6 +82,20 @@ def test_transposed_layer_general():
     np.testing.assert_array_equal(dense, mats[0].toarray())
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_distinct_rows(monkeypatch, collide):
+    """Distinct rows numbered by first appearance; with every hash equal, the exact fallback."""
+    from spdnn.engines import cuda as engine
+
+    if collide:
+        monkeypatch.setattr(engine, "_HASH_MULTIPLIERS", np.zeros(64, dtype=np.uint64))
+    key = np.random.default_rng(5).integers(0, 3, size=(2000, 7)).astype(np.int32)
+    first, inverse = engine.distinct_rows(key)
+    np.testing.assert_array_equal(key[first[inverse]], key)
+    assert len(first) == len(np.unique(key, axis=0))
+    assert np.all(np.diff(first) > 0) and np.all(inverse[first] == np.arange(len(first)))
+
+
 def test_unavailable_without_pycuda():
     """Without pycuda the engine says so (EngineUnavailable), never falls back silently."""
     try:
@@ -129,14 +143,20 @@ def compare(weights: Weights, layers: int, x: sp.csr_matrix, **options):
     return got
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["dedup", "merged", "auto"])
-def test_sample_matches_cpu_and_truth(gpu, sample_cache, variant):
-    from spdnn.infer import read_categories, truth_for_inputs  # noqa: F401
+# the kernel paths: a kernel per layer at full width, per layer on the merged network, and
+# the merged network's narrow layers in fused multi-layer segments (the default for N <= 4096)
+PATHS = {"dedup": dict(variant="dedup"), "merged": dict(variant="merged", fuse_width=0),
+         "fused": dict(variant="merged")}
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "auto"])
+def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
     weights = load_weights(sample_cache["weights"])
     x = load_inputs(sample_cache["inputs"])
-    got = compare(weights, weights.n_layers, x, variant=variant)
+    got = compare(weights, weights.n_layers, x, **PATHS.get(path, {}))
+    if path in ("fused", "auto"):
+        assert got.details["fused_layers"] == weights.n_layers - 1  # all but the first (1024 wide)
     truth = np.loadtxt(sample_cache["truth"], dtype=np.int64, ndmin=1) - 1
     truth = truth[truth < x.shape[0]]
     np.testing.assert_array_equal(got.categories, truth)
@@ -145,19 +165,39 @@ def test_sample_matches_cpu_and_truth(gpu, sample_cache, variant):
 @pytest.mark.gpu
 @pytest.mark.parametrize("neurons,layers,n_inputs", [
     (64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)])
-@pytest.mark.parametrize("variant", ["dedup", "merged"])
-def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, variant):
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, path):
     weights, x = synthetic(neurons, layers, n_inputs)
-    compare(weights, layers, x, variant=variant)
+    got = compare(weights, layers, x, **PATHS[path])
+    if path == "fused":
+        assert (got.details["fused_layers"] > 0) == (neurons <= 4096)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["dedup", "merged"])
-def test_batches_and_compaction_every_layer(gpu, variant):
-    """Many small batches (rows staged on a second stream) and a check at every layer."""
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+@pytest.mark.parametrize("check_every", [1, 3, 64])
+def test_batches_and_check_intervals(gpu, path, check_every):
+    """Many small batches (rows staged on a second stream); checks at every layer, at odd
+    intervals (fused segments of 1..3 layers whose flags rotate differently) and rarely (long
+    segments in which tiles die at different layers)."""
     weights, x = synthetic(1024, 30, 500, seed=11)
-    got = compare(weights, 30, x, variant=variant, batch_rows=96, check_every=1)
+    got = compare(weights, 30, x, batch_rows=96, check_every=check_every, **PATHS[path])
     assert got.details["batches"] == 6
+
+
+@pytest.mark.gpu
+def test_fused_general_network_positive_bias(gpu):
+    """Every layer fused, the first one too (N = 256): mixed-sign weights, b > 0."""
+    mats, x = random_network(256, 8, 300)
+    weights = Weights.from_matrices(mats, bias=0.01)
+    got = compare(weights, 8, x, variant="merged", check_every=3)
+    assert got.details["fused_layers"] == 8
+
+
+@pytest.mark.gpu
+def test_fuse_width_beyond_shared_memory_is_an_error(gpu):
+    with pytest.raises(ValueError, match="fuse_width"):
+        get_engine("cuda", fuse_width=1 << 20)
 
 
 @pytest.mark.gpu

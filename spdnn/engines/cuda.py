@@ -56,6 +56,11 @@ from .device import compile_module, open_device
 log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
 WARPS = 8  # warps per block of the layer and compaction kernels (must match -DWARPS)
+# Fused segments: a tile of 32 rows double-buffered in shared memory needs 2 x 32 x 4 bytes
+# per feature of the widest layer. Rule: fuse the merged network's layers up to 256 wide
+# (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
+FUSE_TILE_BYTES_PER_WIDTH = 2 * 32 * 4
+FUSE_WIDTH = 256
 
 
 def pad_width(k: int) -> int:
@@ -91,11 +96,36 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
         cols = np.repeat(np.arange(n), counts)
         idx[cols, pos] = csc.indices
         val[cols, pos] = csc.data
-    key = np.ascontiguousarray(np.concatenate([idx, val.view(np.int32)], axis=1))
-    _, first, umap = np.unique(key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(),
-                               return_index=True, return_inverse=True)
+    first, umap = distinct_rows(np.concatenate([idx, val.view(np.int32)], axis=1))
     return (np.ascontiguousarray(idx[first]).ravel(), np.ascontiguousarray(val[first]).ravel(), kw,
             umap.astype(np.int32).ravel())
+
+
+_HASH_MULTIPLIERS = np.random.default_rng(20191).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+
+
+def distinct_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) of the distinct rows of an int32 matrix, numbered in order of first appearance.
+
+    Rows are grouped by a 64-bit multiplicative hash (7x faster than np.unique on the rows:
+    prepare time of the N = 65536 networks), then checked member by member against their
+    group's first row; a hash collision (never seen) falls back to the exact row sort.
+    """
+    key = np.ascontiguousarray(key, dtype=np.int32)
+    if key.shape[1] % 2:
+        key = np.concatenate([key, np.zeros((key.shape[0], 1), dtype=np.int32)], axis=1)
+    words = key.view(np.uint64)
+    mult = _HASH_MULTIPLIERS[np.arange(words.shape[1]) % len(_HASH_MULTIPLIERS)]
+    with np.errstate(over="ignore"):
+        digest = (words * mult).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
+    if not np.array_equal(key[first[inverse]], key):
+        _, first, inverse = np.unique(key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(),
+                                      return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
 
 
 class CudaEngine(Engine):
@@ -105,7 +135,8 @@ class CudaEngine(Engine):
 
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
-                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16):
+                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16,
+                 fuse_width: int | None = None):
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
         self._device = open_device(device)
@@ -124,6 +155,13 @@ class CudaEngine(Engine):
         self.warps = int(warps)
         self.grid_factor = max(1, int(grid_factor))
         self.sms = self.dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        # widest layer run in fused segments (its tile double-buffered in shared memory);
+        # None: the rule FUSE_WIDTH, capped by what one block may opt in to
+        self.smem_optin = self.dev.get_attribute(cuda.device_attribute.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+        limit = (self.smem_optin - 64) // FUSE_TILE_BYTES_PER_WIDTH
+        if fuse_width is not None and not 0 <= int(fuse_width) <= limit:
+            raise ValueError(f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), not {fuse_width!r}")
+        self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
         self._modules: dict[tuple[int, int], object] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
@@ -150,6 +188,7 @@ class CudaEngine(Engine):
                 "compact": mod.get_function("spdnn_compact"),
                 "scatter": mod.get_function("spdnn_scatter"),
                 "iota": mod.get_function("spdnn_iota"),
+                "fused": mod.get_function("spdnn_fused"),
             }
             fns["layer"].prepare("PPPPPPiiiiifPPPP")
             fns["count"].prepare("PiP")
@@ -157,8 +196,17 @@ class CudaEngine(Engine):
             fns["compact"].prepare("PPiiiPPPP")
             fns["scatter"].prepare("PPPiiP")
             fns["iota"].prepare("Pii")
+            fns["fused"].prepare("PPPPPPiiiifPPPPP")
             self._modules[key] = (mod, fns)
         return self._modules[key][1]
+
+    def _fuse_smem(self, fns) -> int:
+        """Dynamic shared memory of a fused launch; opts the kernel in beyond the default 48 KB once."""
+        nbytes = FUSE_TILE_BYTES_PER_WIDTH * self.fuse_wmax
+        if nbytes > 48 * 1024 and fns.get("fused_optin", 0) < nbytes:
+            fns["fused"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
+            fns["fused_optin"] = nbytes
+        return nbytes
 
     def _to_device(self, array: np.ndarray):
         alloc = self.cuda.to_device(np.ascontiguousarray(array))
@@ -184,18 +232,35 @@ class CudaEngine(Engine):
             plan = self._plan(weights, layers, chosen)
         self.chosen = chosen
         self.max_width = max(max(p["win"], p["wout"]) for p in plan)
-        for p in plan:
-            fns = self._module(p["kw"])
+        # all layers' columns in one allocation (the fused kernel indexes it by layer offset)
+        # (each layer's start a multiple of 4 entries: int4/float4 loads need 16-byte alignment)
+        woff = np.zeros(len(plan) + 1, dtype=np.int64)
+        np.cumsum([-(-len(p["cidx"]) // 4) * 4 for p in plan], out=woff[1:])
+        cidx_host = np.zeros(int(woff[-1]), dtype=np.int32)
+        cval_host = np.zeros(int(woff[-1]), dtype=np.float32)
+        for k, p in enumerate(plan):
+            cidx_host[woff[k]:woff[k] + len(p["cidx"])] = p["cidx"]
+            cval_host[woff[k]:woff[k] + len(p["cval"])] = p["cval"]
+        cidx_all, cval_all = self._to_device(cidx_host), self._to_device(cval_host)
+        self._weights_dev = dict(cidx=cidx_all, cval=cval_all, woff=self._to_device(woff),
+                                 widths=self._to_device(np.array([plan[0]["win"]] + [p["wout"] for p in plan],
+                                                                 dtype=np.int32)))
+        for k, p in enumerate(plan):
             self._layers.append(dict(
-                fns=fns, kw=p["kw"], ucols=p["ucols"], win=p["win"], wout=p["wout"],
-                cidx=self._to_device(p["cidx"]), cval=self._to_device(p["cval"]),
-                out_ptr=self._to_device(p["out_ptr"]), out_list=self._to_device(p["out_list"])))
+                kw=p["kw"], ucols=p["ucols"], win=p["win"], wout=p["wout"],
+                cidx=np.intp(int(cidx_all) + 4 * int(woff[k])), cval=np.intp(int(cval_all) + 4 * int(woff[k])),
+                out_ptr=self._to_device(p["out_ptr"]), out_list=self._to_device(p["out_list"]),
+                # fusable: outputs written once each (merged), both widths fit the on-chip tile
+                fused=chosen == "merged" and max(p["win"], p["wout"]) <= self.fuse_width))
+        fused_widths = [max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]]
+        self.fuse_wmax = max(fused_widths, default=0)
         # Final expansion: output neuron j of the last layer holds merged feature final_map[j].
         self.final_map = plan[-1]["umap"] if chosen == "merged" else None
         self.prepare_seconds = time.perf_counter() - t0
         self.widths = [p["wout"] for p in plan]
         self.kws = [p["kw"] for p in plan]
         self.distinct = [p["ucols"] for p in plan]
+        self.fused_layers = int(sum(lay["fused"] for lay in self._layers))
 
     @staticmethod
     def _plan(weights, layers: int, variant: str) -> list[dict]:
@@ -368,32 +433,55 @@ class CudaEngine(Engine):
             interval = self.check_every
             batch_active = np.zeros(layers, dtype=np.int64)
             known = 0  # layers whose count was read
-            for k, lay in enumerate(self._layers):
-                fns = fns_kw[lay["kw"]]
-                fprev, fcur, fnext = flags[(k - 1) % 3], flags[k % 3], flags[(k + 1) % 3]
+            k0 = 0
+            while k0 < layers:
+                first = self._layers[k0]
+                fns = fns_kw[first["kw"]]
                 tiles = (nrows + 31) // 32
-                gx = max(1, min(math.ceil(lay["ucols"] / warps),
-                                math.ceil(self.sms * self.grid_factor / tiles)))
-                count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k - 1))
-                self._launch = ("spdnn_layer", k, lay["kw"], tiles * gx)  # named in a CUDA error
-                fns["layer"].prepared_async_call(
-                    (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
-                    buf[cur], buf[1 - cur], lay["cidx"], lay["cval"], lay["out_ptr"], lay["out_list"],
-                    np.int32(lay["ucols"]), np.int32(lay["win"]), np.int32(lay["wout"]), np.int32(nrows),
-                    np.int32(gx), self.bias, fprev, fcur, fnext, count_ptr)
+                count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k0 - 1))
+                if first["fused"]:
+                    # one launch for the fusable layers up to the next check point
+                    k1 = k0 + 1
+                    while (k1 < layers and k1 - k0 < interval - since_check and self._layers[k1]["fused"]
+                           and self._layers[k1]["kw"] == first["kw"]):
+                        k1 += 1
+                    wd = self._weights_dev
+                    self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first["kw"], tiles)
+                    fns["fused"].prepared_async_call(
+                        (tiles, 1), (warps * 32, 1, 1), self.compute,
+                        buf[cur], buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
+                        np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
+                        flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], counts, count_ptr,
+                        shared_size=self._fuse_smem(fns))
+                    counted_prev = True  # every layer of the segment counted its rows
+                else:
+                    k1 = k0 + 1
+                    gx = max(1, min(math.ceil(first["ucols"] / warps),
+                                    math.ceil(self.sms * self.grid_factor / tiles)))
+                    self._launch = ("spdnn_layer", k0, first["kw"], tiles * gx)  # named in a CUDA error
+                    fns["layer"].prepared_async_call(
+                        (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
+                        buf[cur], buf[1 - cur], first["cidx"], first["cval"], first["out_ptr"], first["out_list"],
+                        np.int32(first["ucols"]), np.int32(first["win"]), np.int32(first["wout"]), np.int32(nrows),
+                        np.int32(gx), self.bias, flags[(k0 - 1) % 3], flags[k0 % 3], flags[(k0 + 1) % 3], count_ptr)
+                    counted_prev = False
                 cur = 1 - cur
-                counted_prev = False
-                since_check += 1
+                since_check += k1 - k0
+                k, lay = k1 - 1, self._layers[k1 - 1]
+                fcur = flags[k % 3]
+                k0 = k1
                 last = k == layers - 1
-                if not (last or since_check >= interval
-                        or nrows * lay["wout"] * 4 * since_check >= self.check_bytes):
+                # fused layers move no features through memory: only the interval makes them check
+                moved = 0 if lay["fused"] else nrows * lay["wout"] * 4 * since_check
+                if not (last or since_check >= interval or moved >= self.check_bytes):
                     continue
                 # check point: count this layer, read counts, maybe compact
                 checks += 1
                 since_check = 0
-                fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
-                                                 fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
-                counted_prev = True
+                if not counted_prev:
+                    fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
+                                                     fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
+                    counted_prev = True
                 cuda.memcpy_dtoh_async(counts_host[: layers + 1], counts, self.compute)
                 self.compute.synchronize()
                 batch_active[known:k + 1] = counts_host[known:k + 1]
@@ -450,7 +538,7 @@ class CudaEngine(Engine):
             vals = sp.csr_matrix((0, n), dtype=np.float32)
         details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
                        compactions=compactions, wall_seconds=wall, arch=self.arch, warps=warps,
-                       grid_factor=self.grid_factor,
+                       grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
                        prepare_seconds=getattr(self, "prepare_seconds", None),
                        widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
         return InferenceResult(categories=cats, active_rows=[int(a) for a in active_total], seconds=seconds,

@@ -132,6 +132,107 @@ spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
     if (warp == 0 && valid && s_any[lane]) fcur[row] = 1;
 }
 
+// Fused segment: layers [k0, k1) for one tile of 32 rows per block, the tile's features
+// kept in shared memory between layers (two dynamic buffers of 32 x wmax floats, the same
+// lane = row layout as in global memory, so every gather is one conflict-free wavefront).
+// Used for the merged network's narrow layers: features never leave the SM inside a
+// segment, so a segment moves one load and one store per row instead of one per layer, and
+// costs one launch instead of k1 - k0. Same terms, order and roundings as spdnn_layer.
+//
+// widths[k] is the input width of layer k (widths[k + 1] its output width); the layer's
+// columns start at cidx/cval + woff[k]. Flags: fprev (rows active before layer k0) is read
+// first; at the end fout receives the rows active after layer k1 - 1 and fzero (the next
+// layer's flags) is zeroed; either may alias fprev (same rows, read before written).
+// counts[k] += active rows of the tile after layer k, for every k in [k0, k1);
+// count_prev (may be NULL) += the rows set in fprev. A tile whose rows all die stops early
+// (its output lines are not written, its flags are 0).
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
+            const int* __restrict__ cidx, const float* __restrict__ cval,
+            const long long* __restrict__ woff, const int* __restrict__ widths,
+            int k0, int k1, int nrows, int wmax, float bias,
+            const int* fprev, int* fout, int* fzero,
+            unsigned int* __restrict__ counts, unsigned int* __restrict__ count_prev)
+{
+    extern __shared__ float s_y[];
+    __shared__ unsigned s_mask[3];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int row = blockIdx.x * 32 + lane;
+    const bool valid = row < nrows;
+    const int alive = valid ? fprev[row] : 0;
+    unsigned mask = __ballot_sync(0xffffffffu, alive != 0);  // the same in every warp
+    if (threadIdx.x == 0 && count_prev != nullptr && mask) atomicAdd(count_prev, (unsigned)__popc(mask));
+    if (threadIdx.x < 3) s_mask[threadIdx.x] = 0;
+    float* a = s_y;
+    float* b = s_y + (size_t)32 * wmax;
+    if (mask) {
+        const int w = widths[k0];
+        const float* src = yin + (size_t)blockIdx.x * w * 32 + lane;
+        for (int i = warp; i < w; i += WARPS) a[i * 32 + lane] = alive ? src[(size_t)i * 32] : 0.0f;
+    }
+    __syncthreads();
+    for (int k = k0; k < k1 && mask; ++k) {
+        const int wout = widths[k + 1];
+        const int slot = (k - k0) % 3;
+        // zero the slot of layer k + 1: last read after layer k - 2's barrier, which every
+        // thread has passed (layer k - 1's barrier came since)
+        if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
+        int any = 0;
+        for (int u = warp; u < wout; u += WARPS) {
+            float acc = 0.0f;
+#if (KW % 4) == 0
+            const int4* ci = reinterpret_cast<const int4*>(cidx + woff[k] + (size_t)u * KW);
+            const float4* cv = reinterpret_cast<const float4*>(cval + woff[k] + (size_t)u * KW);
+            float y[KW];
+#pragma unroll
+            for (int q = 0; q < KW / 4; ++q) {
+                const int4 i4 = __ldg(ci + q);
+                y[4 * q + 0] = a[i4.x * 32 + lane];
+                y[4 * q + 1] = a[i4.y * 32 + lane];
+                y[4 * q + 2] = a[i4.z * 32 + lane];
+                y[4 * q + 3] = a[i4.w * 32 + lane];
+            }
+#pragma unroll
+            for (int q = 0; q < KW / 4; ++q) {
+                const float4 v4 = __ldg(cv + q);
+                acc = __fadd_rn(acc, __fmul_rn(v4.x, y[4 * q + 0]));
+                acc = __fadd_rn(acc, __fmul_rn(v4.y, y[4 * q + 1]));
+                acc = __fadd_rn(acc, __fmul_rn(v4.z, y[4 * q + 2]));
+                acc = __fadd_rn(acc, __fmul_rn(v4.w, y[4 * q + 3]));
+            }
+#else
+            const long long base = woff[k] + (long long)u * KW;
+#pragma unroll
+            for (int q = 0; q < KW; ++q)
+                acc = __fadd_rn(acc, __fmul_rn(__ldg(cval + base + q), a[__ldg(cidx + base + q) * 32 + lane]));
+#endif
+            float v = 0.0f;
+            if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+            if (!valid) v = 0.0f;
+            any |= (v != 0.0f);
+            b[u * 32 + lane] = v;
+        }
+        const unsigned bits = __ballot_sync(0xffffffffu, any);
+        if (lane == 0 && bits) atomicOr(&s_mask[slot], bits);
+        __syncthreads();
+        mask = s_mask[slot];
+        if (threadIdx.x == 0 && mask) atomicAdd(counts + k, (unsigned)__popc(mask));
+        float* t = a;
+        a = b;
+        b = t;
+    }
+    if (mask) {  // survived the whole segment: a holds layer k1 - 1's output
+        const int w = widths[k1];
+        float* dst = yout + (size_t)blockIdx.x * w * 32 + lane;
+        for (int i = warp; i < w; i += WARPS) __stcs(dst + (size_t)i * 32, a[i * 32 + lane]);
+    }
+    if (warp == 0 && valid) {
+        fout[row] = (mask >> lane) & 1u;
+        fzero[row] = 0;
+    }
+}
+
 // Number of nonzero flags among flags[0, n) added to *count.
 __global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* __restrict__ count)
 {
