@@ -146,16 +146,16 @@ def compare(weights: Weights, layers: int, x: sp.csr_matrix, **options):
 # the kernel paths: a kernel per layer at full width, per layer on the merged network, and
 # the merged network's narrow layers in fused multi-layer segments (the default for N <= 4096)
 PATHS = {"dedup": dict(variant="dedup"), "merged": dict(variant="merged", fuse_width=0),
-         "fused": dict(variant="merged")}
+         "fused": dict(variant="merged"), "fused-unstaged": dict(variant="merged", stage_weights=False)}
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "auto"])
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged", "auto"])
 def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
     weights = load_weights(sample_cache["weights"])
     x = load_inputs(sample_cache["inputs"])
     got = compare(weights, weights.n_layers, x, **PATHS.get(path, {}))
-    if path in ("fused", "auto"):
+    if path in ("fused", "fused-unstaged", "auto"):
         assert got.details["fused_layers"] == weights.n_layers - 1  # all but the first (1024 wide)
     truth = np.loadtxt(sample_cache["truth"], dtype=np.int64, ndmin=1) - 1
     truth = truth[truth < x.shape[0]]
@@ -165,16 +165,16 @@ def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("neurons,layers,n_inputs", [
     (64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)])
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
 def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, path):
     weights, x = synthetic(neurons, layers, n_inputs)
     got = compare(weights, layers, x, **PATHS[path])
-    if path == "fused":
+    if path.startswith("fused"):
         assert (got.details["fused_layers"] > 0) == (neurons <= 4096)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
 @pytest.mark.parametrize("check_every", [1, 3, 64])
 def test_batches_and_check_intervals(gpu, path, check_every):
     """Many small batches (rows staged on a second stream); checks at every layer, at odd

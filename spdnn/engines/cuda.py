@@ -136,7 +136,7 @@ class CudaEngine(Engine):
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
                  memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16,
-                 fuse_width: int | None = None):
+                 fuse_width: int | None = None, stage_weights: bool = True):
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
         self._device = open_device(device)
@@ -162,6 +162,8 @@ class CudaEngine(Engine):
         if fuse_width is not None and not 0 <= int(fuse_width) <= limit:
             raise ValueError(f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), not {fuse_width!r}")
         self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
+        # fused segments copy each layer's columns to shared memory ahead of use (cp.async)
+        self.stage_weights = bool(stage_weights)
         self._modules: dict[tuple[int, int], object] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
@@ -178,9 +180,10 @@ class CudaEngine(Engine):
     # --------------------------------------------------------------------------- kernels
 
     def _module(self, kw: int):
-        key = (kw, self.warps)
+        key = (kw, self.warps, self.stage_weights)
         if key not in self._modules:
-            mod = compile_module(KERNEL_FILE, self.arch, [f"-DKW={kw}", f"-DWARPS={self.warps}", "-O3"])
+            mod = compile_module(KERNEL_FILE, self.arch, [f"-DKW={kw}", f"-DWARPS={self.warps}",
+                                                          f"-DFUSE_STAGE={int(self.stage_weights)}", "-O3"])
             fns = {
                 "layer": mod.get_function("spdnn_layer"),
                 "count": mod.get_function("spdnn_count"),
@@ -200,9 +203,17 @@ class CudaEngine(Engine):
             self._modules[key] = (mod, fns)
         return self._modules[key][1]
 
-    def _fuse_smem(self, fns) -> int:
+    def _fuse_bytes(self, wmax: int, kw: int) -> int:
+        """Dynamic shared memory of a fused segment: the tile's two feature buffers and, staged,
+        two layers' (index, value) columns in whole 16-byte copies."""
+        nbytes = FUSE_TILE_BYTES_PER_WIDTH * wmax
+        if self.stage_weights:
+            nbytes += 2 * 2 * 4 * (-(-wmax * kw // 4) * 4)
+        return nbytes
+
+    def _fuse_smem(self, fns, kw: int) -> int:
         """Dynamic shared memory of a fused launch; opts the kernel in beyond the default 48 KB once."""
-        nbytes = FUSE_TILE_BYTES_PER_WIDTH * self.fuse_wmax
+        nbytes = self._fuse_bytes(self.fuse_wmax, kw)
         if nbytes > 48 * 1024 and fns.get("fused_optin", 0) < nbytes:
             fns["fused"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             fns["fused_optin"] = nbytes
@@ -252,8 +263,10 @@ class CudaEngine(Engine):
                 out_ptr=self._to_device(p["out_ptr"]), out_list=self._to_device(p["out_list"]),
                 # fusable: outputs written once each (merged), both widths fit the on-chip tile
                 fused=chosen == "merged" and max(p["win"], p["wout"]) <= self.fuse_width))
-        fused_widths = [max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]]
-        self.fuse_wmax = max(fused_widths, default=0)
+        wmax = max([max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]], default=0)
+        for lay in self._layers:  # and the segment's shared memory fits one block
+            lay["fused"] = lay["fused"] and self._fuse_bytes(wmax, lay["kw"]) <= self.smem_optin - 1024
+        self.fuse_wmax = max([max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]], default=0)
         # Final expansion: output neuron j of the last layer holds merged feature final_map[j].
         self.final_map = plan[-1]["umap"] if chosen == "merged" else None
         self.prepare_seconds = time.perf_counter() - t0
@@ -452,7 +465,7 @@ class CudaEngine(Engine):
                         buf[cur], buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
                         np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
                         flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], counts, count_ptr,
-                        shared_size=self._fuse_smem(fns))
+                        shared_size=self._fuse_smem(fns, first["kw"]))
                     counted_prev = True  # every layer of the segment counted its rows
                 else:
                     k1 = k0 + 1
@@ -539,6 +552,7 @@ class CudaEngine(Engine):
         details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
                        compactions=compactions, wall_seconds=wall, arch=self.arch, warps=warps,
                        grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
+                       stage_weights=self.stage_weights,
                        prepare_seconds=getattr(self, "prepare_seconds", None),
                        widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
         return InferenceResult(categories=cats, active_rows=[int(a) for a in active_total], seconds=seconds,

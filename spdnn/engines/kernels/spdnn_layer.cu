@@ -40,9 +40,42 @@
 #define WARPS 8
 #endif
 
+#ifndef FUSE_STAGE
+#define FUSE_STAGE 1
+#endif
+
 #if (KW % 4) != 0 && KW > 2
 #error "KW must be 1, 2 or a multiple of 4"
 #endif
+
+// 16 bytes global -> shared without passing through registers (cp.async, sm_80+), so a
+// fused segment fetches the next layer's columns while it computes the current one.
+__device__ __forceinline__ void copy16_async(void* dst_shared, const void* src)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst_shared));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+#else
+    *reinterpret_cast<int4*>(dst_shared) = __ldg(reinterpret_cast<const int4*>(src));
+#endif
+}
+
+__device__ __forceinline__ void copy_async_wait()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;\n" ::);
+#endif
+}
+
+// Layer k's columns (idx and val, count entries from off, a multiple of 4) into shared memory.
+__device__ __forceinline__ void stage_columns(int* sidx, float* sval, const int* cidx, const float* cval,
+                                              long long off, int count)
+{
+    for (int i = 4 * threadIdx.x; i < count; i += 4 * blockDim.x) {
+        copy16_async(sidx + i, cidx + off + i);
+        copy16_async(sval + i, cval + off + i);
+    }
+}
 
 extern "C" {
 
@@ -135,6 +168,9 @@ spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
 // Fused segment: layers [k0, k1) for one tile of 32 rows per block, the tile's features
 // kept in shared memory between layers (two dynamic buffers of 32 x wmax floats, the same
 // lane = row layout as in global memory, so every gather is one conflict-free wavefront).
+// With FUSE_STAGE, the layer's columns are in shared memory too (two buffers of wmax x KW
+// pairs): layer k + 1's are copied asynchronously while layer k computes, so the chain of
+// a column (index -> gather -> 32 ordered adds) never waits on L2.
 // Used for the merged network's narrow layers: features never leave the SM inside a
 // segment, so a segment moves one load and one store per row instead of one per layer, and
 // costs one launch instead of k1 - k0. Same terms, order and roundings as spdnn_layer.
@@ -166,15 +202,39 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
     if (threadIdx.x < 3) s_mask[threadIdx.x] = 0;
     float* a = s_y;
     float* b = s_y + (size_t)32 * wmax;
+#if FUSE_STAGE
+    const int wcols = (wmax * KW + 3) & ~3;  // entries of one staged layer's buffer (whole 16 B copies)
+    int* sidx = reinterpret_cast<int*>(s_y + (size_t)64 * wmax);
+    float* sval = s_y + (size_t)64 * wmax + 2 * wcols;
+    if (mask) stage_columns(sidx, sval, cidx, cval, woff[k0], widths[k0 + 1] * KW);
+#endif
     if (mask) {
         const int w = widths[k0];
         const float* src = yin + (size_t)blockIdx.x * w * 32 + lane;
         for (int i = warp; i < w; i += WARPS) a[i * 32 + lane] = alive ? src[(size_t)i * 32] : 0.0f;
     }
+#if FUSE_STAGE
+    copy_async_wait();
+#endif
     __syncthreads();
     for (int k = k0; k < k1 && mask; ++k) {
         const int wout = widths[k + 1];
         const int slot = (k - k0) % 3;
+#if FUSE_STAGE
+        // this layer's columns (staged), the next layer's into the other buffer (last read
+        // by layer k - 1, before its barrier)
+        const int cur = (k - k0) & 1;
+        const int* wi = sidx + cur * wcols;
+        const float* wv = sval + cur * wcols;
+        if (k + 1 < k1)
+            stage_columns(sidx + (cur ^ 1) * wcols, sval + (cur ^ 1) * wcols, cidx, cval, woff[k + 1],
+                          widths[k + 2] * KW);
+#define LOADW(p) (*(p))
+#else
+        const int* wi = cidx + woff[k];
+        const float* wv = cval + woff[k];
+#define LOADW(p) __ldg(p)
+#endif
         // zero the slot of layer k + 1: last read after layer k - 2's barrier, which every
         // thread has passed (layer k - 1's barrier came since)
         if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
@@ -182,12 +242,12 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
         for (int u = warp; u < wout; u += WARPS) {
             float acc = 0.0f;
 #if (KW % 4) == 0
-            const int4* ci = reinterpret_cast<const int4*>(cidx + woff[k] + (size_t)u * KW);
-            const float4* cv = reinterpret_cast<const float4*>(cval + woff[k] + (size_t)u * KW);
+            const int4* ci = reinterpret_cast<const int4*>(wi + u * KW);
+            const float4* cv = reinterpret_cast<const float4*>(wv + u * KW);
             float y[KW];
 #pragma unroll
             for (int q = 0; q < KW / 4; ++q) {
-                const int4 i4 = __ldg(ci + q);
+                const int4 i4 = LOADW(ci + q);
                 y[4 * q + 0] = a[i4.x * 32 + lane];
                 y[4 * q + 1] = a[i4.y * 32 + lane];
                 y[4 * q + 2] = a[i4.z * 32 + lane];
@@ -195,17 +255,16 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
             }
 #pragma unroll
             for (int q = 0; q < KW / 4; ++q) {
-                const float4 v4 = __ldg(cv + q);
+                const float4 v4 = LOADW(cv + q);
                 acc = __fadd_rn(acc, __fmul_rn(v4.x, y[4 * q + 0]));
                 acc = __fadd_rn(acc, __fmul_rn(v4.y, y[4 * q + 1]));
                 acc = __fadd_rn(acc, __fmul_rn(v4.z, y[4 * q + 2]));
                 acc = __fadd_rn(acc, __fmul_rn(v4.w, y[4 * q + 3]));
             }
 #else
-            const long long base = woff[k] + (long long)u * KW;
 #pragma unroll
             for (int q = 0; q < KW; ++q)
-                acc = __fadd_rn(acc, __fmul_rn(__ldg(cval + base + q), a[__ldg(cidx + base + q) * 32 + lane]));
+                acc = __fadd_rn(acc, __fmul_rn(LOADW(wv + u * KW + q), a[LOADW(wi + u * KW + q) * 32 + lane]));
 #endif
             float v = 0.0f;
             if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
@@ -213,8 +272,12 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
             any |= (v != 0.0f);
             b[u * 32 + lane] = v;
         }
+#undef LOADW
         const unsigned bits = __ballot_sync(0xffffffffu, any);
         if (lane == 0 && bits) atomicOr(&s_mask[slot], bits);
+#if FUSE_STAGE
+        copy_async_wait();  // the next layer's columns, before the barrier publishes them
+#endif
         __syncthreads();
         mask = s_mask[slot];
         if (threadIdx.x == 0 && mask) atomicAdd(counts + k, (unsigned)__popc(mask));
