@@ -186,6 +186,31 @@ def test_batches_and_check_intervals(gpu, path, check_every):
 
 
 @pytest.mark.gpu
+def test_inputs_unsorted_with_duplicates(gpu):
+    """The input load needs ascending, distinct columns: the engine canonicalises a copy."""
+    weights, x = synthetic(1024, 6, 200)
+    rng = np.random.default_rng(0)
+    indices, data = [], []
+    for r in range(x.shape[0]):  # every entry twice, half the value each (exact), shuffled
+        lo, hi = x.indptr[r], x.indptr[r + 1]
+        order = rng.permutation(2 * (hi - lo))
+        indices.append(np.tile(x.indices[lo:hi], 2)[order])
+        data.append(np.tile(x.data[lo:hi] / 2, 2)[order])
+    messy = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), 2 * x.indptr), shape=x.shape)
+    assert not messy.has_canonical_format and messy.nnz == 2 * x.nnz
+    before = (messy.indices.copy(), messy.data.copy())
+    got = compare(weights, 6, x)
+    eng = get_engine("cuda")
+    eng.prepare(weights, 6)
+    again = eng.infer(messy)
+    np.testing.assert_array_equal(again.categories, got.categories)
+    np.testing.assert_array_equal(again.values.toarray(), got.values.toarray())
+    # the caller's matrix is left as it was
+    np.testing.assert_array_equal(messy.indices, before[0])
+    np.testing.assert_array_equal(messy.data, before[1])
+
+
+@pytest.mark.gpu
 def test_fused_general_network_positive_bias(gpu):
     """Every layer fused, the first one too (N = 256): mixed-sign weights, b > 0."""
     mats, x = random_network(256, 8, 300)

@@ -60,6 +60,7 @@ WARPS = 8  # warps per block of the layer and compaction kernels (must match -DW
 # per feature of the widest layer. Rule: fuse the merged network's layers up to 256 wide
 # (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
 FUSE_TILE_BYTES_PER_WIDTH = 2 * 32 * 4
+DENSIFY_COLS = 64  # input columns per warp of the input load (kernel macro of the same name)
 FUSE_WIDTH = 256
 
 
@@ -189,7 +190,7 @@ class CudaEngine(Engine):
                 "count": mod.get_function("spdnn_count"),
                 "scan": mod.get_function("spdnn_scan"),
                 "compact": mod.get_function("spdnn_compact"),
-                "scatter": mod.get_function("spdnn_scatter"),
+                "densify": mod.get_function("spdnn_densify"),
                 "iota": mod.get_function("spdnn_iota"),
                 "fused": mod.get_function("spdnn_fused"),
             }
@@ -197,7 +198,7 @@ class CudaEngine(Engine):
             fns["count"].prepare("PiP")
             fns["scan"].prepare("PiPP")
             fns["compact"].prepare("PPiiiPPPP")
-            fns["scatter"].prepare("PPPiiP")
+            fns["densify"].prepare("PPPiiiP")
             fns["iota"].prepare("Pii")
             fns["fused"].prepare("PPPPPPiiiifPPPPP")
             self._modules[key] = (mod, fns)
@@ -214,7 +215,7 @@ class CudaEngine(Engine):
     def _fuse_smem(self, fns, kw: int) -> int:
         """Dynamic shared memory of a fused launch; opts the kernel in beyond the default 48 KB once."""
         nbytes = self._fuse_bytes(self.fuse_wmax, kw)
-        if nbytes > 48 * 1024 and fns.get("fused_optin", 0) < nbytes:
+        if fns.get("fused_optin", 0) < nbytes:  # (static shared memory counts towards 48 KB too)
             fns["fused"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             fns["fused_optin"] = nbytes
         return nbytes
@@ -342,9 +343,9 @@ class CudaEngine(Engine):
         log says so) down to one tile of 32 rows; a CUDA error names the kernel and its
         configuration.
         """
-        if not (sp.isspmatrix_csr(inputs) and inputs.dtype == np.float32 and inputs.has_sorted_indices):
-            inputs = sp.csr_matrix(inputs, dtype=np.float32)
-            inputs.sort_indices()
+        if not (sp.isspmatrix_csr(inputs) and inputs.dtype == np.float32 and inputs.has_canonical_format):
+            inputs = sp.csr_matrix(inputs, dtype=np.float32, copy=True)
+            inputs.sum_duplicates()  # the input load needs each row's columns ascending and distinct
         if not hasattr(self, "_cache"):
             self._cache = {}
         n = inputs.shape[1]
@@ -426,16 +427,18 @@ class CudaEngine(Engine):
                 start.record(self.compute)
             tiles = (nrows + 31) // 32
             cur = 0
-            cuda.memset_d32_async(buf[cur], 0, tiles * 32 * self._layers[0]["win"], self.compute)
             p_d, c_d, v_d = stage_dev[b % nstage]
-            first_fns["scatter"].prepared_async_call(
-                (min(65535, (nrows + 7) // 8), 1), (256, 1, 1), self.compute,
-                p_d, c_d, v_d, np.int32(nrows), np.int32(self._layers[0]["win"]), buf[cur])
+            win0 = self._layers[0]["win"]
+            gxd = math.ceil(win0 / (DENSIFY_COLS * warps))
+            self._launch = ("spdnn_densify", "input", 0, tiles * gxd)
+            first_fns["densify"].prepared_async_call(
+                (tiles * gxd, 1), (warps * 32, 1, 1), self.compute,
+                p_d, c_d, v_d, np.int32(nrows), np.int32(win0), np.int32(gxd), buf[cur])
             first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
                                                   alive[0], np.int32(nrows), np.int32(s))
             a_cur = 0
             if b + 1 < len(starts):
-                # the next batch's staging buffers were last read by batch b-1's scatter,
+                # the next batch's staging buffers were last read by batch b-1's densify,
                 # which finished before batch b-1's last check point synchronised
                 stage(b + 1)
             cuda.memset_d32_async(counts, 0, layers + 1, self.compute)

@@ -370,17 +370,42 @@ spdnn_compact(const float* __restrict__ src, float* __restrict__ dst, int width,
         o[(size_t)i * 32] = s[(size_t)i * 32];
 }
 
-// Input load: one warp per batch row r scatters its CSR nonzeros [indptr[r], indptr[r+1])
-// (offsets relative to the batch) into the zeroed features.
-__global__ void spdnn_scatter(const long long* __restrict__ indptr, const int* __restrict__ col,
-                              const float* __restrict__ val, int nrows, int width, float* __restrict__ y)
+// Input load: the batch's CSR rows (offsets relative to the batch, columns ascending)
+// written as dense tile-interleaved features, zeros included, so no memset is needed and
+// every store is a full 128-byte line. Grid: ntiles * gx blocks of WARPS warps; warp w of
+// block (tile, cx) fills columns [c0, c0 + DENSIFY_COLS) with c0 = (cx * WARPS + w) *
+// DENSIFY_COLS; lane r walks row r's nonzeros from the first column >= c0 (binary search).
+#define DENSIFY_COLS 64
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_densify(const long long* __restrict__ indptr, const int* __restrict__ col,
+              const float* __restrict__ val, int nrows, int width, int gx, float* __restrict__ y)
 {
-    const int lane = threadIdx.x & 31;
-    const int warps = (gridDim.x * blockDim.x) >> 5;
-    for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < nrows; r += warps) {
-        float* out = y + (size_t)(r >> 5) * width * 32 + (r & 31);
-        for (long long e = indptr[r] + lane; e < indptr[r + 1]; e += 32)
-            out[(size_t)col[e] * 32] = val[e];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int tile = blockIdx.x / gx;
+    const int c0 = ((blockIdx.x - tile * gx) * WARPS + warp) * DENSIFY_COLS;
+    if (c0 >= width) return;
+    const int c1 = min(width, c0 + DENSIFY_COLS);
+    const int row = tile * 32 + lane;
+    long long p = 0, end = 0;
+    if (row < nrows) {
+        long long lo = indptr[row], hi = indptr[row + 1];
+        end = hi;
+        while (lo < hi) {  // first nonzero with column >= c0
+            const long long mid = (lo + hi) >> 1;
+            if (col[mid] < c0) lo = mid + 1; else hi = mid;
+        }
+        p = lo;
+    }
+    int next = p < end ? col[p] : width;
+    float* out = y + (size_t)tile * width * 32 + lane;
+    for (int i = c0; i < c1; ++i) {
+        float v = 0.0f;
+        if (next == i) {
+            v = val[p];
+            ++p;
+            next = p < end ? col[p] : width;
+        }
+        __stcs(out + (size_t)i * 32, v);
     }
 }
 
