@@ -306,20 +306,23 @@ __global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* 
     if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
 }
 
-// Exclusive prefix sum of (flags != 0) over [0, n) into pos, total into *total.
-// One block of 1024 threads; chunks of 1024 flags, carried between chunks (n is a batch's
-// row count, at most a few million: microseconds).
+// Exclusive prefix sum over the tiles of 32 rows of the number of flagged rows in each:
+// pos[t] = flagged rows in tiles [0, t), total into *total (n = rows). One block of 1024
+// threads, one tile per thread, chunks of 1024 tiles carried between chunks: a scan over
+// tiles, not rows, is 32x shorter (a row's position is its tile's plus a ballot count).
 __global__ void __launch_bounds__(1024)
 spdnn_scan(const int* __restrict__ flags, int n, int* __restrict__ pos, int* __restrict__ total)
 {
+    const int ntiles = (n + 31) / 32;
     __shared__ int s_warp[32];
     __shared__ int s_carry;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (threadIdx.x == 0) s_carry = 0;
     __syncthreads();
-    for (int base = 0; base < n; base += 1024) {
+    for (int base = 0; base < ntiles; base += 1024) {
         const int i = base + threadIdx.x;
-        const int f = (i < n && flags[i] != 0) ? 1 : 0;
+        int f = 0;
+        for (int r = i * 32; i < ntiles && r < min(n, i * 32 + 32); ++r) f += flags[r] != 0;
         int x = f;  // inclusive scan inside the warp
         for (int off = 1; off < 32; off <<= 1) {
             const int y = __shfl_up_sync(0xffffffffu, x, off);
@@ -338,7 +341,7 @@ spdnn_scan(const int* __restrict__ flags, int n, int* __restrict__ pos, int* __r
         __syncthreads();
         const int carry = s_carry;
         const int before = carry + (warp ? s_warp[warp - 1] : 0) + x - f;
-        if (i < n) pos[i] = before;
+        if (i < ntiles) pos[i] = before;
         __syncthreads();
         if (threadIdx.x == 1023) s_carry = carry + s_warp[31];
         __syncthreads();
@@ -346,8 +349,9 @@ spdnn_scan(const int* __restrict__ flags, int n, int* __restrict__ pos, int* __r
     if (threadIdx.x == 0) *total = s_carry;
 }
 
-// Active-row compaction: row r of src (flag set) goes to row pos[r] of dst, all `width`
-// features, and its original index alive_src[r] to alive_dst[pos[r]]. Grid: ntiles * gx
+// Active-row compaction: flagged row r of src goes to row d = pos[r / 32] + (flagged rows
+// before it in its tile) of dst, all `width` features, and its original index alive_src[r]
+// to alive_dst[d]. Grid: ntiles * gx
 // blocks of WARPS warps; lanes are the 32 rows of a source tile (coalesced reads), warps
 // stride over the features.
 __global__ void __launch_bounds__(WARPS * 32)
@@ -361,8 +365,9 @@ spdnn_compact(const float* __restrict__ src, float* __restrict__ dst, int width,
     const int row = tile * 32 + lane;
     const bool keep = row < nrows && flags[row] != 0;
     if (!__syncthreads_or(keep)) return;
+    const unsigned before = __ballot_sync(0xffffffffu, keep) & ((1u << lane) - 1u);
     if (!keep) return;  // no barrier below
-    const int d = pos[row];
+    const int d = pos[tile] + __popc(before);
     if (cx == 0 && warp == 0) alive_dst[d] = alive_src[row];
     const float* s = src + (size_t)tile * width * 32 + lane;
     float* o = dst + (size_t)(d >> 5) * width * 32 + (d & 31);
