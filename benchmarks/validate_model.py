@@ -135,8 +135,8 @@ def microbench() -> dict:
 class FakeEngine:
     """CPU stand-in with the CudaEngine attributes the script sets; seconds from the model."""
 
-    def __init__(self, variant="auto", **kw):
-        self.variant = variant
+    def __init__(self, variant="auto", dataflow="gather", **kw):
+        self.variant, self.dataflow = variant, dataflow
         self.warps, self.grid_factor, self.check_every, self.batch_rows = 8, 16, 8, None
         self.check_bytes, self.compact_fraction = 64e6, 1 / 16
 
@@ -148,8 +148,10 @@ class FakeEngine:
         from spdnn.model.cost import predict
 
         prof = NetworkProfile.stored(self.n, self.layers, x.shape[0])
+        fused = self.dataflow == "fused"
         df = Dataflow(variant="merged" if self.variant == "auto" else self.variant, warps=self.warps,
-                      grid_factor=self.grid_factor, check_every=self.check_every, batch_rows=self.batch_rows or 0)
+                      grid_factor=self.grid_factor, check_every=self.check_every, batch_rows=self.batch_rows or 0,
+                      dataflow=self.dataflow, fuse=self.check_every if fused else 1)
         p = predict(df, prof, load_hardware())
         sec = p.seconds * float(np.random.default_rng().uniform(0.8, 1.3))
 
@@ -168,21 +170,30 @@ class FakeEngine:
 
 
 def configs(full: bool) -> list[dict]:
+    """The spread measured per network: the kernel per layer (dataflow gather) on both variants,
+    and fused segments of the merged network (check_every = segment length)."""
     out = []
     for v in ("merged", "dedup"):
         for w in (2, 8, 32):
             for c in (1, 8, 32):
-                out.append(dict(variant=v, warps=w, check_every=c))
+                if v == "merged" or c == 8:
+                    out.append(dict(variant=v, dataflow="gather", warps=w, check_every=c))
         if full:
-            out.append(dict(variant=v, warps=8, check_every=8, batch_rows=15008))
+            out.append(dict(variant=v, dataflow="gather", warps=8, check_every=8, batch_rows=15008))
             for g in (4, 64):
-                out.append(dict(variant=v, warps=8, check_every=8, grid_factor=g))
+                out.append(dict(variant=v, dataflow="gather", warps=8, check_every=8, grid_factor=g))
+    for w in (4, 8, 16, 32):
+        for c in (4, 8, 32):
+            out.append(dict(variant="merged", dataflow="fused", warps=w, check_every=c))
     return out
 
 
-CAL_CONFIGS = [dict(variant="merged", warps=8, check_every=8), dict(variant="dedup", warps=8, check_every=8),
-               dict(variant="merged", warps=4, check_every=4), dict(variant="dedup", warps=16, check_every=16),
-               dict(variant="dedup", warps=4, check_every=2)]
+CAL_CONFIGS = [dict(variant="merged", dataflow="gather", warps=8, check_every=8),
+               dict(variant="dedup", dataflow="gather", warps=8, check_every=8),
+               dict(variant="merged", dataflow="gather", warps=4, check_every=4),
+               dict(variant="dedup", dataflow="gather", warps=16, check_every=16),
+               dict(variant="merged", dataflow="fused", warps=8, check_every=8),
+               dict(variant="merged", dataflow="fused", warps=16, check_every=16)]
 
 
 def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, record: dict, role: str):
@@ -195,14 +206,14 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
     log(f"== {role} N={n} L={layers}: generated in {time.perf_counter() - t:.1f} s")
     net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "role": role, "runs": [], "active_rows": {}}
     record["networks"].append(net)
-    for variant in ("merged", "dedup"):
-        mine = [c for c in cfgs if c["variant"] == variant]
+    for variant, dataflow in (("merged", "gather"), ("dedup", "gather"), ("merged", "fused")):
+        mine = [c for c in cfgs if c["variant"] == variant and c.get("dataflow", "gather") == dataflow]
         if not mine:
             continue
-        eng = make_engine(variant)
+        eng = make_engine(variant, dataflow)
         t = time.perf_counter()
         eng.prepare(weights, layers)
-        log(f"   {variant}: prepared in {time.perf_counter() - t:.1f} s")
+        log(f"   {variant} {dataflow}: prepared in {time.perf_counter() - t:.1f} s")
         for cfg in mine:
             if time.perf_counter() - T0 > args.deadline:
                 log("   deadline reached: skipping the rest")
@@ -222,7 +233,8 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
             secs = [q.seconds for q in runs]
             r = runs[-1]
             net["active_rows"].setdefault(variant, r.active_rows)
-            d = {k: r.details.get(k) for k in ("variant", "checks", "compactions", "batch_rows", "batches", "warps")}
+            d = {k: r.details.get(k) for k in ("variant", "checks", "compactions", "batch_rows", "batches", "warps",
+                                               "fused_layers")}
             net["runs"].append({"config": cfg, "seconds": statistics.median(secs), "seconds_all": secs,
                                 "details": d, "categories": int(len(r.categories))})
             log(f"   {cfg}: {statistics.median(secs) * 1e3:8.3f} ms  checks {d['checks']} compactions {d['compactions']}")
@@ -265,15 +277,15 @@ def main(argv=None) -> int:
         record["calibration"] = dict(launch_s=6e-6, kernel_min_s=2.5e-6, sync_s=2.5e-5, copy_bandwidth=2.98e12,
                                      gpu="fake", sms=132, clock_hz=1.98e9)
 
-        def make_engine(variant):
-            return FakeEngine(variant=variant)
+        def make_engine(variant, dataflow):
+            return FakeEngine(variant=variant, dataflow=dataflow)
     else:
         from spdnn.engines.cuda import CudaEngine
 
         record["calibration"] = microbench()
 
-        def make_engine(variant):
-            return CudaEngine(variant=variant)
+        def make_engine(variant, dataflow):  # gather: no fused segments; fused: the engine's rule
+            return CudaEngine(variant=variant, fuse_width=0 if dataflow == "gather" else None)
     log("calibration", record["calibration"])
     record["gpu"] = record["calibration"]["gpu"]
     measure_network(make_engine, 2048, args.layers, CAL_CONFIGS, args, record, "calibration")
@@ -283,7 +295,8 @@ def main(argv=None) -> int:
         if time.perf_counter() - T0 > args.deadline - 150:
             log(f"no time left for N={n}")
             continue
-        cfgs = [dict(variant="merged", warps=w, check_every=c) for w, c in ((8, 8), (2, 8), (32, 8), (8, 1), (8, 32))]
+        cfgs = [dict(variant="merged", dataflow="gather", warps=w, check_every=c)
+                for w, c in ((8, 8), (2, 8), (32, 8), (8, 1), (8, 32))]
         measure_network(make_engine, n, args.layers, cfgs, args, record, "validation")
     log("done")
     return 0

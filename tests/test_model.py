@@ -152,3 +152,33 @@ def test_no_gpu_uses_default_preset():
     assert preset_for_gpu("NVIDIA A100-SXM4-80GB") == "a100"
     assert gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert gpu_slug(None) == "nogpu"
+
+
+def test_engine_options_of_each_dataflow():
+    """gather: a kernel per layer (fused segments off); fused: segments as long as the check
+    interval; the smem dataflow and fused full-width layers exist in the model only."""
+    from spdnn.model import Dataflow
+
+    gather = Dataflow(dataflow="gather", warps=16, check_every=4).engine_options()
+    assert gather["fuse_width"] == 0 and gather["check_every"] == 4 and gather["warps"] == 16
+    fused = Dataflow(dataflow="fused", fuse=16, check_every=2, warps=8).engine_options()
+    assert "fuse_width" not in fused and fused["check_every"] == 16 and fused["variant"] == "merged"
+    with pytest.raises(ValueError, match="smem"):
+        Dataflow(dataflow="smem", row_tile=16).engine_options()
+    with pytest.raises(ValueError, match="merged"):
+        Dataflow(dataflow="fused", fuse=8, variant="dedup").engine_options()
+
+
+def test_fused_design_shared_memory_grows_with_width():
+    """A fused block holds two feature tiles and two layers' columns: 4096's merged layers (256
+    wide) need 4x the 1024 network's (64 wide); 16384's (1024 wide) do not fit an H100 block."""
+    from spdnn.model import Dataflow, NetworkProfile, load_hardware
+    from spdnn.model.cost import predict
+
+    hw = load_hardware("h100-sxm")
+    sb = {}
+    for n in (1024, 4096, 16384):
+        p = predict(Dataflow(dataflow="fused", fuse=8), NetworkProfile.stored(n, 120, 60000), hw)
+        sb[n] = p.occupancy["smem_per_block"]
+        assert p.valid == (n <= 4096)
+    assert (sb[4096] - 128) == pytest.approx(4 * (sb[1024] - 128))

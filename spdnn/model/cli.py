@@ -36,15 +36,20 @@ def _predict(args) -> None:
 def _explore(args) -> None:
     import time
 
-    from .explore import DEFAULT_SPACE, ENGINE_SPACE, evaluate
+    from .explore import DEFAULT_SPACE, engine_spaces, evaluate
 
     t = time.perf_counter()
-    res = evaluate(_profile(args), _hw(args), ENGINE_SPACE if args.engine_only else DEFAULT_SPACE)
+    prof, hw = _profile(args), _hw(args)
+    rows, designs, valid = [], 0, 0
+    for space in engine_spaces() if args.engine_only else [DEFAULT_SPACE]:
+        res = evaluate(prof, hw, space)
+        designs += len(res)
+        valid += int(res.valid.sum())
+        for i in res.best(args.top, key=args.objective):
+            rows.append({"seconds": float(res.seconds[i]), "joules": float(res.joules[i]), **res.design(i).to_dict()})
     dt = time.perf_counter() - t
-    rows = []
-    for i in res.best(args.top, key=args.objective):
-        rows.append({"seconds": float(res.seconds[i]), "joules": float(res.joules[i]), **res.design(i).to_dict()})
-    out = {"designs": len(res), "valid": int(res.valid.sum()), "seconds_to_explore": dt, "top": rows}
+    rows = sorted(rows, key=lambda r: r[args.objective])[:args.top]
+    out = {"designs": designs, "valid": valid, "seconds_to_explore": dt, "top": rows}
     print(json.dumps(out, indent=1, default=float))
 
 

@@ -55,10 +55,21 @@ def regs_per_thread(code, kw, warps, hw: Hardware):
     return np.minimum(need, np.minimum(hw.max_regs_thread, hw.regs_per_sm // (32 * warps)))
 
 
-def smem_per_block(code, row_tile, win_max, wout_max):
-    """Shared memory of one block (bytes): the row tile (smem), in and out tiles (fused)."""
+def smem_per_block(code, row_tile, win_max, wout_max, w_max=0.0, fused_width=None):
+    """Shared memory of one block (bytes): the row tile (smem); in and out tiles and two layers'
+    staged columns (fused: w_max bytes per layer, fused_width the widest fused layer: the
+    engine runs the input layer, N wide, unfused)."""
+    fw = win_max if fused_width is None else fused_width
     return np.where(code == GATHER, 128.0,
-                    np.where(code == SMEM, 4.0 * row_tile * win_max + 128, 4.0 * row_tile * (win_max + wout_max) + 128))
+                    np.where(code == SMEM, 4.0 * row_tile * win_max + 128,
+                             4.0 * row_tile * 2 * fw + 2.0 * w_max + 128))
+
+
+def fused_extent(win, wout, ucols, kw) -> tuple[float, float]:
+    """(widest layer, bytes of the largest layer's columns) over the layers a fused design keeps
+    on chip: all but the first (N wide, run unfused)."""
+    lo = 1 if len(win) > 1 else 0
+    return float(max(win[lo:].max(), wout[lo:].max())), float((8.0 * ucols[lo:] * kw[lo:]).max())
 
 
 def blocks_per_sm(code, warps, kw, smem_block, hw: Hardware):
@@ -102,14 +113,19 @@ def layer_cost(hw: Hardware, code, R, F, warps, gf, n, a, win, wout, ucols, kw, 
     dram_out = np.where(fused, out / F, out)
     w_bytes = 8.0 * ucols * kw
     dram = dram_in + dram_out + w_bytes + 4.0 * (ucols + wout) + 16.0 * n
-    l2_w = w_bytes * np.minimum(tau, sms)
+    # weights: L2 -> SM once per SM (register-streamed, L1 reuse), or once per block (fused:
+    # every block stages the layer's columns in shared memory)
+    l2_w = w_bytes * np.where(fused, tau, np.minimum(tau, sms))
     # L1: the distinct tiles resident on one SM (one per block) and the lines a block touches
     touched = line * np.minimum(win, ucols * kw / gx)
     l1_free = np.maximum(hw.l1_bytes - bsm * smem_block, 0.0)
     hit1 = np.minimum(1.0, l1_free / np.maximum(bsm * touched, 1.0))
     gath_l2 = tau * gx * touched + (line * uses - tau * gx * touched) * (1.0 - hit1)
     l2 = np.where(code == GATHER, gath_l2, np.where(code == SMEM, in_once * gx, dram_in)) + dram_out + l2_w
-    smem = np.where(code == GATHER, 0.0, np.where(code == SMEM, in_once * gx + line * uses, line * (uses + tau * wout)))
+    # fused: gathers + output writes + the staged columns' broadcast reads (an int4 and a float4
+    # wavefront per 4 nonzeros per warp: half a gather's traffic)
+    smem = np.where(code == GATHER, 0.0, np.where(code == SMEM, in_once * gx + line * uses,
+                                                  line * (1.5 * uses + tau * wout) + w_bytes * tau))
     reg = 8.0 * macs
     # time
     blocks = tau * gx
@@ -125,8 +141,12 @@ def layer_cost(hw: Hardware, code, R, F, warps, gf, n, a, win, wout, ucols, kw, 
     t_fma = macs / (hw.fma_rate * sm_util)
     iters = np.ceil(ucols / (gx * warps))
     waves = np.ceil(np.maximum(blocks, 1.0) / (sms * np.maximum(bsm, 1.0)))
-    step = np.where(code == GATHER, 2.0 * hw.l2_latency_s, hw.l2_latency_s + hw.smem_latency_s)
-    t_lat = waves * (iters * step + np.where(code == GATHER, 0.0, hw.dram_latency_s))
+    # critical path of a warp per layer: per column, gathers then KW ordered adds (4 cycles each,
+    # never fused into FMAs: exactness); fused columns are staged, so no L2 round trip
+    chain = kw * 4.0 / hw.clock_hz
+    step = np.where(code == GATHER, 2.0 * hw.l2_latency_s + chain,
+                    np.where(fused, 2.0 * hw.smem_latency_s + chain, hw.l2_latency_s + hw.smem_latency_s + chain))
+    t_lat = waves * (iters * step + np.where(code == SMEM, hw.dram_latency_s, 0.0))
     t_kernel = hw.kernel_min_s / F + np.maximum(np.maximum(t_dram, t_l2), np.maximum(np.maximum(t_smem, t_fma), t_lat))
     t_kernel = np.where(n_pos, t_kernel, 0.0)
     t_layer = np.where(n_pos, np.maximum(hw.launch_s / F, t_kernel), 0.0)
@@ -191,7 +211,8 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     """The scalar model: one dataflow, layer by layer (the reference for the vectorised explorer)."""
     code = CODES[df.dataflow]
     win, wout, ucols, kw = network_shapes(prof, df.variant)
-    sb = float(smem_per_block(code, df.row_tile, win.max(), wout.max()))
+    fw, wmax = fused_extent(win, wout, ucols, kw)
+    sb = float(smem_per_block(code, df.row_tile, win.max(), wout.max(), wmax, fw))
     ok = bool(valid(code, df.warps, df.row_tile, df.fuse, sb, hw, prof.layers))
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
     pol = simulate(prof, wout[None, :], [df.check_every], [df.check_bytes], [df.compact_fraction], [batch], [df.fuse])

@@ -85,12 +85,22 @@ class Dataflow:
         return "\n".join(lines) + "\n"
 
     def engine_options(self) -> dict:
-        """Options of spdnn.engines.cuda.CudaEngine for this dataflow (gather only: the engine's kernel)."""
-        if self.dataflow != "gather":
-            raise ValueError(f"the cuda engine has no {self.dataflow!r} kernel yet (only gather)")
+        """Options of spdnn.engines.cuda.CudaEngine that run this dataflow.
+
+        gather: a kernel per layer (no fused segments). fused: the merged network's layers after
+        the first in fused segments of tiles of 32 rows, one segment per check interval (the
+        engine's segments end at its check points, so Fuse F is check_every F). The engine has
+        no smem (row tile staged per layer) kernel.
+        """
+        if self.dataflow == "smem":
+            raise ValueError("the cuda engine has no 'smem' kernel (row tile staged per layer): model only")
+        if self.dataflow == "fused" and (self.variant != "merged" or self.row_tile != 32):
+            raise ValueError("the cuda engine fuses layers of the merged network in tiles of 32 rows only")
         opts = dict(variant=self.variant, warps=self.warps, grid_factor=self.grid_factor,
-                    check_every=self.check_every, check_bytes=float(self.check_bytes),
-                    compact_fraction=float(self.compact_fraction))
+                    check_every=self.fuse if self.dataflow == "fused" else self.check_every,
+                    check_bytes=float(self.check_bytes), compact_fraction=float(self.compact_fraction))
+        if self.dataflow == "gather":
+            opts["fuse_width"] = 0
         if self.batch_rows:
             opts["batch_rows"] = int(self.batch_rows)
         return opts

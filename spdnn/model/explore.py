@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cost import CODES, FUSED, GATHER, blocks_per_sm, layer_cost, overhead_cost, smem_per_block, valid
+from .cost import CODES, FUSED, GATHER, blocks_per_sm, fused_extent, layer_cost, overhead_cost, smem_per_block, valid
 from .directives import Dataflow
 from .hardware import Hardware
 from .network import NetworkProfile
@@ -33,7 +33,16 @@ DEFAULT_SPACE = dict(
     compact_fraction=(1 / 32, 1 / 16, 1 / 8, 1 / 4),
     batch_rows=(0, 30016, 15008, 7520),
 )
-ENGINE_SPACE = dict(DEFAULT_SPACE, dataflow=("gather",), fuse=(1,), row_tile=(32,))  # what the cuda engine runs
+# what the cuda engine runs: its kernel per layer, and its fused segments (merged network,
+# tiles of 32 rows) whose length is the check interval (check_every = fuse)
+ENGINE_SPACE = dict(DEFAULT_SPACE, dataflow=("gather",), fuse=(1,), row_tile=(32,))
+ENGINE_FUSED_DEPTHS = (4, 8, 16, 32)
+
+
+def engine_spaces() -> list[dict]:
+    """The engine's design space as spaces whose product is exactly what it can run."""
+    return [ENGINE_SPACE] + [dict(ENGINE_SPACE, dataflow=("fused",), variant=("merged",), fuse=(f,), check_every=(f,))
+                             for f in ENGINE_FUSED_DEPTHS]
 POLICY_KEYS = ("variant", "check_every", "check_bytes", "compact_fraction", "batch_rows", "fuse")
 MAPPING_KEYS = ("dataflow", "row_tile", "warps", "grid_factor")
 
@@ -142,7 +151,8 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             G = np.array([m[3] for m in maps], float)[:, None]
             weights, tup = _layer_tuples(pol, shapes, cls, arr[cls, 4])
             F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
-            sb = smem_per_block(code, R, win.max(), wout.max())  # the widest layer's tiles must fit
+            fw, wmax = fused_extent(win, wout, ucols, kw)
+            sb = smem_per_block(code, R, win.max(), wout.max(), wmax, fw)  # the widest layer's tiles must fit
             bsm = blocks_per_sm(code, W, lk, sb, hw)
             c = layer_cost(hw, code, R, F, W, G, n, a, lw, lwo, lu, lk, sb, np.maximum(bsm, 1.0))
             shape = (len(maps), len(tup))

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from .. import challenge
-from .explore import ENGINE_SPACE, evaluate
+from .explore import engine_spaces, evaluate
 from .hardware import gpu_slug, load_hardware, preset_for_gpu
 from .network import NetworkProfile
 
@@ -23,12 +23,19 @@ def detect_gpu() -> str | None:
 
 
 def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS) -> dict:
-    """{"engine_options", "predicted_seconds", "model"} for the best engine design of ENGINE_SPACE."""
+    """{"engine_options", "predicted_seconds", "model"} for the best design the cuda engine can run."""
     preset = preset_for_gpu(gpu)
     hw = load_hardware(preset)
     prof = NetworkProfile.stored(neurons, layers, inputs)
-    res = evaluate(prof, hw, ENGINE_SPACE)
-    i = res.best(1)[0]
+    best, designs, valid = None, 0, 0
+    for space in engine_spaces():  # the kernel per layer, then each fused segment length
+        res = evaluate(prof, hw, space)
+        designs += len(res)
+        valid += int(res.valid.sum())
+        i = res.best(1)[0]
+        if best is None or res.seconds[i] < best[0].seconds[best[1]]:
+            best = (res, i)
+    res, i = best
     df = res.design(i)
     return {
         "engine_options": df.engine_options(),
@@ -36,7 +43,7 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
         "predicted_joules": float(res.joules[i]),
         "model": {"gpu": gpu, "gpu_slug": gpu_slug(gpu), "preset": preset, "hardware": hw.name,
                   "calibrated": list(hw.calibrated), "neurons": neurons, "layers": layers, "inputs": inputs,
-                  "profile": prof.source, "designs": len(res), "valid_designs": int(res.valid.sum()),
+                  "profile": prof.source, "designs": designs, "valid_designs": valid,
                   "directives": df.directives()},
     }
 

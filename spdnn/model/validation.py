@@ -19,8 +19,11 @@ from .network import NetworkProfile
 
 
 def dataflow_of(cfg: dict) -> Dataflow:
+    """The model's dataflow for a measured engine configuration (fused: one segment per check interval)."""
+    fused = cfg.get("dataflow", "gather") == "fused"
     return Dataflow(variant=cfg["variant"], warps=int(cfg.get("warps", 8)), grid_factor=int(cfg.get("grid_factor", 16)),
-                    check_every=int(cfg.get("check_every", 8)), batch_rows=int(cfg.get("batch_rows") or 0))
+                    check_every=int(cfg.get("check_every", 8)), batch_rows=int(cfg.get("batch_rows") or 0),
+                    dataflow="fused" if fused else "gather", fuse=int(cfg.get("check_every", 8)) if fused else 1)
 
 
 def points(raw: dict, hw: Hardware, role: str) -> list[dict]:
