@@ -29,6 +29,14 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
   Both variants are the same kernel, compiled once per padded column length KW (1, 2 or a
   multiple of 4). No shared-memory tile variant is needed: the 128-byte line layout keeps
   the gathers coalesced at every N, so N = 65536 (a row is 256 KB) runs the same code.
+* Fused segments (spdnn_fused): the merged network's layers no wider than `fuse_width`
+  (rule: 256, i.e. every layer after the first at N <= 4096) run several per launch, one
+  block per tile of 32 rows whose features stay in shared memory, each layer's columns
+  copied to shared memory (cp.async) while the previous layer computes. A segment runs to
+  the next check point, so narrow late layers cost neither a launch each nor HBM traffic;
+  a tile whose rows all die stops early. Same terms and order: still bit-identical.
+* Input load (spdnn_densify): each batch's CSR rows written as dense tile lines (zeros
+  included), so no memset and no scattered 4-byte stores.
 * Active-row compaction: the host reads the active count at check points (every layer while
   a layer moves more than `check_bytes` of features, else every `check_every` layers) and
   compacts (prefix sum + copy of the surviving rows, their original indices carried along)
