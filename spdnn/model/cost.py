@@ -147,8 +147,16 @@ def layer_cost(hw: Hardware, code, R, F, warps, gf, n, a, win, wout, ucols, kw, 
     step = np.where(code == GATHER, 2.0 * hw.l2_latency_s + chain,
                     np.where(fused, 2.0 * hw.smem_latency_s + chain, hw.l2_latency_s + hw.smem_latency_s + chain))
     t_lat = waves * (iters * step + np.where(code == SMEM, hw.dram_latency_s, 0.0))
-    t_kernel = hw.kernel_min_s / F + np.maximum(np.maximum(t_dram, t_l2), np.maximum(np.maximum(t_smem, t_fma), t_lat))
-    t_kernel = np.where(n_pos, t_kernel, 0.0)
+    # instruction issue: per nonzero a gather load, a multiply and an add, plus the column's
+    # index/value loads (a quarter each), on 4 schedulers per SM
+    t_issue = tau * ucols * kw * 3.5 / (4.0 * sms * hw.clock_hz * np.maximum(sm_util, 1e-6)) * np.minimum(R / 32.0, 1.0)
+    t_core = np.maximum(np.maximum(np.maximum(t_dram, t_l2), t_issue), np.maximum(t_smem, t_fma))
+    # fused: a barrier ends every layer inside the block, so the warps' chains are not hidden
+    # behind other work (a layer costs its traffic plus its critical path); per-layer kernels
+    # overlap one with the other (the slower of the two)
+    t_kernel = hw.kernel_min_s / F + np.where(fused, t_core + t_lat, np.maximum(t_core, t_lat))
+    # no live tile: every block exits at once
+    t_kernel = np.where(n_pos, np.where(tau > 0, t_kernel, hw.kernel_min_s / F), 0.0)
     t_layer = np.where(n_pos, np.maximum(hw.launch_s / F, t_kernel), 0.0)
     return dict(dram=dram, l2=l2, smem=smem, reg=reg, macs=macs, t_layer=t_layer, t_kernel=t_kernel,
                 t_dram=t_dram, t_l2=t_l2, t_smem=t_smem, t_lat=t_lat, eta_dram=eta_d, tau=tau, gx=gx,

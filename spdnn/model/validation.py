@@ -34,6 +34,8 @@ def points(raw: dict, hw: Hardware, role: str) -> list[dict]:
         for run in net["runs"]:
             if "seconds" not in run:
                 continue
+            if run["config"].get("dataflow") == "fused" and not run["details"].get("fused_layers", 1):
+                continue  # nothing fitted on chip (N >= 16384): the engine ran its kernel per layer
             cfg = run["config"]
             prof = NetworkProfile.from_active(net["neurons"], net["active_rows"][cfg["variant"]], net["inputs"],
                                               "measured active rows")
