@@ -195,7 +195,7 @@ def published_comparison(records: list[dict], published_csv: str | Path) -> list
                 rows.append({"neurons": n, "layers": layers, "this_run": f"{r['edges_per_second']:.4g}",
                              "this_device": r["device"], "this_inputs": r["inputs"],
                              "published": f"{theirs:.4g}", "ratio": f"{r['edges_per_second'] / theirs:.3g}",
-                             "citation": p["citation"], "hardware": f"{p['gpus']} x {p['hardware']}",
+                             "citation": p["citation"], "hardware": f"{p['gpus']} x {p['hardware']}" if int(p["gpus"]) else p["hardware"],  # 0: a CPU result
                              "measure": p["measure"], "url": p["url"]})
     return rows
 
