@@ -214,7 +214,7 @@ def main(argv=None) -> int:
             res.setdefault("categories", r.categories)
             log(f"cuda-{name:7s} {med * 1e3:9.2f} ms  {eps / 1e12:8.2f} Tedges/s  roofline {roof / 1e12:8.1f}"
                 f"  ({eps / roof:5.1%})  prepare {prep:.1f} s  active mean {frac:.4f}  cats {len(r.categories)}"
-                f"  {r.details.get('variant')} checks {r.details.get('checks')} compactions {r.details.get('compactions')}")
+                f"  {r.details.get('variant')} checks {r.details.get('checks')} peeks {r.details.get('peeks')} compactions {r.details.get('compactions')}")
         cats = res.pop("categories")
         for eng in engines.values():
             eng.release()  # the peers get the memory

@@ -293,4 +293,6 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
     # names the last kernel launched by then ("at or after"), with the engine's configuration
     assert re.search(r"ERROR: CUDA error at or after kernel spdnn_layer for layer \d+ \(KW \d+", run.stdout), \
         run.stdout + run.stderr
-    assert "variant dedup" in run.stdout and "warps 8" in run.stdout
+    from spdnn.engines.cuda import WARPS
+
+    assert "variant dedup" in run.stdout and f"warps {WARPS}" in run.stdout

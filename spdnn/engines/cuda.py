@@ -63,7 +63,7 @@ from .device import compile_module, open_device
 
 log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
-WARPS = 8  # warps per block of the layer and compaction kernels (must match -DWARPS)
+WARPS = 16  # warps per block of every kernel (-DWARPS): measured best or near-best at every N (docs/model.md)
 # Fused segments: a tile of 32 rows double-buffered in shared memory needs 2 x 32 x 4 bytes
 # per feature of the widest layer. Rule: fuse the merged network's layers up to 256 wide
 # (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
@@ -398,6 +398,7 @@ class CudaEngine(Engine):
                       self._alloc(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
         staged = [cuda.Event(), cuda.Event()]
         counts_host = self._pinned("counts_host", layers + 1, np.uint32)
+        peek_host = self._pinned("peek_host", layers + 1, np.uint32)
 
         def stage(b: int):
             s = starts[b]
@@ -419,7 +420,7 @@ class CudaEngine(Engine):
 
         active_total = np.zeros(layers, dtype=np.int64)
         categories, values = [], []
-        checks = compactions = 0
+        checks = compactions = peeks = 0
         start, end = cuda.Event(), cuda.Event()
         wall0 = time.perf_counter()
         untimed = 0.0
@@ -455,6 +456,7 @@ class CudaEngine(Engine):
             counted_prev = True  # nothing to count before layer 0
             since_check = 0
             interval = self.check_every
+            quiet, peek = False, None  # quiet: the last blocking check point compacted nothing
             batch_active = np.zeros(layers, dtype=np.int64)
             known = 0  # layers whose count was read
             k0 = 0
@@ -500,12 +502,28 @@ class CudaEngine(Engine):
                 if not (last or since_check >= interval or moved >= self.check_bytes):
                     continue
                 # check point: count this layer, read counts, maybe compact
-                checks += 1
                 since_check = 0
                 if not counted_prev:
                     fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
                                                      fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
                     counted_prev = True
+                # While check points find nothing to compact, they do not stop the GPU: the counts
+                # are copied back asynchronously (a "peek") and read at the next check point,
+                # which blocks (and compacts) only if that peek saw enough rows die.
+                if quiet and not last:
+                    worth = False
+                    if peek is not None and peek[0].query():
+                        died_then = nrows - int(peek_host[peek[1]])
+                        worth = died_then >= 32 and died_then >= self.compact_fraction * nrows
+                    if not worth:
+                        peeks += 1
+                        cuda.memcpy_dtoh_async(peek_host[: layers + 1], counts, self.compute)
+                        event = peek[0] if peek is not None else cuda.Event()
+                        event.record(self.compute)
+                        peek = (event, k)
+                        interval = min(8 * self.check_every, 2 * interval)
+                        continue
+                checks += 1
                 cuda.memcpy_dtoh_async(counts_host[: layers + 1], counts, self.compute)
                 self.compute.synchronize()
                 batch_active[known:k + 1] = counts_host[known:k + 1]
@@ -518,6 +536,7 @@ class CudaEngine(Engine):
                 compact = died and (last or (died >= 32 and died >= self.compact_fraction * nrows))
                 # check points cost a host round trip: back off while they find nothing to do
                 interval = self.check_every if compact else min(8 * self.check_every, 2 * interval)
+                quiet, peek = not compact, None
                 if compact:
                     compactions += 1
                     self._launch = ("spdnn_scan/spdnn_compact", k, lay["kw"], tiles)
@@ -561,7 +580,7 @@ class CudaEngine(Engine):
         else:
             vals = sp.csr_matrix((0, n), dtype=np.float32)
         details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
-                       compactions=compactions, wall_seconds=wall, arch=self.arch, warps=warps,
+                       compactions=compactions, peeks=peeks, wall_seconds=wall, arch=self.arch, warps=warps,
                        grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
                        stage_weights=self.stage_weights,
                        prepare_seconds=getattr(self, "prepare_seconds", None),

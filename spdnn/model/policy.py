@@ -5,7 +5,8 @@ rows, fuse depth): one loop over the layers. Mirrors CudaEngine.infer: a check p
 layer when `interval` layers passed since the last one or the layer moved more than
 check_bytes since then (always after the last); compaction when rows died (>= 32 and >= the
 fraction of present rows, or any on the last layer); an interval that found nothing to compact
-doubles up to 8 x check_every. A fused dataflow (F layers per launch) can stop only at the end
+doubles up to 8 x check_every; while check points compact nothing they only peek at the
+counts (no host round trip; counted as checks only when they compact). A fused dataflow (F layers per launch) can stop only at the end
 of a launch. Rows of a batch are a uniform sample of the inputs: a batch of b rows has
 active[k] * b / inputs rows after layer k.
 """
@@ -67,6 +68,7 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
     crows = np.zeros(c)
     srows = np.zeros(c)
     done = np.zeros(c, bool)
+    quiet = np.zeros(c, bool)  # the last blocking check compacted nothing: check points only peek
     prev_alive = n0.copy()
     for k in range(L):
         act = prof.active[k] * scale
@@ -77,10 +79,13 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
         last = k == L - 1
         boundary = ((k + 1) % fz == 0) | last
         check = ~done & boundary & (last | (since >= interval) | (nrows * wout[..., k] * 4 * since >= cb))
-        checks += check
         since = np.where(check, 0, since)
         died = nrows - act
         compact = check & (died > 0.5) & (last | ((died >= 32) & (died >= cf * nrows)))
+        # a host round trip: the first check points, the last, and those that compact (the engine
+        # peeks asynchronously while nothing compacts; its one-check lag is not modelled)
+        checks += check & (~quiet | last | compact)
+        quiet = np.where(check, ~compact, quiet)
         interval = np.where(check, np.where(compact, ce, np.minimum(8 * ce, 2 * interval)), interval)
         comps += compact
         crows += np.where(compact, act * wout[..., k], 0.0)
