@@ -70,7 +70,8 @@ def calibrate(raw: dict, preset: str | None = None) -> tuple[Hardware, dict]:
     hw = replace(base, **consts, calibrated=tuple(sorted(consts)))
     return hw, {"preset": key, "constants": consts, "gpu": cal.get("gpu"),
                 "source": "benchmarks/validate_model.py microbenchmarks (launch_s, kernel_min_s, sync_s, copy bandwidth "
-                          "-> hbm_efficiency) and l2_bandwidth fitted on the calibration network N=2048 only",
+                          "-> hbm_efficiency) and l2_bandwidth fitted on the calibration network only (N=1024, L=480, "
+                          "its own seed)",
                 "calibration_fit_median_abs_log_error": best[0] if best else None}
 
 
