@@ -6,8 +6,9 @@
      kernel_min_s  GPU time of one empty kernel back to back (queued behind a spin kernel)
      sync_s        one check point: a small kernel, a 4-byte copy back, stream synchronise
      copy          device-to-device copy bandwidth (bytes read + written) -> hbm_efficiency
-     calibration network N=1024, L=480, seed + 1 (weights and inputs unlike any validation
-       network's, 4x deeper): a few engine configurations (used to fit l2_bandwidth). Off-size
+     calibration networks N=1024, L=480 and N=16384, L=30, seed + 1 (weights and inputs unlike
+       any validation network's, other depths): a few engine configurations (used to fit
+       l2_bandwidth and launch_s). Off-size
        networks (2048, 8192) are no use: the generator's biases are the challenge's four, and
        at other sizes every row dies within 3 layers.
 2. Validation: the cuda engine on N = 1024, 4096, 16384 (L = 120; 65536 if time is left) over a
@@ -191,6 +192,9 @@ def configs(full: bool) -> list[dict]:
     return out
 
 
+# calibration networks, never validated (own seed, other depths): one deep and narrow (launch and
+# latency bound), one shallow and wide (L2 and DRAM bound)
+CAL_NETWORKS = ((1024, 480), (16384, 30))
 CAL_CONFIGS = [dict(variant="merged", dataflow="gather", warps=8, check_every=8),
                dict(variant="dedup", dataflow="gather", warps=8, check_every=8),
                dict(variant="merged", dataflow="gather", warps=4, check_every=4),
@@ -294,7 +298,8 @@ def main(argv=None) -> int:
             return CudaEngine(variant=variant, fuse_width=0 if dataflow == "gather" else None)
     log("calibration", record["calibration"])
     record["gpu"] = record["calibration"]["gpu"]
-    measure_network(make_engine, 1024, 480, CAL_CONFIGS, args, record, "calibration", seed=args.seed + 1)
+    for n, layers in CAL_NETWORKS:
+        measure_network(make_engine, n, layers, CAL_CONFIGS, args, record, "calibration", seed=args.seed + 1)
     for n in (int(v) for v in args.networks.split(",") if v):
         measure_network(make_engine, n, args.layers, configs(True), args, record, "validation")
     for n in (int(v) for v in args.extra.split(",") if v):

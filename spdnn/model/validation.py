@@ -48,7 +48,13 @@ def points(raw: dict, hw: Hardware, role: str) -> list[dict]:
 
 
 def calibrate(raw: dict, preset: str | None = None) -> tuple[Hardware, dict]:
-    """Constants from the microbenchmarks, then l2_bandwidth fitted on the calibration network only."""
+    """Constants from the microbenchmarks, then l2_bandwidth and launch_s fitted on the calibration
+    network only (mean |log(predicted / measured)| over its runs, on a grid).
+
+    launch_s is fitted because the engine's host cost per launch (a Python loop step and a
+    16-argument prepared call) exceeds the empty-kernel microbenchmark's; the microbenchmarked
+    value is kept in the report as `launch_s_microbenchmark`.
+    """
     cal = raw["calibration"]
     key = preset or preset_for_gpu(cal.get("gpu"))
     base = load_hardware(key, calibrated=False)
@@ -56,23 +62,26 @@ def calibrate(raw: dict, preset: str | None = None) -> tuple[Hardware, dict]:
               "hbm_efficiency": min(1.0, cal["copy_bandwidth"] / base.hbm_bandwidth)}
     hw = replace(base, **consts)
     best = None
-    for l2 in np.geomspace(1e12, 2e13, 61):  # fit: median |log(pred/meas)| on the calibration runs
-        h = replace(hw, l2_bandwidth=float(l2))
-        pts = points(raw, h, "calibration")
-        if not pts:
-            break
-        err = float(np.median([abs(np.log(p["predicted"] / p["measured"])) for p in pts]))
-        if best is None or err < best[0]:
-            best = (err, float(l2))
+    for l2 in np.geomspace(1e12, 2e13, 31):
+        for launch in np.geomspace(cal["launch_s"] / 2, cal["launch_s"] * 4, 21):
+            h = replace(hw, l2_bandwidth=float(l2), launch_s=float(launch))
+            pts = points(raw, h, "calibration")
+            if not pts:
+                break
+            # mean, not median: with two constants and six runs the median's optimum jumps
+            err = float(np.mean([abs(np.log(p["predicted"] / p["measured"])) for p in pts]))
+            if best is None or err < best[0]:
+                best = (err, float(l2), float(launch))
     if best is not None:
-        consts["l2_bandwidth"] = best[1]
+        consts["l2_bandwidth"], consts["launch_s"] = best[1], best[2]
     consts = {k: float(v) for k, v in consts.items()}
     hw = replace(base, **consts, calibrated=tuple(sorted(consts)))
     return hw, {"preset": key, "constants": consts, "gpu": cal.get("gpu"),
-                "source": "benchmarks/validate_model.py microbenchmarks (launch_s, kernel_min_s, sync_s, copy bandwidth "
-                          "-> hbm_efficiency) and l2_bandwidth fitted on the calibration network only (N=1024, L=480, "
-                          "its own seed)",
-                "calibration_fit_median_abs_log_error": best[0] if best else None}
+                "launch_s_microbenchmark": float(cal["launch_s"]),
+                "source": "benchmarks/validate_model.py microbenchmarks (kernel_min_s, sync_s, copy bandwidth "
+                          "-> hbm_efficiency); l2_bandwidth and launch_s fitted on the calibration network only "
+                          "(N=1024, L=480 and N=16384, L=30, their own seed)",
+                "calibration_fit_mean_abs_log_error": best[0] if best else None}
 
 
 def spearman(x, y) -> float:
