@@ -42,7 +42,7 @@ import numpy as np
 from .directives import Dataflow
 from .hardware import Hardware, energy_table
 from .network import NetworkProfile
-from .policy import PolicyResult, auto_batch, simulate
+from .policy import PolicyResult, auto_batch, segment_length, simulate
 
 GATHER, SMEM, FUSED = 0, 1, 2
 CODES = {"gather": GATHER, "smem": SMEM, "fused": FUSED}
@@ -225,9 +225,10 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
     pol = simulate(prof, wout[None, :], [df.check_every], [df.check_bytes], [df.compact_fraction], [batch], [df.fuse])
     per_layer = []
+    seg = float(segment_length(df.fuse, pol.points[0], prof.layers))
     for k in range(prof.layers):
         bsm = float(blocks_per_sm(code, df.warps, kw[k], sb, hw))
-        per_layer.append(layer_cost(hw, code, float(df.row_tile), float(df.fuse), float(df.warps), float(df.grid_factor),
+        per_layer.append(layer_cost(hw, code, float(df.row_tile), seg, float(df.warps), float(df.grid_factor),
                                     float(pol.present[0, k]), float(pol.alive_in[0, k]), win[k], wout[k], ucols[k], kw[k],
                                     sb, bsm))
     nb = float(pol.batches[0])

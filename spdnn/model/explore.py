@@ -19,7 +19,7 @@ from .cost import CODES, FUSED, GATHER, blocks_per_sm, fused_extent, layer_cost,
 from .directives import Dataflow
 from .hardware import Hardware
 from .network import NetworkProfile
-from .policy import PolicyResult, auto_batch, simulate
+from .policy import PolicyResult, auto_batch, segment_length, simulate
 
 DEFAULT_SPACE = dict(
     dataflow=("gather", "smem", "fused"),
@@ -149,7 +149,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             R = np.array([m[1] for m in maps], float)[:, None]
             W = np.array([m[2] for m in maps], float)[:, None]
             G = np.array([m[3] for m in maps], float)[:, None]
-            weights, tup = _layer_tuples(pol, shapes, cls, arr[cls, 4])
+            weights, tup = _layer_tuples(pol, shapes, cls, segment_length(arr[cls, 4], pol.points[cls], prof.layers))
             F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
             fw, wmax = fused_extent(win, wout, ucols, kw)
             sb = smem_per_block(code, R, win.max(), wout.max(), wmax, fw)  # the widest layer's tiles must fit

@@ -33,6 +33,7 @@ class PolicyResult:
     compactions: np.ndarray
     compact_rows: np.ndarray  # sum over compactions of surviving rows x their width (floats moved)
     scan_rows: np.ndarray  # sum over compactions of rows scanned
+    points: np.ndarray | None = None  # every check point, peeks included (fused: segments = points)
 
 
 def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) -> np.ndarray:
@@ -68,7 +69,8 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
     crows = np.zeros(c)
     srows = np.zeros(c)
     done = np.zeros(c, bool)
-    quiet = np.zeros(c, bool)  # the last blocking check compacted nothing: check points only peek
+    quiet = np.zeros(c, bool)
+    points = np.zeros(c)  # the last blocking check compacted nothing: check points only peek
     prev_alive = n0.copy()
     for k in range(L):
         act = prof.active[k] * scale
@@ -85,6 +87,7 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
         # a host round trip: the first check points, the last, and those that compact (the engine
         # peeks asynchronously while nothing compacts; its one-check lag is not modelled)
         checks += check & (~quiet | last | compact)
+        points += check
         quiet = np.where(check, ~compact, quiet)
         interval = np.where(check, np.where(compact, ce, np.minimum(8 * ce, 2 * interval)), interval)
         comps += compact
@@ -92,4 +95,11 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
         srows += np.where(compact, nrows, 0.0)
         nrows = np.where(compact, act, nrows)
         done |= check & (act <= 0)
-    return PolicyResult(n0, nb, present, alive_in, checks, comps, crows, srows)
+    return PolicyResult(n0, nb, present, alive_in, checks, comps, crows, srows, points)
+
+
+def segment_length(fuse, points, layers: int):
+    """Layers per launch of a fused design: the engine's segments end at check points, whose
+    interval doubles while nothing compacts, so they average layers / points (at least fuse)."""
+    fuse = np.asarray(fuse, float)
+    return np.where(fuse > 1, np.maximum(fuse, layers / np.maximum(np.asarray(points, float), 1.0)), 1.0)
