@@ -533,10 +533,13 @@ class CudaEngine(Engine):
                     counted_prev = True
                 # While check points find nothing to compact, they do not stop the GPU: the counts
                 # are copied back asynchronously (a "peek") and read at the next check point,
-                # which blocks (and compacts) only if that peek saw enough rows die.
+                # which blocks (and compacts) only if that peek saw enough rows die. Waiting for
+                # the previous peek (never for the current one) keeps the decision deterministic
+                # and the host at most one interval ahead, while the GPU has that interval queued.
                 if quiet and not last:
                     worth = False
-                    if peek is not None and peek[0].query():
+                    if peek is not None:
+                        peek[0].synchronize()
                         died_then = nrows - int(peek_host[peek[1]])
                         worth = died_then >= 32 and died_then >= self.compact_fraction * nrows
                     if not worth:
