@@ -41,7 +41,10 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
   a layer moves more than `check_bytes` of features, else every `check_every` layers) and
   compacts (prefix sum + copy of the surviving rows, their original indices carried along)
   when at least 1/16 of the rows (and at least one tile) died; a check point that finds
-  nothing to compact doubles the interval to the next (up to 8 x check_every). Rows that
+  nothing to compact doubles the interval to the next (up to 8 x check_every). After such a
+  quiet check point, check points only peek: the counts are copied back asynchronously and
+  read at the next one (waiting for that earlier copy only), which blocks and compacts only if
+  the peek saw enough rows die, so stable rows never make the GPU wait for the host. Rows that
   died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
 * Batches: rows are processed in batches sized from free GPU memory; the next batch's
   inputs are staged in pinned memory and copied on a second stream while the current batch
