@@ -393,3 +393,11 @@ def test_bad_engine_name():
         get_dag_engine("nope")
     with pytest.raises(DagValidationError):
         raise DagValidationError("x")
+
+
+def test_unknown_cuda_option_is_an_error():
+    """A misspelt option is refused before any GPU is touched (no silent ignoring)."""
+    from spdnn.dag.engine import get_dag_engine
+
+    with pytest.raises(TypeError, match="max_colums"):
+        get_dag_engine("cuda-warp", max_colums=64)

@@ -91,7 +91,7 @@ class DagCudaEngine(DagEngine):
     """pycuda engine for levelised DAG networks; see the module docstring."""
 
     def __init__(self, kernel: str = "warp", device: int = 0, memory_fraction: float = 0.8,
-                 max_columns: int | None = None, **_ignored):
+                 max_columns: int | None = None):
         if kernel not in ("thread", "warp"):
             raise ValueError(f"kernel must be thread or warp, not {kernel!r}")
         self._device = open_device(device, needed_by="the DAG GPU engines")
