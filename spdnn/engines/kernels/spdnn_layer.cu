@@ -77,6 +77,53 @@ __device__ __forceinline__ void stage_columns(int* sidx, float* sval, const int*
     }
 }
 
+// A load through the read-only cache (global memory) or a plain one (shared memory).
+template <bool GLOBAL, typename T>
+__device__ __forceinline__ T load(const T* p)
+{
+    if (GLOBAL) return __ldg(p);
+    return *p;
+}
+
+// One output column for the lane's row: the column's KW (index, value) pairs, ascending
+// original input index, each product and each sum rounded separately (__fmul_rn / __fadd_rn,
+// never an FMA), exactly the CPU reference's terms in its order. y is the tile's features
+// offset by the lane (neuron i at y[32 i]); W_GLOBAL / Y_GLOBAL say where the pairs and the
+// features live. Shared by the kernel per layer and the fused segments: exactness lives here.
+template <bool W_GLOBAL, bool Y_GLOBAL>
+__device__ __forceinline__ float column_sum(const int* __restrict__ idx, const float* __restrict__ val,
+                                            const float* __restrict__ y)
+{
+    float acc = 0.0f;
+#if (KW % 4) == 0
+    const int4* ci = reinterpret_cast<const int4*>(idx);
+    const float4* cv = reinterpret_cast<const float4*>(val);
+    float g[KW];
+    // All KW gathers in flight before the first use.
+#pragma unroll
+    for (int q = 0; q < KW / 4; ++q) {
+        const int4 i4 = load<W_GLOBAL>(ci + q);  // same address in every lane: one broadcast load
+        g[4 * q + 0] = load<Y_GLOBAL>(y + (size_t)i4.x * 32);
+        g[4 * q + 1] = load<Y_GLOBAL>(y + (size_t)i4.y * 32);
+        g[4 * q + 2] = load<Y_GLOBAL>(y + (size_t)i4.z * 32);
+        g[4 * q + 3] = load<Y_GLOBAL>(y + (size_t)i4.w * 32);
+    }
+#pragma unroll
+    for (int q = 0; q < KW / 4; ++q) {
+        const float4 v4 = load<W_GLOBAL>(cv + q);
+        acc = __fadd_rn(acc, __fmul_rn(v4.x, g[4 * q + 0]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.y, g[4 * q + 1]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.z, g[4 * q + 2]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.w, g[4 * q + 3]));
+    }
+#else
+#pragma unroll
+    for (int q = 0; q < KW; ++q)
+        acc = __fadd_rn(acc, __fmul_rn(load<W_GLOBAL>(val + q), load<Y_GLOBAL>(y + (size_t)load<W_GLOBAL>(idx + q) * 32)));
+#endif
+    return acc;
+}
+
 extern "C" {
 
 // One layer for the tiles [0, ntiles) of a batch. 1-D grid: block b works on tile
@@ -124,34 +171,7 @@ spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
     float* __restrict__ obase = yout + (size_t)tile * wout * 32 + lane;
     int any = 0;
     for (int u = cx * WARPS + warp; u < ucols; u += gx * WARPS) {
-        float acc = 0.0f;
-#if (KW % 4) == 0
-        const int4* ci = reinterpret_cast<const int4*>(cidx + (size_t)u * KW);
-        const float4* cv = reinterpret_cast<const float4*>(cval + (size_t)u * KW);
-        float y[KW];
-        // All 32 gathers in flight before the first use.
-#pragma unroll
-        for (int k = 0; k < KW / 4; ++k) {
-            const int4 i4 = __ldg(ci + k);  // same address in every lane: one broadcast load
-            y[4 * k + 0] = __ldg(ybase + (size_t)i4.x * 32);
-            y[4 * k + 1] = __ldg(ybase + (size_t)i4.y * 32);
-            y[4 * k + 2] = __ldg(ybase + (size_t)i4.z * 32);
-            y[4 * k + 3] = __ldg(ybase + (size_t)i4.w * 32);
-        }
-#pragma unroll
-        for (int k = 0; k < KW / 4; ++k) {
-            const float4 v4 = __ldg(cv + k);
-            acc = __fadd_rn(acc, __fmul_rn(v4.x, y[4 * k + 0]));
-            acc = __fadd_rn(acc, __fmul_rn(v4.y, y[4 * k + 1]));
-            acc = __fadd_rn(acc, __fmul_rn(v4.z, y[4 * k + 2]));
-            acc = __fadd_rn(acc, __fmul_rn(v4.w, y[4 * k + 3]));
-        }
-#else
-#pragma unroll
-        for (int k = 0; k < KW; ++k)
-            acc = __fadd_rn(acc, __fmul_rn(__ldg(cval + (size_t)u * KW + k),
-                                           __ldg(ybase + (size_t)__ldg(cidx + (size_t)u * KW + k) * 32)));
-#endif
+        const float acc = column_sum<true, true>(cidx + (size_t)u * KW, cval + (size_t)u * KW, ybase);
         float v = 0.0f;
         if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
         if (!valid) v = 0.0f;
@@ -229,50 +249,22 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
         if (k + 1 < k1)
             stage_columns(sidx + (cur ^ 1) * wcols, sval + (cur ^ 1) * wcols, cidx, cval, woff[k + 1],
                           widths[k + 2] * KW);
-#define LOADW(p) (*(p))
 #else
         const int* wi = cidx + woff[k];
         const float* wv = cval + woff[k];
-#define LOADW(p) __ldg(p)
 #endif
         // zero the slot of layer k + 1: last read after layer k - 2's barrier, which every
         // thread has passed (layer k - 1's barrier came since)
         if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
         int any = 0;
         for (int u = warp; u < wout; u += WARPS) {
-            float acc = 0.0f;
-#if (KW % 4) == 0
-            const int4* ci = reinterpret_cast<const int4*>(wi + u * KW);
-            const float4* cv = reinterpret_cast<const float4*>(wv + u * KW);
-            float y[KW];
-#pragma unroll
-            for (int q = 0; q < KW / 4; ++q) {
-                const int4 i4 = LOADW(ci + q);
-                y[4 * q + 0] = a[i4.x * 32 + lane];
-                y[4 * q + 1] = a[i4.y * 32 + lane];
-                y[4 * q + 2] = a[i4.z * 32 + lane];
-                y[4 * q + 3] = a[i4.w * 32 + lane];
-            }
-#pragma unroll
-            for (int q = 0; q < KW / 4; ++q) {
-                const float4 v4 = LOADW(cv + q);
-                acc = __fadd_rn(acc, __fmul_rn(v4.x, y[4 * q + 0]));
-                acc = __fadd_rn(acc, __fmul_rn(v4.y, y[4 * q + 1]));
-                acc = __fadd_rn(acc, __fmul_rn(v4.z, y[4 * q + 2]));
-                acc = __fadd_rn(acc, __fmul_rn(v4.w, y[4 * q + 3]));
-            }
-#else
-#pragma unroll
-            for (int q = 0; q < KW; ++q)
-                acc = __fadd_rn(acc, __fmul_rn(LOADW(wv + u * KW + q), a[LOADW(wi + u * KW + q) * 32 + lane]));
-#endif
+            const float acc = column_sum<!FUSE_STAGE, false>(wi + u * KW, wv + u * KW, a + lane);
             float v = 0.0f;
             if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
             if (!valid) v = 0.0f;
             any |= (v != 0.0f);
             b[u * 32 + lane] = v;
         }
-#undef LOADW
         const unsigned bits = __ballot_sync(0xffffffffu, any);
         if (lane == 0 && bits) atomicOr(&s_mask[slot], bits);
 #if FUSE_STAGE
