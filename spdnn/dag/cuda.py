@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines.device import compile_module, open_device
+from ..engines.device import DeviceBuffers, compile_module, open_device
 from .engine import DagEngine, DagResult, dense_inputs
 from .network import DagNetwork
 
@@ -101,7 +101,7 @@ class DagCudaEngine(DagEngine):
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self._fns = self._compile()
-        self._buffers: dict[str, tuple[object, int]] = {}
+        self._buffers = DeviceBuffers(self.cuda)
 
     def __del__(self):
         if hasattr(self, "_device"):
@@ -137,20 +137,9 @@ class DagCudaEngine(DagEngine):
         self._plans: dict[int, WarpPlan] = {}
         self.prepare_seconds = time.perf_counter() - t0
 
-    def _buffer(self, key: str, nbytes: int):
-        have = self._buffers.get(key)
-        if have is None or have[1] < nbytes:
-            if have is not None:
-                have[0].free()
-            have = (self.cuda.mem_alloc(max(256, nbytes)), nbytes)
-            self._buffers[key] = have
-        return have[0]
-
     def release(self) -> None:
         """Free the value buffers kept between calls."""
-        for buf, _ in self._buffers.values():
-            buf.free()
-        self._buffers.clear()
+        self._buffers.free()
 
     def _columns_per_chunk(self, batch: int) -> int:
         net = self.net
@@ -158,7 +147,7 @@ class DagCudaEngine(DagEngine):
             cols = int(self.max_columns)
         else:
             free, _ = self.cuda.mem_get_info()
-            held = sum(n for _, n in self._buffers.values())
+            held = self._buffers.held_bytes()
             per_col = (net.n_nodes + max(1, net.n_outputs)) * 4
             cols = int(self.memory_fraction * (free + held) / per_col)
         cols = min(cols, 65535 if self.kernel == "thread" else 1 << 30)
@@ -217,8 +206,8 @@ class DagCudaEngine(DagEngine):
         for c0 in range(0, batch, chunk):
             cols = min(chunk, batch - c0)
             ld, plan = self._ld(cols)
-            values = self._buffer("values", net.n_nodes * ld * 4)
-            out = self._buffer("out", max(1, n_out) * ld * 4)
+            values = self._buffers.get("values", net.n_nodes * ld * 4)
+            out = self._buffers.get("out", max(1, n_out) * ld * 4)
             staged = np.zeros((net.n_inputs, ld), dtype=np.float32)
             staged[:, :cols] = x[c0:c0 + cols].T
             cuda.memcpy_htod(values, staged)  # inputs are rows 0 .. n_inputs - 1

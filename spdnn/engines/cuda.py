@@ -63,7 +63,7 @@ import scipy.sparse as sp
 
 from .. import challenge
 from .base import Engine, InferenceResult
-from .device import compile_module, open_device
+from .device import DeviceBuffers, compile_module, open_device
 
 log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
@@ -205,6 +205,8 @@ class CudaEngine(Engine):
         self.copy = cuda.Stream()
         self._layers: list[dict] = []
         self._allocs: list = []
+        self._buffers = DeviceBuffers(cuda)  # feature, flag and staging buffers, kept between calls
+        self._pinned_arrays: dict[str, np.ndarray] = {}
 
     def __del__(self):
         if hasattr(self, "_device"):
@@ -344,29 +346,18 @@ class CudaEngine(Engine):
             raise MemoryError(f"GPU memory too small: {free} bytes free, {per_row:.0f} per row")
         return min(rows, (inputs.shape[0] + 31) // 32 * 32)
 
-    def _alloc(self, key: str, nbytes: int):
-        """A device buffer kept between calls (grown when too small)."""
-        have = self._cache.get(key)
-        if have is None or have[1] < nbytes:
-            if have is not None:
-                have[0].free()
-            have = (self.cuda.mem_alloc(max(16, nbytes)), nbytes)
-            self._cache[key] = have
-        return have[0]
-
     def _pinned(self, key: str, count: int, dtype):
-        have = self._cache.get(key)
+        """A page-locked host array kept between calls (grown when too small)."""
+        have = self._pinned_arrays.get(key)
         if have is None or len(have) < count:
             have = self.cuda.pagelocked_empty(max(16, count), dtype)
-            self._cache[key] = have
+            self._pinned_arrays[key] = have
         return have
 
     def release(self) -> None:
         """Free the feature buffers kept between calls (the weights stay on the GPU)."""
-        for key, item in list(getattr(self, "_cache", {}).items()):
-            if isinstance(item, tuple):
-                item[0].free()
-                del self._cache[key]
+        if hasattr(self, "_buffers"):
+            self._buffers.free()
 
     def infer(self, inputs: sp.csr_matrix, return_values: bool = True) -> InferenceResult:
         """Run the layers; `seconds` spans the first kernel to the categories (CUDA events).
@@ -381,8 +372,6 @@ class CudaEngine(Engine):
         if not (sp.isspmatrix_csr(inputs) and inputs.dtype == np.float32 and inputs.has_canonical_format):
             inputs = sp.csr_matrix(inputs, dtype=np.float32, copy=True)
             inputs.sum_duplicates()  # the input load needs each row's columns ascending and distinct
-        if not hasattr(self, "_cache"):
-            self._cache = {}
         n = inputs.shape[1]
         if n != self.weights.neurons:
             raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
@@ -414,15 +403,15 @@ class CudaEngine(Engine):
         starts = list(range(0, n_inputs, batch))
         max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
         width = self.max_width
-        buf = [self._alloc(f"buf{i}", batch * width * 4) for i in range(2)]
-        flags = [self._alloc(f"flags{i}", batch * 4) for i in range(3)]
-        pos = self._alloc("pos", batch * 4)
-        alive = [self._alloc(f"alive{i}", batch * 4) for i in range(2)]
-        total = self._alloc("total", 4)
-        counts = self._alloc("counts", 4 * (layers + 1))
+        buf = [self._buffers.get(f"buf{i}", batch * width * 4) for i in range(2)]
+        flags = [self._buffers.get(f"flags{i}", batch * 4) for i in range(3)]
+        pos = self._buffers.get("pos", batch * 4)
+        alive = [self._buffers.get(f"alive{i}", batch * 4) for i in range(2)]
+        total = self._buffers.get("total", 4)
+        counts = self._buffers.get("counts", 4 * (layers + 1))
         nstage = 1 if len(starts) == 1 else 2
-        stage_dev = [[self._alloc(f"st{i}ptr", (batch + 1) * 8), self._alloc(f"st{i}col", max_nnz * 4),
-                      self._alloc(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
+        stage_dev = [[self._buffers.get(f"st{i}ptr", (batch + 1) * 8), self._buffers.get(f"st{i}col", max_nnz * 4),
+                      self._buffers.get(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
         staged = [cuda.Event(), cuda.Event()]
         counts_host = self._pinned("counts_host", layers + 1, np.uint32)
         peek_host = self._pinned("peek_host", layers + 1, np.uint32)

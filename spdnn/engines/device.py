@@ -28,6 +28,32 @@ class CudaDevice:
             pass
 
 
+class DeviceBuffers:
+    """Named device buffers kept between calls; one that is too small is freed and reallocated."""
+
+    def __init__(self, cuda: Any):
+        self.cuda = cuda
+        self._held: dict[str, tuple[Any, int]] = {}
+
+    def get(self, key: str, nbytes: int):
+        """The buffer `key`, at least nbytes long."""
+        have = self._held.get(key)
+        if have is None or have[1] < nbytes:
+            if have is not None:
+                have[0].free()
+            have = (self.cuda.mem_alloc(max(256, nbytes)), nbytes)
+            self._held[key] = have
+        return have[0]
+
+    def held_bytes(self) -> int:
+        return sum(n for _, n in self._held.values())
+
+    def free(self) -> None:
+        for buf, _ in self._held.values():
+            buf.free()
+        self._held.clear()
+
+
 def open_device(index: int = 0, needed_by: str = "the cuda engine") -> CudaDevice:
     """Make GPU `index`'s primary context current (shared with CuPy users in the same process)."""
     try:
