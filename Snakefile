@@ -9,17 +9,17 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
-from spdnn.config import numbers_from_strings
+from spdnn.config import config_errors, numbers_from_strings, paths_as_strings, semantic_errors
 
-config.update(numbers_from_strings(config))
+config.update(paths_as_strings(numbers_from_strings(config)))
 
 try:
     validate(config, "workflow/schemas/config.schema.yaml")
+    problems = semantic_errors(config)  # engine options, shards: before any download or conversion
 except WorkflowError:
-    from spdnn.config import config_errors
-
     problems = config_errors(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
-    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+if problems:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 include: "workflow/rules/common.smk"

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import challenge
+from .config import DEFAULT_SEED
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -32,6 +34,9 @@ def _convert_inputs(args: argparse.Namespace) -> None:
 
 def _infer(args: argparse.Namespace) -> None:
     from .infer import Shard, run_network
+    from .stale import invalidate
+
+    invalidate(args.invalidates)
 
     options = json.loads(args.engine_options) if args.engine_options else {}
     if args.engine_options_file:
@@ -47,6 +52,9 @@ def _infer(args: argparse.Namespace) -> None:
 
 def _merge(args: argparse.Namespace) -> None:
     from .infer import merge_shards
+    from .stale import invalidate
+
+    invalidate(args.invalidates)
 
     results = [p for p in args.results if p.endswith(".json")]
     categories = [p[: -len(".json")] + ".categories.tsv" for p in results]
@@ -86,39 +94,22 @@ def _scaling(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     """All steps for one network, in a work folder, without Snakemake."""
-    from .infer import run_network
-    from .io.cache import convert_inputs, convert_weights
+    from .run import RunRequest, run
 
-    work = Path(args.workdir)
-    n, big_l = args.neurons, args.layers
-    truth_l = args.truth_layers or big_l
-    if args.source == "synthetic":
-        from .generate import write_official_layout
+    request = RunRequest(neurons=args.neurons, layers=args.layers, truth_layers=args.truth_layers or args.layers,
+                         inputs=args.inputs, source=args.source, seed=args.seed, engine=args.engine,
+                         repeats=args.repeats)
+    record, out = run(request, args.workdir, progress=not args.quiet)
+    print(f"neuron{args.neurons}-l{args.layers}: {record['engine']} on {record['device']}: "
+          f"{record['edges_per_second']:.4g} edges/s (inference {record['inference_seconds']:.3g} s, "
+          f"end-to-end {record['end_to_end_seconds']:.3g} s), {record['categories']} categories, "
+          f"validation passed; result in {out}")
 
-        raw = work / "raw" / "synthetic"
-        if not (raw / challenge.truth_file(n, truth_l)).exists():
-            write_official_layout(raw, n, sorted({big_l, truth_l}), args.inputs, args.seed, progress=not args.quiet)
-    else:
-        from .fetch import fetch, url_for
 
-        raw = work / "raw" / "download"
-        for rel in (challenge.weights_archive(n), challenge.inputs_file(n), challenge.truth_file(n, truth_l)):
-            if not (raw / rel).exists():
-                fetch(url_for(args.source, rel), raw / rel, progress=not args.quiet)
-    cache_dir = work / "cache"
-    weights = cache_dir / f"neuron{n}-l{big_l}.weights.arrow"
-    inputs = cache_dir / f"sparse-images-{n}.arrow"
-    if not weights.exists():
-        convert_weights(raw / challenge.weights_archive(n), weights, n, big_l, source=args.source,
-                        progress=not args.quiet)
-    if not inputs.exists():
-        convert_inputs(raw / challenge.inputs_file(n), inputs, n, source=args.source, progress=not args.quiet)
-    out = work / "results" / f"neuron{n}-l{big_l}.{args.engine}.json"
-    record = run_network(weights, inputs, raw / challenge.truth_file(n, truth_l), layers=big_l, n_inputs=args.inputs,
-                         engine=args.engine, repeats=args.repeats, output=out)
-    print(f"neuron{n}-l{big_l}: {record['engine']} on {record['device']}: {record['edges_per_second']:.4g} edges/s "
-          f"(inference {record['inference_seconds']:.3g} s, end-to-end {record['end_to_end_seconds']:.3g} s), "
-          f"{record['categories']} categories, validation passed; result in {out}")
+def _invalidates_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--invalidates", nargs="*", default=[], metavar="PATH",
+                   help="files made from this step's output: removed before it runs, so that a failure "
+                        "never leaves them looking current")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, required=True)
     p.add_argument("--layers", type=int, nargs="+", required=True, help="layer counts to write truth for")
     p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}, as in the workflow")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("convert-weights", help="weights tarball -> Arrow cache")
@@ -167,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="result JSON")
     p.add_argument("--categories", default=None, help="also write the categories (official format)")
     p.add_argument("--config", default=None, help="JSON of the workflow config, recorded in the result")
+    _invalidates_option(p)
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("merge", help="merge the shard results of one network and validate the union")
@@ -175,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=int, required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--categories", required=True)
+    _invalidates_option(p)
     p.set_defaults(func=_merge)
 
     p = sub.add_parser("aggregate", help="results -> edges/s table and plot")
@@ -209,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
     p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"synthetic data's seed (default {DEFAULT_SEED})")
     p.add_argument("--workdir", default="spdnn-run")
     p.set_defaults(func=_run)
     from .dag.cli import register as register_dag; register_dag(sub)  # noqa: E702
@@ -217,9 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """A user-caused error as one line (an OSError names its file: no space, no permission...)."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .config import ConfigError
     from .engines.base import EngineUnavailable
     from .io.errors import DataError
     from .fetch import FetchError
@@ -227,11 +229,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (DataError, ValidationError, EngineUnavailable, FetchError) as err:
-        print(f"spdnn {args.command}: error: {err}", file=sys.stderr)
+    except (DataError, ValidationError, EngineUnavailable, FetchError, ConfigError, OSError) as err:
+        if args.verbose:
+            raise
+        print(f"spdnn {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return 0
 
 
+def exit_main() -> None:
+    """The console script: flush and leave without running native libraries' exit handlers, so
+    a thread still held by one of them cannot turn a clean error into an abort (exit 134)."""
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main()

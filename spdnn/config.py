@@ -7,6 +7,43 @@ from pathlib import Path
 import yaml
 
 
+# The synthetic data's seed wherever none is given: `spdnn run`, `spdnn generate` and the
+# workflow (config.yaml, the schema's default) give the same N, L and inputs the same network.
+DEFAULT_SEED = 1
+
+
+class ConfigError(ValueError):
+    """A setting the user gave (config key, option, argument) that cannot work; the message names it."""
+
+
+# Keys that are paths: a name like "2024" stays a string, whatever YAML or --config made of it.
+PATH_KEYS = ("datadir", "outdir")
+
+
+def paths_as_strings(config: dict) -> dict:
+    """`config` with the PATH_KEYS that YAML or `--config` turned into numbers back as strings."""
+    fixed = dict(config)
+    for key in PATH_KEYS:
+        if isinstance(fixed.get(key), (int, float)) and not isinstance(fixed.get(key), bool):
+            fixed[key] = str(fixed[key])
+    return fixed
+
+
+def semantic_errors(config: dict) -> list[str]:
+    """What the schema cannot say: engine options the engine lacks, more shards than inputs."""
+    from .engines.base import EngineOptionError, check_engine_options
+
+    problems = []
+    try:
+        check_engine_options(config["engine"], config.get("engine_options") or {})
+    except EngineOptionError as err:
+        problems.append(f"config key engine_options: {err}")
+    shards, inputs = config.get("shards", 1), config.get("inputs", 1)
+    if isinstance(shards, int) and isinstance(inputs, int) and shards > inputs:
+        problems.append(f"config key shards: {shards} shards for {inputs} inputs would leave shards empty")
+    return problems
+
+
 def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     """Every schema violation in `config` as 'key.path: problem', deepest (most specific) first."""
     import jsonschema
@@ -17,7 +54,8 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     for error in sorted(validator.iter_errors(config), key=lambda e: -len(e.absolute_path)):
         for leaf in (error.context or [error]) if error.validator in ("oneOf", "anyOf") else [error]:
             key = ".".join(str(p) for p in leaf.absolute_path) or "(top level)"
-            lines.append(f"config key {key}: {leaf.message}")
+            why = f" ({leaf.schema['description']})" if leaf.validator == "pattern" and "description" in leaf.schema else ""
+            lines.append(f"config key {key}: {leaf.message}{why}")
     return list(dict.fromkeys(lines))
 
 
@@ -25,13 +63,14 @@ _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|-?[0-9]+[eE][+-]?[0-9]+")
 
 
-def numbers_from_strings(value):
+def numbers_from_strings(value, keep: tuple[str, ...] = PATH_KEYS):
     """Snakemake's `--config key=[{...}]` leaves numbers nested in lists and dicts as strings
-    ('256'); turn such strings back into numbers so the schema sees what the user meant."""
+    ('256'); turn such strings back into numbers so the schema sees what the user meant. The
+    top-level keys in `keep` (paths) stay as they are."""
     if isinstance(value, dict):
-        return {k: numbers_from_strings(v) for k, v in value.items()}
+        return {k: v if k in keep else numbers_from_strings(v, ()) for k, v in value.items()}
     if isinstance(value, list):
-        return [numbers_from_strings(v) for v in value]
+        return [numbers_from_strings(v, ()) for v in value]
     if isinstance(value, str):
         if _INT.fullmatch(value):
             return int(value)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from . import challenge
+from .config import ConfigError
 from .engines import get_engine
+from .engines.base import check_engine_options
 from .io import cache
 from .io.atomic import atomic_path, write_text
 from .io.errors import DataError
@@ -40,13 +42,18 @@ class Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
-            raise ValueError(f"shard {text!r} is not of the form i/k") from None
+            raise ConfigError(f"shard {text!r} is not of the form i/k") from None
         if not 0 <= index < count:
-            raise ValueError(f"shard {text!r}: need 0 <= i < k")
+            raise ConfigError(f"shard {text!r}: need 0 <= i < k")
         return cls(index, count)
 
     def rows(self, n_inputs: int) -> tuple[int, int]:
-        return (n_inputs * self.index) // self.count, (n_inputs * (self.index + 1)) // self.count
+        """[first, end) of this slice of n_inputs rows; an empty slice is an error, never a silent no-op."""
+        lo, hi = (n_inputs * self.index) // self.count, (n_inputs * (self.index + 1)) // self.count
+        if hi <= lo:
+            raise ConfigError(f"shard {self.index}/{self.count} of {n_inputs} inputs is empty: "
+                              f"use at most {n_inputs} shards")
+        return lo, hi
 
 
 def read_truth(truth_path: str | Path, n_inputs: int) -> np.ndarray:
@@ -71,6 +78,7 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
     the timed runs (the GPU processes use it to start timing together). With `verify`, the
     cache files' checksums are checked first.
     """
+    check_engine_options(engine, engine_options or {})  # before anything is loaded
     if gpus > 1 and engine == "auto" and importlib.util.find_spec("pycuda") is None:
         log.warning("engine auto: pycuda is not installed, so one CPU process runs instead of %d GPU processes", gpus)
         engine, gpus = "cpu", 1

@@ -7,15 +7,19 @@ parent validates the union of the categories and writes one combined result.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from .engines.base import EngineUnavailable
 from .infer import Shard, combine_records, read_truth, run_network, write_categories, write_record
+from .io.atomic import remove_stale, temporary_name
 from .io.cache import verify_cache
 from .io.tsv import read_categories
 
@@ -40,17 +44,32 @@ def _worker(gpu: str, kwargs: dict, barrier, errors) -> None:
         raise SystemExit(1)
 
 
+@contextlib.contextmanager
+def _scratch_folder(output: str | Path) -> Iterator[Path]:
+    """A folder beside `output` for the GPU processes' parts, removed afterwards (and, if a
+    killed run left one, by the next run)."""
+    parent, stem = Path(output).parent, f"{Path(output).name}.gpus"
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(parent, stem)
+    folder = parent / temporary_name(stem)
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs: int, engine: str, repeats: int,
                 shard: Shard, output, categories_path, engine_options, config, gpus: int) -> dict:
     """Run `shard` of the inputs split over `gpus` GPU processes; validate and write the combined result."""
     ids = gpu_ids()
     if gpus > len(ids):
-        raise ValueError(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
+        raise EngineUnavailable(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
     verify_cache(weights_path)  # once here, not in every GPU process
     verify_cache(inputs_path)
     ctx = mp.get_context("spawn")  # a fresh interpreter per GPU: no inherited CUDA state
     barrier, errors = ctx.Barrier(gpus), ctx.Queue()
-    with tempfile.TemporaryDirectory(dir=Path(output).parent, prefix=".gpus-") as tmp:
+    with _scratch_folder(output) as tmp:
         parts = []
         for g in range(gpus):
             sub = Shard(shard.index * gpus + g, shard.count * gpus)

@@ -146,12 +146,17 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
     weights = work / "data/cache/mirror/neuron1024-l30.weights.arrow"
     assert cache.cache_problem(weights) is None, out
 
-    # Truncated: caught before any job runs, rebuilt in the same run.
+    # Truncated: caught before any job runs, rebuilt in the same run, and the results made from
+    # it computed again (Snakemake alone would see them present and do nothing).
+    result = work / "results/mirror/neuron1024-l30/cpu.json"
+    before = result.stat().st_mtime_ns
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     _, out = sample_run(work)
     assert f"cache file {weights} is damaged" in out and "it will be rebuilt" in out
+    assert "Nothing to be done" not in out
     assert cache.cache_problem(weights) is None
+    assert result.stat().st_mtime_ns > before
     assert_validated(work, "mirror")
 
     # Same size, one byte changed: modified after its checksum file, so the full checksum runs

@@ -57,6 +57,10 @@ def test_default_dry_run(tmp_path):
         ({"data": {"source": "official"}, "networks": [{"neurons": 1024, "layers": 30}]}, "layers"),
         ({"data": {"source": "synthetic", "checksums": {"dnn/x.tar.gz": "abc"}}}, "checksums"),
         ({"gpus": 0}, "gpus"),
+        # what the schema cannot say, still before any download or conversion
+        ({"engine_options": {"wraps": 8}}, "engine_options"),
+        ({"engine": "cpu", "engine_options": {"warps": 8}}, "engine_options"),
+        ({"inputs": 3, "shards": 4}, "shards"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, named):

@@ -1,9 +1,11 @@
 # Paths and config lookups shared by the rules; the layout follows the data flow.
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from spdnn import challenge
+from spdnn.config import DEFAULT_SEED
 
 SOURCE = config["data"]["source"]
 RAW = f"{config['datadir']}/raw/{SOURCE}"
@@ -12,10 +14,14 @@ OUT = f"{config['outdir']}/{SOURCE}"
 ENGINE = config["engine"]
 SHARDS = config.get("shards", 1)
 # Rules run the library from this checkout, whatever the environment (installed, conda, a cluster node).
-shell.prefix(f"export PYTHONPATH={workflow.basedir}:$PYTHONPATH; ")
+# Quoted, so a checkout path with spaces or shell characters stays one path; braces doubled,
+# since Snakemake formats the prefix like the commands.
+_BASEDIR = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
+shell.prefix(f'export PYTHONPATH={_BASEDIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ')
 ENV = f"{workflow.basedir}/envs/spdnn.yaml"
 TABLE_CSV = f"{OUT}/table.csv"
 TABLE_MD = f"{OUT}/table.md"
+COMPARISON = f"{OUT}/published_comparison.csv"
 PLOT = f"{OUT}/edges_per_second.png"
 NETWORKS = config["networks"]
 
@@ -41,6 +47,12 @@ def fetch_url(relative):
     from spdnn.fetch import url_for
 
     return url_for(config["data"].get("url") or challenge.BASE_URL, relative)
+
+
+def sha256_option(relative):
+    """`--sha256 X`, quoted, when data.checksums gives one for this file; else nothing."""
+    digest = config["data"].get("checksums", {}).get(relative)
+    return f"--sha256 {shlex.quote(digest)}" if digest else ""
 
 
 def infer_inputs(wildcards):
@@ -70,16 +82,17 @@ def gpu_count():
 
 def check_caches():
     """A cache file that fails the quick check (no or wrong checksum file, wrong size, unreadable)
-    loses its checksum file, an output of its convert rule, so this run rebuilds it."""
-    from spdnn.io.cache import cache_problem, checksum_path
+    is removed with every result made from it, so this run rebuilds them all."""
+    from spdnn.stale import rebuild_damaged_caches
 
+    caches, dependants = [], {}
     for n in sorted({net["neurons"] for net in NETWORKS}):
+        made_from = [f"{OUT}/neuron{n}-l*/*", f"{OUT}/scaling/neuron{n}-l*/*", TABLE_CSV, TABLE_MD]
         for path in (f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow", f"{CACHE}/sparse-images-{n}.arrow"):
-            if Path(path).exists():
-                problem = cache_problem(path, full=False)
-                if problem is not None:
-                    print(f"spdnn: cache file {path} is damaged ({problem}); it will be rebuilt", file=sys.stderr)
-                    checksum_path(path).unlink(missing_ok=True)
+            caches.append(path)
+            dependants[path] = made_from
+    for message in rebuild_damaged_caches(caches, dependants):
+        print(f"spdnn: {message}", file=sys.stderr)
 
 
 if workflow.is_main_process:  # not again in every cluster job's own parse of the workflow

@@ -30,8 +30,8 @@ rule dag_generate:
     log:
         f"{DAG_OUT}/logs/generate-{{kind}}-e{{edges}}.log",
     shell:
-        "python -m spdnn --quiet dag generate --kind {wildcards.kind} --edges {wildcards.edges}"
-        " --seed {params.seed} --prefix {params.prefix:q} 2> {log}"
+        "python -m spdnn --quiet dag generate --kind {wildcards.kind:q} --edges {wildcards.edges:q}"
+        " --seed {params.seed:q} --prefix {params.prefix:q} 2> {log:q}"
 
 
 rule dag_convert:
@@ -45,7 +45,7 @@ rule dag_convert:
     log:
         f"{DAG_OUT}/logs/convert-{{net}}.log",
     shell:
-        "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output:q} 2> {log}"
+        "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output:q} 2> {log:q}"
 
 
 rule dag_run:
@@ -68,8 +68,8 @@ rule dag_run:
         f"{DAG_OUT}/logs/run-{{net}}.log",
     shell:
         "python -m spdnn --quiet dag run --cache {input.cache:q} --edges {input.edges:q} --nodes {input.nodes:q}"
-        " --batch {params.batch} --engine {params.engine} --reference sequential --seed {params.seed}"
-        " --output {output:q} 2> {log}"
+        " --batch {params.batch:q} --engine {params.engine:q} --reference sequential --seed {params.seed:q}"
+        " --output {output:q} 2> {log:q}"
 
 
 rule dag_table:
@@ -84,7 +84,7 @@ rule dag_table:
     log:
         f"{DAG_OUT}/logs/table.log",
     shell:
-        "python -m spdnn --quiet dag table {input:q} --markdown {output.markdown:q} --plot {output.plot:q} 2> {log}"
+        "python -m spdnn --quiet dag table {input:q} --markdown {output.markdown:q} --plot {output.plot:q} 2> {log:q}"
 
 
 rule dag_all:

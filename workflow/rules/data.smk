@@ -16,17 +16,17 @@ if SOURCE == "synthetic":
                 truth=[f"{RAW}/{challenge.truth_file(_N, L)}" for L in _truth_layers],
             params:
                 neurons=_N,
-                layers=" ".join(map(str, _truth_layers)),
+                layers=_truth_layers,  # a list: `:q` quotes each
                 inputs=config["inputs"],
-                seed=config["data"].get("seed", 1),
+                seed=config["data"].get("seed", DEFAULT_SEED),
                 root=lambda w, output: Path(output.weights).parents[1],
             conda:
                 ENV
             log:
                 f"{config['datadir']}/logs/generate-{_N}.log",
             shell:
-                "python -m spdnn generate --root {params.root} --neurons {params.neurons} --layers {params.layers}"
-                " --inputs {params.inputs} --seed {params.seed} 2> {log}"
+                "python -m spdnn generate --root {params.root:q} --neurons {params.neurons:q} --layers {params.layers:q}"
+                " --inputs {params.inputs:q} --seed {params.seed:q} 2> {log:q}"
 
 else:
 
@@ -37,7 +37,8 @@ else:
             path=r"(dnn|mnist)/[^/]+",
         params:
             url=lambda w: fetch_url(w.path),
-            sha256=lambda w: config["data"].get("checksums", {}).get(w.path, ""),
+            # the whole option, quoted here: a config value never reaches the shell unquoted
+            sha256_arg=lambda w: sha256_option(w.path),
             manifest=f"{RAW}/manifest.json",
         retries: 2
         conda:
@@ -46,7 +47,7 @@ else:
             f"{config['datadir']}/logs/download/{{path}}.log",
         shell:
             "python -m spdnn.fetch {params.url:q} {output:q} --manifest {params.manifest:q}"
-            " $( [ -n '{params.sha256}' ] && echo --sha256 {params.sha256} ) 2> {log}"
+            " {params.sha256_arg} 2> {log:q}"
 
 
 rule convert_weights:
@@ -62,8 +63,8 @@ rule convert_weights:
     log:
         f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     shell:
-        "python -m spdnn --quiet convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N} --layers {wildcards.L}"
-        " --source {params.source} 2> {log}"
+        "python -m spdnn --quiet convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N:q} --layers {wildcards.L:q}"
+        " --source {params.source:q} 2> {log:q}"
 
 
 rule convert_inputs:
@@ -79,5 +80,5 @@ rule convert_inputs:
     log:
         f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     shell:
-        "python -m spdnn --quiet convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N} --source {params.source}"
-        " 2> {log}"
+        "python -m spdnn --quiet convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N:q} --source {params.source:q}"
+        " 2> {log:q}"

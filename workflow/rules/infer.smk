@@ -19,6 +19,9 @@ rule infer:
         repeats=config["repeats"],
         gpus=lambda w, resources: max(1, int(resources.gpu)),
         tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
+        # made from this result: gone before it reruns, so a failure never leaves them saying "passed"
+        stale=lambda w: [f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.json", f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.categories.tsv",
+                         TABLE_CSV, TABLE_MD, COMPARISON],
     conda:
         ENV
     resources:
@@ -28,9 +31,10 @@ rule infer:
         f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
     shell:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
-        " --layers {wildcards.L} --inputs {params.inputs} --engine {params.engine} --repeats {params.repeats}"
-        " --engine-options {params.options:q} --shard {params.shard} --gpus {params.gpus} --output {output.result:q}"
-        " --categories {output.categories:q} --config {params.config:q} {params.tuned} 2> {log}"
+        " --layers {wildcards.L:q} --inputs {params.inputs:q} --engine {params.engine:q} --repeats {params.repeats:q}"
+        " --engine-options {params.options:q} --shard {params.shard:q} --gpus {params.gpus:q} --output {output.result:q}"
+        " --categories {output.categories:q} --config {params.config:q} {params.tuned} --invalidates {params.stale:q}"
+        " 2> {log:q}"
 
 
 rule merge_shards:
@@ -45,13 +49,14 @@ rule merge_shards:
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.categories.tsv",
     params:
         inputs=config["inputs"],
+        stale=[TABLE_CSV, TABLE_MD, COMPARISON],
     conda:
         ENV
     log:
         f"{OUT}/logs/merge-neuron{{N}}-l{{L}}.log",
     shell:
-        "python -m spdnn merge {input.results:q} --truth {input.truth:q} --inputs {params.inputs}"
-        " --output {output.result:q} --categories {output.categories:q} 2> {log}"
+        "python -m spdnn merge {input.results:q} --truth {input.truth:q} --inputs {params.inputs:q}"
+        " --output {output.result:q} --categories {output.categories:q} --invalidates {params.stale:q} 2> {log:q}"
 
 
 # Scaling over the GPUs of a node (config `scaling: {gpus: [1, 2, 4]}`): the whole input of a
@@ -69,6 +74,7 @@ use rule infer as scaling_infer with:
         repeats=config["repeats"],
         gpus=lambda w: int(w.G),
         tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
+        stale=[f"{OUT}/scaling.csv", f"{OUT}/scaling.png"],
     resources:
         gpu=lambda w: int(w.G),
         timing=1,

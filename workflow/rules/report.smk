@@ -24,7 +24,7 @@ rule aggregate:
     shell:
         "python -m spdnn aggregate {input.results:q} --csv {output.csv:q} --markdown {output.markdown:q}"
         " --plot {output.plot:q} --roofline {output.roofline:q} --active-rows {output.active_rows:q}"
-        " --published {input.published:q} --comparison {output.comparison:q} 2> {log}"
+        " --published {input.published:q} --comparison {output.comparison:q} 2> {log:q}"
 
 
 rule model_check:
@@ -39,7 +39,7 @@ rule model_check:
     log:
         f"{OUT}/logs/model_check.log",
     shell:
-        "python -m spdnn model-check {input.results:q} --tuned {input.tuned:q} --plot {output:q} 2> {log}"
+        "python -m spdnn model-check {input.results:q} --tuned {input.tuned:q} --plot {output:q} 2> {log:q}"
 
 
 
@@ -59,4 +59,4 @@ rule scaling:
     log:
         f"{OUT}/logs/scaling.log",
     shell:
-        "python -m spdnn scaling {input:q} --csv {output.csv:q} --plot {output.plot:q} 2> {log}"
+        "python -m spdnn scaling {input:q} --csv {output.csv:q} --plot {output.plot:q} 2> {log:q}"

@@ -3,8 +3,6 @@
 # spdnn.model picks its documented default preset (h100-sxm, spdnn/model/hardware.json).
 
 
-import shlex  # quoting in infer.smk
-
 from spdnn.model.hardware import gpu_slug
 from spdnn.model.tune import detect_gpu
 
@@ -25,5 +23,5 @@ rule tune:
     log:
         f"{OUT}/logs/tune-neuron{{N}}-l{{L}}.{{gpu_slug}}.log",
     shell:
-        "python -m spdnn model tune --neurons {wildcards.N} --layers {wildcards.L} --inputs {params.inputs}"
-        " {params.gpu} --output {output:q} 2> {log}"
+        "python -m spdnn model tune --neurons {wildcards.N:q} --layers {wildcards.L:q} --inputs {params.inputs:q}"
+        " {params.gpu} --output {output:q} 2> {log:q}"
