@@ -40,7 +40,8 @@ else:
             # the whole option, quoted here: a config value never reaches the shell unquoted
             sha256_arg=lambda w: sha256_option(w.path),
             manifest=f"{RAW}/manifest.json",
-        retries: 2
+        # no Snakemake retries: spdnn.fetch retries what can succeed (within its deadline) and
+        # fails at once on what cannot (404, bad gzip, checksum mismatch)
         conda:
             ENV
         log:
