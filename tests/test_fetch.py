@@ -1,17 +1,26 @@
 """spdnn.fetch against a real HTTP server on 127.0.0.1 serving the real challenge sample.
 
 The handler below supports Range requests (SimpleHTTPRequestHandler does not) and can
-simulate faults: 503s, a connection cut mid-body, a server that ignores Range.
+simulate faults: 503s (or any status), a connection cut mid-body, a server that ignores
+Range, one that sends no Content-Length or chunks without the last one, one that trickles
+a byte at a time and one that never answers.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
 import json
+import errno
+import io
 import multiprocessing
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +30,15 @@ from typing import Iterator
 import pytest
 
 from spdnn import challenge
-from spdnn.fetch import FetchError, FetchRecord, check_gzip, fetch, main, record_manifest, url_for
+from spdnn.fetch import (
+    BadLocation, FetchError, FetchRecord, check_gzip, check_truth, fetch, main, record_manifest, url_for,
+)
 
 SAMPLE = Path(__file__).parent / "data" / "challenge-sample" / "synthetic" / "sparsechallenge_2019"
 WEIGHTS = challenge.weights_archive(1024)
 INPUTS = challenge.inputs_file(1024)
 TRUTH = challenge.truth_file(1024, 120)
-FAST = dict(backoff=0.001, timeout=10, progress=False)
+FAST = dict(backoff=0.001, stall_timeout=10, progress=False)
 
 
 @dataclass
@@ -40,6 +51,11 @@ class Faults:
     ignore_range: bool = False
     throttle: float = 0.0  # seconds to sleep after every 64 KiB of body (a slow server)
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)
+    status: int = 503  # the status fail_first answers with
+    no_length: bool = False  # send no Content-Length: the body ends when the connection closes
+    chunked: bool = False  # HTTP/1.1 chunked; a cut body then lacks the terminating chunk
+    trickle: float = 0.0  # send one byte every `trickle` seconds
+    silent: float = 0.0  # accept the request, then say nothing for this many seconds
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -50,9 +66,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         f, rng = self.faults, self.headers.get("Range")
+        if f.silent:
+            f.requests.append((self.path, rng, 0))
+            return self._say_nothing(f.silent)
         if f.fail_first > 0:
             f.fail_first -= 1
-            return self._error(503, rng)
+            return self._error(f.status, rng)
         path = Path(self.translate_path(self.path))
         if not path.is_file():
             return self._error(404, rng)
@@ -69,22 +88,37 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
                 return
         status = 206 if start else 200
         f.requests.append((self.path, rng, status))
+        if f.chunked:
+            self.protocol_version = "HTTP/1.1"  # chunked needs it; urllib asks to close anyway
         self.send_response(status)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(data) - start))
+        if f.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif not f.no_length:
+            self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        body = data[start:]
+        body, cut = data[start:], False
         if f.cut_after is not None and f.cut_times > 0:
             f.cut_times -= 1
-            body = body[: f.cut_after]  # HTTP/1.0: returning closes the connection
-        if f.throttle:
-            for at in range(0, len(body), 1 << 16):
-                self.wfile.write(body[at:at + (1 << 16)])
-                self.wfile.flush()
-                time.sleep(f.throttle)
-        else:
-            self.wfile.write(body)
+            body, cut = body[: f.cut_after], True  # returning closes the connection
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send(body, final_chunk=not cut)
+
+    def _send(self, body: bytes, final_chunk: bool) -> None:
+        f, step = self.faults, 1 if self.faults.trickle else 1 << 16
+        for at in range(0, len(body), step):
+            piece = body[at:at + step]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if f.chunked else piece)
+            self.wfile.flush()
+            time.sleep(f.trickle or f.throttle)
+        if f.chunked and final_chunk:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _say_nothing(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:  # short naps: the test's server shuts down promptly
+            time.sleep(0.05)
 
     def _error(self, code: int, rng: str | None) -> None:
         self.faults.requests.append((self.path, rng, code))
@@ -216,6 +250,13 @@ def test_wrong_sha256_keeps_nothing(server: Server, tmp_path: Path) -> None:
     msg = str(info.value)
     assert url in msg and wrong in msg and _sha(SAMPLE / WEIGHTS) in msg
     assert _leftovers(dest) == []
+    assert len(server.faults.requests) == 1  # a mismatch is final: downloaded once
+
+
+def test_malformed_sha256_fails_before_downloading(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="'abc' is not a sha256"):
+        fetch(url_for(server.base, WEIGHTS), tmp_path / "w.tar.gz", sha256="abc", **FAST)
+    assert server.faults.requests == []
 
 
 def test_wrong_size_keeps_nothing(server: Server, tmp_path: Path) -> None:
@@ -228,7 +269,7 @@ def test_wrong_size_keeps_nothing(server: Server, tmp_path: Path) -> None:
 def test_404_fails_fast_naming_url(server: Server, tmp_path: Path) -> None:
     url = url_for(server.base, challenge.weights_archive(4096))
     with pytest.raises(FetchError, match=re.escape(url) + ".*404"):
-        fetch(url, tmp_path / "w.tar.gz", backoff=10, timeout=10, progress=False)
+        fetch(url, tmp_path / "w.tar.gz", backoff=10, stall_timeout=10, progress=False)
     assert len(server.faults.requests) == 1
     assert _leftovers(tmp_path / "w.tar.gz") == []
 
@@ -269,6 +310,7 @@ def test_corrupt_served_archive_rejected_without_checksum(tmp_path: Path) -> Non
         with pytest.raises(FetchError, match="corrupt or truncated gzip"):
             fetch(url_for(srv.base, WEIGHTS), dest, **FAST)
         assert _leftovers(dest) == []
+        assert len(srv.faults.requests) == 1  # a bad archive is final: downloaded once
 
 
 @pytest.mark.parametrize("kind", ["file_url", "folder"])
@@ -329,4 +371,256 @@ def test_main(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert json.loads(manifest.read_text())[TRUTH]["sha256"] == sha
     rc = main([TRUTH, str(tmp_path / "b.tsv"), "--base", str(SAMPLE), "--sha256", "0" * 64,
                "--no-progress"])
-    assert rc == 1 and "sha256 mismatch" in capsys.readouterr().err
+    assert rc == 2 and "sha256 mismatch" in capsys.readouterr().err
+
+
+# ------------------------------------------- truncated plain text (issue 14, item 6)
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def test_truth_without_length_cut_mid_line_resumes(server: Server, tmp_path: Path) -> None:
+    server.faults.no_length, server.faults.cut_after = True, 13  # "287\n295\n386\n4": cut mid-line
+    dest = tmp_path / "t.tsv"
+    fetch(url_for(server.base, TRUTH), dest, **FAST)
+    assert dest.read_bytes() == (SAMPLE / TRUTH).read_bytes()
+    assert [(r[1], r[2]) for r in server.faults.requests] == [(None, 200), ("bytes=13-", 206)]
+
+
+@pytest.mark.parametrize("cut", [0, 13])
+def test_truth_without_length_always_cut_is_an_error(server: Server, tmp_path: Path, cut: int) -> None:
+    server.faults.no_length, server.faults.cut_after, server.faults.cut_times = True, cut, 100
+    server.faults.ignore_range = True  # every answer is a fresh, cut, length-less 200
+    dest = tmp_path / "t.tsv"
+    with pytest.raises(FetchError, match=r"3 attempts.*truncated transfer.*(newline|empty body)"):
+        fetch(url_for(server.base, TRUTH), dest, retries=2, **FAST)
+    assert not dest.exists() and len(server.faults.requests) == 3
+
+
+@pytest.mark.parametrize("rel, cut", [(TRUTH, 12), (WEIGHTS, 3 << 16)])
+def test_chunked_without_last_chunk_resumes(server: Server, tmp_path: Path, rel: str, cut: int) -> None:
+    # The cut falls on a chunk boundary: only the missing terminating chunk tells it is short.
+    server.faults.chunked, server.faults.cut_after = True, cut
+    if rel == TRUTH:
+        server.faults.trickle = 0.001  # one-byte chunks
+    dest = tmp_path / Path(rel).name
+    fetch(url_for(server.base, rel), dest, **FAST)
+    assert dest.read_bytes() == (SAMPLE / rel).read_bytes()
+    assert [(r[1], r[2]) for r in server.faults.requests] == [(None, 200), (f"bytes={cut}-", 206)]
+
+
+def _mirror_with(tmp_path: Path, rel: str, data: bytes) -> Path:
+    root = tmp_path / "mirror"
+    shutil.copytree(SAMPLE.parent.parent, root)
+    (root / "synthetic" / "sparsechallenge_2019" / rel).write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("body, line", [
+    (b"287\n2_87\n", 2),  # int() would take it as 287
+    (b"<html><body>Service unavailable</body></html>\n", 1),
+    (b"287\n0\n", 2),
+    (b"287\n-5\n", 2),
+    (b"1" * 100 + b"\n", 1),
+])
+def test_truth_that_is_not_a_truth_file_is_refused(tmp_path: Path, body: bytes, line: int) -> None:
+    for srv in _serve(_mirror_with(tmp_path, TRUTH, body)):
+        srv.faults.no_length = True
+        dest = tmp_path / "out" / "t.tsv"
+        with pytest.raises(FetchError, match=f"line {line}: .* not a row index"):
+            fetch(url_for(srv.base, TRUTH), dest, **FAST)
+        assert _leftovers(dest) == [] and len(srv.faults.requests) == 1
+
+
+def test_check_truth(tmp_path: Path) -> None:
+    check_truth(SAMPLE / TRUTH)
+    check_truth(_write(tmp_path / "blank.tsv", b"5\n\n 7 \r\n"))  # what read_categories accepts
+    check_truth(_write(tmp_path / "empty.tsv", b""))  # no input survived: valid
+    with pytest.raises(FetchError, match=re.escape(str(tmp_path / "bad.tsv")) + ": line 3"):
+        check_truth(_write(tmp_path / "bad.tsv", b"1\n2\nx\n"))
+
+
+# --------------------------------------------- deadline and retry policy (item 7)
+
+
+def test_trickling_server_stops_at_the_deadline(server: Server, tmp_path: Path) -> None:
+    server.faults.trickle = 0.2  # one byte per 0.2 s: no read ever stalls
+    dest = tmp_path / "w.tar.gz"
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"deadline of 1s passed with \d+ bytes"):
+        fetch(url_for(server.base, WEIGHTS), dest, deadline=1.0, **FAST)
+    assert time.monotonic() - started < 1.6
+    assert len(server.faults.requests) == 1 and _part(dest).exists()  # kept for a rerun
+
+
+def test_silent_server_fails_each_attempt_at_the_stall_timeout(server: Server, tmp_path: Path) -> None:
+    server.faults.silent = 5
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="failed after 3 attempts.*timed out"):
+        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", retries=2, backoff=0.001,
+              stall_timeout=0.3, progress=False)
+    assert time.monotonic() - started < 2.5 and len(server.faults.requests) == 3
+
+
+def test_silent_server_stops_at_the_deadline(server: Server, tmp_path: Path) -> None:
+    server.faults.silent = 5
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="deadline of 1s"):
+        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", retries=100, backoff=0.001,
+              stall_timeout=0.3, deadline=1.0, progress=False)
+    assert time.monotonic() - started < 1.6
+
+
+def test_no_back_off_past_the_deadline(server: Server, tmp_path: Path) -> None:
+    server.faults.fail_first = 100
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="gave up before the deadline of 5s after 1 attempts.*503"):
+        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", backoff=30, deadline=5,
+              stall_timeout=10, progress=False)
+    assert time.monotonic() - started < 1 and len(server.faults.requests) == 1
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 410])
+def test_permanent_status_is_tried_once(server: Server, tmp_path: Path, code: int) -> None:
+    server.faults.fail_first, server.faults.status = 100, code
+    url = url_for(server.base, TRUTH)
+    with pytest.raises(FetchError, match=re.escape(url) + f".*{code}"):
+        fetch(url, tmp_path / "t.tsv", backoff=10, stall_timeout=10, progress=False)
+    assert len(server.faults.requests) == 1
+
+
+@pytest.mark.parametrize("code", [408, 425, 429, 500, 502, 503, 504])
+def test_transient_status_is_retried(server: Server, tmp_path: Path, code: int) -> None:
+    server.faults.fail_first, server.faults.status = 1, code
+    dest = tmp_path / "t.tsv"
+    fetch(url_for(server.base, TRUTH), dest, **FAST)
+    assert dest.read_bytes() == (SAMPLE / TRUTH).read_bytes()
+    assert [r[2] for r in server.faults.requests] == [code, 200]
+
+
+def test_connection_refused_is_retried_then_clear(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/dnn/t.tsv"
+    with pytest.raises(FetchError, match=re.escape(url) + ".*failed after 3 attempts.*refused"):
+        fetch(url, tmp_path / "t.tsv", retries=2, **FAST)
+
+
+# ------------------------------------------------ invalid URLs and a full disk (item 9)
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::1/x", "http://h:99999/x", "http://h:port/x", "http:///x", "http://h/a b",
+    "file://host/x", "gopher://h/x",
+])
+def test_invalid_url_is_one_clear_error(tmp_path: Path, url: str) -> None:
+    with pytest.raises(BadLocation, match=re.escape(url)):
+        fetch(url, tmp_path / "t.tsv", **FAST)
+    with pytest.raises(BadLocation, match=re.escape(url)):
+        url_for(url, TRUTH)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_is_reported_as_such(server: Server, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = Path.open
+
+    def full_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object):
+        stream = real_open(self, mode, *args, **kwargs)
+        return _FullDisk(stream) if self.name.endswith(".part") and mode in ("wb", "ab") else stream
+
+    monkeypatch.setattr(Path, "open", full_disk_open)
+    dest = tmp_path / "w.tar.gz"
+    with pytest.raises(FetchError) as info:
+        fetch(url_for(server.base, WEIGHTS), dest, **FAST)
+    msg = str(info.value)
+    assert f"no space left on device writing {_part(dest)}" in msg
+    assert "corrupt" not in msg and "truncated" not in msg and "damaged" not in msg
+    assert len(server.faults.requests) == 1  # not retried
+
+
+class _FullDisk(io.BufferedIOBase):
+    """A writable file that takes 100 KB, then fails as a full disk does."""
+
+    def __init__(self, stream: io.BufferedIOBase) -> None:
+        self.stream, self.room = stream, 100_000
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.stream.write(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+# ----------------------------------------------------- mistyped URLs (item 10)
+
+
+@pytest.mark.parametrize("location", [
+    "http//host/x", "https//host/x", "HTTP//host/x", "https:/host/x", "http:host/x", "file:/tmp/x",
+    "file:tmp/x", "ftp:/host/x", "mirror//data",
+])
+def test_mistyped_url_is_not_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      location: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadLocation, match=re.escape(repr(location)) + " looks like a mistyped URL"):
+        url_for(location, TRUTH)
+    with pytest.raises(BadLocation, match=re.escape(repr(location))):
+        fetch(location, tmp_path / "t.tsv", **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_local_paths_still_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = tmp_path / "my mirror" / "http"  # a space, and a folder named like a scheme
+    shutil.copytree(SAMPLE, mirror)
+    monkeypatch.chdir(tmp_path)
+    for base in (str(mirror), "my mirror/http", "./my mirror/http", "my mirror/http/"):
+        dest = tmp_path / "out" / base.replace("/", "_") / "t.tsv"
+        fetch(url_for(base, TRUTH), dest, **FAST)
+        assert dest.read_bytes() == (SAMPLE / TRUTH).read_bytes()
+    monkeypatch.chdir(mirror.parent)
+    fetch(url_for("http", TRUTH), tmp_path / "plain.tsv", **FAST)  # "http" alone is a folder
+
+
+# ------------------------------------------------- the command line: one line, exit 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-m", "spdnn.fetch", *args, "--no-progress"],
+                          capture_output=True, text=True, cwd=root, env=env, timeout=60)
+
+
+def test_cli_errors_are_one_line_exit_2(server: Server, tmp_path: Path) -> None:
+    bad_manifest = _write(tmp_path / "manifest.json", b"{not json")
+    cases = [
+        (["http://[::1/x", str(tmp_path / "a.tsv")], "http://[::1/x: invalid URL"),
+        (["http//host/x", str(tmp_path / "b.tsv")], "'http//host/x' looks like a mistyped URL"),
+        ([url_for(server.base, "dnn/missing.tsv"), str(tmp_path / "c.tsv")], "not found (HTTP 404)"),
+        ([TRUTH, str(tmp_path / "d.tsv"), "--base", str(SAMPLE), "--sha256", "0" * 64], "sha256 mismatch"),
+        ([TRUTH, str(tmp_path / "e.tsv"), "--base", str(SAMPLE), "--manifest", str(bad_manifest)],
+         "not a JSON manifest"),
+    ]
+    for args, expected in cases:
+        run = _cli(*args)
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("spdnn.fetch: error: "), run.stderr
+        assert expected in lines[0]
+
+
+def test_cli_options(server: Server, tmp_path: Path) -> None:
+    run = _cli(url_for(server.base, TRUTH), str(tmp_path / "t.tsv"), "--retries", "0",
+               "--backoff", "0.1", "--stall-timeout", "5", "--deadline", "30")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "t.tsv").read_bytes() == (SAMPLE / TRUTH).read_bytes()
+    for bad in (["--deadline", "0"], ["--stall-timeout", "-1"], ["--retries", "-1"]):
+        run = _cli(TRUTH, str(tmp_path / "x.tsv"), *bad)
+        assert run.returncode == 2 and "usage:" in run.stderr
