@@ -186,13 +186,21 @@ def run_peer(method: recipes.Method, binary: Path, net: data.Network, files: dic
             break
     done = [r for r in out["runs"] if r["complete"]]
     if not done:
-        out["status"] = "failed: " + ("timed out" if out["runs"][-1]["timed_out"] else
-                                      (out["runs"][-1].get("error_tail") or "no timer line")[-200:].replace("\n", " "))
+        last = out["runs"][-1]
+        out["status"] = "failed: " + ("timed out" if last["timed_out"] else
+                                      f"exit {last['returncode']}, {first_error(last.get('error_tail', ''))}")
         return out
     med = statistics.median(r["inference_seconds"] for r in done)
     out.update(seconds=med, seconds_all=[r["inference_seconds"] for r in done], edges_per_second=net.edges / med,
                categories_ok=all(r["categories"]["match"] for r in done), categories=done[-1]["categories"])
     return out
+
+
+def first_error(text: str) -> str:
+    """The line of a peer's output that says what went wrong (else its last line), shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    hits = [line for line in lines if any(w in line.lower() for w in ("error", "failed", "abort", "what()"))]
+    return ((hits or lines or ["no output"])[0])[:160]
 
 
 _START = time.perf_counter()
