@@ -19,8 +19,8 @@ from spdnn.dag.cpu import SequentialEngine, VectorisedEngine
 from spdnn.dag.cuda import KERNEL_FILE, warp_plan
 from spdnn.dag.generate import challenge_dag, evolved, generate, pruned_layered, random_inputs
 from spdnn.dag.levels import levelise, levels_by_walk
-from spdnn.dag.network import (HIDDEN, IDENTITY, INPUT, OUTPUT, RELU, RELU_CLIP, SIGMOID, TANH, DagSpec,
-                               activate)
+from spdnn.dag.network import (HIDDEN, IDENTITY, INPUT, OUTPUT, RELU, RELU_CLIP, RELU_CLIP1, SIGMOID, TANH,
+                               DagSpec, activate)
 from spdnn.dag.validate import DagValidationError, check_levels, compare_outputs
 from spdnn.io.errors import DataError
 
@@ -171,19 +171,18 @@ def test_sequential_equals_vectorised(kind, batch):
     for engine in (SequentialEngine(), VectorisedEngine()):
         engine.prepare(net)
         result = engine.infer(sp.csr_matrix(x) if batch == 37 else x)
-        assert result.complete and result.outputs.shape == (batch, net.n_outputs)
+        assert result.outputs.shape == (batch, net.n_outputs)
         outs.append(result.outputs)
     comparison = compare_outputs(outs[1], outs[0])
     assert comparison.passed, comparison
 
 
-def test_time_budget_extrapolates():
-    net = levelise(generate("evolved", 50_000, seed=1))
-    engine = SequentialEngine(max_seconds=0.0)
-    engine.prepare(net)
-    result = engine.infer(random_inputs(net.n_inputs, 4))
-    assert not result.complete and result.outputs is None and 0 < result.fraction < 1
-    assert "extrapolated" in result.details
+def test_cpu_engines_take_no_time_budget():
+    """No extrapolation: a CPU run is timed in full or not at all (an unknown option is refused)."""
+    with pytest.raises(TypeError):
+        SequentialEngine(max_seconds=1.0)
+    with pytest.raises(TypeError):
+        VectorisedEngine(max_seconds=1.0)
 
 
 def test_activations_match_definitions():
@@ -192,6 +191,7 @@ def test_activations_match_definitions():
     assert np.array_equal(activate(z.copy(), RELU), np.maximum(z, 0))
     np.testing.assert_allclose(activate(z.copy(), SIGMOID), 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-6)
     np.testing.assert_allclose(activate(z.copy(), TANH), np.tanh(z), rtol=1e-6)
+    assert np.array_equal(activate(z.copy(), RELU_CLIP1), np.clip(z, 0, 1))
     assert np.array_equal(activate(z.copy(), IDENTITY), z)
 
 

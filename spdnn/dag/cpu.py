@@ -1,17 +1,18 @@
-"""CPU engines: the sequential reference (node by node, the paper's baseline) and a vectorised one.
+"""Interpreted CPU engines: the naive sequential reference (node by node) and a vectorised one.
 
-Values are kept node-major: V[row, j] is node `row`'s value for input vector j, so a node's
-incoming values are whole rows. Both engines accumulate in float32.
+Values are kept node-major: V[slot, j] is a node's value for input vector j, so a node's
+incoming values are whole rows; rows are freed once no later node reads them (liveness.py,
+`free_values`). Both engines accumulate in float32.
 
 * SequentialEngine: nodes one at a time in layout (topological) order; per node one dot
   product of its incoming weights with its sources' value rows (numpy / BLAS), then bias and
-  activation. A Python step per node, as in a plain sequential implementation; the batch
-  of input vectors is the only thing vectorised.
-* VectorisedEngine: one scipy.sparse product per dependency group, A_g @ V[:start_g], with
-  A_g the group's incoming edges (CSR, groups x earlier nodes), then bias and activation.
+  activation. A Python step per node, as in a naive implementation: at small batches it
+  measures the interpreter, not the machine. The compiled engines (compiled.py) are the
+  baselines to compare with.
+* VectorisedEngine: one scipy.sparse product per dependency group, A_g @ V, with A_g the
+  group's incoming edges (CSR, group nodes x value slots), then bias and activation.
 
-Both take `max_seconds`: stop once that much time is spent and report the time
-extrapolated per edge (complete=False), for networks too large to run fully in a benchmark.
+Neither extrapolates: a run is timed in full or not at all.
 """
 from __future__ import annotations
 
@@ -22,58 +23,53 @@ import scipy.sparse as sp
 
 from ..engines.cpu import cpu_model
 from .engine import DagEngine, DagResult, dense_inputs
+from .liveness import plan_values
 from .network import DagNetwork, activate, activate_rows
 
 
 class _CpuBase(DagEngine):
-    def __init__(self, max_seconds: float | None = None, **_ignored):
-        self.max_seconds = max_seconds
+    def __init__(self, free_values: bool = True):
+        self.free_values = free_values
 
     def device(self) -> str:
         return cpu_model()
 
-    def _start(self, inputs) -> tuple[np.ndarray, np.ndarray, float]:
+    def prepare(self, net: DagNetwork) -> None:
+        super().prepare(net)
+        self.plan = plan_values(net, self.free_values)
+
+    def _start(self, inputs) -> tuple[np.ndarray, float]:
         net = self.net
         x = dense_inputs(inputs, net.n_inputs)
         wall = time.perf_counter()
-        values = np.empty((net.n_nodes, x.shape[0]), dtype=np.float32)
-        values[: net.n_inputs] = x.T
-        return x, values, wall
+        values = np.empty((max(1, self.plan.n_slots), x.shape[0]), dtype=np.float32)
+        values[: net.n_inputs] = x.T  # inputs hold slots 0 .. inputs - 1
+        return values, wall
 
-    def _finish(self, values: np.ndarray, wall: float, t0: float, done_edges: int, details: dict) -> DagResult:
-        net = self.net
+    def _finish(self, values: np.ndarray, wall: float, t0: float, details: dict) -> DagResult:
+        out = np.ascontiguousarray(values[self.plan.slot[self.net.output_rows]].T)
         seconds = time.perf_counter() - t0
-        complete = done_edges >= net.n_edges
-        fraction = done_edges / max(1, net.n_edges)
-        out = np.ascontiguousarray(values[net.output_rows].T) if complete else None
-        if not complete:
-            details = {**details, "extrapolated": f"timed {fraction:.3%} of the edges, time scaled per edge"}
-            seconds = seconds / max(fraction, 1e-12)
-        return DagResult(out, seconds, time.perf_counter() - wall, self.name, self.device(), complete, fraction, details)
+        details = {**details, "value_slots": self.plan.n_slots, "value_bytes": self.plan.value_bytes(values.shape[1])}
+        return DagResult(out, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)
 
 
 class SequentialEngine(_CpuBase):
-    """Node by node in topological order (the sequential baseline); see the module docstring."""
+    """Node by node in topological order (the naive sequential reference); see the module docstring."""
 
     name = "sequential"
 
     def infer(self, inputs) -> DagResult:
         net = self.net
-        _, values, wall = self._start(inputs)
-        indptr, sources, weights = net.indptr, net.sources, net.weights
-        bias, codes = net.bias, net.activation
-        budget = self.max_seconds
+        values, wall = self._start(inputs)
+        indptr, src, weights = net.indptr, self.plan.src_slot, net.weights
+        bias, codes, slot = net.bias, net.activation, self.plan.slot
         t0 = time.perf_counter()
-        done = net.n_nodes
         for v in range(net.n_inputs, net.n_nodes):
             a, b = indptr[v], indptr[v + 1]
-            z = weights[a:b] @ values[sources[a:b]]
+            z = weights[a:b] @ values[src[a:b]]
             z += bias[v]
-            values[v] = activate(z, int(codes[v]))
-            if budget is not None and (v & 255) == 0 and time.perf_counter() - t0 > budget:
-                done = v + 1
-                break
-        return self._finish(values, wall, t0, int(indptr[done]), {})
+            values[slot[v]] = activate(z, int(codes[v]))
+        return self._finish(values, wall, t0, {})
 
 
 class VectorisedEngine(_CpuBase):
@@ -84,25 +80,21 @@ class VectorisedEngine(_CpuBase):
     def prepare(self, net: DagNetwork) -> None:
         super().prepare(net)
         self.groups = []
-        lp, ip = net.level_ptr, net.indptr
+        lp, ip, n_slots = net.level_ptr, net.indptr, max(1, self.plan.n_slots)
         for g in range(1, net.n_levels):
             lo, hi = int(lp[g]), int(lp[g + 1])
             a, b = int(ip[lo]), int(ip[hi])
-            mat = sp.csr_matrix((net.weights[a:b], net.sources[a:b], ip[lo:hi + 1] - a), shape=(hi - lo, lo))
+            mat = sp.csr_matrix((net.weights[a:b], self.plan.src_slot[a:b], ip[lo:hi + 1] - a),
+                                shape=(hi - lo, n_slots))
             codes = net.activation[lo:hi]
-            self.groups.append((lo, hi, mat, net.bias[lo:hi, None], codes, bool(np.all(codes == codes[0]))))
+            self.groups.append((self.plan.slot[lo:hi], mat, net.bias[lo:hi, None], codes,
+                                bool(np.all(codes == codes[0]))))
 
     def infer(self, inputs) -> DagResult:
-        net = self.net
-        _, values, wall = self._start(inputs)
-        budget = self.max_seconds
+        values, wall = self._start(inputs)
         t0 = time.perf_counter()
-        done = net.n_nodes
-        for lo, hi, mat, bias, codes, uniform in self.groups:
-            z = np.asarray(mat @ values[:lo], dtype=np.float32)
+        for slots, mat, bias, codes, uniform in self.groups:
+            z = np.asarray(mat @ values, dtype=np.float32)
             z += bias
-            values[lo:hi] = activate(z, int(codes[0])) if uniform else activate_rows(z, codes)
-            if budget is not None and time.perf_counter() - t0 > budget:
-                done = hi
-                break
-        return self._finish(values, wall, t0, int(net.indptr[done]), {"groups": len(self.groups)})
+            values[slots] = activate(z, int(codes[0])) if uniform else activate_rows(z, codes)
+        return self._finish(values, wall, t0, {"groups": len(self.groups)})

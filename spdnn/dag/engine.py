@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from ..engines.base import EngineUnavailable
 from .network import DagNetwork
 
-__all__ = ["DagEngine", "DagResult", "EngineUnavailable", "dense_inputs", "get_dag_engine", "ENGINES"]
+__all__ = ["DagEngine", "DagResult", "EngineUnavailable", "dense_inputs", "get_dag_engine", "ENGINES", "CPU_ENGINES"]
 
 
 @dataclass
@@ -23,8 +23,7 @@ class DagResult:
     """outputs: float32 (batch, outputs). seconds: inference only (network already prepared;
     for the GPU engines, CUDA events around the kernels, inputs already on the device).
     end_to_end_seconds: wall time of the whole `infer` call (transfers and layout included).
-    complete=False means the engine stopped at its time budget: outputs is None and
-    `seconds` is extrapolated from `fraction` of the edges (said in details)."""
+    No engine extrapolates: `complete` and `fraction` stay True and 1.0 (kept for old records)."""
 
     outputs: np.ndarray | None
     seconds: float
@@ -63,11 +62,21 @@ def dense_inputs(inputs: np.ndarray | sp.spmatrix, n_inputs: int) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-ENGINES = ("sequential", "vectorised", "cuda-thread", "cuda-warp", "cupy")
+ENGINES = ("sequential", "vectorised", "compiled", "threaded", "cuda-thread", "cuda-warp", "cupy")
+CPU_ENGINES = ("sequential", "vectorised", "compiled", "threaded")
 
 
 def get_dag_engine(name: str, **options) -> DagEngine:
-    """An engine by name: sequential, vectorised (CPU); cuda-thread, cuda-warp (pycuda); cupy (peer)."""
+    """An engine by name: sequential, vectorised (interpreted CPU); compiled, threaded (numba CPU);
+    cuda-thread, cuda-warp (pycuda); cupy (peer)."""
+    if name == "compiled":
+        from .compiled import CompiledEngine
+
+        return CompiledEngine(**options)
+    if name == "threaded":
+        from .compiled import ThreadedEngine
+
+        return ThreadedEngine(**options)
     if name == "sequential":
         from .cpu import SequentialEngine
 

@@ -2,7 +2,8 @@
 
 edges: `source<TAB>target<TAB>weight`, one edge per line; source and target are node ids.
 nodes: `id<TAB>bias<TAB>activation<TAB>role`, one node per line; activation is one of
-       identity, relu, relu_clip (clip at 32, as in the challenge), sigmoid, tanh; role is one
+       identity, relu, relu_clip (clip at 32, as in the challenge), sigmoid, tanh, relu_clip1
+       (clip to [0, 1]); role is one
        of input, hidden, output.
 Node ids are positive integers (1-based, the challenge's convention); they need not be
 contiguous. Inputs ordered by ascending id are the columns of an input vector; outputs

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # Activation codes (stored as int8 in the cache, passed as int to the GPU kernels).
-ACTIVATIONS = ("identity", "relu", "relu_clip", "sigmoid", "tanh")
-IDENTITY, RELU, RELU_CLIP, SIGMOID, TANH = range(len(ACTIVATIONS))
+# relu_clip1 (clip to [0, 1]) is the hidden activation of SNICIT's trained MNIST networks.
+ACTIVATIONS = ("identity", "relu", "relu_clip", "sigmoid", "tanh", "relu_clip1")
+IDENTITY, RELU, RELU_CLIP, SIGMOID, TANH, RELU_CLIP1 = range(len(ACTIVATIONS))
 CLIP = 32.0  # relu_clip clips at 32, like the challenge
 ROLES = ("input", "hidden", "output")
 INPUT, HIDDEN, OUTPUT = range(len(ROLES))
@@ -117,6 +118,8 @@ def activate(z: np.ndarray, code: int) -> np.ndarray:
         np.reciprocal(z, out=z)
     elif code == TANH:
         np.tanh(z, out=z)
+    elif code == RELU_CLIP1:
+        np.clip(z, 0, 1, out=z)
     elif code != IDENTITY:
         raise ValueError(f"unknown activation code {code}")
     return z

@@ -26,6 +26,7 @@ __device__ __forceinline__ float activate(float z, int code) {
         case 2: return fminf(fmaxf(z, 0.0f), CLIP_AT);      // relu_clip
         case 3: return 1.0f / (1.0f + expf(-z));            // sigmoid
         case 4: return tanhf(z);                            // tanh
+        case 5: return fminf(fmaxf(z, 0.0f), 1.0f);         // relu_clip1
         default: return z;                                  // identity
     }
 }
