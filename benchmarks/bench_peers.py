@@ -221,6 +221,8 @@ def header(args, methods: list[recipes.Method], binaries: dict) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "gpu": gpu, "nvcc": nvcc_version(), "python": platform.python_version(),
         "versions": package_versions(), "spdnn_commit": args.commit or git_commit(),
+        # the generator may differ from the commit's in a working copy: its own digest says which ran
+        "generator_sha256": sha256(ROOT / "spdnn" / "generate.py"),
         "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "peers": {name: {"repo": s.repo, "url": s.url, "commit": s.commit, "licence": s.licence,
                          "patches": sources.patch_digest(s.patches), "build": s.build,
