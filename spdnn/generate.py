@@ -15,16 +15,21 @@ block and G = log2(P) layers per group,
 
 So the first G layers are the same for every seed (and equal the official ones for
 N = 1024); later groups depend on the seed. Inputs are digit images drawn from strokes,
-tuned so that their survival profile on the real layers matches the real MNIST inputs'.
+calibrated (docs/synthetic.md) so that 60000 of them carry the official nonzeros and give
+the official category count at every official N, and at N = 1024 die layer by layer like
+the official inputs (official_profile).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
+import multiprocessing
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +38,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from . import challenge
-from .engines.cpu import layer_step
+from .engines.cpu import ParallelReference, default_workers
 from .io.atomic import atomic_path, write_text
 
 BLOCKS = 16  # blocks per layer; each row touches all of them (16 blocks x 2 positions = 32)
@@ -101,6 +106,27 @@ def generate_layers(neurons: int, layers: int, seed: int) -> Iterator[sp.csr_mat
 
 # ----------------------------------------------------------------------------- inputs
 
+# The official data the inputs are calibrated to (DESIGN.md): categories and input nonzeros
+# of all 60000 inputs per N (the same categories for L = 120, 480, 1920), and the active rows
+# after each of the first 30 layers of the official 1024 network for the first 600 official
+# inputs (tests/data/challenge-sample; tests/test_generate.py recomputes them).
+OFFICIAL_CATEGORIES = {1024: 1812, 4096: 1801, 16384: 1918, 65536: 1994}
+OFFICIAL_NNZ = {1024: 6374505, 4096: 25019051, 16384: 98858913, 65536: 392191985}
+SAMPLE_ACTIVE = (546, 387, 191, 90, 46, 26, 13, 9, 8, 8) + (7,) * 20
+SAMPLE_INPUTS = 600
+
+
+def official_profile() -> np.ndarray:
+    """Fraction of the 60000 official inputs alive after each of the first 30 layers of the
+    official 1024 network, as far as the data tells: the sample's fractions a_k (first 600
+    inputs: 1.17% reach the plateau, against 3.02% of all 60000) raised to the power
+    ln(3.02%) / ln(1.17%) = 0.786, which keeps a_0 = 1 and lands the plateau on 1812 / 60000.
+    docs/synthetic.md gives the reasons and checks it against the first 1200 inputs."""
+    a = np.array(SAMPLE_ACTIVE, dtype=np.float64) / SAMPLE_INPUTS
+    plateau = OFFICIAL_CATEGORIES[1024] / challenge.N_INPUTS
+    return a ** (np.log(plateau) / np.log(a[-1]))
+
+
 
 def image_shape(neurons: int) -> tuple[int, int]:
     """(height, width) of an input image: 2^floor(m/2) rows for N = 2^m, so square when N is
@@ -133,7 +159,9 @@ _DIGITS: dict[int, list[list[tuple[float, float]]]] = {
 
 
 def _segments() -> np.ndarray:
-    """(10, K, 4) segments (x0, y0, x1, y1) per digit, padded by repeating the last one."""
+    """(10, K, 4) segments (x0, y0, x1, y1) per digit, padded by repeating the last one. The
+    control points are jittered independently, so a short digit's last stroke is drawn again
+    a few times slightly apart, which thickens it (part of the shape the constants fit)."""
     per_digit = []
     for d in range(10):
         segs = [np.concatenate([s[i], s[i + 1]]) for s in map(np.asarray, _DIGITS[d]) for i in range(len(s) - 1)]
@@ -144,36 +172,81 @@ def _segments() -> np.ndarray:
 
 _SEGMENTS = _segments()
 
-# Random shape of one image, at the 32 x 32 scale; tuned so that on the official N = 1024
-# layers the fraction of inputs alive after every layer is within ~25% of the real inputs'
-# (tests/test_generate.py), and nonzeros per image are close to theirs (real mean 101).
-_HEIGHT = (0.58, 0.74)   # digit height, fraction of the image height
-_ASPECT = (0.55, 1.0)    # width / height
-_SLANT = 0.25            # horizontal shear
-_ROTATE = 0.15           # radians
-_SHIFT = 1.5             # pixels off centre
-_JITTER = 0.03           # control-point noise, fraction of the digit's size
-_RADIUS = (0.5, 1.35)    # stroke half-width in pixels: a pixel is on within this distance
+# Shape of one image at the 32 x 32 scale, fitted on the official N = 1024 data (docs/synthetic.md):
+# height, width and centring as measured on the sample's 600 real digits (rows spanned 21.5,
+# columns 16.4, centre of mass within 0.4 px of the centre); the pen so that, on the real
+# layers, 60000 inputs carry the official nonzeros (106 per row) and die layer by layer like
+# the sample's digits scaled to the official 3.0% plateau.
+_HEIGHT = (0.545, 0.695)  # digit height, fraction of the image height
+_ASPECT = (0.655, 1.21)   # width / height
+_SLANT = 0.25             # horizontal shear
+_ROTATE = 0.15            # radians
+_CENTRE = 0.4             # pixels: s.d. of the centre of mass around the image centre
+_JITTER = 0.03            # control-point noise, fraction of the digit's size
+_PEN = (0.86, 0.32)       # stroke half-width in pixels: lognormal median and log-s.d.
+_MIN_PEN = 0.55           # pixels: thinner strokes would break into dots
+
+# Per official N: (width factor, pen factor) on the shape above, fitted so that 60000 inputs
+# give the official categories and nonzeros per row at that N (docs/synthetic.md). At larger
+# N enlarged synthetic digits survive far more than the official ones do on these layers;
+# narrower digits with a wider pen (the same ink) is the one change fitted to each N.
+_SIZE_FIT: dict[int, tuple[float, float]] = {1024: (1.0, 0.987), 4096: (0.874, 1.053), 16384: (0.826, 1.079),
+                                             65536: (0.816, 1.076)}
 
 
-def _render(rng: np.random.Generator, count: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw `count` digits on a height x width grid; returns (image, pixel) indices of the ones."""
+def size_fit(neurons: int) -> tuple[float, float]:
+    """(width factor, pen factor) for N: the fitted value at an official N, interpolated in
+    log2(N) between them, and the nearest official one outside 1024..65536."""
+    sizes = sorted(_SIZE_FIT)
+    m = np.log2(np.clip(neurons, sizes[0], sizes[-1]))
+    logs = np.log2(sizes)
+    return tuple(float(np.interp(m, logs, [_SIZE_FIT[n][i] for n in sizes])) for i in range(2))
+
+
+_SEGMENT_COUNT = [sum(len(stroke) - 1 for stroke in _DIGITS[d]) for d in range(10)]
+
+
+def _real_segments() -> np.ndarray:
+    """(10, K) 1.0 where a digit's segment is drawn, 0.0 on the padding repeats."""
+    return (np.arange(_SEGMENTS.shape[1])[None, :] < np.array(_SEGMENT_COUNT)[:, None]).astype(np.float64)
+
+
+_REAL_SEGMENTS = _real_segments()
+
+
+def _place(rng: np.random.Generator, digit: np.ndarray, x: np.ndarray, y: np.ndarray,
+           height: int, width: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Move each digit's centre of mass (length-weighted segment midpoints, as MNIST centres
+    by mass) to the image centre, within _CENTRE pixels."""
+    count = len(digit)
+    ends = np.stack([x, y], axis=-1).reshape(count, -1, 2, 2)  # (image, segment, end, xy)
+    length = np.sqrt(((ends[:, :, 1] - ends[:, :, 0]) ** 2).sum(-1)) * _REAL_SEGMENTS[digit]
+    centre = (ends.mean(axis=2) * length[..., None]).sum(1) / np.maximum(length.sum(1), 1e-9)[:, None]
+    x = x - centre[:, :1] + width / 2 + rng.normal(0.0, _CENTRE, (count, 1)) * scale
+    y = y - centre[:, 1:] + height / 2 + rng.normal(0.0, _CENTRE, (count, 1)) * scale
+    return x, y
+
+
+def _render(rng: np.random.Generator, count: int, height: int, width: int,
+            fit: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `count` digits on a height x width grid; returns (image, pixel) indices of the ones.
+    `fit` = (width factor, pen factor), see size_fit."""
     scale = min(height, width) / 32  # parameters above are in pixels of a 32-pixel image
     digit = rng.integers(0, 10, count)
     pts = _SEGMENTS[digit].reshape(count, -1, 2) - 0.5
     pts = pts + rng.normal(0.0, _JITTER, pts.shape)
     h = rng.uniform(*_HEIGHT, count) * height
-    w = h * rng.uniform(*_ASPECT, count)
+    w = h * rng.uniform(*_ASPECT, count) * fit[0]
     shear = rng.uniform(-_SLANT, _SLANT, count)[:, None]
     angle = rng.uniform(-_ROTATE, _ROTATE, count)[:, None]
     x = pts[..., 0] * w[:, None]
     y = pts[..., 1] * h[:, None]
     x = x - shear * y
     x, y = np.cos(angle) * x - np.sin(angle) * y, np.sin(angle) * x + np.cos(angle) * y
-    x += width / 2 + rng.uniform(-_SHIFT, _SHIFT, count)[:, None] * scale
-    y += height / 2 + rng.uniform(-_SHIFT, _SHIFT, count)[:, None] * scale
+    x, y = _place(rng, digit, x, y, height, width, scale)
     seg = np.stack([x, y], axis=-1).reshape(count, -1, 4).astype(np.float32)
-    radius = np.maximum(rng.uniform(*_RADIUS, count) * scale, 0.55).astype(np.float32)  # >= 0.55: no gaps
+    pen = _PEN[0] * fit[1] * np.exp(_PEN[1] * rng.standard_normal(count))
+    radius = np.maximum(pen * scale, _MIN_PEN).astype(np.float32)
     # pixel centres in neuron order: neuron x * height + y
     px = (np.repeat(np.arange(width), height) + 0.5).astype(np.float32)
     py = (np.tile(np.arange(height), width) + 0.5).astype(np.float32)
@@ -191,34 +264,120 @@ def _render(rng: np.random.Generator, count: int, height: int, width: int) -> tu
     return np.concatenate(images), np.concatenate(pixels)
 
 
-def generate_inputs(neurons: int, n_inputs: int, seed: int) -> sp.csr_matrix:
+def base_shape(neurons: int) -> tuple[int, int, int]:
+    """(height, width, f) of the image a digit is drawn on: at most 32 pixels high, enlarged
+    f times by pixel repetition to image_shape(neurons)."""
+    height, width = image_shape(neurons)
+    f = max(1, height // 32)
+    return height // f, width // f, f
+
+
+def _chunk_base(neurons: int, seed: int, chunk: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image, pixel) of the ones of the first `count` digits of input chunk `chunk`, drawn at
+    base_shape(neurons). The chunk has its own seed and is always drawn whole, then cut, so the
+    first n images are the same whatever the number of inputs."""
+    hb, wb, _ = base_shape(neurons)
+    rng = np.random.default_rng([seed, _INPUT_STREAM, chunk])
+    img, pix = _render(rng, _CHUNK, hb, wb, size_fit(neurons))
+    keep = img < count
+    return img[keep], pix[keep]
+
+
+def _chunks(n_inputs: int) -> list[tuple[int, int, int]]:
+    """(chunk, first row, rows) of each chunk of 1024 inputs."""
+    return [(c, lo, min(_CHUNK, n_inputs - lo)) for c, lo in enumerate(range(0, n_inputs, _CHUNK))]
+
+
+def base_chunks(neurons: int, n_inputs: int, seed: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Yield (first row, rows, image, pixel) per chunk of 1024 inputs: the ones of the digits
+    at base_shape(neurons), before enlargement (image indices count from the chunk's first row)."""
+    for chunk, lo, count in _chunks(n_inputs):
+        yield (lo, count, *_chunk_base(neurons, seed, chunk, count))
+
+
+def _chunk_inputs(neurons: int, seed: int, chunk: int, count: int) -> sp.csr_matrix:
+    """One chunk of generate_inputs: its digits drawn, then enlarged."""
+    hb, wb, f = base_shape(neurons)
+    img, pix = _chunk_base(neurons, seed, chunk, count)
+    # enlarge through a dense boolean image: its nonzeros come out in CSR order (no sort)
+    dense = np.zeros((count, wb, hb), dtype=bool)
+    dense.reshape(count, -1)[img, pix] = True
+    if f > 1:  # base pixel (x, y) -> the f x f pixels (x*f + dx, y*f + dy)
+        dense = np.repeat(np.repeat(dense, f, axis=1), f, axis=2)
+    rows, cols = np.nonzero(dense.reshape(count, -1))
+    indptr = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=count), out=indptr[1:])
+    m = sp.csr_matrix((np.ones(cols.size, np.float32), cols.astype(np.int32), indptr), shape=(count, neurons))
+    m.has_sorted_indices = True
+    return m
+
+
+def generate_inputs(neurons: int, n_inputs: int, seed: int, workers: int | None = 1) -> sp.csr_matrix:
     """n_inputs x N float32 CSR of binary digit images (values 1.0), deterministic from seed.
 
     Images are drawn at most 32 pixels high and enlarged by pixel repetition (the official
     large-N inputs are likewise enlarged 28 x 28 MNIST digits); the first n images are the
-    same whatever n_inputs is, since each chunk of 1024 has its own seed.
+    same whatever n_inputs is (see _chunk_base). Chunks are drawn on `workers` processes
+    (None: all cores), with the same result whatever the number.
     """
-    height, width = image_shape(neurons)
-    f = max(1, height // 32)  # enlargement factor
-    hb, wb = height // f, width // f
-    parts = []
-    for chunk, lo in enumerate(range(0, n_inputs, _CHUNK)):
-        count = min(_CHUNK, n_inputs - lo)
-        rng = np.random.default_rng([seed, _INPUT_STREAM, chunk])
-        img, pix = _render(rng, _CHUNK, hb, wb)  # always a full chunk, then cut: prefix-stable
-        keep = img < count
-        img, pix = img[keep], pix[keep]
-        if f > 1:  # base pixel (y, x) -> the f x f pixels (y*f + dy, x*f + dx)
-            x, y = pix // hb, pix % hb
-            dx, dy = np.divmod(np.arange(f * f), f)
-            pix = ((x[:, None] * f + dx) * height + y[:, None] * f + dy).reshape(-1)
-            img = np.repeat(img, f * f)
-        m = sp.csr_matrix((np.ones(img.size, np.float32), (img, pix)), shape=(count, neurons))
-        m.sort_indices()
-        parts.append(m)
+    jobs = _chunks(n_inputs)
+    workers = min(workers or default_workers(), len(jobs))
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_chunk_inputs, *zip(*[(neurons, seed, c, count) for c, _, count in jobs])))
+    else:
+        parts = [_chunk_inputs(neurons, seed, c, count) for c, _, count in jobs]
     if not parts:
+        challenge.check_neurons(neurons)
         return sp.csr_matrix((0, neurons), dtype=np.float32)
     return sp.vstack(parts, format="csr", dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def folded_survival(neurons: int, n_inputs: int, seed: int, layers: int,
+                    positions: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, float]:
+    """(active rows after each layer, nonzeros per input) of generate_inputs(N, n, seed) on a
+    RadiX-Net network, computed on N/16 values per row: after the first layer every row is the
+    same in all 16 blocks (column j equals column j mod N/16), so one block carries it. Row
+    sums are added in another order than the reference's, so a row at the edge of dying
+    could differ in float32; the counts are for calibration only, never the truth.
+    positions(g): p(i) of group g (default: the generated network of `seed`).
+    """
+    p, g_len = neurons // 16, group_length(neurons)
+    bias = np.float32(challenge.bias(neurons))
+    positions = positions or functools.partial(group_positions, neurons, seed=seed)
+    hb, wb, f = base_shape(neurons)
+    assert hb == wb, "square images only (the official sizes)"
+    counts: dict[int, sp.csr_matrix] = {}
+    active, nnz = np.zeros(layers, dtype=np.int64), 0
+    for _, count, img, pix in base_chunks(neurons, n_inputs, seed):
+        nnz += img.size * f * f
+        # block sums of the input: position q = c * H + y holds the ones of image row y in
+        # columns x = c mod 2f of the 16 blocks, i.e. base row y // f of base parity c // f
+        xb, yb = np.divmod(pix, hb)
+        folded = np.zeros((count, 2, hb), dtype=np.float32)
+        np.add.at(folded, (img, xb % 2, yb), 1.0)
+        s = np.repeat(np.repeat(folded, f, axis=1), f, axis=2).reshape(count, p)
+        y = None
+        for k in range(layers):
+            group, t = divmod(k, g_len)
+            if k > 0 and group == 0:
+                s = 16 * y  # p(i) = i mod P: the 16 rows of position q all carry y[q]
+            elif k > 0:
+                if group not in counts:  # C[q, r] = #{i : p(i) = q, i mod P = r}
+                    pos = positions(group)
+                    counts[group] = sp.csr_matrix((np.ones(neurons, np.float32), (pos, np.arange(neurons) % p)),
+                                                  shape=(p, p))
+                s = np.asarray(counts[group] @ y.T).T
+            z = (s + np.roll(s, -(1 << t), axis=1)) * np.float32(1 / 16)
+            y = np.where(z > 0, np.clip(z + bias, 0, challenge.CLIP), 0).astype(np.float32)
+            y = y[y.any(axis=1)]
+            active[k] += y.shape[0]
+            if not y.shape[0]:
+                break
+    return active, nnz / max(1, n_inputs)
 
 
 # ----------------------------------------------------------------------------- official layout
@@ -250,21 +409,33 @@ def _atomic_gzip(path: Path) -> Iterator[gzip.GzipFile]:
 
 
 def write_official_layout(root: Path, neurons: int, layers: list[int], n_inputs: int, seed: int,
-                          progress: bool = True) -> None:
+                          progress: bool = True, workers: int | None = None) -> None:
     """Write a synthetic network under `root` with the official file names.
 
     dnn/neuron{N}.tar.gz (layers 1..max(layers)), mnist/sparse-images-{N}.tsv.gz and
-    dnn/neuron{N}-l{L}-categories.tsv for each L, the truth from the CPU reference step.
-    Layers are generated, written and applied one at a time, so memory stays at one layer
-    plus the features of the inputs still alive. Every file appears only when complete.
+    dnn/neuron{N}-l{L}-categories.tsv for each L, the truth from the CPU reference split over
+    `workers` processes (None: all cores; each generates the layers itself, one at a time),
+    while this process writes the files. Memory stays at the inputs plus one layer per
+    process and the features of the inputs still alive. Every file appears only when complete.
     """
     root = Path(root)
     counts = sorted({int(n) for n in layers})
     if not counts or counts[0] < 1:
         raise ValueError(f"layer counts must be positive, got {layers}")
     inputs = generate_inputs(neurons, n_inputs, seed)
+    network = functools.partial(generate_layers, neurons, counts[-1], seed)
+    with ParallelReference(network, challenge.bias(neurons), inputs, counts, workers, keep_values=False) as truth:
+        truth.submit()  # the workers run while the files are written
+        _write_inputs(root, neurons, inputs, progress)
+        _write_layers(root, neurons, network(), counts[-1], progress)
+        alive = truth.result().alive
+    for count in counts:
+        write_text(root / challenge.truth_file(neurons, count), "".join(f"{i + 1}\n" for i in alive[count]))
 
-    # inputs, in slices of about 16M lines to bound pyarrow's temporaries
+
+def _write_inputs(root: Path, neurons: int, inputs: sp.csr_matrix, progress: bool) -> None:
+    """mnist/sparse-images-{N}.tsv.gz, in slices of about 16M lines to bound pyarrow's temporaries."""
+    n_inputs = inputs.shape[0]
     step = max(1, (1 << 24) * n_inputs // max(1, inputs.nnz))
     with _atomic_gzip(root / challenge.inputs_file(neurons)) as gz, \
             tqdm(total=n_inputs, desc=f"write sparse-images-{neurons}", unit="input", disable=not progress) as bar:
@@ -273,27 +444,14 @@ def write_official_layout(root: Path, neurons: int, layers: list[int], n_inputs:
             gz.write(_csr_tsv(part, np.int8(1), first_row=lo))
             bar.update(part.shape[0])
 
-    # weights and truth together: each layer is written, then applied to the inputs still alive
-    bias = np.float32(challenge.bias(neurons))
-    y = sp.csr_matrix(inputs, dtype=np.float32, copy=True)
-    alive = np.arange(n_inputs, dtype=np.int64)
-    truth: dict[int, np.ndarray] = {}
+
+def _write_layers(root: Path, neurons: int, network: Iterator[sp.csr_matrix], count: int, progress: bool) -> None:
+    """dnn/neuron{N}.tar.gz with one TSV member per layer."""
     with _atomic_gzip(root / challenge.weights_archive(neurons)) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        bar = tqdm(generate_layers(neurons, counts[-1], seed), total=counts[-1],
-                   desc=f"write neuron{neurons} layers", unit="layer", disable=not progress)
-        for k, w in enumerate(bar, start=1):
+        for k, w in enumerate(tqdm(network, total=count, desc=f"write neuron{neurons} layers", unit="layer",
+                                   disable=not progress), start=1):
             text = _csr_tsv(w, np.float32(challenge.WEIGHT))
             info = tarfile.TarInfo(challenge.layer_member(neurons, k))
             info.size, info.mode, info.mtime = len(text), 0o644, 0
             tar.addfile(info, io.BytesIO(text))
-            # the CPU reference engine's step and active-row compaction (spdnn.engines.cpu)
-            y = layer_step(y, w, bias)
-            keep = np.flatnonzero(np.diff(y.indptr))
-            if keep.size < y.shape[0]:
-                y, alive = y[keep], alive[keep]
-            if k in counts:
-                truth[k] = alive.copy()
-        bar.close()
-    for count in counts:
-        write_text(root / challenge.truth_file(neurons, count), "".join(f"{i + 1}\n" for i in truth[count]))

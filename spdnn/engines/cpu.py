@@ -2,11 +2,22 @@
 
 Y_{k+1} = min(max(Y_k W_k + b on the nonzeros, 0), 32), with active-row compaction:
 rows that become all zero are dropped from later layers and their indices kept.
+
+Input rows are independent, so the reference can split them over worker processes (not
+threads: scipy's sparse product and sort hold the GIL, measured in docs/synthetic.md). Each
+row goes through the same scipy operations whichever rows share its part, so any split
+gives bit-identical values, categories and counts.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import platform
 import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,10 +38,136 @@ def layer_step(y: sp.csr_matrix, w: sp.csr_matrix, bias: float) -> sp.csr_matrix
     return z
 
 
+@dataclass
+class ReferenceResult:
+    """What the reference returns for a set of input rows.
+
+    active_rows: rows still nonzero after each layer; alive: layer count -> sorted 0-based
+    indices of the rows alive after that many layers (the truth of a network of that depth);
+    values: the final nonzero feature rows (rows = alive after the last layer), if kept.
+    """
+
+    active_rows: list[int]
+    alive: dict[int, np.ndarray]
+    values: sp.csr_matrix | None
+
+
+def reference_rows(layers: Iterable[sp.csr_matrix], bias: float, inputs: sp.csr_matrix,
+                   rows: np.ndarray | None = None, counts: Iterable[int] = (),
+                   keep_values: bool = True) -> ReferenceResult:
+    """Run `layers` on inputs[rows] (all rows by default) in this process, with compaction.
+
+    Indices in the result are rows of `inputs`; `counts` are the layer counts whose alive
+    rows are wanted (the last layer's are always kept).
+    """
+    rows = np.arange(inputs.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    wanted = set(counts)
+    y = sp.csr_matrix(inputs[rows] if len(rows) < inputs.shape[0] else inputs, dtype=np.float32, copy=True)
+    alive = rows.copy()
+    bias = np.float32(bias)
+    active: list[int] = []
+    found: dict[int, np.ndarray] = {}
+    for k, w in enumerate(layers, start=1):
+        y = layer_step(y, w, bias)
+        keep = np.flatnonzero(np.diff(y.indptr))
+        if keep.size < y.shape[0]:
+            y, alive = y[keep], alive[keep]
+        active.append(int(keep.size))
+        if k in wanted:
+            found[k] = alive.copy()
+    found[len(active)] = alive
+    return ReferenceResult(active, found, y if keep_values else None)
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# The work of one parallel call, set before the workers are forked: they inherit it (weights
+# memory-mapped from the cache included) instead of receiving a copy through a pipe.
+_JOB: dict = {}
+
+
+def _run_part(part: int) -> ReferenceResult:
+    job = _JOB
+    rows = np.arange(part, job["inputs"].shape[0], job["parts"], dtype=np.int64)
+    return reference_rows(job["layers"](), job["bias"], job["inputs"], rows, job["counts"], job["keep_values"])
+
+
+def _merge(parts: list[ReferenceResult], keep_values: bool) -> ReferenceResult:
+    active = [int(v) for v in np.sum([p.active_rows for p in parts], axis=0)]
+    alive = {k: np.sort(np.concatenate([p.alive[k] for p in parts])) for k in parts[0].alive}
+    values = None
+    if keep_values:
+        last = np.concatenate([p.alive[len(active)] for p in parts])
+        values = sp.vstack([p.values for p in parts], format="csr", dtype=np.float32)[np.argsort(last, kind="stable")]
+    return ReferenceResult(active, alive, values)
+
+
+class ParallelReference:
+    """The reference over `workers` forked processes, each running every layer on the input
+    rows i with i % workers == its index (interleaved, so the survivors, which cost the most,
+    spread evenly even where the inputs are ordered).
+
+    layers: a callable returning a fresh iterable of the layers (each worker walks them).
+    Use as a context manager around `submit` ... `result`, so that the caller can do other
+    work (write files) while the workers run.
+    """
+
+    def __init__(self, layers: Callable[[], Iterable[sp.csr_matrix]], bias: float, inputs: sp.csr_matrix,
+                 counts: Iterable[int] = (), workers: int | None = None, keep_values: bool = True):
+        self.workers = max(1, min(workers or default_workers(), inputs.shape[0]))
+        self.job = dict(layers=layers, bias=float(bias), inputs=inputs, counts=tuple(counts),
+                        keep_values=keep_values, parts=self.workers)
+        self.futures: list = []
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "ParallelReference":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def submit(self) -> None:
+        """Fork the workers and start them (returns at once)."""
+        global _JOB
+        if self.workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            return  # run in this process, in result()
+        _JOB = self.job
+        try:
+            # Forking a process with threads (numpy's BLAS pool, pyarrow's) is safe here: the
+            # children run numpy/scipy on their own data and never wait on a parent's lock.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+                self.futures = [self.pool.submit(_run_part, i) for i in range(self.workers)]
+        finally:
+            _JOB = {}  # the children have their copy; the parent keeps no extra reference
+
+    def result(self) -> ReferenceResult:
+        """Wait for the workers and merge their rows (or run here if there is one worker)."""
+        if not self.futures:
+            job = self.job
+            return reference_rows(job["layers"](), job["bias"], job["inputs"], None, job["counts"], job["keep_values"])
+        return _merge([f.result() for f in self.futures], self.job["keep_values"])
+
+
+def reference(layers: Callable[[], Iterable[sp.csr_matrix]], bias: float, inputs: sp.csr_matrix,
+              counts: Iterable[int] = (), workers: int | None = 1, keep_values: bool = True) -> ReferenceResult:
+    """The reference on all inputs, split over `workers` processes (None: all cores)."""
+    with ParallelReference(layers, bias, inputs, counts, workers, keep_values) as run:
+        run.submit()
+        return run.result()
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
-    import os
-
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
@@ -44,31 +181,27 @@ def cpu_model() -> str:
 
 
 class CpuEngine(Engine):
-    """scipy.sparse reference, vectorised over all inputs; the truth for synthetic networks."""
+    """scipy.sparse reference, vectorised over all inputs; the truth for synthetic networks.
+
+    workers: processes to split the input rows over (1: this process, as before; None: all
+    cores); the results are bit-identical whatever the number. threads: accepted for the
+    engine options' interface and unused (scipy's product holds the GIL).
+    """
 
     name = "cpu"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, workers: int | None = 1):
         self.threads = threads
+        self.workers = workers
 
     def device(self) -> str:
         return cpu_model()
 
     def infer(self, inputs: sp.csr_matrix) -> InferenceResult:
         weights, layers = self.weights, self.n_layers
-        bias = np.float32(weights.bias)
         mats = [weights.layer(k) for k in range(layers)]  # zero-copy views, built outside the timer
         start = time.perf_counter()
-        y = sp.csr_matrix(inputs, dtype=np.float32, copy=True)
-        alive = np.arange(y.shape[0], dtype=np.int64)
-        active = []
-        for w in mats:
-            y = layer_step(y, w, bias)
-            keep = np.flatnonzero(np.diff(y.indptr))
-            if keep.size < y.shape[0]:
-                y = y[keep]
-                alive = alive[keep]
-            active.append(int(keep.size))
+        result = reference(lambda: mats, weights.bias, inputs, workers=self.workers)
         seconds = time.perf_counter() - start
-        return InferenceResult(categories=alive, active_rows=active, seconds=seconds,
-                               engine=self.name, device=self.device(), values=y)
+        return InferenceResult(categories=result.alive[layers], active_rows=result.active_rows, seconds=seconds,
+                               engine=self.name, device=self.device(), values=result.values)
