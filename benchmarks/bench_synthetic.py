@@ -193,7 +193,8 @@ def measure(args) -> dict:
             x = generate.generate_inputs(n, args.inputs, seed, workers=None)
             res = {"neurons": n, "seed": seed, "inputs": x.shape[0], "layers": args.layers,
                    "generate_inputs_seconds": time.perf_counter() - t0,
-                   "nnz": int(x.nnz), "official_nnz": OFFICIAL_NNZ[n], "nnz_ratio": x.nnz / OFFICIAL_NNZ[n],
+                   "nnz": int(x.nnz), "official_nnz": OFFICIAL_NNZ[n],
+                   "nnz_ratio": x.nnz / x.shape[0] / (OFFICIAL_NNZ[n] / challenge.N_INPUTS),
                    "size_fit": generate.size_fit(n)}
             res.update(categories_and_profile(n, args.layers, seed, x, args.engine))
             res["official_categories"] = OFFICIAL_CATEGORIES[n]

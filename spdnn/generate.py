@@ -25,9 +25,7 @@ import contextlib
 import functools
 import gzip
 import io
-import multiprocessing
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -38,7 +36,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from . import challenge
-from .engines.cpu import ParallelReference, default_workers
+from .engines.cpu import ParallelReference, can_fork, default_workers, fork_pool
 from .io.atomic import atomic_path, write_text
 
 BLOCKS = 16  # blocks per layer; each row touches all of them (16 blocks x 2 positions = 32)
@@ -322,9 +320,9 @@ def generate_inputs(neurons: int, n_inputs: int, seed: int, workers: int | None 
     """
     jobs = _chunks(n_inputs)
     workers = min(workers or default_workers(), len(jobs))
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(_chunk_inputs, *zip(*[(neurons, seed, c, count) for c, _, count in jobs])))
+    if workers > 1 and can_fork():
+        with fork_pool(workers) as pool:
+            parts = [f.result() for f in [pool.submit(_chunk_inputs, neurons, seed, c, count) for c, _, count in jobs]]
     else:
         parts = [_chunk_inputs(neurons, seed, c, count) for c, _, count in jobs]
     if not parts:

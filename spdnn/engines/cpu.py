@@ -87,6 +87,29 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def fork_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` forked processes (they inherit the parent's memory, so large inputs
+    and memory-mapped weights are not copied). The processes start at the first submit."""
+    # Forking a process with threads (numpy's BLAS pool, pyarrow's, a CUDA context) is safe
+    # here: the children run numpy/scipy on their own data and never wait on a parent's lock.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        return _ForkPool(workers, mp_context=multiprocessing.get_context("fork"))
+
+
+class _ForkPool(ProcessPoolExecutor):
+    """Forks at the first submit with the fork-with-threads warning silenced (see fork_pool)."""
+
+    def submit(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+            return super().submit(*args, **kwargs)
+
+
 # The work of one parallel call, set before the workers are forked: they inherit it (weights
 # memory-mapped from the cache included) instead of receiving a copy through a pipe.
 _JOB: dict = {}
@@ -137,16 +160,12 @@ class ParallelReference:
     def submit(self) -> None:
         """Fork the workers and start them (returns at once)."""
         global _JOB
-        if self.workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if self.workers == 1 or not can_fork():
             return  # run in this process, in result()
         _JOB = self.job
         try:
-            # Forking a process with threads (numpy's BLAS pool, pyarrow's) is safe here: the
-            # children run numpy/scipy on their own data and never wait on a parent's lock.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
-                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
-                self.futures = [self.pool.submit(_run_part, i) for i in range(self.workers)]
+            self.pool = fork_pool(self.workers)
+            self.futures = [self.pool.submit(_run_part, i) for i in range(self.workers)]
         finally:
             _JOB = {}  # the children have their copy; the parent keeps no extra reference
 
