@@ -105,7 +105,7 @@ def truth_only(args) -> int:
         if is_real:
             continue
         t0 = time.perf_counter()
-        net = data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir))
+        net = data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
         if "computed in this run" in net.truth_source:
             path = data.save_truth(net, Path(args.truth_dir), args.seed,
                                    f"spdnn {git_commit()} on {platform.node()}, {datetime.date.today()}")
@@ -222,8 +222,9 @@ def header(args, methods: list[recipes.Method], binaries: dict) -> dict:
         "host": platform.node(), "gpu": gpu, "nvcc": nvcc_version(), "python": platform.python_version(),
         "versions": package_versions(), "spdnn_commit": args.commit or git_commit(),
         # the generator may differ from the commit's in a working copy: its own digest says which ran
-        "generator_sha256": sha256(ROOT / "spdnn" / "generate.py"),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "generator": args.generator or "spdnn/generate.py",
+        "generator_sha256": sha256(Path(args.generator) if args.generator else ROOT / "spdnn" / "generate.py"),
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "gen")},
         "peers": {name: {"repo": s.repo, "url": s.url, "commit": s.commit, "licence": s.licence,
                          "patches": sources.patch_digest(s.patches), "build": s.build,
                          "tree_stamp": sources.stamp_of(s, root),
@@ -260,7 +261,7 @@ def run(args) -> int:
             continue
         t0 = time.perf_counter()
         net = data.real(Path(args.real_dir), n, layers) if is_real else \
-            data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir))
+            data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
         log(f"\n== {net.name}: {net.source}; {net.inputs.shape[0]} inputs, {len(net.truth)} categories "
             f"({net.truth_source}); ready in {time.perf_counter() - t0:.1f} s")
         entry = {"name": net.name, "source": net.source, "neurons": n, "layers": layers,
@@ -327,10 +328,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--prepare", action="store_true", help="export, patch and build the peers, then stop")
     ap.add_argument("--mirror-root", default=None, help="git mirrors as <root>/<owner>+<name>/repo (else clone)")
+    ap.add_argument("--generator", default=None, help="a frozen copy of spdnn/generate.py to generate with")
     ap.add_argument("--truth-only", action="store_true", help="compute and store the synthetic truth, then stop")
     args = ap.parse_args(argv)
     args.real_dir = args.real_dir or str(Path(args.root) / "real")
     args.truth_dir = args.truth_dir or str(Path(args.root) / "truth")
+    args.gen = data.load_generator(Path(args.generator) if args.generator else None)
     if args.prepare:
         return prepare(args)
     if args.truth_only:

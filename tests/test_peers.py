@@ -308,7 +308,8 @@ def test_ratios_use_the_best_exact_peer_with_correct_categories():
     net = _net({
         "spdnn-default": {"kind": "spdnn", "exact": True, "seconds": 1e-3, "edges_per_second": 200e12, "categories_ok": True},
         "hidayetoglu": {"kind": "peer", "exact": True, "seconds": 8e-3, "edges_per_second": 25e12, "categories_ok": True},
-        "xy": {"kind": "peer", "exact": True, "seconds": 4e-3, "edges_per_second": 50e12, "categories_ok": False},
+        "xy": {"kind": "peer", "exact": True, "seconds": 4e-3, "edges_per_second": 50e12, "categories_ok": False,
+               "categories": {"match": False, "extra": 2, "missing": 0}},
         "snicit": {"kind": "peer", "exact": False, "seconds": 2e-3, "edges_per_second": 100e12, "categories_ok": True},
         "bf": {"kind": "peer", "exact": True, "status": "failed: timed out"},
     })
@@ -319,4 +320,18 @@ def test_ratios_use_the_best_exact_peer_with_correct_categories():
     assert rows["bf"]["vs_best_exact_peer"] is None
     text = table.markdown({"networks": [net], "not_run": [{"network": "65536x1920", "reason": "did not fit"}]})
     assert "| spdnn-default | yes | match | 1.00 | 200.00 | 8.00 | 2.00 |" in text
-    assert "| xy | yes | WRONG |" in text and "failed: timed out" in text and "65536x1920: did not fit" in text
+    assert "| xy | yes | WRONG: 2 extra, 0 missing |" in text and "failed: timed out" in text and "65536x1920: did not fit" in text
+
+
+def test_a_frozen_generator_copy_makes_the_same_networks(tmp_path):
+    import shutil
+
+    import spdnn.generate
+
+    frozen = tmp_path / "generate.py"
+    shutil.copy(spdnn.generate.__file__, frozen)
+    gen = data.load_generator(frozen)
+    assert gen is not spdnn.generate and gen.__package__ == "spdnn"
+    a = data.synthetic(64, 8, 40, seed=2, truth_dir=None, compute_truth=False, generator=gen)
+    b = data.synthetic(64, 8, 40, seed=2, truth_dir=None, compute_truth=False)
+    assert a.extra["digest"] == b.extra["digest"]

@@ -82,14 +82,30 @@ def truth_file(folder: Path, neurons: int, layers: int, seed: int, n_inputs: int
     return Path(folder) / f"synthetic-n{neurons}-l{layers}-seed{seed}-inputs{n_inputs}.json"
 
 
+def load_generator(path: Path | None):
+    """spdnn.generate, or a frozen copy of it (a file) loaded inside the spdnn package: the
+    generator can change in a working copy between runs, and a frozen copy keeps one run's
+    networks the same data (its sha256 goes in the results)."""
+    if path is None:
+        import spdnn.generate as generator
+
+        return generator
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("spdnn._frozen_generate", str(path))
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "spdnn"  # its relative imports resolve against the project's package
+    spec.loader.exec_module(module)
+    return module
+
+
 def synthetic(neurons: int, layer_count: int, n_inputs: int, seed: int, truth_dir: Path | None,
-              compute_truth: bool = True) -> Network:
+              compute_truth: bool = True, generator=None) -> Network:
     """The project's synthetic network (all n_inputs inputs distinct), its truth from truth_dir
     when the digest there matches, else computed now with the CPU reference."""
-    from spdnn.generate import generate_inputs, generate_layers
-
-    layers = list(generate_layers(neurons, layer_count, seed))
-    inputs = sp.csr_matrix(generate_inputs(neurons, n_inputs, seed), dtype=np.float32)
+    gen = generator or load_generator(None)
+    layers = list(gen.generate_layers(neurons, layer_count, seed))
+    inputs = sp.csr_matrix(gen.generate_inputs(neurons, n_inputs, seed), dtype=np.float32)
     net = Network(f"{neurons}x{layer_count}", f"synthetic (spdnn.generate, seed {seed}, {n_inputs} distinct inputs)",
                   neurons, layer_count, layers, inputs)
     net.extra["digest"] = digest(layers, inputs)

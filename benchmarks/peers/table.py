@@ -11,7 +11,8 @@ def summarise(network: dict) -> list[dict]:
     for key, r in network["results"].items():
         row = {"key": key, "label": r.get("label", key), "kind": r["kind"], "exact": r.get("exact", True),
                "seconds": r.get("seconds"), "edges_per_second": r.get("edges_per_second"),
-               "categories_ok": r.get("categories_ok"), "status": r.get("status", "ran")}
+               "categories_ok": r.get("categories_ok"), "categories": r.get("categories") or {},
+               "status": r.get("status", "ran")}
         rows.append(row)
     ok_exact = [r for r in rows if r["kind"] == "peer" and r["exact"] and r["categories_ok"] and r["edges_per_second"]]
     best = max(ok_exact, key=lambda r: r["edges_per_second"], default=None)
@@ -22,6 +23,18 @@ def summarise(network: dict) -> list[dict]:
         r["vs_snicit"] = eps / snicit["edges_per_second"] if eps and snicit else None
     network["best_exact_peer"] = best["key"] if best else None
     return rows
+
+
+def _categories(row: dict) -> str:
+    """'match', or how the rows differ from the truth ('differs: 2 extra, 0 missing')."""
+    if row["categories_ok"] is None:
+        return "not checked"
+    if row["categories_ok"]:
+        return "match"
+    c = row["categories"]
+    if "extra" not in c:
+        return f"WRONG ({c.get('reason', 'unknown')})"
+    return f"WRONG: {c['extra']} extra, {c['missing']} missing"
 
 
 def _fmt(value, spec: str) -> str:
@@ -43,7 +56,7 @@ def markdown(record: dict) -> str:
             if r["status"] != "ran":
                 lines.append(f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {r['status']} | | | | |")
                 continue
-            cats = {True: "match", False: "WRONG", None: "not checked"}[r["categories_ok"]]
+            cats = _categories(r)
             lines.append(f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {cats} | {_fmt(r['seconds'] and r['seconds'] * 1e3, '.2f')} | "
                          f"{_fmt(r['edges_per_second'] and r['edges_per_second'] / 1e12, '.2f')} | "
                          f"{_fmt(r['vs_best_exact_peer'], '.2f')} | {_fmt(r['vs_snicit'], '.2f')} |")
