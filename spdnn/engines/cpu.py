@@ -3,10 +3,12 @@
 Y_{k+1} = min(max(Y_k W_k + b on the nonzeros, 0), 32), with active-row compaction:
 rows that become all zero are dropped from later layers and their indices kept.
 
-Input rows are independent, so the reference can split them over worker processes (not
-threads: scipy's sparse product and sort hold the GIL, measured in docs/synthetic.md). Each
-row goes through the same scipy operations whichever rows share its part, so any split
-gives bit-identical values, categories and counts.
+Input rows are independent, so the reference can split them over worker processes. Not
+threads: whether scipy's sparse product releases the GIL depends on its version (scipy 1.17:
+two threads ran 0.81x the speed of one; scipy 1.18: threads beat processes at small sizes),
+and processes scale with either (docs/synthetic.md). Each row goes through the same scipy
+operations whichever rows share its part, so any split gives bit-identical values,
+categories and counts.
 """
 from __future__ import annotations
 
