@@ -1,17 +1,28 @@
-"""DAG benchmark: GPU engines against the sequential CPU, the vectorised CPU and a CuPy peer.
+"""DAG benchmark: GPU engines against compiled CPU baselines, on emergent-level and real networks.
 
-Networks: spdnn.dag.generate (pruned layered nets with skip connections; evolved-style
-DAGs) of about 1e4 .. 1e7 edges; batches of 1 .. 10000 random input vectors.
-Engines: cuda-warp (this project's design), cuda-thread (the paper's one thread per neuron),
-cupy (cupyx.scipy.sparse per group), vectorised (scipy.sparse per group, CPU), sequential
-(node by node, CPU; the paper's baseline).
-Timing: inference only. GPU: CUDA events around the kernels (inputs already on the GPU),
-one warm-up, median of --reps. CPU: one run, wall clock; runs longer than --cpu-budget
-seconds stop and are extrapolated per edge (the JSON says so: *_complete false, *_fraction).
-Validation: every GPU result is compared with the vectorised CPU result when that ran
-completely, else with cuda-warp's (categories exactly, values within float32 rounding).
+One command measures everything issue 19 asks for, in one run, on whatever the machine has:
 
-  python benchmarks/bench_dag.py --out $OUT [--sizes 1e4,1e5,1e6,1e7] [--batches 1,100,1000,10000]
+  python benchmarks/bench_dag.py --out benchmarks/results            # GPU machine: everything
+  python benchmarks/bench_dag.py --out benchmarks/results --cpu-only  # the CPU baselines alone
+
+Cases (each skipped when --deadline passes, and said so in the JSON):
+* networks: generate.py (pruned, evolved: level = generation) and shapes.py (random-order,
+  deep-narrow, neat: levels emerge) of --sizes edges, at --batches random input vectors;
+* SNICIT's pruned MNIST networks A-D when exported to .peers/ (MNIST test images as inputs
+  when present, else random [0, 1] ones), through the DAG engines and the layered engine;
+* a population of --population members (neat networks of --member-edges edges): one launch
+  (cuda-population) against the members one at a time (cuda-warp), and on the CPU;
+* memory: peak bytes of one compiled-CPU inference with and without value rows freed.
+Engines: compiled (numba, one thread), threaded (numba, all cores), vectorised (scipy per
+group); sequential (Python per node) only up to --python-max-edges; cuda-warp, cuda-thread,
+cupy when a GPU is there.
+Timing: inference only, one warm-up then the median of --reps runs (GPU: CUDA events; CPU:
+wall clock around the kernel). No extrapolation: a CPU case whose predicted time (from the
+rate of the previous case) passes --cpu-max-seconds is not run, and is listed as skipped.
+Checking: every GPU output against the compiled CPU engine: all of it when the CPU case ran,
+else on --check-columns sampled input vectors run on the CPU for the purpose.
+Targets (issue 19): GPU >= 100x compiled and >= 10x threaded at >= 1e6 edges, batch 1000;
+the population >= 50x faster than one at a time. `targets` in the JSON says met or not.
 """
 from __future__ import annotations
 
@@ -29,12 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from spdnn.dag.engine import get_dag_engine  # noqa: E402
 from spdnn.dag.generate import generate, random_inputs  # noqa: E402
 from spdnn.dag.levels import levelise  # noqa: E402
+from spdnn.dag.shapes import SHAPES, generate_shape  # noqa: E402
 from spdnn.dag.validate import compare_outputs  # noqa: E402
 
 GPU_ENGINES = ("cuda-warp", "cuda-thread", "cupy")
+CPU_ENGINES = ("compiled", "threaded", "vectorised", "sequential")
 
 
-def log(*a):
+def log(*a) -> None:
     print(*a, flush=True)
 
 
@@ -43,140 +56,346 @@ def gpu_info() -> dict:
         import pycuda.driver as cuda
 
         cuda.init()
-    except Exception as err:  # noqa: BLE001  (a CPU-only dry run)
-        return {"gpu": None, "error": str(err)}
-    dev = cuda.Device(0)
-    info = {"gpu": dev.name(), "compute_capability": "%d.%d" % dev.compute_capability(),
-            "memory_bytes": dev.total_memory(), "driver_cuda_version": cuda.get_driver_version(),
-            "pycuda_cuda_version": ".".join(map(str, cuda.get_version()))}
-    try:
-        import subprocess
-
-        info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                        capture_output=True, text=True, timeout=20).stdout.strip()
-    except Exception:  # noqa: BLE001
-        pass
-    return info
+        dev = cuda.Device(0)
+        return {"gpu": dev.name(), "compute_capability": "%d.%d" % dev.compute_capability(),
+                "memory_bytes": dev.total_memory(), "driver_cuda_version": cuda.get_driver_version()}
+    except Exception as err:  # noqa: BLE001  (CPU-only run)
+        return {"gpu": None, "error": str(err)[:200]}
 
 
-def time_gpu(engine, x, reps: int):
-    engine.infer(x)  # warm-up
+def timed(engine, x, reps: int):
+    """(median seconds over reps after one warm-up, last result, all seconds)."""
+    engine.infer(x)
     runs = [engine.infer(x) for _ in range(reps)]
-    return statistics.median(r.seconds for r in runs), runs[-1]
+    secs = [r.seconds for r in runs]
+    return statistics.median(secs), runs[-1], secs
+
+
+def build(kind: str, edges: int, seed: int):
+    t0 = time.perf_counter()
+    spec = generate(kind, edges, seed) if kind in ("pruned", "evolved") else generate_shape(kind, edges, seed)
+    t1 = time.perf_counter()
+    net = levelise(spec)
+    return net, {"generate_seconds": t1 - t0, "levelise_seconds": time.perf_counter() - t1}
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.t_start = time.perf_counter()
+        # CPU engine -> (work, seconds per edge x vector) of its largest case so far: per-edge costs
+        # fall with size (fixed costs per group), so the largest case predicts the next best
+        self.rate: dict[str, tuple[int, float]] = {}
+        self.gpu = {}
+        if not args.cpu_only:
+            for name in GPU_ENGINES:
+                try:
+                    self.gpu[name] = get_dag_engine(name)
+                except Exception as err:  # noqa: BLE001
+                    log(f"{name} unavailable: {err}")
+        self.cpu = {name: get_dag_engine(name) for name in args.cpu_engines.split(",")}
+
+    def late(self) -> bool:
+        return time.perf_counter() - self.t_start > self.args.deadline
+
+    def cpu_case(self, name: str, engine, net, x, row: dict, results: dict) -> None:
+        work = net.n_edges * x.shape[0]
+        if name == "sequential" and net.n_edges > self.args.python_max_edges:
+            return
+        predicted = self.rate.get(name, (0, 0.0))[1] * work * (self.args.reps + 1)
+        if predicted > self.args.cpu_max_seconds:
+            row[f"{name}_skipped"] = f"predicted {predicted:.0f} s for warm-up + {self.args.reps} runs"
+            return
+        engine.prepare(net)
+        t0 = time.perf_counter()
+        seconds, res, secs = timed(engine, x, self.args.reps)
+        if work >= self.rate.get(name, (0, 0.0))[0]:
+            self.rate[name] = (work, (time.perf_counter() - t0) / (self.args.reps + 1) / work)
+        row[f"{name}_seconds"] = seconds
+        row[f"{name}_runs"] = secs
+        row[f"{name}_details"] = res.details
+        results[name] = res.outputs
+
+    def gpu_case(self, name: str, engine, net, x, row: dict, results: dict) -> None:
+        try:
+            engine.prepare(net)
+            seconds, res, secs = timed(engine, x, self.args.reps)
+            row[f"{name}_seconds"] = seconds
+            row[f"{name}_runs"] = secs
+            row[f"{name}_end_to_end_seconds"] = res.end_to_end_seconds
+            row[f"{name}_details"] = res.details
+            results[name] = res.outputs
+        except Exception as err:  # noqa: BLE001  (the peer runs out of memory at the largest sizes)
+            row[f"{name}_error"] = f"{type(err).__name__}: {err}"[:300]
+        finally:
+            if hasattr(engine, "release"):
+                engine.release()
+            if name == "cupy":
+                import cupy as cp
+
+                cp.get_default_memory_pool().free_all_blocks()
+
+    def check(self, net, x, row: dict, results: dict) -> None:
+        """Every GPU output against the compiled CPU engine: all of it, or sampled input vectors."""
+        ref = results.get("compiled")
+        cols = None
+        if ref is None and any(n in results for n in GPU_ENGINES):
+            rng = np.random.default_rng(0)
+            cols = np.sort(rng.choice(x.shape[0], size=min(self.args.check_columns, x.shape[0]), replace=False))
+            e = get_dag_engine("compiled")
+            e.prepare(net)
+            ref = e.infer(x[cols]).outputs
+        row["checked_against"] = "compiled" + ("" if cols is None else f" on {cols.size} sampled input vectors")
+        for name, out in results.items():
+            if name == "compiled" or ref is None:
+                continue
+            c = compare_outputs(out if cols is None else out[cols], ref)
+            row[f"{name}_valid"] = c.passed
+            row[f"{name}_max_rel_error"] = c.max_rel_error
+
+    def network_case(self, kind: str, edges: int, batch: int, net, extra: dict) -> dict:
+        x = random_inputs(net.n_inputs, batch, seed=batch)
+        row = {"kind": kind, "target_edges": edges, "batch": batch, **net.summary(), **extra}
+        results: dict = {}
+        for name, engine in self.gpu.items():
+            self.gpu_case(name, engine, net, x, row, results)
+        for name, engine in self.cpu.items():
+            self.cpu_case(name, engine, net, x, row, results)
+        self.check(net, x, row, results)
+        finish_row(row, net.n_edges * batch)
+        return row
+
+
+def finish_row(row: dict, work: int) -> None:
+    names = [k[: -len("_seconds")] for k in list(row) if k.endswith("_seconds") and not k.endswith("end_to_end_seconds")
+             and k not in ("generate_seconds", "levelise_seconds")]
+    for name in names:
+        row[f"{name}_edges_per_second"] = work / row[f"{name}_seconds"]
+    gpu = row.get("cuda-warp_seconds")
+    for base in ("compiled", "threaded", "vectorised", "sequential", "cupy"):
+        if gpu and f"{base}_seconds" in row:
+            row[f"warp_vs_{base}"] = row[f"{base}_seconds"] / gpu
+
+
+def snicit_cases(runner: Runner, record: dict) -> None:
+    from spdnn.dag import mnist, snicit
+    from spdnn.dag.layered import LayeredEngine
+
+    root = snicit.default_root()
+    if not (root / "tsv_biases").is_dir():
+        record["snicit"] = f"not exported to {root}"
+        return
+    try:
+        images, labels = mnist.load_test_set()
+    except FileNotFoundError:
+        images, labels = None, None
+    for letter, name in snicit.NETWORKS.items():
+        if runner.late():
+            record.setdefault("skipped", []).append(["snicit", letter])
+            continue
+        lnet = snicit.read_snicit(letter, allow_missing_input_layer=True)
+        net = levelise(lnet.to_spec())
+        for batch in [int(b) for b in runner.args.snicit_batches.split(",")]:
+            if lnet.widths[0] == 784 and images is not None:
+                x, inputs = images[:batch], "MNIST test images"
+            else:
+                x, inputs = np.random.default_rng(batch).random((batch, lnet.widths[0]), dtype=np.float32), "random [0, 1]"
+            row = {"kind": f"snicit-{letter}", "network": name, "input_layer": lnet.meta["input_layer"],
+                   "inputs": inputs, "batch": batch, **net.summary()}
+            results: dict = {}
+            for gname, engine in runner.gpu.items():
+                runner.gpu_case(gname, engine, net, x, row, results)
+            for cname, engine in runner.cpu.items():
+                runner.cpu_case(cname, engine, net, x, row, results)
+            layered = LayeredEngine()
+            layered.prepare(lnet)
+            row["layered_seconds"], res, row["layered_runs"] = timed(layered, x, runner.args.reps)
+            results["layered"] = res.outputs
+            runner.check(net, x, row, results)
+            if labels is not None and lnet.widths[0] == 784:
+                row["accuracy"] = float(np.mean(res.outputs.argmax(axis=1) == labels[:batch]))
+            finish_row(row, net.n_edges * batch)
+            record["cases"].append(row)
+            log(summary_line(row))
+
+
+def population_case(runner: Runner, record: dict) -> None:
+    from spdnn.dag.population import population, union_spec
+    from spdnn.dag.shapes import neat
+
+    args = runner.args
+    members, edges, batch = args.population, args.member_edges, args.population_batch
+    t0 = time.perf_counter()
+    pop = population([neat(edges, seed=k, n_inputs=64, n_outputs=8) for k in range(members)])
+    union = levelise(union_spec(pop))
+    x = random_inputs(pop.n_inputs, batch, seed=7)
+    row = {"kind": "population", "members": members, "member_edges": edges, "batch": batch,
+           "edges": pop.n_edges, "levels": union.n_levels, "build_seconds": time.perf_counter() - t0}
+    outs: dict = {}
+    try:
+        from spdnn.dag.population_cuda import PopulationCudaEngine
+
+        eng = PopulationCudaEngine()
+        eng.prepare(pop)
+        row["cuda-population_seconds"], res, row["cuda-population_runs"] = timed(eng, x, args.reps)
+        row["cuda-population_details"] = res.details
+        outs["cuda-population"] = res.outputs
+    except Exception as err:  # noqa: BLE001
+        row["cuda-population_error"] = f"{type(err).__name__}: {err}"[:300]
+    if "cuda-warp" in runner.gpu:
+        warp = runner.gpu["cuda-warp"]
+        warp.prepare(union)
+        row["cuda-warp-union_seconds"], res, _ = timed(warp, x, args.reps)
+        outs["cuda-warp-union"] = res.outputs
+        # one at a time: each member prepared beforehand (untimed), its inference timed
+        total, singles = 0.0, []
+        for m in pop.members[: args.one_at_a_time]:
+            warp.prepare(m)
+            warp.infer(x)
+            r = warp.infer(x)
+            total += r.seconds
+            singles.append(r.outputs)
+        row["cuda-warp-one-at-a-time_seconds"] = total * members / len(singles)
+        row["one_at_a_time_members_timed"] = len(singles)
+        warp.release()
+    cpu = runner.cpu.get("threaded") or runner.cpu.get("compiled")
+    if cpu is not None:
+        cpu.prepare(union)
+        row[f"{cpu.name}-union_seconds"], res, _ = timed(cpu, x, args.reps)
+        outs["cpu"] = res.outputs
+    ref = outs.get("cpu")
+    for name, out in outs.items():
+        if name != "cpu" and ref is not None:
+            row[f"{name}_valid"] = compare_outputs(out, ref).passed
+    one = row.get("cuda-warp-one-at-a-time_seconds")
+    if one and "cuda-population_seconds" in row:
+        row["population_speedup"] = one / row["cuda-population_seconds"]
+    record["cases"].append(row)
+    log(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}, default=str))
+
+
+def memory_cases(runner: Runner, record: dict) -> None:
+    from spdnn.dag.memory import measure_peak
+
+    for kind in runner.args.memory_kinds.split(","):
+        net, _ = build(kind, int(float(runner.args.memory_edges)), runner.args.seed)
+        x = random_inputs(net.n_inputs, runner.args.memory_batch, seed=3)
+        row = {"kind": f"memory-{kind}", "batch": x.shape[0], **net.summary()}
+        outs = []
+        for free in (False, True):
+            engine = get_dag_engine("compiled", free_values=free)
+            engine.prepare(net)
+            engine.infer(x[:1])  # compile outside the measurement
+            res, peak = measure_peak(engine, x)
+            key = "freed" if free else "kept"
+            row[f"{key}_peak_bytes"] = peak
+            row[f"{key}_value_rows"] = res.details["value_slots"]
+            row[f"{key}_seconds"] = res.seconds
+            outs.append(res.outputs)
+        row["identical_outputs"] = bool(np.array_equal(outs[0], outs[1]))
+        row["peak_ratio"] = row["freed_peak_bytes"] / row["kept_peak_bytes"]
+        record["cases"].append(row)
+        log(json.dumps(row, default=str))
+
+
+def targets(record: dict) -> dict:
+    big = [r for r in record["cases"] if r.get("edges", 0) >= 10**6 and r.get("batch") == 1000
+           and "cuda-warp_seconds" in r and r.get("kind") in ("pruned", "evolved", *SHAPES)]
+    out = {}
+    for base, goal in (("compiled", 100), ("threaded", 10)):
+        vals = [r[f"warp_vs_{base}"] for r in big if f"warp_vs_{base}" in r]
+        out[f"gpu_vs_{base}"] = {"goal": goal, "min": min(vals) if vals else None,
+                                 "met": bool(vals) and min(vals) >= goal}
+    pop = [r["population_speedup"] for r in record["cases"] if "population_speedup" in r]
+    out["population"] = {"goal": 50, "value": pop[0] if pop else None, "met": bool(pop) and pop[0] >= 50}
+    return out
+
+
+def summary_line(row: dict) -> str:
+    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",) if f"{n}_seconds" in row]
+    return (f"{row['kind']:13s} E={row.get('edges', 0):>9d} L={row.get('levels', 0):>5d} B={row['batch']:>6d} | "
+            + " ".join(f"{n}={row[f'{n}_seconds']:.3g}" for n in names)
+            + "".join(f" {k}" for k in row if k.endswith("_skipped"))
+            + f" | valid {[row.get(f'{n}_valid') for n in names if f'{n}_valid' in row]}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cpu-only", action="store_true", help="no GPU engines (CPU baselines only)")
     ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
     ap.add_argument("--batches", default="1,100,1000,10000")
-    ap.add_argument("--kinds", default="pruned,evolved")
-    ap.add_argument("--seq-batches", default="1,100,1000", help="batches at which the sequential CPU runs")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--cpu-budget", type=float, default=2.5, help="seconds per CPU run before extrapolating")
-    ap.add_argument("--deadline", type=float, default=240.0, help="stop starting new cases after this many seconds")
+    ap.add_argument("--kinds", default="pruned,evolved," + ",".join(SHAPES))
+    ap.add_argument("--cpu-engines", default="compiled,threaded,vectorised,sequential")
+    ap.add_argument("--python-max-edges", type=float, default=1e5, help="largest network for the Python engine")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--cpu-max-seconds", type=float, default=120.0, help="skip a CPU case predicted to take longer")
+    ap.add_argument("--check-columns", type=int, default=64)
+    ap.add_argument("--snicit-batches", default="1000,10000", help="'' for none")
+    ap.add_argument("--population", type=int, default=1000, help="members; 0 for none")
+    ap.add_argument("--member-edges", type=int, default=10_000)
+    ap.add_argument("--population-batch", type=int, default=1000)
+    ap.add_argument("--one-at-a-time", type=int, default=100, help="members timed one at a time (scaled to all)")
+    ap.add_argument("--memory-kinds", default="pruned,deep-narrow,neat", help="'' for none")
+    ap.add_argument("--memory-edges", default="1e6")
+    ap.add_argument("--memory-batch", type=int, default=1000)
+    ap.add_argument("--deadline", type=float, default=540.0, help="start no new case after this many seconds")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tag", default=None, help="file name part (default: the GPU's name or 'cpu')")
     args = ap.parse_args()
-    t_start = time.perf_counter()
+    from spdnn.provenance import provenance
+
+    runner = Runner(args)
+    record = {"benchmark": "dag", "config": vars(args), "provenance": provenance(),
+              "device": gpu_info() if not args.cpu_only else {"gpu": None},
+              "cpu": get_dag_engine("compiled").device(), "cases": []}
+    import numba
+
+    record["cpu_threads"] = numba.config.NUMBA_NUM_THREADS
+    try:
+        import os
+
+        record["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from spdnn.provenance import provenance
+    tag = args.tag or ("cpu" if args.cpu_only or not record["device"].get("gpu")
+                       else record["device"]["gpu"].split()[-1].lower())
+    path = out / f"dag-{tag}-{time.strftime('%Y-%m-%d')}.json"
+
+    def save() -> None:
+        record["elapsed_seconds"] = time.perf_counter() - runner.t_start
+        record["targets"] = targets(record)
+        path.write_text(json.dumps(record, indent=1, default=str) + "\n")
 
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    seq_batches = {int(b) for b in args.seq_batches.split(",")}
-    record = {"benchmark": "dag", "config": vars(args), "provenance": provenance(), "device": gpu_info(), "cases": []}
-    log(json.dumps(record["device"]))
-    engines = {}
-    for name in GPU_ENGINES:
-        try:
-            engines[name] = get_dag_engine(name)
-        except Exception as err:  # noqa: BLE001
-            log(f"{name} unavailable: {err}")
-            record.setdefault("unavailable", {})[name] = str(err)
-    cpu = {"sequential": get_dag_engine("sequential", max_seconds=args.cpu_budget),
-           "vectorised": get_dag_engine("vectorised", max_seconds=args.cpu_budget)}
-    record["cpu"] = cpu["sequential"].device()
-    stamp = time.strftime("%Y-%m-%d")
-    path = out / f"dag-{stamp}.json"
-    # the targets' cases first (>= 1e6 edges, batch 1000), then the rest
+    # the targets' cases first (>= 1e6 edges, batch 1000), then small to large
     cases = [(k, e, b) for k in args.kinds.split(",") for e in sizes for b in batches]
-    cases.sort(key=lambda c: (not (c[1] >= 10**6 and c[2] == 1000), c[0] != "pruned", c[1], c[2]))
+    cases.sort(key=lambda c: (not (c[1] >= 10**6 and c[2] == 1000), c[1], c[2], c[0]))
     nets: dict = {}
+    if args.population:
+        population_case(runner, record)
+        save()
     for kind, edges, batch in cases:
-        if time.perf_counter() - t_start > args.deadline:
-            log(f"deadline: skipping {kind} {edges} x {batch}")
+        if runner.late():
             record.setdefault("skipped", []).append([kind, edges, batch])
             continue
         if (kind, edges) not in nets:
-            t0 = time.perf_counter()
-            spec = generate(kind, edges, args.seed)
-            t1 = time.perf_counter()
-            net = levelise(spec)
-            del spec
-            nets[(kind, edges)] = (net, t1 - t0, time.perf_counter() - t1)
-        net, gen_s, lev_s = nets[(kind, edges)]
-        x = random_inputs(net.n_inputs, batch, seed=batch)
-        row = {"kind": kind, "target_edges": edges, "batch": batch, **net.summary(),
-               "generate_seconds": gen_s, "levelise_seconds": lev_s}
-        results = {}
-        for name, engine in engines.items():
-            try:
-                engine.prepare(net)
-                seconds, res = time_gpu(engine, x, args.reps)
-                row[f"{name}_seconds"] = seconds
-                row[f"{name}_end_to_end_seconds"] = res.end_to_end_seconds
-                row[f"{name}_details"] = res.details
-                results[name] = res.outputs
-            except Exception as err:  # noqa: BLE001  (out of memory for the peer at the largest sizes)
-                row[f"{name}_error"] = f"{type(err).__name__}: {err}"[:300]
-            finally:
-                if hasattr(engine, "release"):
-                    engine.release()
-                if name == "cupy":
-                    import cupy as cp
-
-                    cp.get_default_memory_pool().free_all_blocks()
-        for name, engine in cpu.items():
-            if name == "sequential" and batch not in seq_batches:
-                continue
-            if name == "vectorised" and batch > 10000:
-                continue
-            engine.prepare(net)
-            res = engine.infer(x)
-            row[f"{name}_seconds"] = res.seconds
-            row[f"{name}_complete"] = res.complete
-            row[f"{name}_fraction"] = res.fraction
-            if res.complete:
-                results[name] = res.outputs
-            del res
-        ref_name = "vectorised" if "vectorised" in results else "cuda-warp"
-        ref = results.get(ref_name)
-        row["validated_against"] = ref_name
-        for name in GPU_ENGINES + ("sequential",):
-            if name in results and name != ref_name and ref is not None:
-                comparison = compare_outputs(results[name], ref)
-                row[f"{name}_valid"] = comparison.passed
-                row[f"{name}_max_rel_error"] = comparison.max_rel_error
-        for name in GPU_ENGINES + ("vectorised",):
-            if f"{name}_seconds" in row:
-                row[f"{name}_edges_per_second"] = net.n_edges * batch / row[f"{name}_seconds"]
-        if "sequential_seconds" in row and "cuda-warp_seconds" in row:
-            row["speedup_vs_sequential"] = row["sequential_seconds"] / row["cuda-warp_seconds"]
-        if "cupy_seconds" in row and "cuda-warp_seconds" in row:
-            row["speedup_vs_cupy"] = row["cupy_seconds"] / row["cuda-warp_seconds"]
-        if "vectorised_seconds" in row and "cuda-warp_seconds" in row:
-            row["speedup_vs_vectorised"] = row["vectorised_seconds"] / row["cuda-warp_seconds"]
+            nets[(kind, edges)] = build(kind, edges, args.seed)
+        net, extra = nets[(kind, edges)]
+        row = runner.network_case(kind, edges, batch, net, extra)
         record["cases"].append(row)
-        log(f"{kind:8s} E={net.n_edges:>9d} L={net.n_levels:>3d} B={batch:>6d} | "
-            + " ".join(f"{n}={row.get(f'{n}_seconds', float('nan')):.3g}" for n in GPU_ENGINES + tuple(cpu))
-            + f" | vs seq {row.get('speedup_vs_sequential', float('nan')):.0f}x"
-            + f" vs cupy {row.get('speedup_vs_cupy', float('nan')):.2f}x"
-            + f" valid {[row.get(f'{n}_valid') for n in GPU_ENGINES]}"
-            + ("" if row.get("sequential_complete", True) else f" (seq extrapolated from {row['sequential_fraction']:.1%})"))
-        record["elapsed_seconds"] = time.perf_counter() - t_start
-        path.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    log(f"wrote {path} in {time.perf_counter() - t_start:.0f} s")
+        log(summary_line(row))
+        save()
+    if args.snicit_batches:
+        snicit_cases(runner, record)
+        save()
+    if args.memory_kinds:
+        memory_cases(runner, record)
+    save()
+    log(f"wrote {path} in {time.perf_counter() - runner.t_start:.0f} s; targets {json.dumps(record['targets'])}")
 
 
 if __name__ == "__main__":
