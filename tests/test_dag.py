@@ -332,7 +332,9 @@ def test_dag_kernels_compile_sm90(tmp_path):
     run = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "-O3", "-o", str(out), str(KERNEL_FILE)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert out.stat().st_size > 0
+    cubin = out.read_bytes()
+    for kernel in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather", "dag_population1", "dag_population4"):
+        assert kernel.encode() in cubin, kernel
 
 
 def _gpu_engine(name: str):

@@ -84,3 +84,76 @@ def test_recurrent_self_loop_by_hand():
     e.prepare(net)
     assert e.infer(x).outputs[0, 0] == pytest.approx(2 * (1 + 0.5 + 0.25 + 0.125))
     assert simulate(spec, mask, 4, x)[0, 0] == pytest.approx(3.75)
+
+
+# ----------------------------------------------------------------------------- the one-launch GPU kernel
+
+
+def emulate_population_kernel(b, x, block: int = 128):
+    """dag_population's launch and index math in numpy, lane by lane (one block per member and tile)."""
+    from spdnn.dag.network import activate as act
+    from spdnn.dag.population_cuda import population_plan
+
+    batch = x.shape[0]
+    computed = b.n_rows - b.n_inputs
+    vec, log_lb, log_le, tile = population_plan(batch, b.sources.size / max(1, computed))
+    ld = -(-batch // tile) * tile
+    values = np.full((b.n_rows, ld), np.nan, np.float32)
+    values[: b.n_inputs] = 0
+    values[: b.n_inputs, :batch] = x.T
+    writes = np.zeros((b.n_rows, ld), int)
+    log_tpn = log_lb + log_le
+    tpn, le, per_warp, warps = 1 << log_tpn, 1 << log_le, 32 >> log_tpn, block >> 5
+    lanes = np.arange(32)
+    lig = lanes & (tpn - 1)
+    b_lane, e_lane, grp = lig & ((1 << log_lb) - 1), lig >> log_lb, lanes >> log_tpn
+    for m in range(b.member_levels.size - 1):
+        for t in range(ld // tile):
+            cols = (t * (1 << log_lb) + b_lane) * vec
+            for level in range(b.member_levels[m], b.member_levels[m + 1] - 1):
+                lo, hi = b.level_ptr[level], b.level_ptr[level + 1]
+                for warp in range(warps):  # block 0 of 1: first = warp * per_warp, stride = warps * per_warp
+                    for base in range(lo + warp * per_warp, hi, warps * per_warp):
+                        acc = np.zeros((32, vec), np.float32)
+                        for lane in range(32):
+                            node = base + grp[lane]
+                            if node < hi:
+                                for e in range(b.indptr[node] + e_lane[lane], b.indptr[node + 1], le):
+                                    acc[lane] += b.weights[e] * values[b.sources[e], cols[lane]:cols[lane] + vec]
+                        for lane in range(32):
+                            node = base + grp[lane]
+                            if node < hi and e_lane[lane] == 0:
+                                total = acc[(grp == grp[lane]) & (b_lane == b_lane[lane])].sum(axis=0)
+                                values[node, cols[lane]:cols[lane] + vec] = act(total + b.bias[node],
+                                                                                int(b.activation[node]))
+                                writes[node, cols[lane]:cols[lane] + vec] += 1
+    assert np.all(writes[b.n_inputs:] == 1), "every (node, column) written exactly once"
+    return values[b.output_rows, :batch].T
+
+
+@pytest.mark.parametrize("batch", [1, 3, 65])
+def test_population_kernel_index_math_emulated(batch):
+    pop = population([neat(300 + 100 * k, seed=k, n_inputs=6, n_outputs=2) for k in range(3)])
+    x = random_inputs(6, batch, seed=batch)
+    ref = np.concatenate(one_at_a_time(pop, x), axis=1)
+    assert compare_outputs(emulate_population_kernel(blocked(pop), x), ref).passed
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 100, 1000])
+def test_population_gpu_equals_members_one_at_a_time(batch):
+    pytest.importorskip("pycuda")
+    from spdnn.dag.engine import EngineUnavailable
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    try:
+        engine = PopulationCudaEngine()
+    except EngineUnavailable as err:
+        pytest.skip(f"no usable GPU: {err}")
+    pop = population([neat(2000, seed=k, n_inputs=32, n_outputs=4) for k in range(50)])
+    x = random_inputs(32, batch, seed=1)
+    engine.prepare(pop)
+    result = engine.infer(x)
+    assert result.details["launches"] == 1
+    for got, ref in zip(pop.split(result.outputs), one_at_a_time(pop, x)):
+        assert compare_outputs(got, ref).passed

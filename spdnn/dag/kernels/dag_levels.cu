@@ -61,7 +61,8 @@ template <> struct Lanes<4> {
 
 template <int VEC>
 __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
-                                              int log_lb, int log_le, const int* __restrict__ indptr,
+                                              int log_lb, int log_le, int block, int blocks,
+                                              const int* __restrict__ indptr,
                                               const int* __restrict__ src, const float* __restrict__ w,
                                               const float* __restrict__ bias, const signed char* __restrict__ act) {
     const int log_tpn = log_lb + log_le;
@@ -73,8 +74,8 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
     const int e_lane = lig >> log_lb;              // share of the edges
     const int per_warp = 32 >> log_tpn;            // neurons per warp at a time
     const int warps = blockDim.x >> 5;
-    const int first = (blockIdx.x * warps + (threadIdx.x >> 5)) * per_warp + (lane >> log_tpn);
-    const int stride = gridDim.x * warps * per_warp;
+    const int first = (block * warps + (threadIdx.x >> 5)) * per_warp + (lane >> log_tpn);
+    const int stride = blocks * warps * per_warp;
     const size_t col = ((size_t)blockIdx.y * (1u << log_lb) + b_lane) * VEC;
     for (int l = l0; l < l1; ++l) {
         const int lo = level_ptr[l], hi = level_ptr[l + 1];
@@ -131,11 +132,31 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
     const int *indptr, const int *src, const float *w, const float *bias, const signed char *act
 
 extern "C" __global__ void __launch_bounds__(1024) dag_warp1(DAG_WARP_ARGS) {
-    dag_warp_body<1>(values, ld, level_ptr, l0, l1, log_lb, log_le, indptr, src, w, bias, act);
+    dag_warp_body<1>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act);
 }
 
 extern "C" __global__ void __launch_bounds__(1024) dag_warp4(DAG_WARP_ARGS) {
-    dag_warp_body<4>(values, ld, level_ptr, l0, l1, log_lb, log_le, indptr, src, w, bias, act);
+    dag_warp_body<4>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act);
+}
+
+// dag_population<VEC>: a population of small networks in one launch (spdnn.dag.population_cuda).
+// Rows are member-major (population.blocked): the shared inputs, then each member's rows in its
+// own level order. Block (m, tile) runs member m alone over one tile of input vectors, walking
+// its groups level_ptr[member_levels[m]] .. with __syncthreads() between them; the members are
+// independent, so no block waits for another.
+#define DAG_POPULATION_ARGS float *values, int ld, const int *level_ptr, const int *member_levels, int log_lb, \
+    int log_le, const int *indptr, const int *src, const float *w, const float *bias, const signed char *act
+
+extern "C" __global__ void __launch_bounds__(1024) dag_population1(DAG_POPULATION_ARGS) {
+    const int m = blockIdx.x;
+    dag_warp_body<1>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
+                     indptr, src, w, bias, act);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATION_ARGS) {
+    const int m = blockIdx.x;
+    dag_warp_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
+                     indptr, src, w, bias, act);
 }
 
 extern "C" __global__ void dag_gather(const float* values, int ld, const int* __restrict__ rows, int nrows, float* out) {
