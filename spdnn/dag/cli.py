@@ -8,9 +8,10 @@ from pathlib import Path
 
 def _generate(args: argparse.Namespace) -> None:
     from .fileformat import default_paths, write_spec
-    from .generate import generate
+    from .generate import KINDS, generate
+    from .shapes import generate_shape
 
-    spec = generate(args.kind, args.edges, args.seed)
+    spec = (generate if args.kind in KINDS else generate_shape)(args.kind, args.edges, args.seed)
     edges, nodes = default_paths(args.prefix)
     write_spec(spec, edges, nodes)
     print(f"{args.kind} network: {spec.n_nodes} nodes, {spec.n_edges} edges -> {edges}, {nodes}")
@@ -86,12 +87,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `spdnn dag {generate,convert,run,table}`."""
     from .engine import ENGINES
     from .generate import KINDS
+    from .shapes import SHAPES
 
     dag = subparsers.add_parser("dag", help="sparse networks of arbitrary structure (DAGs)")
     sub = dag.add_subparsers(dest="dag_command", required=True)
 
     p = sub.add_parser("generate", help="write a random DAG network as PREFIX.edges.tsv and PREFIX.nodes.tsv")
-    p.add_argument("--kind", choices=KINDS, default="pruned")
+    p.add_argument("--kind", choices=KINDS + SHAPES, default="pruned",
+                   help="pruned, evolved: level = generation; random-order, deep-narrow, neat: levels emerge")
     p.add_argument("--edges", type=int, required=True, help="about this many edges")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prefix", required=True)

@@ -23,7 +23,7 @@ rule dag_generate:
         prefix=lambda w: f"{DAG_RAW}/{w.kind}-e{w.edges}",
         seed=DAG_SEED,
     wildcard_constraints:
-        kind="pruned|evolved",
+        kind="pruned|evolved|random-order|deep-narrow|neat",
         edges=r"\d+",
     conda:
         ENV
@@ -62,7 +62,7 @@ rule dag_run:
     conda:
         ENV
     resources:
-        gpu=0 if DAG_ENGINE in ("sequential", "vectorised") else 1,
+        gpu=0 if DAG_ENGINE in ("sequential", "vectorised", "compiled", "threaded") else 1,
         timing=1,
     log:
         f"{DAG_OUT}/logs/run-{{net}}.log",
