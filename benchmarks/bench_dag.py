@@ -4,6 +4,7 @@ One command measures everything issue 19 asks for, in one run, on whatever the m
 
   python benchmarks/bench_dag.py --out benchmarks/results            # GPU machine: everything
   python benchmarks/bench_dag.py --out benchmarks/results --cpu-only  # the CPU baselines alone
+  python benchmarks/bench_dag.py --table benchmarks/results/dag-....json  # Markdown tables of a run
 
 Cases (each skipped when --deadline passes, and said so in the JSON):
 * networks: generate.py (pruned, evolved: level = generation) and shapes.py (random-order,
@@ -319,7 +320,46 @@ def summary_line(row: dict) -> str:
             + f" | valid {[row.get(f'{n}_valid') for n in names if f'{n}_valid' in row]}")
 
 
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v * 1e3:.3g}" if isinstance(v, float) else str(v))
+
+
+def markdown(record: dict) -> str:
+    """Markdown tables of a results JSON (times in ms, medians): networks, SNICIT, population, memory."""
+    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",)
+             if any(f"{n}_seconds" in r for r in record["cases"])]
+    lines = ["| network | edges | groups | batch | " + " | ".join(f"{n} ms" for n in names)
+             + (" | warp vs compiled | warp vs threaded" if "cuda-warp" in names else "") + " | checked |",
+             "|---|---|---|---|" + "---|" * len(names) + ("---|---|" if "cuda-warp" in names else "") + "---|"]
+    for r in record["cases"]:
+        if "levels" not in r or r["kind"].startswith(("memory", "population")):
+            continue
+        cells = [_fmt(r.get(f"{n}_seconds")) if f"{n}_seconds" in r else
+                 ("skipped" if f"{n}_skipped" in r else "-") for n in names]
+        if "cuda-warp" in names:
+            cells += [f"{r[k]:.0f}x" if k in r else "-" for k in ("warp_vs_compiled", "warp_vs_threaded")]
+        valid = [r[k] for k in r if k.endswith("_valid")]
+        lines.append(f"| {r['kind']} | {r['edges']:,} | {r['levels']} | {r['batch']} | " + " | ".join(cells)
+                     + f" | {'all pass' if valid and all(valid) else ('-' if not valid else 'FAILED')} |")
+    for r in record["cases"]:
+        if r["kind"] == "population":
+            lines += ["", "population: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in r.items() if not k.endswith(("_runs", "_details")))]
+    mem = [r for r in record["cases"] if r["kind"].startswith("memory")]
+    if mem:
+        lines += ["", "| network | nodes | batch | value rows kept / freed | peak MB kept | peak MB freed | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in mem:
+            lines.append(f"| {r['kind'][7:]} | {r['nodes']:,} | {r['batch']} | {r['kept_value_rows']:,} / "
+                         f"{r['freed_value_rows']:,} | {r['kept_peak_bytes'] / 1e6:.1f} | {r['freed_peak_bytes'] / 1e6:.1f} | "
+                         f"{r['peak_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":  # python bench_dag.py --table RESULTS.json
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())), end="")
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu-only", action="store_true", help="no GPU engines (CPU baselines only)")

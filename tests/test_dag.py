@@ -278,13 +278,17 @@ def test_cli_generate_convert_run(tmp_path):
 
 
 def emulate_warp_kernel(net, x: np.ndarray) -> np.ndarray:
-    """The warp kernel's launch plan and index math run in numpy (lane by lane), no GPU needed."""
+    """The warp kernel's launch plan and index math run in numpy (lane by lane), no GPU needed,
+    on the engine's value slots (rows reused after their last reader, as on the GPU)."""
+    from spdnn.dag.liveness import plan_values
     from spdnn.dag.network import activate as act
+
+    slots = plan_values(net)
 
     batch = x.shape[0]
     plan = warp_plan(net.level_ptr, net.indptr, batch)
     ld = -(-batch // plan.tile) * plan.tile
-    values = np.full((net.n_nodes, ld), np.nan, np.float32)
+    values = np.full((slots.n_slots, ld), np.nan, np.float32)
     values[: net.n_inputs] = 0
     values[: net.n_inputs, :batch] = x.T
     writes = np.zeros((net.n_nodes, ld), int)
@@ -305,16 +309,17 @@ def emulate_warp_kernel(net, x: np.ndarray) -> np.ndarray:
                             node = base + grp[lane]
                             if node < hi:
                                 for e in range(net.indptr[node] + e_lane[lane], net.indptr[node + 1], le):
-                                    acc[lane] += net.weights[e] * values[net.sources[e], cols[lane]:cols[lane] + plan.vec]
+                                    acc[lane] += net.weights[e] * values[slots.src_slot[e], cols[lane]:cols[lane] + plan.vec]
                         for lane in range(32):
                             node = base + grp[lane]
                             if node < hi and e_lane[lane] == 0:
                                 total = acc[(lanes >> log_tpn == grp[lane]) & (b_lane == b_lane[lane])].sum(axis=0)
-                                values[node, cols[lane]:cols[lane] + plan.vec] = act(total + net.bias[node],
-                                                                                     int(net.activation[node]))
+                                values[slots.slot[node], cols[lane]:cols[lane] + plan.vec] = act(
+                                    total + net.bias[node], int(net.activation[node]))
                                 writes[node, cols[lane]:cols[lane] + plan.vec] += 1
     assert np.all(writes[net.n_inputs:] == 1), "every (node, column) written exactly once"
-    return values[net.output_rows, :batch].T
+    assert slots.n_slots < net.n_nodes
+    return values[slots.slot[net.output_rows], :batch].T
 
 
 @pytest.mark.parametrize("batch", [1, 5, 70])
@@ -403,3 +408,23 @@ def test_unknown_cuda_option_is_an_error():
 
     with pytest.raises(TypeError, match="max_colums"):
         get_dag_engine("cuda-warp", max_colums=64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["cuda-warp", "cuda-thread"])
+def test_gpu_freed_rows_same_outputs(kernel):
+    """Value rows reused after their last reader (the default) give the values of one row per node."""
+    from spdnn.dag.shapes import deep_narrow
+
+    freed = _gpu_engine(kernel)
+    from spdnn.dag.engine import get_dag_engine
+
+    kept = get_dag_engine(kernel, free_values=False)
+    net = levelise(deep_narrow(40_000, seed=2))
+    x = random_inputs(net.n_inputs, 200, seed=2)
+    outs = []
+    for engine in (freed, kept):
+        engine.prepare(net)
+        outs.append(engine.infer(x))
+    assert outs[0].details["value_slots"] < 0.5 * outs[1].details["value_slots"] == 0.5 * net.n_nodes
+    np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)

@@ -13,8 +13,9 @@ kernel="warp": TPN = LB x LE lanes per neuron and tile of input vectors (see the
     Consecutive groups small enough for one block per tile (at most 1024 / TPN nodes)
     run in one launch with a block barrier between them, so deep, narrow networks do not
     pay a launch per group.
-Values are node-major (rows = nodes, a row holds the batch, padded to `ld`), so the lanes of
-a neuron read one contiguous piece of each source row. Batches wider than GPU memory
+Values are node-major (a row holds the batch, padded to `ld`), so the lanes of a neuron read
+one contiguous piece of each source row. Rows are value slots (liveness.py): a node's row is
+reused once no later node reads it (`free_values=False`: one row per node). Batches wider than GPU memory
 allows are run in chunks of columns.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..engines.device import DeviceBuffers, compile_module, open_device
 from .engine import DagEngine, DagResult, dense_inputs
+from .liveness import plan_values
 from .network import DagNetwork
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
@@ -91,7 +93,7 @@ class DagCudaEngine(DagEngine):
     """pycuda engine for levelised DAG networks; see the module docstring."""
 
     def __init__(self, kernel: str = "warp", device: int = 0, memory_fraction: float = 0.8,
-                 max_columns: int | None = None):
+                 max_columns: int | None = None, free_values: bool = True):
         if kernel not in ("thread", "warp"):
             raise ValueError(f"kernel must be thread or warp, not {kernel!r}")
         self._device = open_device(device, needed_by="the DAG GPU engines")
@@ -100,6 +102,7 @@ class DagCudaEngine(DagEngine):
         self.name = f"cuda-{kernel}"
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
+        self.free_values = free_values
         self._fns = self._compile()
         self._buffers = DeviceBuffers(self.cuda)
 
@@ -113,9 +116,9 @@ class DagCudaEngine(DagEngine):
     def _compile(self) -> dict:
         mod = compile_module(KERNEL_FILE, self.arch, ["-O3"])
         fns = {name: mod.get_function(name) for name in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather")}
-        fns["dag_thread"].prepare("PiiiPPPPP")
-        fns["dag_warp1"].prepare("PiPiiiiPPPPP")
-        fns["dag_warp4"].prepare("PiPiiiiPPPPP")
+        fns["dag_thread"].prepare("PiiiPPPPPP")
+        fns["dag_warp1"].prepare("PiPiiiiPPPPPP")
+        fns["dag_warp4"].prepare("PiPiiiiPPPPPP")
         fns["dag_gather"].prepare("PiPiP")
         self._module = mod
         return fns
@@ -126,13 +129,15 @@ class DagCudaEngine(DagEngine):
             raise ValueError("the GPU engines take fewer than 2^31 nodes and edges")
         to = self.cuda.to_device
         t0 = time.perf_counter()
+        self.plan = plan = plan_values(net, self.free_values)  # value slots, reused after the last reader
         self.d_indptr = to(net.indptr.astype(np.int32))
-        self.d_src = to(np.ascontiguousarray(net.sources, dtype=np.int32) if net.n_edges else np.zeros(1, np.int32))
+        self.d_src = to(plan.src_slot if net.n_edges else np.zeros(1, np.int32))
+        self.d_dst = to(plan.slot)
         self.d_w = to(np.ascontiguousarray(net.weights, dtype=np.float32) if net.n_edges else np.zeros(1, np.float32))
         self.d_bias = to(np.ascontiguousarray(net.bias, dtype=np.float32))
         self.d_act = to(np.ascontiguousarray(net.activation, dtype=np.int8))
         self.d_level_ptr = to(net.level_ptr.astype(np.int32))
-        self.out_rows = net.output_rows.astype(np.int32)
+        self.out_rows = plan.slot[net.output_rows].astype(np.int32)
         self.d_out_rows = to(self.out_rows if self.out_rows.size else np.zeros(1, np.int32))
         self._plans: dict[int, WarpPlan] = {}
         self.prepare_seconds = time.perf_counter() - t0
@@ -148,14 +153,14 @@ class DagCudaEngine(DagEngine):
         else:
             free, _ = self.cuda.mem_get_info()
             held = self._buffers.held_bytes()
-            per_col = (net.n_nodes + max(1, net.n_outputs)) * 4
+            per_col = (self.plan.n_slots + max(1, net.n_outputs)) * 4
             cols = int(self.memory_fraction * (free + held) / per_col)
         cols = min(cols, 65535 if self.kernel == "thread" else 1 << 30)
         if cols >= batch:
             return batch
         cols = cols // 128 * 128
         if cols < 1:
-            raise MemoryError(f"the network's {net.n_nodes} nodes do not fit on the GPU for one input vector")
+            raise MemoryError(f"the network's {self.plan.n_slots} value rows do not fit on the GPU for 128 input vectors")
         return cols
 
     def _ld(self, cols: int) -> tuple[int, WarpPlan | None]:
@@ -177,7 +182,7 @@ class DagCudaEngine(DagEngine):
                     continue
                 fn.prepared_async_call((math.ceil((hi - lo) / BLOCK), cols), (BLOCK, 1, 1), stream,
                                        values, np.int32(ld), np.int32(lo), np.int32(hi), self.d_indptr,
-                                       self.d_src, self.d_w, self.d_bias, self.d_act)
+                                       self.d_src, self.d_w, self.d_bias, self.d_act, self.d_dst)
                 launches += 1
             return launches
         fn = self._fns["dag_warp4" if plan.vec == 4 else "dag_warp1"]
@@ -185,7 +190,8 @@ class DagCudaEngine(DagEngine):
         for s in plan.segments:
             fn.prepared_async_call((s.grid_x, tiles), (s.block, 1, 1), stream, values, np.int32(ld),
                                    self.d_level_ptr, np.int32(s.l0), np.int32(s.l1), np.int32(plan.log_lb),
-                                   np.int32(s.log_le), self.d_indptr, self.d_src, self.d_w, self.d_bias, self.d_act)
+                                   np.int32(s.log_le), self.d_indptr, self.d_src, self.d_w, self.d_bias, self.d_act,
+                                   self.d_dst)
             launches += 1
         return launches
 
@@ -206,7 +212,7 @@ class DagCudaEngine(DagEngine):
         for c0 in range(0, batch, chunk):
             cols = min(chunk, batch - c0)
             ld, plan = self._ld(cols)
-            values = self._buffers.get("values", net.n_nodes * ld * 4)
+            values = self._buffers.get("values", self.plan.n_slots * ld * 4)
             out = self._buffers.get("out", max(1, n_out) * ld * 4)
             staged = np.zeros((net.n_inputs, ld), dtype=np.float32)
             staged[:, :cols] = x[c0:c0 + cols].T
@@ -225,7 +231,8 @@ class DagCudaEngine(DagEngine):
                 host = np.empty((n_out, ld), dtype=np.float32)
                 cuda.memcpy_dtoh(host, out)
                 outputs[c0:c0 + cols] = host[:, :cols].T
-        details = {"chunk_columns": chunk, "launches": launches, "kernel": self.kernel}
+        details = {"chunk_columns": chunk, "launches": launches, "kernel": self.kernel,
+                   "value_slots": self.plan.n_slots, "value_bytes": self.plan.n_slots * ld * 4}
         if plan is not None:
             details.update(vec=plan.vec, lanes_batch=1 << plan.log_lb, segments=len(plan.segments))
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

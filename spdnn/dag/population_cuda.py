@@ -43,8 +43,8 @@ class PopulationCudaEngine(DagEngine):
         mod = compile_module(KERNEL_FILE, self.arch, ["-O3"])
         self._module = mod
         self._fns = {n: mod.get_function(n) for n in ("dag_population1", "dag_population4", "dag_gather")}
-        self._fns["dag_population1"].prepare("PiPPiiPPPPP")
-        self._fns["dag_population4"].prepare("PiPPiiPPPPP")
+        self._fns["dag_population1"].prepare("PiPPiiPPPPPP")
+        self._fns["dag_population4"].prepare("PiPPiiPPPPPP")
         self._fns["dag_gather"].prepare("PiPiP")
         self._buffers = DeviceBuffers(self.cuda)
 
@@ -68,6 +68,7 @@ class PopulationCudaEngine(DagEngine):
         self.d_act = to(b.activation.astype(np.int8))
         self.d_level_ptr = to(b.level_ptr.astype(np.int32))
         self.d_member_levels = to(b.member_levels.astype(np.int32))
+        self.d_dst = to(np.arange(b.n_rows, dtype=np.int32))  # one row per node: members are small
         self.out_rows = b.output_rows.astype(np.int32)
         self.d_out_rows = to(self.out_rows if self.out_rows.size else np.zeros(1, np.int32))
         computed = b.n_rows - b.n_inputs
@@ -112,7 +113,7 @@ class PopulationCudaEngine(DagEngine):
             self._fns["dag_population4" if vec == 4 else "dag_population1"].prepared_async_call(
                 (members, ld // tile), (self.block, 1, 1), stream, values, np.int32(ld), self.d_level_ptr,
                 self.d_member_levels, np.int32(log_lb), np.int32(log_le), self.d_indptr, self.d_src, self.d_w,
-                self.d_bias, self.d_act)
+                self.d_bias, self.d_act, self.d_dst)
             launches += 1
             if n_out:
                 total = n_out * ld

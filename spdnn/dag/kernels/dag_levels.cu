@@ -1,9 +1,11 @@
 // Dependency-group kernels for sparse networks of arbitrary structure (spdnn.dag.cuda).
 //
-// Values are node-major: values[row * ld + j] is node `row`'s value for input vector j
-// (ld = padded batch width, a multiple of 4). Rows are in layout order, so a dependency
-// group is rows lo .. hi - 1, and node r's incoming edges are indptr[r] .. indptr[r + 1]
-// of src (rows of earlier groups) and w. A node computes act(bias + sum w * value[src]).
+// Values are node-major: values[slot * ld + j] is a node's value for input vector j
+// (ld = padded batch width, a multiple of 4). Nodes are in layout order, so a dependency
+// group is nodes lo .. hi - 1; node r's incoming edges are indptr[r] .. indptr[r + 1] of src
+// (the value slots of nodes of earlier groups) and w, and node r writes slot dst[r]. Slots
+// are reused once no later node reads them (spdnn/dag/liveness.py); dst[r] = r and src =
+// source rows when nothing is freed. A node computes act(bias + sum w * value[src]).
 //
 // dag_thread: one thread per neuron and input vector (the paper's design, Gajurel et al.
 //   2020): grid.x covers the group's nodes, grid.y the input vectors. Neighbouring threads
@@ -34,14 +36,14 @@ __device__ __forceinline__ float activate(float z, int code) {
 extern "C" __global__ void dag_thread(float* values, int ld, int lo, int hi,
                                       const int* __restrict__ indptr, const int* __restrict__ src,
                                       const float* __restrict__ w, const float* __restrict__ bias,
-                                      const signed char* __restrict__ act) {
+                                      const signed char* __restrict__ act, const int* __restrict__ dst) {
     const int node = lo + blockIdx.x * blockDim.x + threadIdx.x;
     if (node >= hi) return;
     const size_t col = blockIdx.y;
     float acc = 0.0f;
     const int end = indptr[node + 1];
     for (int e = indptr[node]; e < end; ++e) acc = fmaf(w[e], values[(size_t)src[e] * ld + col], acc);
-    values[(size_t)node * ld + col] = activate(acc + bias[node], act[node]);
+    values[(size_t)dst[node] * ld + col] = activate(acc + bias[node], act[node]);
 }
 
 template <int VEC> struct Lanes;
@@ -64,7 +66,8 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
                                               int log_lb, int log_le, int block, int blocks,
                                               const int* __restrict__ indptr,
                                               const int* __restrict__ src, const float* __restrict__ w,
-                                              const float* __restrict__ bias, const signed char* __restrict__ act) {
+                                              const float* __restrict__ bias, const signed char* __restrict__ act,
+                                              const int* __restrict__ dst) {
     const int log_tpn = log_lb + log_le;
     const int tpn = 1 << log_tpn;
     const int le = 1 << log_le;
@@ -121,7 +124,7 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
                 const int code = act[node];
 #pragma unroll
                 for (int k = 0; k < VEC; ++k) acc[k] = activate(acc[k] + b, code);
-                Lanes<VEC>::store(values + (size_t)node * ld + col, acc);
+                Lanes<VEC>::store(values + (size_t)dst[node] * ld + col, acc);
             }
         }
         if (l + 1 < l1) __syncthreads();  // the next group reads what this one wrote
@@ -129,14 +132,14 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
 }
 
 #define DAG_WARP_ARGS float *values, int ld, const int *level_ptr, int l0, int l1, int log_lb, int log_le, \
-    const int *indptr, const int *src, const float *w, const float *bias, const signed char *act
+    const int *indptr, const int *src, const float *w, const float *bias, const signed char *act, const int *dst
 
 extern "C" __global__ void __launch_bounds__(1024) dag_warp1(DAG_WARP_ARGS) {
-    dag_warp_body<1>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act);
+    dag_warp_body<1>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act, dst);
 }
 
 extern "C" __global__ void __launch_bounds__(1024) dag_warp4(DAG_WARP_ARGS) {
-    dag_warp_body<4>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act);
+    dag_warp_body<4>(values, ld, level_ptr, l0, l1, log_lb, log_le, blockIdx.x, gridDim.x, indptr, src, w, bias, act, dst);
 }
 
 // dag_population<VEC>: a population of small networks in one launch (spdnn.dag.population_cuda).
@@ -145,18 +148,19 @@ extern "C" __global__ void __launch_bounds__(1024) dag_warp4(DAG_WARP_ARGS) {
 // its groups level_ptr[member_levels[m]] .. with __syncthreads() between them; the members are
 // independent, so no block waits for another.
 #define DAG_POPULATION_ARGS float *values, int ld, const int *level_ptr, const int *member_levels, int log_lb, \
-    int log_le, const int *indptr, const int *src, const float *w, const float *bias, const signed char *act
+    int log_le, const int *indptr, const int *src, const float *w, const float *bias, const signed char *act, \
+    const int *dst
 
 extern "C" __global__ void __launch_bounds__(1024) dag_population1(DAG_POPULATION_ARGS) {
     const int m = blockIdx.x;
     dag_warp_body<1>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
-                     indptr, src, w, bias, act);
+                     indptr, src, w, bias, act, dst);
 }
 
 extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATION_ARGS) {
     const int m = blockIdx.x;
     dag_warp_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
-                     indptr, src, w, bias, act);
+                     indptr, src, w, bias, act, dst);
 }
 
 extern "C" __global__ void dag_gather(const float* values, int ld, const int* __restrict__ rows, int nrows, float* out) {
