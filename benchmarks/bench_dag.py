@@ -84,9 +84,9 @@ class Runner:
     def __init__(self, args):
         self.args = args
         self.t_start = time.perf_counter()
-        # CPU engine -> (work, seconds per edge x vector) of its largest case so far: per-edge costs
-        # fall with size (fixed costs per group), so the largest case predicts the next best
-        self.rate: dict[str, tuple[int, float]] = {}
+        # (CPU engine, network kind) -> (work, seconds per edge x vector) of its largest case so far:
+        # per-edge costs fall with size (fixed costs per group), so the largest case predicts best
+        self.rate: dict[tuple[str, str], tuple[int, float]] = {}
         self.gpu = {}
         if not args.cpu_only:
             for name in GPU_ENGINES:
@@ -101,17 +101,18 @@ class Runner:
 
     def cpu_case(self, name: str, engine, net, x, row: dict, results: dict) -> None:
         work = net.n_edges * x.shape[0]
+        key = (name, row["kind"])
         if name == "sequential" and net.n_edges > self.args.python_max_edges:
             return
-        predicted = self.rate.get(name, (0, 0.0))[1] * work * (self.args.reps + 1)
+        predicted = self.rate.get(key, (0, 0.0))[1] * work * (self.args.reps + 1)
         if predicted > self.args.cpu_max_seconds:
             row[f"{name}_skipped"] = f"predicted {predicted:.0f} s for warm-up + {self.args.reps} runs"
             return
         engine.prepare(net)
         t0 = time.perf_counter()
         seconds, res, secs = timed(engine, x, self.args.reps)
-        if work >= self.rate.get(name, (0, 0.0))[0]:
-            self.rate[name] = (work, (time.perf_counter() - t0) / (self.args.reps + 1) / work)
+        if work >= self.rate.get(key, (0, 0.0))[0]:
+            self.rate[key] = (work, (time.perf_counter() - t0) / (self.args.reps + 1) / work)
         row[f"{name}_seconds"] = seconds
         row[f"{name}_runs"] = secs
         row[f"{name}_details"] = res.details
