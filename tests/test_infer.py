@@ -7,6 +7,7 @@ import json
 import pytest
 
 from spdnn import challenge
+from spdnn.engines.base import EngineUnavailable
 from spdnn.infer import Shard, merge_shards, run_network
 from spdnn.report import aggregate
 from spdnn.validate import ValidationError
@@ -88,7 +89,7 @@ def test_split_over_gpu_processes(sample_cache, tmp_path, monkeypatch):
     assert [p["shard"]["first_row"] for p in record["parts"]] == [300, 400, 500]
     assert record["edges"] == challenge.edges(300, 1024, 30)
     assert (tmp_path / "g.categories.tsv").read_text().split() == ["386", "427", "428", "529", "571"]
-    with pytest.raises(ValueError, match="4 GPUs requested, 3 visible"):
+    with pytest.raises(EngineUnavailable, match="4 GPUs requested, 3 visible"):
         run(sample_cache, tmp_path, name="h", gpus=4)
 
 
