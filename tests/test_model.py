@@ -1,4 +1,5 @@
-"""spdnn.model: hand-computed traffic of a tiny layer, constraints, vectorised == scalar, tune schema."""
+"""spdnn.model: hand-computed traffic of the engine's kernels on a tiny layer, constraints,
+vectorised == scalar, tune schema, the engine's files against the engine."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 
 from spdnn.model import Dataflow, NetworkProfile, load_hardware, parse_directives
-from spdnn.model.cost import GATHER, SMEM, blocks_per_sm, layer_cost, predict, smem_per_block, valid
-from spdnn.model.explore import DEFAULT_SPACE, evaluate
+from spdnn.model.analysis import Workload, analyse
+from spdnn.model.cost import layer_cost, predict
+from spdnn.model.explore import DEFAULT_SPACE, engine_spaces, evaluate
+from spdnn.model.nest import load_nest
 from spdnn.model.network import layer_shapes
 from spdnn.model.policy import simulate
 
@@ -18,57 +21,96 @@ def hw():
     return load_hardware("h100-sxm", calibrated=False)
 
 
-def test_tiny_layer_bytes_per_level(hw):
-    """N = 64 (P = 4 distinct columns of KW = 32), 4 rows in one tile of 32, W = 4 warps, dedup.
+TINY = Workload(n=4.0, a=4.0, win=64.0, wout=64.0, ucols=4.0, kw=32.0)
 
-    tau = 1 live tile; a line = one neuron of the tile = 4 * 32 = 128 B.
-    uses of input lines = 1 tile * 4 columns * 32 = 128; MACs = 32 lanes * 128 = 4096.
-    DRAM: input 64 lines * 128 = 8192 (reuse 4*32/64 = 2, second use hits L2: the tile is 8 KB)
-          + output 64 lines * 128 = 8192 + weights 4*32*8 = 1024 + out_ptr/out_list 4*(4+64) = 272
-          + flags 16 * 4 rows = 64                                             = 17744
-    L2->SM: lines touched by the block 8192 (the other uses hit L1) + output 8192 + weights 1024 = 17408
-    registers: 8 bytes per MAC = 32768; shared memory: 0.
+
+def test_tiny_layer_gather(hw):
+    """gather.m on N = 64 (P = 4 distinct columns of KW = 32), 4 rows in one tile of 32, 4 warps, dedup.
+
+    gx = min(ceil(4 / 4), ceil(132 * 16 / 1)) = 1 block; a line = one neuron of the tile = 128 B.
+    Registers: every lane gathers KW = 32 values per column: 4 columns x 32 lines = 128 line uses,
+    16384 B; the weights, one broadcast per warp (multicast over the 32 lanes): 4 x 32 x 8 = 1024 B.
+    L1 (one block): compulsory = the lines it touches, min(64, 4 x 32) x 128 = 8192 B, the rest hits;
+    weights 1024 B. L2 -> DRAM: input 8192 (the second use hits L2), weights 1024, out_ptr/out_list
+    4 (4 + 64) = 272, flags 16 x 4 = 64; outputs: 64 neurons x 128 B = 8192 each way.
+      DRAM = 8192 + 1024 + 8192 + 272 + 64 = 17744; L2 = 8192 + 1024 + 8192 = 17408
+      SM SRAM (L1 accesses) = 16384 + 1024 = 17408; registers: 8 B per MAC, 32 lanes x 128 = 32768
     """
-    sb = smem_per_block(GATHER, 32, 64, 64)
-    assert sb == 128
-    bsm = blocks_per_sm(GATHER, 4, 32, sb, hw)  # 62 regs x 128 threads -> 8 blocks per SM
-    assert bsm == 8
-    c = layer_cost(hw, GATHER, 32.0, 1.0, 4.0, 16.0, 4.0, 4.0, 64.0, 64.0, 4.0, 32.0, sb, bsm)
-    assert float(c["tau"]) == 1.0 and float(c["gx"]) == 1.0
+    c = layer_cost(hw, load_nest("gather"), {"WARPS": 4.0}, TINY)
+    an = c["analysis"]
+    assert float(an.blocks) == 1.0 and float(an.blocks_per_cluster) == 1.0
     assert float(c["macs"]) == 4096
     assert float(c["dram"]) == 17744
     assert float(c["l2"]) == 17408
-    assert float(c["smem"]) == 0
+    assert float(c["smem"]) == 16384 + 1024
     assert float(c["reg"]) == 32768
-    assert float(c["reuse_in"]) == 2.0
+    t = an.tensors
+    assert float(t["W"]["reg"]["multicast"]) == 32  # one broadcast load serves the warp's lanes
+    assert float(t["Yin"]["reg"]["traffic"]) == 16384
+    assert float(t["Yin"]["smem"]["traffic"]) == 8192 and float(t["Yin"]["smem"]["hit"]) == 1.0
+    assert float(t["Yin"]["l2"]["traffic"]) == 8192
+    assert float(an.regs) == 29 + 32 + 1  # the 32 gathers in flight and the accumulator
+    assert float(an.smem_block) == 128
 
 
 def test_tiny_layer_smem_tile(hw):
-    """The same layer with the input tile staged in shared memory (Hidayetoglu), R = 8 rows.
+    """smem.m on the same layer, R = 8 rows per tile: 8 lanes are rows, 4 are columns (32 / R).
 
-    tiles = ceil(4 / 8) = 1; line = 32 B; tile = 64 lines * 32 = 2048 B loaded once (gx = 1):
-    DRAM = 2048 + out 2048 + 1024 + 272 + 64 = 5456; L2->SM = 2048 + 2048 + 1024 = 5120;
-    smem = tile writes 2048 + reads 128 uses * 32 = 6144; registers 8 * 8 * 128 = 8192.
+    tiles = ceil(4 / 8) = 1; a staged tile = 8 rows x all 64 input neurons x 4 B = 2048 B, loaded
+    once (gx = 1, the columns' fold does not change it: a dense tile does not depend on j);
+    registers gather 4 columns x 32 x 8 rows x 4 B = 4096 B from it. DRAM = tile 2048 + weights
+    1024 + outputs 64 x 8 x 4 = 2048 + 272 + 64 = 5456; L2 = 2048 + 1024 + 2048 = 5120.
+    SM SRAM = tile 2048 + gathers 4096 + weights 1024 = 7168; registers 8 x 8 x 128 = 8192.
     """
-    sb = smem_per_block(SMEM, 8, 64, 64)
-    assert sb == 4 * 8 * 64 + 128
-    bsm = blocks_per_sm(SMEM, 4, 32, sb, hw)
-    c = layer_cost(hw, SMEM, 8.0, 1.0, 4.0, 16.0, 4.0, 4.0, 64.0, 64.0, 4.0, 32.0, sb, bsm)
+    c = layer_cost(hw, load_nest("smem"), {"WARPS": 4.0, "R": 8.0}, TINY)
     assert float(c["dram"]) == 5456
     assert float(c["l2"]) == 5120
-    assert float(c["smem"]) == 6144
+    assert float(c["smem"]) == 7168
     assert float(c["reg"]) == 8192
+    assert float(c["smem_block"]) == 4 * 8 * 64 + 128
+    assert float(c["analysis"].tensors["Yin"]["smem"]["fills_per_block"]) == 1.0
+
+
+def test_fused_segment_keeps_features_on_chip(hw):
+    """fused.m, one tile of 32 rows, a launch of 8 layers of 64 x 64: the tile is loaded once and
+    written once per launch (Yout of layer l is Yin of layer l + 1), the columns staged per layer."""
+    wl = Workload(n=32.0, a=32.0, win=64.0, wout=64.0, ucols=64.0, kw=32.0, seg=8.0)
+    an = analyse(load_nest("fused"), {"WARPS": 8.0}, wl, hw)
+    t = an.tensors
+    assert float(t["Yin"]["smem"]["traffic"]) == 32 * 64 * 4  # once per launch, not 8 times
+    assert float(t["Yout"]["smem"]["traffic"]) == 32 * 64 * 4
+    assert float(t["W"]["smem"]["traffic"]) == 8 * 64 * 32 * 8  # each layer's columns, once per block
+    # two feature tiles and two layers' columns (double-buffered) + 128 B
+    assert float(an.smem_block) == 2 * 32 * 64 * 4 + 2 * 64 * 32 * 8 + 128
+    assert an.lockstep and float(an.launches) == 1
 
 
 def test_constraints(hw):
-    assert not valid(SMEM, 8, 32, 1, smem_per_block(SMEM, 32, 4096, 4096), hw, 120)  # 512 KB tile
-    assert valid(SMEM, 8, 8, 1, smem_per_block(SMEM, 8, 1024, 1024), hw, 120)
-    assert not valid(GATHER, 33, 32, 1, 128, hw, 120)  # 1056 threads per block
-    assert not valid(GATHER, 8, 32, 2, 128, hw, 120)  # fusion needs the fused dataflow
+    p = predict(Dataflow(dataflow="smem", variant="dedup", row_tile=32), NetworkProfile.stored(4096, 12), hw)
+    assert not p.valid and p.seconds == float("inf") and "line" in p.reason and "shared memory" in p.reason
+    p = predict(Dataflow(dataflow="gather", warps=33), NetworkProfile.stored(1024, 12), hw)
+    assert not p.valid and "threads" in p.reason  # 1056 threads per block
     with pytest.raises(ValueError):
         Dataflow(dataflow="gather", row_tile=16)
-    p = predict(Dataflow(dataflow="smem", variant="dedup", row_tile=32), NetworkProfile.stored(4096, 12), hw)
-    assert not p.valid and p.seconds == float("inf")
+    with pytest.raises(ValueError):
+        Dataflow(dataflow="gather", fuse=2)
+
+
+def test_engine_files_match_the_engine():
+    """The directive files' defaults are the engine's: warps, fuse width, the grid rule."""
+    import math
+
+    from spdnn.engines import cuda
+
+    for name in ("gather", "fused"):
+        assert load_nest(name).params["WARPS"][0] == cuda.WARPS
+    assert load_nest("fused").params["FUSE_WIDTH"][0] == cuda.FUSE_WIDTH
+    gx = load_nest("gather").section("block").count
+    for ucols, warps, gf, rows in ((64, 8, 16, 60000), (4096, 16, 4, 600), (32, 32, 64, 33)):
+        env = {"WARPS": np.asarray(warps), "GF": np.asarray(gf), "SMS": np.asarray(132.0),
+               "Sz": {"j": np.asarray(ucols), "r": np.asarray(rows)}}
+        want = max(1, min(math.ceil(ucols / warps), math.ceil(132 * gf / math.ceil(rows / 32))))
+        assert float(gx(env)) == want
 
 
 def test_layer_shapes_match_engine_plan():
@@ -98,13 +140,11 @@ def test_policy_matches_engine_counts():
 
 
 def test_directives_roundtrip():
-    df = Dataflow(dataflow="fused", variant="merged", warps=4, row_tile=16, fuse=8, grid_factor=32, check_every=16,
-                  check_bytes=16e6, compact_fraction=0.25, batch_rows=15008)
-    assert parse_directives(df.directives()) == df
-    text = "Stage Yin smem   # Hidayetoglu\nSpatialMap r 8 lane\nSpatialMap j 4 warp\nVariant dedup\n"
-    assert parse_directives(text) == Dataflow(dataflow="smem", variant="dedup", row_tile=8, warps=4)
-    with pytest.raises(ValueError):
-        parse_directives("Frobnicate 3")
+    for df in (Dataflow(dataflow="fused", variant="merged", warps=4, row_tile=16, fuse=8, grid_factor=32,
+                        check_every=16, check_bytes=16e6, compact_fraction=0.25, batch_rows=15008),
+               Dataflow(dataflow="gather", warps=2, grid_factor=64, check_every=1),
+               Dataflow(dataflow="smem", row_tile=8, warps=4, variant="dedup")):
+        assert parse_directives(df.directives()) == df
 
 
 SMALL = dict(DEFAULT_SPACE, warps=(2, 8, 32), grid_factor=(4, 16), check_every=(1, 8), check_bytes=(64e6,),
@@ -128,6 +168,16 @@ def test_vectorised_equals_scalar_and_argmin(hw, neurons):
         assert res.joules[i] == pytest.approx(p.joules, rel=1e-9)
 
 
+def test_mapping_space_counts_distinct_files():
+    """Only the Params a kernel's file reads vary: no two designs are the same directive file."""
+    from spdnn.model.explore import space_size
+
+    res = evaluate(NetworkProfile.stored(1024, 24, 6000), load_hardware("h100-sxm"), SMALL)
+    assert len(res) == space_size(SMALL)
+    texts = {res.design(i).directives() for i in range(len(res))}
+    assert len(texts) == len(res)
+
+
 def test_tune_schema(tmp_path):
     from spdnn.cli import main
 
@@ -135,15 +185,38 @@ def test_tune_schema(tmp_path):
     assert main(["model", "tune", "--neurons", "1024", "--layers", "120", "--gpu", "NVIDIA H100 80GB HBM3",
                  "--output", str(out)]) == 0
     d = json.loads(out.read_text())
-    assert set(d) >= {"engine_options", "predicted_seconds", "model"}
+    assert set(d) >= {"engine_options", "predicted_seconds", "model", "measured"}
     assert d["engine_options"]["variant"] in ("merged", "dedup")
     assert 1 <= d["engine_options"]["warps"] <= 32
     assert d["predicted_seconds"] > 0
     assert d["model"]["preset"] == "h100-sxm"
+    assert d["measured"].startswith("measured")
     from spdnn.engines.cuda import CudaEngine  # the options are the engine's keyword arguments
     import inspect
 
     assert set(d["engine_options"]) <= set(inspect.signature(CudaEngine.__init__).parameters)
+
+
+def test_tune_searches_only_validated_knobs():
+    """tune's spaces: every knob inside the range validation measured; the knobs it never varied
+    at the engine's defaults; only dataflows that were measured."""
+    from spdnn.model.validated import MEASURED, NOT_VARIED, VALIDATED, measured_label
+
+    for space in engine_spaces():
+        (dataflow,) = space["dataflow"]
+        v = VALIDATED[dataflow]
+        for knob, values in v.items():
+            if knob in ("variant", "row_tile", "batch_rows"):
+                assert set(space[knob]) <= set(values)
+            else:
+                key = knob
+                assert min(values) <= min(space[key]) and max(space[key]) <= max(values), knob
+        for knob, value in NOT_VARIED.items():
+            assert space[knob] == (value,)
+        assert measured_label(Dataflow(dataflow=dataflow, variant=space["variant"][0],
+                                       fuse=space["fuse"][0])) == MEASURED
+    assert measured_label(Dataflow(dataflow="smem")).startswith("never")
+    assert measured_label(Dataflow(dataflow="fused", fuse=8, row_tile=16)).startswith("never")
 
 
 def test_no_gpu_uses_default_preset():
@@ -158,8 +231,6 @@ def test_no_gpu_uses_default_preset():
 def test_engine_options_of_each_dataflow():
     """gather: a kernel per layer (fused segments off); fused: segments as long as the check
     interval; the smem dataflow and fused full-width layers exist in the model only."""
-    from spdnn.model import Dataflow
-
     gather = Dataflow(dataflow="gather", warps=16, check_every=4).engine_options()
     assert gather["fuse_width"] == 0 and gather["check_every"] == 4 and gather["warps"] == 16
     fused = Dataflow(dataflow="fused", fuse=16, check_every=2, warps=8).engine_options()
@@ -170,16 +241,18 @@ def test_engine_options_of_each_dataflow():
         Dataflow(dataflow="fused", fuse=8, variant="dedup").engine_options()
 
 
-def test_fused_design_shared_memory_grows_with_width():
-    """A fused block holds two feature tiles and two layers' columns: 4096's merged layers (256
-    wide) need 4x the 1024 network's (64 wide); 16384's (1024 wide) do not fit an H100 block."""
-    from spdnn.model import Dataflow, NetworkProfile, load_hardware
-    from spdnn.model.cost import predict
-
+def test_fused_layers_and_their_shared_memory():
+    """The engine fuses the merged layers up to 256 wide: all but the N-wide input layer at N = 1024
+    and 4096 (whose 256-wide tiles need 4x the 1024 network's 64-wide), none at 16384, where the
+    fused design is the kernel per layer."""
     hw = load_hardware("h100-sxm")
     sb = {}
     for n in (1024, 4096, 16384):
-        p = predict(Dataflow(dataflow="fused", fuse=8), NetworkProfile.stored(n, 120, 60000), hw)
+        p = predict(Dataflow(dataflow="fused", fuse=8, check_every=8), NetworkProfile.stored(n, 120, 60000), hw)
         sb[n] = p.occupancy["smem_per_block"]
-        assert p.valid == (n <= 4096)
+        assert p.valid
+        assert p.policy["fused_layers"] == (119 if n <= 4096 else 0)
     assert (sb[4096] - 128) == pytest.approx(4 * (sb[1024] - 128))
+    gather = predict(Dataflow(check_every=8), NetworkProfile.stored(16384, 120, 60000), hw)
+    fused = predict(Dataflow(dataflow="fused", fuse=8, check_every=8), NetworkProfile.stored(16384, 120, 60000), hw)
+    assert fused.seconds == pytest.approx(gather.seconds)

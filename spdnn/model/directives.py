@@ -1,45 +1,30 @@
-"""A sparse-DNN layer dataflow written as directives over its loop nest.
+"""A design: a directive file (the loop nest, spdnn/model/dataflows/*.m) and the values of its knobs.
 
-The loop nest of one layer (Y_out = f(Y_in W), W with KW nonzeros per distinct column):
-
-    for r in rows:                # input rows (a batch's present rows)
-      for j in distinct columns:  # output neurons, de-duplicated (ucols of them)
-        for k in 0..KW-1:         # the nonzeros of column j
-          acc[r, j] += W[k, j] * Y_in[r, idx[k, j]]
-        Y_out[r, outs(j)] = clip(relu(acc + b))
-
-Directives (MAESTRO style, one per line; '#' starts a comment):
-
-    Dataflow gather|smem|fused    kernel family: gather Y_in lines from L2 (the cuda engine's
-                                  kernel), stage a row tile in shared memory (Hidayetoglu et al.
-                                  2020), or keep the tile in shared memory over several layers
-    Variant merged|dedup          feature width: N/16 (duplicate neurons merged) or N
-    SpatialMap r R lane           R rows of a tile across the lanes (R in 8, 16, 32; gather: 32)
-    SpatialMap j W warp           W distinct columns at once, one per warp (threads = 32 W)
-    SpatialMap grid G block       blocks per SM aimed at: gx = ceil(SMs G / tiles) column chunks per tile
-    TemporalMap j warp            each warp steps through its columns in time
-    TemporalMap k KW reg          the nonzeros in time, all KW gathers in flight (registers)
-    Stage Yin l2|smem             where the gathered input tile lives
-    Stage W reg                   weights streamed into registers (broadcast loads)
-    Stage Yout dram|smem          outputs to DRAM, or kept in shared memory for the next layer
-    Fuse F                        layers per launch (F > 1 needs Stage Yin smem, Stage Yout smem)
-    Compact every C bytes B fraction f     check points every C layers (or while a layer moves
-                                  more than B bytes), compaction when a fraction f of rows died
-    Batch B                       rows per batch (0: as many as fit)
+`Dataflow` is the compact form the explorer and tune enumerate: which kernel file (gather: the
+cuda engine's kernel per layer; fused: its fused segments; smem: a row tile staged in shared
+memory, model only), the feature-width variant, the Params the files read (warps -> WARPS,
+grid_factor -> GF, row_tile -> R) and the engine's policy (Fuse, Compact, Batch). A directive
+file that is not one of the three (`parse_directives` of any text) is carried as `custom`: it
+is analysed the same way, but it is no engine configuration.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+
+from .nest import DIRECTIVE_DIR, Nest, load_nest, parse_nest
 
 DATAFLOWS = ("gather", "smem", "fused")
 VARIANTS = ("dedup", "merged")
+KNOB_PARAMS = {"warps": "WARPS", "grid_factor": "GF", "row_tile": "R"}
 
 
 @dataclass(frozen=True)
 class Dataflow:
     dataflow: str = "gather"
     variant: str = "merged"
-    warps: int = 8
+    warps: int = 16
     row_tile: int = 32
     fuse: int = 1
     grid_factor: int = 16
@@ -47,42 +32,52 @@ class Dataflow:
     check_bytes: float = 64e6
     compact_fraction: float = 1 / 16
     batch_rows: int = 0
+    custom: str = ""  # directive text of a nest that is none of DATAFLOWS' files
+    source: str = ""  # where `custom` came from (for messages)
 
     def __post_init__(self):
-        if self.dataflow not in DATAFLOWS:
+        if not self.custom and self.dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {DATAFLOWS}, not {self.dataflow!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, not {self.variant!r}")
-        if self.dataflow == "gather" and self.row_tile != 32:
+        if not self.custom and self.dataflow == "gather" and self.row_tile != 32:
             raise ValueError("the gather dataflow maps 32 rows across the lanes (row_tile 32)")
-        if self.dataflow != "fused" and self.fuse != 1:
+        if not self.custom and self.dataflow != "fused" and self.fuse != 1:
             raise ValueError("Fuse > 1 needs the fused dataflow")
 
     def with_(self, **changes) -> "Dataflow":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.custom:
+            d.pop("custom"), d.pop("source")
+        return d
+
+    def nest(self) -> Nest:
+        """The parsed loop nest (the kernel's file, or the custom text)."""
+        if self.custom:
+            return _parse_cached(self.custom, self.source or "<directives>")
+        return load_nest(self.dataflow)
+
+    def fallback(self) -> Nest | None:
+        """The nest of the layers too wide to fuse (Fuse ... else KERNEL), or None."""
+        f = self.nest().fuse
+        return load_nest(f.fallback) if f.fallback else None
+
+    def params(self) -> dict:
+        """Param values for the nest: the knobs it reads, the file's defaults for the others."""
+        nest = self.nest()
+        out = {k: v[0] for k, v in nest.params.items()}
+        for knob, name in KNOB_PARAMS.items():
+            if name in out:
+                out[name] = float(getattr(self, knob))
+        return out
 
     def directives(self) -> str:
-        """This dataflow as directive text (parse_directives reads it back)."""
-        smem_in = self.dataflow in ("smem", "fused")
-        lines = [
-            f"Dataflow {self.dataflow}",
-            f"Variant {self.variant}",
-            f"SpatialMap r {self.row_tile} lane",
-            f"SpatialMap j {self.warps} warp",
-            f"SpatialMap grid {self.grid_factor} block",
-            "TemporalMap j warp",
-            "TemporalMap k KW reg",
-            f"Stage Yin {'smem' if smem_in else 'l2'}",
-            "Stage W reg",
-            f"Stage Yout {'smem' if self.dataflow == 'fused' else 'dram'}",
-            f"Fuse {self.fuse}",
-            f"Compact every {self.check_every} bytes {self.check_bytes:g} fraction {self.compact_fraction:g}",
-            f"Batch {self.batch_rows}",
-        ]
-        return "\n".join(lines) + "\n"
+        """This design as a directive file (parse_directives reads it back)."""
+        text = self.custom or (DIRECTIVE_DIR / f"{self.dataflow}.m").read_text()
+        return render(text, self)
 
     def engine_options(self) -> dict:
         """Options of spdnn.engines.cuda.CudaEngine that run this dataflow.
@@ -92,6 +87,8 @@ class Dataflow:
         engine's segments end at its check points, so Fuse F is check_every F). The engine has
         no smem (row tile staged per layer) kernel.
         """
+        if self.custom:
+            raise ValueError(f"{self.source or 'a custom directive file'} is not one of the engine's kernels")
         if self.dataflow == "smem":
             raise ValueError("the cuda engine has no 'smem' kernel (row tile staged per layer): model only")
         if self.dataflow == "fused" and (self.variant != "merged" or self.row_tile != 32):
@@ -106,62 +103,56 @@ class Dataflow:
         return opts
 
 
-ENGINE_DEFAULT = Dataflow()  # the cuda engine's defaults (variant auto -> merged on challenge networks)
+# what CudaEngine() runs without options on a challenge network: variant auto -> merged, 16 warps,
+# fused segments ending at check points every 8 layers for the layers up to FUSE_WIDTH wide, the
+# kernel per layer for the others (all of them at N >= 16384)
+ENGINE_DEFAULT = Dataflow(dataflow="fused", fuse=8, check_every=8)
 
 
-def parse_directives(text: str) -> Dataflow:
-    """Read directive text (see the module docstring) into a Dataflow."""
-    kw: dict = {}
-    stages: dict[str, str] = {}
+def render(text: str, df: Dataflow) -> str:
+    """`text` with its Param, Variant, Fuse, Compact and Batch lines set to `df`'s values."""
+    values = {name: getattr(df, knob) for knob, name in KNOB_PARAMS.items()}
+    out = []
     for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        t = line.split()
-        head = t[0].lower()
-        try:
-            if head == "dataflow":
-                kw["dataflow"] = t[1]
-            elif head == "variant":
-                kw["variant"] = t[1]
-            elif head == "spatialmap":
-                dim, size = t[1], t[2]
-                if dim == "r":
-                    kw["row_tile"] = int(size)
-                elif dim == "j":
-                    kw["warps"] = int(size)
-                elif dim == "grid":
-                    kw["grid_factor"] = int(size)
-                else:
-                    raise ValueError(f"unknown spatial dimension {dim!r}")
-            elif head == "temporalmap":
-                if t[1] not in ("j", "k", "r"):
-                    raise ValueError(f"unknown temporal dimension {t[1]!r}")
-            elif head == "stage":
-                stages[t[1].lower()] = t[2].lower()
-            elif head == "fuse":
-                kw["fuse"] = int(t[1])
-            elif head == "compact":
-                opts = dict(zip(t[1::2], t[2::2]))
-                if "every" in opts:
-                    kw["check_every"] = int(opts["every"])
-                if "bytes" in opts:
-                    kw["check_bytes"] = float(opts["bytes"])
-                if "fraction" in opts:
-                    kw["compact_fraction"] = float(opts["fraction"])
-            elif head == "batch":
-                kw["batch_rows"] = int(t[1])
-            else:
-                raise ValueError(f"unknown directive {t[0]!r}")
-        except IndexError:
-            raise ValueError(f"incomplete directive: {raw!r}") from None
-    if "dataflow" not in kw:  # infer it from the stages
-        if stages.get("yout") == "smem" or kw.get("fuse", 1) > 1:
-            kw["dataflow"] = "fused"
-        elif stages.get("yin") == "smem":
-            kw["dataflow"] = "smem"
-    df = Dataflow(**kw)
-    want_in = "l2" if df.dataflow == "gather" else "smem"
-    if stages.get("yin", want_in) != want_in:
-        raise ValueError(f"dataflow {df.dataflow} stages Yin in {want_in}, not {stages['yin']}")
-    return df
+        body, sep, comment = raw.partition("#")
+        t = body.split()
+        pad = " " * max(1, len(body) - len(body.rstrip())) if sep else ""
+        tail = (pad + sep + comment) if sep else ""
+        if t and t[0] == "Param" and len(t) >= 3 and t[1] in values:
+            body = f"Param {t[1]} {int(values[t[1]])}"
+        elif t and t[0] == "Variant":
+            body = f"Variant {df.variant}"
+        elif t and t[0] == "Fuse":
+            body = " ".join(["Fuse", str(df.fuse)] + t[2:])
+        elif t and t[0] == "Compact":
+            body = f"Compact every {df.check_every} bytes {df.check_bytes:g} fraction {df.compact_fraction:g}"
+        elif t and t[0] == "Batch":
+            body = f"Batch {df.batch_rows}"
+        out.append((body + tail) if t else raw)
+    return "\n".join(out) + "\n"
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str, source: str) -> Nest:
+    return parse_nest(text, source)
+
+
+@lru_cache(maxsize=None)
+def _template_structures() -> dict:
+    return {name: load_nest(name).structure() for name in DATAFLOWS}
+
+
+def parse_directives(text: str, source: str = "<directives>") -> Dataflow:
+    """Read a directive file into a design: one of the engine's kernels when its loop nest is that
+    file's (whatever its Param and policy values), else a custom design analysed as written."""
+    nest = _parse_cached(text, source)
+    kw = dict(variant=nest.variant, fuse=nest.fuse.depth, **nest.policy)
+    p = {k: v[0] for k, v in nest.params.items()}
+    for knob, name in KNOB_PARAMS.items():
+        if name in p:
+            kw[knob] = int(p[name])
+    template = next((n for n, s in _template_structures().items() if s == nest.structure()), None)
+    if template is not None:
+        return Dataflow(dataflow=template, **kw)
+    name = re.sub(r"\W+", "-", nest.kernel or "custom")
+    return Dataflow(dataflow=name, custom=text, source=source, **kw)

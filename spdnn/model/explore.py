@@ -1,12 +1,13 @@
 """Design-space exploration: every combination of directive values, evaluated at once with numpy.
 
 A design = a policy class (variant, check_every, check_bytes, compact_fraction, batch_rows,
-fuse: what decides which rows each layer processes) x a mapping (dataflow, row tile, warps,
-grid_factor). Policy classes are simulated together (policy.simulate, one loop over layers);
-each class's layers are compressed to the distinct (rows present, rows alive, shape) tuples
-with their multiplicities; then cost.layer_cost -- the same equations as the scalar model --
-runs once per (mapping, distinct layer tuple) and a sparse count matrix sums it per design
-(_layer_tuples).
+fuse: what decides which rows each layer processes) x a mapping (a kernel's directive file and
+the values of the Params it reads: row tile, warps, grid_factor). Policy classes are simulated
+together (policy.simulate, one loop over layers); each class's layers are compressed to the
+distinct (layers per launch, rows present, rows alive, shape) tuples with their multiplicities;
+then the analysis of the directive file and the time model (cost.design_cost -- the same code as
+the scalar model) run once per kernel file on (mappings x distinct tuples) arrays, and a sparse
+count matrix sums them per design (_layer_tuples).
 """
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cost import CODES, FUSED, GATHER, blocks_per_sm, fused_extent, layer_cost, overhead_cost, smem_per_block, valid
+from .analysis import Workload
+from .cost import LEVELS, capacity_of, design_cost, energy, fusable, network_shapes, overhead_cost
 from .directives import Dataflow
+from .nest import load_nest
 from .hardware import Hardware
 from .network import NetworkProfile
 from .policy import PolicyResult, auto_batch, segment_length, simulate
+from .validated import NOT_VARIED, VALIDATED, knob_range
 
 DEFAULT_SPACE = dict(
     dataflow=("gather", "smem", "fused"),
@@ -33,16 +37,32 @@ DEFAULT_SPACE = dict(
     compact_fraction=(1 / 32, 1 / 16, 1 / 8, 1 / 4),
     batch_rows=(0, 30016, 15008, 7520),
 )
-# what the cuda engine runs: its kernel per layer, and its fused segments (merged network,
-# tiles of 32 rows) whose length is the check interval (check_every = fuse)
-ENGINE_SPACE = dict(DEFAULT_SPACE, dataflow=("gather",), fuse=(1,), row_tile=(32,))
-ENGINE_FUSED_DEPTHS = (4, 8, 16, 32)
+CANDIDATES = dict(warps=(1, 2, 4, 8, 16, 32), check_every=(1, 2, 4, 8, 16, 32), grid_factor=(2, 4, 8, 16, 32, 64, 128),
+                  fuse=(2, 4, 8, 16, 32, 64), batch_rows=(0, 30016, 15008, 7520))
+
+
+def _inside(dataflow: str, knob: str) -> tuple:
+    """The candidate values of a knob inside the range validation measured."""
+    if knob == "batch_rows":  # auto or the one batch size measured
+        return tuple(VALIDATED[dataflow][knob])
+    lo, hi = knob_range(dataflow, knob)
+    return tuple(v for v in CANDIDATES[knob] if lo <= v <= hi)
 
 
 def engine_spaces() -> list[dict]:
-    """The engine's design space as spaces whose product is exactly what it can run."""
-    return [ENGINE_SPACE] + [dict(ENGINE_SPACE, dataflow=("fused",), variant=("merged",), fuse=(f,), check_every=(f,))
-                             for f in ENGINE_FUSED_DEPTHS]
+    """What the cuda engine runs, searching only the knobs validation varied, inside their measured
+    ranges (spdnn.model.validated): its kernel per layer, and its fused segments (merged network,
+    tiles of 32 rows) whose length is the check interval (check_every = fuse). check_bytes and
+    compact_fraction stay at the engine's defaults (never varied)."""
+    fixed = dict(check_bytes=(NOT_VARIED["check_bytes"],), compact_fraction=(NOT_VARIED["compact_fraction"],))
+    gather = dict(DEFAULT_SPACE, dataflow=("gather",), variant=VALIDATED["gather"]["variant"], fuse=(1,),
+                  row_tile=(32,), warps=_inside("gather", "warps"), check_every=_inside("gather", "check_every"),
+                  grid_factor=_inside("gather", "grid_factor"), batch_rows=_inside("gather", "batch_rows"), **fixed)
+    fused = [dict(gather, dataflow=("fused",), variant=VALIDATED["fused"]["variant"], row_tile=VALIDATED["fused"]["row_tile"],
+                  warps=_inside("fused", "warps"), fuse=(f,), check_every=(f,)) for f in _inside("fused", "fuse")]
+    return [gather] + fused
+
+
 POLICY_KEYS = ("variant", "check_every", "check_bytes", "compact_fraction", "batch_rows", "fuse")
 MAPPING_KEYS = ("dataflow", "row_tile", "warps", "grid_factor")
 
@@ -73,14 +93,16 @@ class Result:
         return [int(i) for i in idx[np.argsort(score[idx], kind="stable")]]
 
 
-def _mappings(space: dict, fused: bool) -> list[tuple]:
-    out = []
-    for df in space["dataflow"]:
-        if (df == "fused") != fused:
-            continue
-        tiles = (32,) if df == "gather" else space["row_tile"]
-        out += [(df, r, w, g) for r in tiles for w in space["warps"] for g in space["grid_factor"]]
-    return out
+TEMPLATE_KNOBS = {"gather": ("warps", "grid_factor"), "smem": ("row_tile", "warps", "grid_factor"),
+                  "fused": ("row_tile", "warps", "grid_factor")}
+
+
+def _mappings(space: dict, dataflow: str) -> list[tuple]:
+    """(row_tile, warps, grid_factor) of a kernel file: only the knobs its Params read vary, so
+    every mapping is a distinct directive file (gather has no row tile: always 32)."""
+    used = TEMPLATE_KNOBS[dataflow]
+    r = space["row_tile"] if "row_tile" in used else (32,)
+    return [(rt, w, g) for rt in r for w in space["warps"] for g in space["grid_factor"]]
 
 
 def _policies(space: dict) -> list[tuple]:
@@ -100,19 +122,31 @@ def _layer_tuples(pol: PolicyResult, shapes: tuple, classes: np.ndarray, fuse: n
     """
     import scipy.sparse as sp
 
+    # classes with the same rows at every layer (and the same segments) share their tuples: find
+    # them by a random projection, checked exactly, and compress only the distinct ones
+    fuse = np.broadcast_to(np.asarray(fuse, float), (len(classes),))
+    pres, alive = pol.present[classes], pol.alive_in[classes]
+    rng = np.random.default_rng(0)
+    h = pres @ rng.random(pres.shape[1]) + alive @ rng.random(pres.shape[1]) + fuse * np.pi
+    _, rep, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    if (np.array_equal(pres, pres[rep][inv]) and np.array_equal(alive, alive[rep][inv])
+            and np.array_equal(fuse, fuse[rep][inv]) and len(rep) < len(classes)):
+        counts, tup = _layer_tuples(pol, shapes, np.asarray(classes)[rep], fuse[rep])
+        return counts[inv], tup
     shp = np.stack(shapes, axis=1)  # (L, 4)
     ushp, sid = np.unique(shp, axis=0, return_inverse=True)
     C, L = len(classes), shp.shape[0]
-    columns = [np.repeat(np.asarray(fuse, float), L), pol.present[classes].ravel(),
-               pol.alive_in[classes].ravel(), np.tile(sid.ravel(), C).astype(float)]
     # one int64 key per (class, layer) from each column's dense codes: a 1-D unique, much faster
-    # than np.unique(axis=0) on rows
+    # than np.unique(axis=0) on rows; fuse (per class) and the shape (per layer) are coded cheaply
+    fu, fcode = np.unique(np.asarray(fuse, float), return_inverse=True)
+    pu, pcode = np.unique(pol.present[classes].ravel(), return_inverse=True)
+    au, acode = np.unique(pol.alive_in[classes].ravel(), return_inverse=True)
+    values = [fu, pu, au, np.arange(len(ushp), dtype=float)]
+    codes = [np.repeat(fcode.ravel(), L), pcode.ravel(), acode.ravel(), np.tile(sid.ravel(), C)]
     key = np.zeros(C * L, dtype=np.int64)
-    values = []
-    for col in columns:
-        uniq, code = np.unique(col, return_inverse=True)
-        key = key * len(uniq) + code.ravel()
-        values.append(uniq)
+    for v, code in zip(values, codes):
+        key = key * len(v) + code
     ukey, tid = np.unique(key, return_inverse=True)
     utup = np.empty((len(ukey), 4))
     for i in range(3, -1, -1):
@@ -124,8 +158,6 @@ def _layer_tuples(pol: PolicyResult, shapes: tuple, classes: np.ndarray, fuse: n
 
 def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> Result:
     """Every design of `space` (default DEFAULT_SPACE) on `prof` with `hw`: valid, seconds, joules."""
-    from .cost import energy, network_shapes
-
     space = space or DEFAULT_SPACE
     out_params = {k: [] for k in POLICY_KEYS + MAPPING_KEYS}
     out_valid, out_sec, out_j = [], [], []
@@ -139,22 +171,32 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
         arr = np.array([p[1:] for p in mine], dtype=float)  # ce, cb, cf, batch, fuse
         mx = max(win.max(), wout.max())
         batch = np.where(arr[:, 3] > 0, arr[:, 3], auto_batch(prof, mx, hw.memory_bytes))
-        pol = simulate(prof, wout[None, :], arr[:, 0], arr[:, 1], arr[:, 2], batch, arr[:, 4].astype(int))
-        for fused in (False, True):
-            maps = _mappings(space, fused)
-            cls = np.flatnonzero((arr[:, 4] > 1) == fused) if fused else np.flatnonzero(arr[:, 4] == 1)
+        # no layer narrow enough to fuse: the engine checks as a kernel per layer does
+        any_fused = "fused" in space["dataflow"] and bool(fusable(load_nest("fused"), {}, win, wout).any())
+        fz = np.where(any_fused, arr[:, 4], 1.0)
+        pol = simulate(prof, wout[None, :], arr[:, 0], arr[:, 1], arr[:, 2], batch, fz.astype(int))
+        groups = {}
+        for dataflow in space["dataflow"]:
+            fused = dataflow == "fused"
+            cls = np.flatnonzero(arr[:, 4] > 1) if fused else np.flatnonzero(arr[:, 4] == 1)
+            maps = _mappings(space, dataflow)
             if not maps or not len(cls):
                 continue
-            code = np.array([CODES[m[0]] for m in maps], float)[:, None]  # (mappings, 1)
-            R = np.array([m[1] for m in maps], float)[:, None]
-            W = np.array([m[2] for m in maps], float)[:, None]
-            G = np.array([m[3] for m in maps], float)[:, None]
-            weights, tup = _layer_tuples(pol, shapes, cls, segment_length(arr[cls, 4], pol.points[cls], prof.layers))
+            nest = load_nest(dataflow)
+            fallback = load_nest(nest.fuse.fallback) if nest.fuse.fallback else None
+            R = np.array([m[0] for m in maps], float)[:, None]  # (mappings, 1)
+            W = np.array([m[1] for m in maps], float)[:, None]
+            G = np.array([m[2] for m in maps], float)[:, None]
+            params = {"WARPS": W, "GF": G, "R": R}
+            params = {k: v for k, v in params.items() if k in nest.params or (fallback and k in fallback.params)}
+            _, cap = capacity_of(nest, {}, shapes)
+            if fused not in groups:  # gather and smem share the classes without fusion
+                groups[fused] = _layer_tuples(pol, shapes, cls, segment_length(fz[cls], pol.points[cls], prof.layers))
+            weights, tup = groups[fused]
             F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
-            fw, wmax = fused_extent(win, wout, ucols, kw)
-            sb = smem_per_block(code, R, win.max(), wout.max(), wmax, fw)  # the widest layer's tiles must fit
-            bsm = blocks_per_sm(code, W, lk, sb, hw)
-            c = layer_cost(hw, code, R, F, W, G, n, a, lw, lwo, lu, lk, sb, np.maximum(bsm, 1.0))
+            fmask = fusable(nest, {}, lw, lwo)
+            wl = Workload(n, a, lw, lwo, lu, lk, np.where(fmask, F, 1.0))
+            c = design_cost(hw, nest, fallback, params, wl, fmask, cap)
             shape = (len(maps), len(tup))
 
             def per_design(x):  # (mappings, tuples) -> (classes, mappings): the classes' weighted sums
@@ -163,27 +205,32 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             nb = pol.batches[cls][:, None]
             sub = PolicyResult(*(getattr(pol, f)[cls] for f in ("batch", "batches", "present", "alive_in", "checks",
                                                                   "compactions", "compact_rows", "scan_rows")))
-            t_over, d_over = overhead_cost(hw, sub, win[0], code, arr[cls, 4], prof.neurons)
+            t_over, d_over = overhead_cost(hw, sub, win[0], prof.neurons)
             t = nb * (per_design(c["t_layer"]) + np.broadcast_to(t_over, (len(cls),))[:, None])
-            byl = {lv: nb * per_design(c[lv]) for lv in ("dram", "l2", "smem", "reg")}
+            byl = {lv: nb * per_design(c[lv]) for lv in LEVELS}
             byl["dram"] = byl["dram"] + nb * np.broadcast_to(d_over, (len(cls),))[:, None]
             macs = nb * per_design(c["macs"])
-            ok = valid(code[:, 0][None, :], W[:, 0][None, :], R[:, 0][None, :], arr[cls, 4][:, None],
-                       sb[:, 0][None, :], hw, prof.layers) & (bsm.min(-1) >= 1)[None, :]
-            ok = np.broadcast_to(ok, t.shape)
+            ok = np.broadcast_to(c["ok"], shape).all(axis=1)
+            ok = np.broadcast_to(ok[None, :], t.shape)
             out_sec.append(np.where(ok, t, np.inf).ravel())
             out_j.append(energy(byl, macs).ravel())
             out_valid.append(ok.ravel())
             for i, k in enumerate(POLICY_KEYS):
                 v = [mine[j][i] for j in cls]
                 out_params[k].append(np.repeat(np.array(v, dtype=object if k == "variant" else float), len(maps)))
-            for i, k in enumerate(MAPPING_KEYS):
+            out_params["dataflow"].append(np.full(len(cls) * len(maps), dataflow, dtype=object))
+            for i, k in enumerate(("row_tile", "warps", "grid_factor")):
                 v = [m[i] for m in maps]
-                out_params[k].append(np.tile(np.array(v, dtype=object if k == "dataflow" else float), len(cls)))
+                out_params[k].append(np.tile(np.array(v, float), len(cls)))
     params = {k: np.concatenate(v) for k, v in out_params.items()}
     return Result(params, np.concatenate(out_valid), np.concatenate(out_sec), np.concatenate(out_j))
 
 
 def space_size(space: dict | None = None) -> int:
     space = space or DEFAULT_SPACE
-    return sum(len(_mappings(space, p[-1] > 1)) for p in _policies(space))
+    n = 0
+    for p in _policies(space):
+        for df in space["dataflow"]:
+            if (df == "fused") == (p[-1] > 1):
+                n += len(_mappings(space, df))
+    return n

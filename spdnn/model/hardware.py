@@ -39,6 +39,7 @@ class Hardware:
     memory_bytes: float = 80e9
     l1_bytes: float = 262144  # combined L1 / shared memory per SM (the gather kernel leaves it to L1)
     host_copy_bandwidth: float = 10e9  # one host thread staging a batch's CSR inputs into pinned memory
+    l2_fraction: float = 0.5  # of the L2 that holds cached reads (outputs streaming through take the rest)
     preset: str = ""
     calibrated: tuple = ()  # names of the constants replaced from calibration.json
 

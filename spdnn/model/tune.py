@@ -9,6 +9,7 @@ from .. import challenge
 from .explore import engine_spaces, evaluate
 from .hardware import gpu_slug, load_hardware, preset_for_gpu
 from .network import NetworkProfile
+from .validated import measured_label
 
 
 def detect_gpu() -> str | None:
@@ -23,12 +24,15 @@ def detect_gpu() -> str | None:
 
 
 def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS) -> dict:
-    """{"engine_options", "predicted_seconds", "model"} for the best design the cuda engine can run."""
+    """{"engine_options", "predicted_seconds", "measured", "model"} for the best design the cuda engine can
+    run, searched over the knobs validation varied only (explore.engine_spaces); "measured" says
+    whether its dataflow was ever measured (spdnn.model.validated)."""
     preset = preset_for_gpu(gpu)
     hw = load_hardware(preset)
     prof = NetworkProfile.stored(neurons, layers, inputs)
     best, designs, valid = None, 0, 0
-    for space in engine_spaces():  # the kernel per layer, then each fused segment length
+    spaces = engine_spaces()  # the knobs validation varied, in their measured ranges
+    for space in spaces:  # the kernel per layer, then each fused segment length
         res = evaluate(prof, hw, space)
         designs += len(res)
         valid += int(res.valid.sum())
@@ -37,13 +41,18 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
             best = (res, i)
     res, i = best
     df = res.design(i)
+    searched = {k: sorted({v for s in spaces for v in s[k]}, key=str) for k in
+                ("dataflow", "variant", "warps", "grid_factor", "check_every", "fuse", "batch_rows", "check_bytes",
+                 "compact_fraction")}
     return {
         "engine_options": df.engine_options(),
         "predicted_seconds": float(res.seconds[i]),
         "predicted_joules": float(res.joules[i]),
+        "measured": measured_label(df),
         "model": {"gpu": gpu, "gpu_slug": gpu_slug(gpu), "preset": preset, "hardware": hw.name,
                   "calibrated": list(hw.calibrated), "neurons": neurons, "layers": layers, "inputs": inputs,
-                  "profile": prof.source, "designs": designs, "valid_designs": valid,
+                  "profile": prof.source, "designs": designs, "valid_designs": valid, "dataflow": df.dataflow,
+                  "dataflow_measured": measured_label(df), "searched": searched,
                   "directives": df.directives()},
     }
 

@@ -1,0 +1,37 @@
+"""What the GPU validation measured, so that tune searches only knobs it varied and every output says
+whether a design's dataflow was ever measured.
+
+The spread of benchmarks/validate_model.py (configs(), H100 80GB HBM3, 2026-11-25; docs/model.md):
+the kernel per layer (gather) on both variants with warps 2..32, check_every 1..32, grid_factor
+4..64 and batch_rows auto or 15008; fused segments of the merged network (tiles of 32 rows) with
+warps 4..32 and segments of 4..32 layers. check_bytes and compact_fraction were never varied.
+"""
+from __future__ import annotations
+
+from .directives import Dataflow
+
+# per measured dataflow: the values each varied knob took (tune stays inside their range)
+VALIDATED = {
+    "gather": {"variant": ("merged", "dedup"), "warps": (2, 8, 32), "check_every": (1, 8, 32),
+               "grid_factor": (4, 16, 64), "batch_rows": (0, 15008)},
+    "fused": {"variant": ("merged",), "row_tile": (32,), "warps": (4, 8, 16, 32), "fuse": (4, 8, 32)},
+}
+NOT_VARIED = {"check_bytes": 64e6, "compact_fraction": 1 / 16}  # the engine's defaults, never varied
+MEASURED = "measured (validation on the H100, docs/model.md)"
+NEVER = "never measured (model only)"
+
+
+def measured_label(df: Dataflow) -> str:
+    """MEASURED when the design's kernel and variant were among the validation's runs, else NEVER."""
+    v = VALIDATED.get(df.dataflow)
+    if df.custom or v is None or df.variant not in v["variant"]:
+        return NEVER
+    if "row_tile" in v and df.row_tile not in v["row_tile"]:
+        return NEVER
+    return MEASURED
+
+
+def knob_range(dataflow: str, knob: str) -> tuple:
+    """(lowest, highest) value validation measured for a knob of a dataflow."""
+    vals = VALIDATED[dataflow][knob]
+    return min(vals), max(vals)
