@@ -180,6 +180,10 @@ def run_peer(method: recipes.Method, binary: Path, net: data.Network, files: dic
     for rep in range(args.peer_reps):
         r = runner.run_once(method, inv, net.truth, args.peer_timeout, peer_log)
         out["runs"].append(r)
+        if not r["complete"] and "schedule" in files:
+            # XY/SNICIT take an existing ../scheduled_bm/neuron{N} as complete: a run killed
+            # while scheduling leaves a partial one that fails the next (seen at 16384 x 120)
+            runner.reset_schedule(files["schedule"])
         log(f"{method.key:18s} run {rep + 1}: exit {r['returncode']}  {r.get('inference_seconds', float('nan')) * 1e3:9.2f} ms"
             f"  wall {r['wall_seconds']:.1f} s  categories {r['categories']}  own check {r.get('self_check')}")
         if not r["complete"] or r["wall_seconds"] > args.rep_wall or out_of_time(args):

@@ -335,3 +335,11 @@ def test_a_frozen_generator_copy_makes_the_same_networks(tmp_path):
     a = data.synthetic(64, 8, 40, seed=2, truth_dir=None, compute_truth=False, generator=gen)
     b = data.synthetic(64, 8, 40, seed=2, truth_dir=None, compute_truth=False)
     assert a.extra["digest"] == b.extra["digest"]
+
+
+def test_a_partial_schedule_cache_is_emptied(tmp_path):
+    cache = tmp_path / "scheduled_bm"
+    (cache / "neuron16384").mkdir(parents=True)
+    (cache / "neuron16384" / "n16384-weight-l0.tsv").write_text("0.0625\n")
+    runner.reset_schedule(cache)
+    assert cache.is_dir() and not any(cache.iterdir())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -53,3 +54,9 @@ def run_once(method: Method, inv: Invocation, truth, timeout: float, log) -> dic
     if code not in (0, None) or timed_out:
         result["error_tail"] = text[-800:]
     return result
+
+
+def reset_schedule(folder: Path) -> None:
+    """Empty the SDGC driver's schedule cache (its folder must exist for the driver)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    Path(folder).mkdir(parents=True, exist_ok=True)
