@@ -1,26 +1,33 @@
-"""Measurements for validating spdnn.model on the GPU: one process, one device call.
+"""Measurements for validating spdnn.model on the GPU, the model frozen before anything is measured.
 
-1. Calibration (a few hardware constants, from microbenchmarks and one calibration network
-   that is not a validation network):
-     launch_s      host time of one asynchronous pycuda kernel launch (empty kernel, 3000 launches)
-     kernel_min_s  GPU time of one empty kernel back to back (queued behind a spin kernel)
-     sync_s        one check point: a small kernel, a 4-byte copy back, stream synchronise
-     copy          device-to-device copy bandwidth (bytes read + written) -> hbm_efficiency
-     calibration networks N=1024, L=480 and N=16384, L=30, seed + 1 (weights and inputs unlike
-       any validation network's, other depths): a few engine configurations (used to fit
-       l2_bandwidth and launch_s). Off-size
-       networks (2048, 8192) are no use: the generator's biases are the challenge's four, and
-       at other sizes every row dies within 3 layers.
-2. Validation: the cuda engine on N = 1024, 4096, 16384 (L = 120; 65536 if time is left) over a
-   spread of configurations (variant, warps per block, check_every, grid_factor, batch_rows);
-   median of `--reps` runs after a warm-up, CUDA events (the engine's own `seconds`).
-Networks: spdnn.generate, seed 1; 60000 inputs = 6000 distinct generated inputs repeated 10x
-(as benchmarks/bench_gpu.py). Writes $OUT/model-validation-raw.json after every network.
-
-    python benchmarks/validate_model.py --out $OUT [--deadline 330] [--fake]
-
---fake runs the whole flow on the CPU with a stand-in engine (times from the model), to test
-the script without a GPU.
+Steps (docs/model.md, "Re-validation"):
+0. Freeze (any machine, before the device run; commit the file):
+     python benchmarks/validate_model.py --freeze benchmarks/results/model-freeze.json --gpu "NVIDIA H200"
+   the model's fingerprint (hash of spdnn/model), its calibration, this plan, and the tuned engine
+   options of every challenge network on that GPU with their predicted seconds.
+1. Validation (device, one call):
+     python benchmarks/validate_model.py --out $OUT --deadline 540
+   microbenchmarks (launch_s, kernel_min_s, sync_s, copy bandwidth), the calibration networks
+   (--cal, seed --cal-seed: N=1024 L=480 and N=16384 L=30, seed 2) with a few configurations, then
+   the validation networks: held-out N (--networks 4096,65536, never calibrated on) and held-out
+   seed only (--seen 1024,16384), all with seed --seed 3 (never calibrated on), L = --layers 120,
+   over the spread of configs() (the knobs tune may search). Writes $OUT/model-validation-raw.json
+   after every network, with the model fingerprint of the measuring tree.
+2. Tune against the engine defaults (device; every challenge network, one network per N per call
+   if time is short):
+     python benchmarks/validate_model.py --out $OUT --tune-vs-default --freeze-file benchmarks/results/model-freeze.json
+   per network CudaEngine() and CudaEngine(**the frozen tuned options), median of --reps runs.
+   Writes $OUT/model-tune-raw.json.
+3. Analysis (any machine, at the frozen commit):
+     python benchmarks/validate_model.py --analyse RAW --freeze-file benchmarks/results/model-freeze.json
+     python benchmarks/validate_model.py --analyse-tune TUNE_RAW --freeze-file benchmarks/results/model-freeze.json
+   -> benchmarks/results/model-validation-<gpu>.json/.png, model-tune-vs-default-<gpu>.json.
+   Per network: Spearman, median signed error, first choice vs best measured, against the targets;
+   the calibration fitted on this run's calibration networks, and the frozen other GPU's
+   calibration transferred (nothing fitted here).
+Networks: spdnn.generate; 60000 inputs = 6000 distinct generated inputs repeated 10x (as
+benchmarks/bench_gpu.py). --fake runs every mode on the CPU with a stand-in engine (times from the
+model x noise), to test the script without a GPU.
 """
 from __future__ import annotations
 
@@ -137,12 +144,13 @@ def microbench() -> dict:
 
 
 class FakeEngine:
-    """CPU stand-in with the CudaEngine attributes the script sets; seconds from the model."""
+    """CPU stand-in with the CudaEngine attributes and options the script uses; seconds from the model."""
 
-    def __init__(self, variant="auto", dataflow="gather", **kw):
-        self.variant, self.dataflow = variant, dataflow
-        self.warps, self.grid_factor, self.check_every, self.batch_rows = 8, 16, 8, None
-        self.check_bytes, self.compact_fraction = 64e6, 1 / 16
+    def __init__(self, variant="auto", dataflow="gather", fuse_width=None, warps=16, grid_factor=16, check_every=8,
+                 batch_rows=None, check_bytes=64e6, compact_fraction=1 / 16, **kw):
+        self.variant, self.warps, self.grid_factor, self.check_every = variant, warps, grid_factor, check_every
+        self.batch_rows, self.check_bytes, self.compact_fraction = batch_rows, check_bytes, compact_fraction
+        self.dataflow = dataflow if fuse_width is None or fuse_width else "gather"
 
     def prepare(self, weights, layers):
         self.n, self.layers = weights.neurons, layers
@@ -155,7 +163,8 @@ class FakeEngine:
         fused = self.dataflow == "fused"
         df = Dataflow(variant="merged" if self.variant == "auto" else self.variant, warps=self.warps,
                       grid_factor=self.grid_factor, check_every=self.check_every, batch_rows=self.batch_rows or 0,
-                      dataflow=self.dataflow, fuse=self.check_every if fused else 1)
+                      dataflow="fused" if fused and self.variant != "dedup" else "gather",
+                      fuse=self.check_every if fused and self.variant != "dedup" else 1)
         p = predict(df, prof, load_hardware())
         sec = p.seconds * float(np.random.default_rng().uniform(0.8, 1.3))
 
@@ -166,16 +175,18 @@ class FakeEngine:
         r.seconds, r.active_rows = sec, [int(v) for v in prof.active]
         r.categories = np.arange(int(prof.active[-1]))
         r.details = dict(variant=df.variant, checks=p.policy["checks"], compactions=p.policy["compactions"],
-                         batch_rows=p.policy["batch_rows"], batches=p.policy["batches"], warps=self.warps)
+                         batch_rows=p.policy["batch_rows"], batches=p.policy["batches"], warps=self.warps,
+                         fused_layers=p.policy["fused_layers"] or 0)
         return r
 
     def release(self):
         pass
 
 
-def configs(full: bool) -> list[dict]:
+def configs(full: bool, neurons: int = 1024) -> list[dict]:
     """The spread measured per network: the kernel per layer (dataflow gather) on both variants,
-    and fused segments of the merged network (check_every = segment length)."""
+    and fused segments of the merged network (check_every = segment length) where layers fuse
+    (N <= 4096). spdnn.model.validated.VALIDATED must cover what tune searches."""
     out = []
     for v in ("merged", "dedup"):
         for w in (2, 8, 32):
@@ -186,15 +197,23 @@ def configs(full: bool) -> list[dict]:
             out.append(dict(variant=v, dataflow="gather", warps=8, check_every=8, batch_rows=15008))
             for g in (4, 64):
                 out.append(dict(variant=v, dataflow="gather", warps=8, check_every=8, grid_factor=g))
-    for w in (4, 8, 16, 32):
-        for c in (4, 8, 32):
-            out.append(dict(variant="merged", dataflow="fused", warps=w, check_every=c))
+    if neurons <= 4096:
+        for w in (4, 8, 16, 32):
+            for c in (4, 8, 32):
+                out.append(dict(variant="merged", dataflow="fused", warps=w, check_every=c))
     return out
 
 
-# calibration networks, never validated (own seed, other depths): one deep and narrow (launch and
-# latency bound), one shallow and wide (L2 and DRAM bound)
-CAL_NETWORKS = ((1024, 480), (16384, 30))
+def large_configs() -> list[dict]:
+    """N = 65536: a kernel per layer, merged, the knobs that matter there (fewer: each run is long)."""
+    return [dict(variant="merged", dataflow="gather", warps=w, check_every=c, **({"grid_factor": g} if g else {}))
+            for w, c, g in ((16, 8, 0), (2, 8, 0), (32, 8, 0), (8, 1, 0), (8, 32, 0), (16, 8, 4), (16, 8, 64))] + \
+        [dict(variant="dedup", dataflow="gather", warps=16, check_every=8)]
+
+
+# calibration networks (named, never validated: own seed, other depths): one deep and narrow
+# (launch and latency bound), one shallow and wide (L2 and DRAM bound)
+CAL_NETWORKS = "1024x480,16384x30"
 CAL_CONFIGS = [dict(variant="merged", dataflow="gather", warps=8, check_every=8),
                dict(variant="dedup", dataflow="gather", warps=8, check_every=8),
                dict(variant="merged", dataflow="gather", warps=4, check_every=4),
@@ -204,17 +223,16 @@ CAL_CONFIGS = [dict(variant="merged", dataflow="gather", warps=8, check_every=8)
 
 
 def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, record: dict, role: str,
-                    seed: int | None = None):
+                    seed: int, held_out: str = ""):
     from spdnn.generate import generate_layers
     from spdnn.io.cache import Weights
 
     t = time.perf_counter()
-    seed = args.seed if seed is None else seed
     weights = Weights.from_matrices(list(generate_layers(n, layers, seed)))
     x = make_inputs(n, args.inputs, args.pool, seed)
-    log(f"== {role} N={n} L={layers}: generated in {time.perf_counter() - t:.1f} s")
-    net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "role": role, "seed": seed, "runs": [],
-           "active_rows": {}}
+    log(f"== {role} N={n} L={layers} seed={seed}: generated in {time.perf_counter() - t:.1f} s")
+    net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "role": role, "seed": seed, "held_out": held_out,
+           "runs": [], "active_rows": {}}
     record["networks"].append(net)
     for variant, dataflow in (("merged", "gather"), ("dedup", "gather"), ("merged", "fused")):
         mine = [c for c in cfgs if c["variant"] == variant and c.get("dataflow", "gather") == dataflow]
@@ -229,7 +247,7 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
                 log("   deadline reached: skipping the rest")
                 net["truncated"] = True
                 break
-            eng.warps = cfg.get("warps", 8)
+            eng.warps = cfg.get("warps", 16)
             eng.grid_factor = cfg.get("grid_factor", 16)
             eng.check_every = cfg.get("check_every", 8)
             eng.batch_rows = cfg.get("batch_rows")
@@ -253,42 +271,153 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
     (Path(args.out) / "model-validation-raw.json").write_text(json.dumps(record, indent=1, default=float))
 
 
+def specs(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in spec.split("x")) for spec in text.split(",") if spec]
+
+
+def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
+    """Every network of --tvd-networks: the engine's defaults and the frozen tuned options, one
+    process, the layers of a deeper network generated once and shared (they are its prefix)."""
+    from spdnn.generate import generate_layers
+    from spdnn.io.cache import Weights
+
+    nets = specs(args.tvd_networks)
+    for n in dict.fromkeys(n for n, _ in nets):
+        depths = sorted(layers for m, layers in nets if m == n)
+        t = time.perf_counter()
+        mats = list(generate_layers(n, depths[-1], args.seed))
+        x = make_inputs(n, args.inputs, args.pool, args.seed)
+        log(f"== N={n}: {depths[-1]} layers generated in {time.perf_counter() - t:.1f} s")
+        for layers in depths:
+            key = f"{n}x{layers}"
+            tuned = frozen["tuned"][key]
+            net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "seed": args.seed, "runs": [],
+                   "predicted_default": tuned["default_predicted_seconds"], "predicted_tuned": tuned["predicted_seconds"]}
+            record["networks"].append(net)
+            weights = Weights.from_matrices(mats[:layers])
+            for which, opts in (("default", {}), ("tuned", tuned["engine_options"])):
+                if time.perf_counter() - T0 > args.deadline:
+                    log("   deadline reached: skipping the rest")
+                    net["truncated"] = True
+                    break
+                try:
+                    eng = make_engine_opts(opts)
+                    eng.prepare(weights, layers)
+                    eng.infer(x, return_values=False)  # warm-up
+                    runs = [eng.infer(x, return_values=False) for _ in range(args.reps)]
+                    eng.release()
+                except Exception as err:  # recorded, not fatal
+                    net["runs"].append({"which": which, "options": opts, "error": f"{type(err).__name__}: {err}"[:300]})
+                    log(f"   {key} {which}: failed {type(err).__name__}: {str(err)[:200]}")
+                    continue
+                secs = [q.seconds for q in runs]
+                net["runs"].append({"which": which, "options": opts, "seconds": statistics.median(secs),
+                                    "seconds_all": secs, "categories": int(len(runs[-1].categories)),
+                                    "details": {k: runs[-1].details.get(k) for k in ("variant", "checks", "compactions",
+                                                                                     "fused_layers", "warps")},
+                                    "dataflow": tuned["dataflow"] if which == "tuned" else "engine default",
+                                    "measured": tuned["measured"] if which == "tuned" else "engine default"})
+                log(f"   {key} {which}: {statistics.median(secs) * 1e3:9.3f} ms {opts}")
+            (Path(args.out) / "model-tune-raw.json").write_text(json.dumps(record, indent=1, default=float))
+        del mats
+
+
+def plan(args) -> dict:
+    return {"calibration": {"networks": args.cal, "seed": args.cal_seed, "configs": CAL_CONFIGS},
+            "validation": {"held_out_n": args.networks, "held_out_seed_only": args.seen, "seed": args.seed,
+                           "layers": args.layers, "configs": "configs(True) per N (fused only at N <= 4096); "
+                                                             "large_configs() at N = 65536"},
+            "tune_vs_default": {"networks": args.tvd_networks, "seed": args.seed},
+            "inputs": args.inputs, "pool": args.pool, "reps": args.reps}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--networks", default="1024,4096,16384")
-    ap.add_argument("--extra", default="65536", help="networks run only while time is left (merged-only configs)")
+    ap.add_argument("--cal", default=CAL_NETWORKS, help="calibration networks NxL (never validated)")
+    ap.add_argument("--cal-seed", type=int, default=2)
+    ap.add_argument("--networks", default="4096,65536", help="validation: N never calibrated on")
+    ap.add_argument("--seen", default="1024,16384", help="validation: N calibrated on, at the held-out seed")
     ap.add_argument("--layers", type=int, default=120)
     ap.add_argument("--inputs", type=int, default=60000)
     ap.add_argument("--pool", type=int, default=6000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--deadline", type=float, default=330.0, help="seconds: stop measuring after this")
+    ap.add_argument("--seed", type=int, default=3, help="the held-out seed of validation and tune-vs-default")
+    ap.add_argument("--deadline", type=float, default=540.0, help="seconds: stop measuring after this")
     ap.add_argument("--fake", action="store_true", help="CPU stand-in engine (tests the script)")
+    ap.add_argument("--freeze", default=None, metavar="FILE", help="write the frozen model and plan (no GPU)")
+    ap.add_argument("--gpu", default="NVIDIA H200", help="with --freeze: the GPU the tuned options are for")
+    ap.add_argument("--freeze-file", default=None, help="the frozen model (tune-vs-default, analyses)")
+    ap.add_argument("--tune-vs-default", action="store_true")
+    ap.add_argument("--tvd-networks", default=",".join(f"{n}x{l}" for n in (1024, 4096, 16384, 65536)
+                                                        for l in (120, 480, 1920)))
     ap.add_argument("--analyse", default=None, metavar="RAW_JSON",
-                    help="on any machine: calibrate from RAW_JSON, write benchmarks/results/model-validation.{json,png}")
+                    help="on any machine: calibrate and validate from RAW_JSON")
+    ap.add_argument("--analyse-tune", default=None, metavar="RAW_JSON")
+    ap.add_argument("--allow-changed", action="store_true", help="analyse although the model changed since freezing")
+    ap.add_argument("--cal-grid", default="31x25", help="calibration grid: L2 bandwidths x launch costs")
+    ap.add_argument("--write-calibration", action="store_true", help="store the fitted constants in calibration.json")
+    ap.add_argument("--transfer-calibration", default=None, metavar="SRC:DST",
+                    help="store SRC's calibration as DST's (e.g. h100-sxm:h200), before freezing")
+    ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
-    if args.analyse:
-        from spdnn.model.validation import analyse
+    from spdnn.model.hardware import gpu_slug
+    from spdnn.model.validation import analyse, analyse_tune, fingerprint, freeze
 
-        res_dir = Path(__file__).resolve().parent / "results"
-        r = analyse(Path(args.analyse), res_dir / "model-validation.json", res_dir / "model-validation.png")
+    res_dir = Path(args.results)
+    if args.transfer_calibration:
+        from spdnn.model.validation import transfer_calibration
+
+        src, dst = args.transfer_calibration.split(":")
+        log(json.dumps(transfer_calibration(src, dst)))
+        return 0
+    if args.freeze:
+        rec = freeze(Path(args.freeze), args.gpu, plan(args), specs(args.tvd_networks))
+        log(f"frozen {rec['fingerprint'][:16]} for {args.gpu}: {len(rec['tuned'])} tuned networks -> {args.freeze}")
+        return 0
+    if args.analyse:
+        raw = json.loads(Path(args.analyse).read_text())
+        slug = gpu_slug(raw.get("gpu"))
+        r = analyse(Path(args.analyse), res_dir / f"model-validation-{slug}.json", res_dir / f"model-validation-{slug}.png",
+                    write_calibration=args.write_calibration,
+                    frozen_path=Path(args.freeze_file) if args.freeze_file else None, allow_changed=args.allow_changed,
+                    grid=tuple(int(v) for v in args.cal_grid.split("x")))
         s = r["statistics"]
-        print(json.dumps({k: s[k] for k in ("points", "spearman", "median_relative_error", "within_25pct")}, indent=1))
-        for n, v in s["per_network"].items():
-            print(n, v["spearman"], v["median_relative_error"], v["first_choice_gap"], v["model_choice"])
+        print(r["model"], json.dumps({k: s.get(k) for k in ("points", "spearman", "median_relative_error",
+                                                             "median_signed_error", "within_25pct")}))
+        for key in [k for k in r if k.startswith("statistics")]:
+            for net, v in r[key].get("per_network", {}).items():
+                print(f"{key:40s} {net:26s} {v['held_out']:8s} spearman {v['spearman']} signed "
+                      f"{v['median_signed_error']:+.3f} first choice {v['first_choice_gap']:+.3f} {v['targets_met']}")
+        return 0
+    if args.analyse_tune:
+        raw = json.loads(Path(args.analyse_tune).read_text())
+        r = analyse_tune(Path(args.analyse_tune), res_dir / f"model-tune-vs-default-{gpu_slug(raw.get('gpu'))}.json",
+                         Path(args.freeze_file) if args.freeze_file else None, args.allow_changed)
+        print(r["model"], "geometric mean speed-up", r["geometric_mean_speedup"], "slower:", r["tuned_slower"])
+        for row in r["networks"]:
+            print(row)
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "host": platform.node(), "numpy": np.__version__, "fake": args.fake,
+              "host": platform.node(), "numpy": np.__version__, "fake": args.fake, "model_fingerprint": fingerprint(),
               "config": {k: v for k, v in vars(args).items() if k != "out"}, "networks": []}
+    try:
+        from spdnn.provenance import git_commit
+
+        record["commit"] = git_commit()
+    except Exception:  # provenance is best effort here
+        record["commit"] = None
     if args.fake:
         record["calibration"] = dict(launch_s=6e-6, kernel_min_s=2.5e-6, sync_s=2.5e-5, copy_bandwidth=2.98e12,
                                      gpu="fake", sms=132, clock_hz=1.98e9)
 
         def make_engine(variant, dataflow):
             return FakeEngine(variant=variant, dataflow=dataflow)
+
+        def make_engine_opts(opts):
+            return FakeEngine(dataflow="fused", **opts)
     else:
         from spdnn.engines.cuda import CudaEngine
 
@@ -296,19 +425,27 @@ def main(argv=None) -> int:
 
         def make_engine(variant, dataflow):  # gather: no fused segments; fused: the engine's rule
             return CudaEngine(variant=variant, fuse_width=0 if dataflow == "gather" else None)
+
+        def make_engine_opts(opts):
+            return CudaEngine(**opts)
     log("calibration", record["calibration"])
     record["gpu"] = record["calibration"]["gpu"]
-    for n, layers in CAL_NETWORKS:
-        measure_network(make_engine, n, layers, CAL_CONFIGS, args, record, "calibration", seed=args.seed + 1)
-    for n in (int(v) for v in args.networks.split(",") if v):
-        measure_network(make_engine, n, args.layers, configs(True), args, record, "validation")
-    for n in (int(v) for v in args.extra.split(",") if v):
-        if time.perf_counter() - T0 > args.deadline - 150:
-            log(f"no time left for N={n}")
-            continue
-        cfgs = [dict(variant="merged", dataflow="gather", warps=w, check_every=c)
-                for w, c in ((8, 8), (2, 8), (32, 8), (8, 1), (8, 32))]
-        measure_network(make_engine, n, args.layers, cfgs, args, record, "validation")
+    if args.tune_vs_default:
+        if not args.freeze_file:
+            raise SystemExit("--tune-vs-default needs --freeze-file (the tuned options, frozen before measuring)")
+        frozen = json.loads(Path(args.freeze_file).read_text())
+        record["frozen"] = {"fingerprint": frozen["fingerprint"], "gpu": frozen["gpu"]}
+        if not args.fake and gpu_slug(frozen["gpu"]).split("-")[:2] != gpu_slug(record["gpu"]).split("-")[:2]:
+            log(f"warning: options frozen for {frozen['gpu']}, measuring on {record['gpu']}")
+        tune_vs_default(make_engine_opts, args, record, frozen)
+        log("done")
+        return 0
+    for n, layers in specs(args.cal):
+        measure_network(make_engine, n, layers, CAL_CONFIGS, args, record, "calibration", seed=args.cal_seed)
+    for n, held in [(int(v), "N and seed") for v in args.networks.split(",") if v] + \
+                   [(int(v), "seed") for v in args.seen.split(",") if v]:
+        cfgs = large_configs() if n >= 65536 else configs(True, n)
+        measure_network(make_engine, n, args.layers, cfgs, args, record, "validation", seed=args.seed, held_out=held)
     log("done")
     return 0
 

@@ -204,8 +204,9 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     win, wout, ucols, kw = shapes
     fmask, cap = capacity_of(nest, params, shapes)
     fuse = df.fuse if fmask.any() else 1  # nothing fused: the engine checks as a kernel per layer does
+    check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
-    pol = simulate(prof, wout[None, :], [df.check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
+    pol = simulate(prof, wout[None, :], [check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
     seg = float(segment_length(fuse, pol.points[0], prof.layers))
     wl = Workload(pol.present[0], pol.alive_in[0], win, wout, ucols, kw, np.where(fmask, seg, 1.0))
     c = design_cost(hw, nest, fallback, params, wl, fmask, cap)

@@ -173,8 +173,10 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
         batch = np.where(arr[:, 3] > 0, arr[:, 3], auto_batch(prof, mx, hw.memory_bytes))
         # no layer narrow enough to fuse: the engine checks as a kernel per layer does
         any_fused = "fused" in space["dataflow"] and bool(fusable(load_nest("fused"), {}, win, wout).any())
+        # (and, as the engine does for a fused design, every Fuse F layers: check_every = F)
         fz = np.where(any_fused, arr[:, 4], 1.0)
-        pol = simulate(prof, wout[None, :], arr[:, 0], arr[:, 1], arr[:, 2], batch, fz.astype(int))
+        ce = np.where(any_fused | (arr[:, 4] <= 1), arr[:, 0], arr[:, 4])
+        pol = simulate(prof, wout[None, :], ce, arr[:, 1], arr[:, 2], batch, fz.astype(int))
         groups = {}
         for dataflow in space["dataflow"]:
             fused = dataflow == "fused"

@@ -110,8 +110,9 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     shapes = network_shapes(prof, df.variant)
     win, wout, ucols, kw = shapes
     fuse = df.fuse if fusable(nest, params, win, wout).any() else 1
+    check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), base.memory_bytes))
-    pol = simulate(prof, wout[None, :], [df.check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
+    pol = simulate(prof, wout[None, :], [check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
     seg = segment_length(np.array([float(fuse)]), pol.points, prof.layers)
     counts, tup = _layer_tuples(pol, shapes, np.array([0]), seg)
     counts = np.asarray(counts.todense())[0]

@@ -1,0 +1,48 @@
+"""The validation scripts end to end on the CPU (a stand-in engine): freeze, measure, analyse, and
+the tuned engine against its defaults; an analysis refuses a model changed after freezing."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("validate_model", ROOT / "benchmarks" / "validate_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_freeze_measure_analyse(script, tmp_path):
+    small = ["--cal", "1024x30", "--networks", "4096", "--seen", "1024", "--layers", "24", "--inputs", "600",
+             "--pool", "600", "--reps", "2", "--tvd-networks", "1024x24", "--results", str(tmp_path), "--cal-grid", "4x4"]
+    freeze = tmp_path / "freeze.json"
+    assert script.main(["--freeze", str(freeze)] + small) == 0
+    frozen = json.loads(freeze.read_text())
+    assert set(frozen["tuned"]) == {"1024x24"} and frozen["tuned"]["1024x24"]["measured"]
+    assert script.main(["--fake", "--out", str(tmp_path)] + small) == 0
+    raw = json.loads((tmp_path / "model-validation-raw.json").read_text())
+    roles = {(n["role"], n["neurons"], n["seed"], n["held_out"]) for n in raw["networks"]}
+    assert roles == {("calibration", 1024, 2, ""), ("validation", 4096, 3, "N and seed"), ("validation", 1024, 3, "seed")}
+    assert script.main(["--analyse", str(tmp_path / "model-validation-raw.json"), "--freeze-file", str(freeze)] + small) == 0
+    res = json.loads((tmp_path / "model-validation-fake.json").read_text())
+    assert res["model"] == "frozen (fingerprints match)"
+    assert res["statistics_held_out_n"]["points"] > 0 and res["statistics_held_out_seed_only"]["points"] > 0
+    net = res["statistics"]["per_network"]["N=4096 L=24 seed=3"]
+    assert {"spearman", "median_signed_error", "first_choice_gap", "targets_met"} <= set(net)
+    assert all("dataflow_measured_before" in p for p in res["points"])
+    assert script.main(["--fake", "--out", str(tmp_path), "--tune-vs-default", "--freeze-file", str(freeze)] + small) == 0
+    assert script.main(["--analyse-tune", str(tmp_path / "model-tune-raw.json"), "--freeze-file", str(freeze)] + small) == 0
+    tv = json.loads((tmp_path / "model-tune-vs-default-fake.json").read_text())
+    assert tv["networks"][0]["speedup"] > 0 and tv["networks"][0]["tuned_measured_before"]
+    # a model changed after freezing is refused
+    frozen["fingerprint"] = "0" * 64
+    freeze.write_text(json.dumps(frozen))
+    with pytest.raises(ValueError, match="changed since it was frozen"):
+        script.main(["--analyse-tune", str(tmp_path / "model-tune-raw.json"), "--freeze-file", str(freeze)] + small)
