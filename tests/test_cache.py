@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import re
 import tarfile
 
 import numpy as np
@@ -143,3 +145,162 @@ def test_from_matrices_rejects_wrong_counts():
     m = sp.identity(64, format="csr", dtype=np.float32)
     with pytest.raises(ValueError, match="32 nonzeros per row"):
         cache.Weights.from_matrices([m])
+
+
+# ----------------------------------------------------------------------------- hostile archives
+
+
+def flipped_digit_copies(data: bytes, reverse: bool = False):
+    """Copies of a gzip file with one bit flipped inside its deflate data such that the stream
+    still decodes, to the same length, with one digit turned into another: only the CRC-32 in
+    the trailer can tell (gzip -t rejects it). Yields (damaged file, its decompressed text)."""
+    import zlib
+
+    flags = data[3]
+    assert not flags & ~0x08, "only the FNAME flag is expected"
+    start = data.index(b"\0", 10) + 1 if flags & 0x08 else 10
+    plain = np.frombuffer(gzip.decompress(data), dtype=np.uint8)
+    positions = range(start, len(data) - 8)
+    for pos in reversed(positions) if reverse else positions:
+        for bit in range(8):
+            body = bytearray(data[start:-8])
+            body[pos - start] ^= 1 << bit
+            inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                text = inflate.decompress(bytes(body))
+            except zlib.error:
+                continue
+            if not inflate.eof or len(text) != len(plain):
+                continue
+            got = np.frombuffer(text, dtype=np.uint8)
+            diff = np.flatnonzero(got != plain)
+            if diff.size != 1 or not (chr(got[diff[0]]).isdigit() and chr(plain[diff[0]]).isdigit()):
+                continue
+            damaged = data[:start] + bytes(body) + data[-8:]
+            with pytest.raises(gzip.BadGzipFile, match="CRC check failed"):
+                gzip.decompress(damaged)
+            yield damaged, text
+
+
+def three_layer_archive(path) -> None:
+    write_tar(path, {f"neuron64/n64-l{k}.tsv": "".join(butterfly_tsv(64, k)).encode() for k in (1, 2, 3)})
+
+
+def layer_columns(path, layers: int) -> list:
+    w = cache.load_weights(path)
+    return [w.layer_arrays(k)[0].tolist() for k in range(layers)]
+
+
+@pytest.mark.parametrize(("layers", "reverse"), [(3, False), (1, True)])
+def test_weights_gzip_crc_is_checked(tmp_path, layers, reverse):
+    # (1, True): the flip lies in layer 3 and only layer 1 is converted: the rest of the archive
+    # is still read to its trailer, so the damage is found.
+    archive = tmp_path / "neuron64.tar.gz"
+    three_layer_archive(archive)
+    cache.convert_weights(archive, tmp_path / "ref.arrow", 64, 3, progress=False)
+    reference = layer_columns(tmp_path / "ref.arrow", 3)
+    for damaged, text in flipped_digit_copies(archive.read_bytes(), reverse):
+        # Control: the same damaged text with a right CRC converts, to other weights.
+        control = tmp_path / "control.tar.gz"
+        control.write_bytes(gzip.compress(text))
+        try:
+            cache.convert_weights(control, tmp_path / "control.arrow", 64, 3, progress=False)
+        except DataError:
+            continue  # the digit broke the layer's structure: a flip only the CRC can catch is wanted
+        changed = [k for k in range(3) if layer_columns(tmp_path / "control.arrow", 3)[k] != reference[k]]
+        if changed != ([2] if reverse else changed) or not changed:
+            continue
+        archive.write_bytes(damaged)
+        with pytest.raises(DataError) as err:
+            cache.convert_weights(archive, tmp_path / "w.arrow", 64, layers, progress=False)
+        assert str(err.value).startswith(f"{archive}: gzip CRC check failed")
+        assert not (tmp_path / "w.arrow").exists()
+        return
+    pytest.fail("no bit flip found that only the CRC catches")
+
+
+def test_inputs_gzip_crc_is_checked(tmp_path):
+    lines = [f"{r}\t{c}\t1\n" for r in range(1, 41) for c in sorted({(r * 7 + 13 * t) % 64 + 1 for t in range(9)})]
+    good = tmp_path / "good.tsv.gz"
+    good.write_bytes(gzip.compress("".join(lines).encode()))
+    cache.convert_inputs(good, tmp_path / "ref.arrow", 64, progress=False)
+    reference = cache.load_inputs(tmp_path / "ref.arrow")
+    for damaged, text in flipped_digit_copies(good.read_bytes()):
+        control = tmp_path / "control.tsv.gz"
+        control.write_bytes(gzip.compress(text))
+        try:
+            cache.convert_inputs(control, tmp_path / "control.arrow", 64, 40, progress=False)
+        except DataError:
+            continue
+        if abs(cache.load_inputs(tmp_path / "control.arrow") - reference).max() == 0:
+            continue
+        bad = tmp_path / "sparse-images-64.tsv.gz"
+        bad.write_bytes(damaged)
+        with pytest.raises(DataError, match=rf"^{bad}: gzip CRC check failed"):
+            cache.convert_inputs(bad, tmp_path / "x.arrow", 64, progress=False)
+        assert not (tmp_path / "x.arrow").exists()
+        return
+    pytest.fail("no bit flip found that only the CRC catches")
+
+
+@pytest.mark.parametrize("copy", ["neuron64/n64-l1.tsv", "./neuron64/n64-l1.tsv", "neuron64/n64-l3.tsv"])
+def test_duplicated_member_is_an_error(tmp_path, copy):
+    # Also when the copy comes after every layer needed (layer 3 of a 2-layer conversion).
+    archive = tmp_path / "neuron64.tar.gz"
+    members = [(f"neuron64/n64-l{k}.tsv", "".join(butterfly_tsv(64, k)).encode()) for k in (1, 2, 3)]
+    members.append((copy, "".join(butterfly_tsv(64, 5)).encode()))
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match=rf"^{archive}!{re.escape(copy)}: member appears twice in the archive$"):
+        cache.convert_weights(archive, tmp_path / "w.arrow", 64, 2, progress=False)
+
+
+def write_gz(path, text: str) -> None:
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def test_input_row_past_the_official_inputs(tmp_path):
+    path = tmp_path / "sparse-images-64.tsv.gz"
+    write_gz(path, "1\t1\t1\n60000\t2\t1\n60001\t3\t1\n")
+    with pytest.raises(DataError, match=rf"^{path}:3: row index 60001 outside 1..60000$"):
+        cache.convert_inputs(path, tmp_path / "x.arrow", 64, progress=False)
+    with pytest.raises(DataError, match=rf"^{path}:2: row index 60000 outside 1..100$"):
+        cache.convert_inputs(path, tmp_path / "x.arrow", 64, 100, progress=False)
+
+
+def test_duplicate_input_entry_names_both_lines(tmp_path):
+    path = tmp_path / "sparse-images-64.tsv.gz"
+    write_gz(path, "1\t1\t1\n2\t3\t1\n5\t5\t1\n1\t2\t1\n2\t3\t1\n1\t1\t1\n")
+    # (2, 3) on line 5 is the first line that repeats an earlier one, though (1, 1) sorts first
+    with pytest.raises(DataError, match=rf"^{path}:5: entry \(2, 3\) appears twice \(also on line 2\)$"):
+        cache.convert_inputs(path, tmp_path / "x.arrow", 64, progress=False)
+
+
+def test_huge_index_and_float32_overflow_in_inputs(tmp_path):
+    path = tmp_path / "sparse-images-64.tsv.gz"
+    write_gz(path, "1\t1\t1\n99999999999999999999\t1\t1\n")
+    with pytest.raises(DataError, match=rf"^{path}:2: row index 99999999999999999999 outside 1..60000$"):
+        cache.convert_inputs(path, tmp_path / "x.arrow", 64, progress=False)
+    write_gz(path, "1\t1\t1\n2\t2\t1e39\n")
+    with pytest.raises(DataError, match=rf"^{path}:2: value '1e39' overflows float32$"):
+        cache.convert_inputs(path, tmp_path / "x.arrow", 64, progress=False)
+
+
+def test_park_folder_of_a_killed_conversion_is_removed(tmp_path):
+    # A conversion killed with SIGKILL leaves its folder of early layers behind; the next
+    # conversion of the same file removes it (its name carries a dead pid of this host).
+    from spdnn.io.atomic import temporary_name
+
+    from .test_atomic import dead_pid
+
+    pid = dead_pid()
+    left = tmp_path / temporary_name("w.arrow.park").replace(f".{os.getpid()}.", f".{pid}.")
+    left.mkdir()
+    (left / "3.npz").write_bytes(b"x" * 1000)
+    archive = tmp_path / "neuron64.tar.gz"
+    write_tar(archive, {f"neuron64/n64-l{k}.tsv": "".join(butterfly_tsv(64, k)).encode() for k in (2, 1)})
+    cache.convert_weights(archive, tmp_path / "w.arrow", 64, 2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["neuron64.tar.gz", "w.arrow", "w.arrow.sha256"]

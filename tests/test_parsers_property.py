@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spdnn.io.errors import DataError
-from spdnn.io.tsv import iter_triples, read_categories
+from spdnn.io.tsv import MAX_LINE_BYTES, iter_triples, read_categories
 
 N_ROWS, N_COLS = 50, 40
 _INT = re.compile(r" *-?[0-9]+ *")
@@ -25,11 +25,14 @@ def reference(text: str):
     if not lines:
         return None, "empty"
     for number, line in enumerate(lines, start=1):
+        if len(line.encode()) > MAX_LINE_BYTES:
+            return number, None
         fields = line.rstrip("\r").split("\t")
         if len(fields) != 3 or not (_INT.fullmatch(fields[0]) and _INT.fullmatch(fields[1])
                                     and _FLOAT.fullmatch(fields[2])):
             return number, None
-        r, c, v = int(fields[0]), int(fields[1]), np.float32(float(fields[2]))
+        with np.errstate(over="ignore"):
+            r, c, v = int(fields[0]), int(fields[1]), np.float32(float(fields[2]))
         if not (1 <= r <= N_ROWS and 1 <= c <= N_COLS and np.isfinite(v)):
             return number, None
         rows.append(r)
@@ -42,7 +45,9 @@ lines = st.tuples(st.integers(1, N_ROWS), st.integers(1, N_COLS),
                   st.sampled_from(["0.0625", "1", "-0.3", "2.5e-1", "32"])).map(lambda t: "%d\t%d\t%s\n" % t)
 damage = st.one_of(
     st.just(("none", 0, "")),
-    st.tuples(st.just("insert"), st.integers(0, 10_000), st.sampled_from(list("0\t\n x.-e9+") + ["nan", "inf", "\t\t"])),
+    st.tuples(st.just("insert"), st.integers(0, 10_000),
+              st.sampled_from(list("0\t\n x.-e9+_\0") + ["nan", "inf", "\t\t", "99999999999999999999", "e39",
+                                                         " " * 300, "0" * 260])),
     st.tuples(st.just("delete"), st.integers(0, 10_000), st.just("")),
     st.tuples(st.just("truncate"), st.integers(0, 10_000), st.just("")),
 )
@@ -93,5 +98,38 @@ def test_categories_parse_exactly_or_raise(values, how):
         assert err.source == "t.tsv"
         return
     tokens = [t.strip() for t in text.splitlines() if t.strip()]
+    assert all(t.isascii() and t.isdigit() for t in tokens), f"accepted a token not of plain digits: {tokens}"
     want = sorted(int(t) - 1 for t in tokens)
     assert got.tolist() == want and all(0 <= v < 100 for v in want)
+
+
+class _Chunks(io.RawIOBase):
+    """A stream that returns at most the next of `sizes` bytes per read: chunk boundaries anywhere."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        super().__init__()
+        self.data, self.sizes, self.pos = data, sizes, 0
+
+    def read(self, size: int = -1) -> bytes:
+        step = self.sizes[self.pos % len(self.sizes)] if self.sizes else size
+        piece = self.data[:min(size, step)]
+        self.data = self.data[len(piece):]
+        self.pos += 1
+        return piece
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 700), min_size=1, max_size=30), st.booleans(),
+       st.lists(st.integers(1, 2000), max_size=5), st.sampled_from([16, 40, 256]))
+def test_line_limit_is_exact_wherever_reads_split_the_text(lengths, final_newline, sizes, max_line):
+    from spdnn.io.tsv import LimitedStream, _Overlong
+
+    text = b"\n".join(b"x" * n for n in lengths) + (b"\n" if final_newline else b"")
+    stream = LimitedStream(_Chunks(text, sizes), "f.tsv", max_line=max_line)
+    try:
+        while stream.read(1 << 12):
+            pass
+    except _Overlong:
+        assert max(lengths) > max_line
+        return
+    assert max(lengths) <= max_line

@@ -9,12 +9,14 @@ network's metadata (N, layers, bias, source, checksums) in the Arrow schema meta
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
+import io
 import json
 import os
+import posixpath
+import shutil
 import tarfile
-import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -25,13 +27,120 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from .. import challenge
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, remove_stale, temporary_name, write_text
 from .errors import DataError
-from .tsv import iter_triples
+from .tsv import MAX_LINE_BYTES, iter_triples
 
 FORMAT_VERSION = "1"
 WEIGHTS_SCHEMA = pa.schema([("col", pa.int32()), ("value", pa.float32())])
 INPUTS_SCHEMA = pa.schema([("row", pa.int32()), ("col", pa.int32()), ("value", pa.float32())])
+# What may follow a tar's end-of-archive blocks: padding to a record (10 KiB for GNU tar)
+TAR_TRAILER_BYTES = 16 << 20
+
+
+def layer_max_bytes(neurons: int) -> int:
+    """The most a legal layer TSV can hold: 32 x N lines of at most MAX_LINE_BYTES plus a newline."""
+    return challenge.NNZ_PER_ROW * neurons * (MAX_LINE_BYTES + 1)
+
+
+def inputs_max_bytes(rows: int, neurons: int) -> int:
+    """The most a legal inputs TSV can hold: every entry of a rows x N matrix once, in bounded lines."""
+    return rows * neurons * (MAX_LINE_BYTES + 1)
+
+
+def _zlib_problem(err: zlib.error) -> str:
+    text = str(err)
+    if "incorrect data check" in text:
+        return "gzip CRC check failed: the data do not match the CRC-32 stored in the file (damaged)"
+    if "incorrect length check" in text:
+        return "gzip length check failed: the data do not match the length stored in the file (damaged)"
+    if "incorrect header check" in text or "unknown compression method" in text:
+        return "not gzip data"
+    return f"damaged gzip data ({text})"
+
+
+class GzipStream(io.RawIOBase):
+    """The decompressed bytes of a gzip file, checked as they come.
+
+    zlib verifies each member's CRC-32 and length at its end (tarfile's own gzip reader
+    never does: a flipped bit went unnoticed), so a consumer that reads to the end has
+    checked the whole file. One call decompresses at most max(size, 1 MiB) bytes, so a
+    decompression bomb costs no memory. gzip.GzipFile checks the same in 8 KiB steps,
+    which is slower here. Problems are DataError naming the file.
+    """
+
+    _IN = 1 << 18  # compressed bytes read at a time
+    _OUT = 1 << 20  # decompressed bytes made per call at least: few calls, bounded memory
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None):
+        super().__init__()
+        self.name = name or str(path)
+        self._raw = open(path, "rb")
+        self._input = b""  # compressed bytes read, not yet decompressed
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper: header, CRC and length checked
+        self._buffer, self._pos = b"", 0  # decompressed bytes made, not yet returned
+
+    def readable(self) -> bool:
+        return True
+
+    def compressed_position(self) -> int:
+        """Compressed bytes read so far (for progress bars)."""
+        return self._raw.tell()
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(self._OUT), b""))
+        parts, want = [], size
+        while want > 0:
+            if self._pos >= len(self._buffer):
+                self._buffer, self._pos = self._inflate_some(max(want, self._OUT)), 0
+                if not self._buffer:
+                    break
+            piece = self._buffer[self._pos:self._pos + want]
+            self._pos += len(piece)
+            want -= len(piece)
+            parts.append(piece)
+        return b"".join(parts)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _inflate_some(self, limit: int) -> bytes:
+        """Up to `limit` decompressed bytes; b"" only at the end of the file."""
+        while True:
+            if self._inflate.eof and not self._next_member():
+                return b""
+            if not self._input:
+                self._input = self._raw.read(self._IN)
+                if not self._input:
+                    what = "is empty" if self._raw.tell() == 0 else "is truncated: it ends inside the compressed data"
+                    raise DataError(self.name, None, f"gzip file {what}")
+            try:
+                out = self._inflate.decompress(self._input, limit)
+            except zlib.error as err:
+                raise DataError(self.name, None, _zlib_problem(err)) from None
+            self._input = self._inflate.unconsumed_tail or self._inflate.unused_data
+            if out:
+                return out
+
+    def _next_member(self) -> bool:
+        """After a member's end: start the next one, past zero padding; False at the end of the file."""
+        rest = self._input.lstrip(b"\x00")
+        while not rest:
+            chunk = self._raw.read(self._IN)
+            if not chunk:
+                self._input = b""
+                return False
+            rest = chunk.lstrip(b"\x00")
+        self._input = rest
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -134,11 +243,22 @@ def layer_to_csr_arrays(block_rows: np.ndarray, block_cols: np.ndarray, values: 
         raise DataError(name, line, f"row {row} has {counts[row - 1]} nonzeros, expected {expected}")
     order = np.lexsort((block_cols, block_rows))
     rows, cols = block_rows[order], block_cols[order]
-    dup = np.flatnonzero((np.diff(rows) == 0) & (np.diff(cols) == 0))
-    if dup.size:
-        i = order[dup[0] + 1]
-        raise DataError(name, int(first_lines[i]), f"entry ({rows[dup[0]]}, {cols[dup[0]]}) appears twice")
+    repeat = _first_repeat(rows, cols, order)
+    if repeat is not None:
+        k, later, earlier = repeat
+        raise DataError(name, int(first_lines[later]),
+                        f"entry ({rows[k]}, {cols[k]}) appears twice (also on line {int(first_lines[earlier])})")
     return (cols - 1).astype(np.int32), values[order].astype(np.float32)
+
+
+def _first_repeat(rows: np.ndarray, cols: np.ndarray, order: np.ndarray) -> tuple[int, int, int] | None:
+    """The first entry in file order that repeats an earlier one, for entries sorted by a stable
+    lexsort (`order`): (k, its index, the earlier one's index), the pair at sorted k and k + 1; or None."""
+    dup = np.flatnonzero((np.diff(rows) == 0) & (np.diff(cols) == 0))
+    if not dup.size:
+        return None
+    k = int(dup[np.argmin(order[dup + 1])])
+    return k, int(order[k + 1]), int(order[k])
 
 
 def _read_layer(open_text, name: str, neurons: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +286,7 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
     meta = _metadata(kind="weights", neurons=neurons, layers=layers, bias=challenge.bias(neurons),
                      source=source, source_file=archive.name, source_sha256=sha256_file(archive))
     schema = WEIGHTS_SCHEMA.with_metadata(meta)
-    with _cache_output(output) as tmp, tempfile.TemporaryDirectory(dir=Path(output).parent) as park:
+    with _cache_output(output) as tmp, _park_folder(Path(output)) as park:
         next_layer = 1
         parked: set[int] = set()
         bar = tqdm(total=layers, desc=f"convert neuron{neurons} layers", unit="layer", disable=not progress)
@@ -176,7 +296,9 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
                     writer.write_batch(pa.record_batch([pa.array(cols), pa.array(vals)], schema=schema))
                     bar.update(1)
 
-                for member_name, open_text in _stream_members(archive, wanted):
+                # No early exit once all layers are in: the rest is read too, so that the gzip
+                # CRC (which covers the whole file) and duplicated members are checked.
+                for member_name, open_text in _stream_members(archive, wanted, layer_max_bytes(neurons)):
                     k = wanted[member_name]
                     cols, vals = _read_layer(open_text, f"{archive}!{member_name}", neurons)
                     if k != next_layer:
@@ -190,14 +312,10 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
                             write(stored["cols"], stored["vals"])
                         parked.discard(next_layer)
                         next_layer += 1
-                    if next_layer > layers:
-                        break
         except tarfile.TarError as err:
             raise DataError(str(archive), None, f"damaged tar archive: {err}") from err
-        except (EOFError, gzip.BadGzipFile, OSError) as err:
-            if isinstance(err, DataError):
-                raise
-            raise DataError(str(archive), None, f"damaged or truncated archive: {err}") from err
+        except EOFError as err:
+            raise DataError(str(archive), None, f"truncated archive: {err}") from err
         finally:
             bar.close()
         if next_layer <= layers:
@@ -205,21 +323,60 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
                             f"holds only layers 1..{next_layer - 1} in order; layer {next_layer} of {layers} is missing")
 
 
-def _stream_members(archive: Path, wanted: dict[str, int]):
-    """Yield (name, opener) for wanted members of a tarball, read strictly as a stream.
+@contextlib.contextmanager
+def _park_folder(output: Path) -> Iterator[Path]:
+    """A scratch folder beside `output` for layers that arrive early. Its name carries host and
+    pid, so the next conversion removes it if this one was killed (SIGKILL skips the cleanup)."""
+    stem = f"{output.name}.park"
+    remove_stale(output.parent, stem)
+    folder = output.parent / temporary_name(stem)
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
-    The opener returns the member's bytes from memory (a layer's TSV is tens of MB at most),
-    so both the fast parse and the diagnostic re-scan can read it.
+
+def _stream_members(archive: Path, wanted: dict[str, int], max_member_bytes: int | None = None):
+    """Yield (name, opener) for the wanted members of a tarball, read strictly as a stream.
+
+    The opener returns the member's bytes from memory, so both the fast parse and the
+    diagnostic re-scan can read it; a member larger than `max_member_bytes` (default: the
+    largest legal layer of the official sizes) is an error before any of it is read. The
+    whole archive is read, to its gzip trailer (CRC-32 and length checked); a member name
+    that appears twice is an error, whichever copy would have been used.
     """
-    import io
+    limit = layer_max_bytes(max(challenge.NEURONS)) if max_member_bytes is None else max_member_bytes
+    name = str(archive)
+    seen: set[str] = set()
+    with GzipStream(archive, name) as gz:
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key = posixpath.normpath(member.name)
+                if key in seen:
+                    raise DataError(f"{name}!{member.name}", None, "member appears twice in the archive")
+                seen.add(key)
+                if member.name not in wanted:
+                    continue
+                if member.size > limit:
+                    raise DataError(f"{name}!{member.name}", None,
+                                    f"member of {member.size} bytes is larger than the {limit} bytes a legal "
+                                    f"layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)")
+                data = tar.extractfile(member).read()  # tarfile reads exactly member.size bytes
+                yield member.name, (lambda data=data: io.BytesIO(data))
+        _drain(gz, name)
 
-    with tarfile.open(archive, mode="r|gz") as tar:
-        for member in tar:
-            if member.name not in wanted or not member.isfile():
-                continue
-            handle = tar.extractfile(member)
-            data = handle.read()
-            yield member.name, (lambda data=data: io.BytesIO(data))
+
+def _drain(gz: GzipStream, name: str) -> None:
+    """Read what follows the tar's end-of-archive blocks to the end of the gzip stream (tarfile
+    stops before it), so that the gzip trailer is checked; a few records at most are legal."""
+    left = TAR_TRAILER_BYTES
+    while piece := gz.read(min(1 << 20, left + 1)):
+        left -= len(piece)
+        if left < 0:
+            raise DataError(name, None, f"more than {TAR_TRAILER_BYTES} bytes after the end of the tar archive")
 
 
 @dataclass
@@ -312,34 +469,39 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
                    n_inputs: int | None = None, source: str = "", progress: bool = True) -> None:
     """Convert a gzipped input TSV into an Arrow IPC file of 0-based (row, col, value) triples.
 
-    With `n_inputs`, rows beyond it are an error and n_inputs rows are recorded; without it,
-    the number of rows is the largest row index found. Rows with no entry are all-zero inputs.
+    Rows beyond `n_inputs` (default: the challenge's 60000) are an error, as are more entries
+    or bytes than such a matrix can hold and an entry given twice. With `n_inputs`, n_inputs
+    rows are recorded; without it, the largest row index found. Rows with no entry are
+    all-zero inputs. The whole gzip file is read, so its CRC is checked.
     """
     tsv_gz = Path(tsv_gz)
     name = str(tsv_gz)
+    max_rows = n_inputs or challenge.N_INPUTS
+    max_entries = max_rows * neurons
+    streams: list[GzipStream] = []  # the last one's compressed position is the progress
 
-    raw_files = []  # the compressed files under the gzip streams: their position is the progress
-
-    def open_text():
-        raw_files.append(open(tsv_gz, "rb"))
-        return gzip.GzipFile(fileobj=raw_files[-1], mode="rb")
+    def open_text() -> GzipStream:
+        streams.append(GzipStream(tsv_gz, name))
+        return streams[-1]
 
     rows, cols, vals = [], [], []
+    count = 0
     try:
         with tqdm(total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
                   disable=not progress) as bar:
-            for block in iter_triples(open_text, name, n_inputs or np.iinfo(np.int32).max, neurons):
+            for block in iter_triples(open_text, name, max_rows, neurons,
+                                      max_bytes=inputs_max_bytes(max_rows, neurons)):
+                count += len(block.rows)
+                if count > max_entries:  # memory stays bounded by what a legal file needs
+                    raise DataError(name, max_entries + 1, f"more entries than a {max_rows} x {neurons} "
+                                                           "matrix holds: some must repeat")
                 rows.append((block.rows - 1).astype(np.int32))
                 cols.append((block.cols - 1).astype(np.int32))
                 vals.append(block.values)
-                bar.update(raw_files[-1].tell() - bar.n)
-    except (EOFError, gzip.BadGzipFile, OSError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(name, None, f"damaged or truncated gzip file: {err}") from err
+                bar.update(streams[-1].compressed_position() - bar.n)
     finally:
-        for raw in raw_files:
-            raw.close()
+        for stream in streams:
+            stream.close()
     row = np.concatenate(rows)
     if n_inputs is None:
         n_inputs = int(row.max()) + 1
@@ -347,9 +509,11 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     val = np.concatenate(vals)
     order = np.lexsort((col, row))
     row, col, val = row[order], col[order], val[order]
-    dup = np.flatnonzero((np.diff(row) == 0) & (np.diff(col) == 0))
-    if dup.size:
-        raise DataError(name, None, f"entry ({row[dup[0]] + 1}, {col[dup[0]] + 1}) appears twice")
+    repeat = _first_repeat(row, col, order)
+    if repeat is not None:  # entry i of the file is on line i + 1
+        k, later, earlier = repeat
+        raise DataError(name, later + 1, f"entry ({row[k] + 1}, {col[k] + 1}) appears twice "
+                                         f"(also on line {earlier + 1})")
     meta = _metadata(kind="inputs", neurons=neurons, rows=n_inputs, nnz=int(len(row)), source=source,
                      source_file=tsv_gz.name, source_sha256=sha256_file(tsv_gz))
     table = pa.table([row, col, val], schema=INPUTS_SCHEMA.with_metadata(meta))
