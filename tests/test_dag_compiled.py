@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("numba")
 
 from spdnn.dag.compiled import CompiledEngine, ThreadedEngine  # noqa: E402
-from spdnn.dag.cpu import SequentialEngine, VectorisedEngine  # noqa: E402
+from spdnn.dag.cpu import SequentialEngine  # noqa: E402
 from spdnn.dag.engine import get_dag_engine  # noqa: E402
 from spdnn.dag.generate import evolved, generate, random_inputs  # noqa: E402
 from spdnn.dag.levels import levelise  # noqa: E402
