@@ -52,13 +52,19 @@ def main(argv=None) -> int:
             res = evaluate(prof, hw)
             times.append(time.perf_counter() - t)
         sec = statistics.median(times)
-        best = {key: [{"seconds": float(res.seconds[i]), "joules": float(res.joules[i]), **res.design(i).to_dict()}
+        from spdnn.model.cost import predict
+        from spdnn.model.validated import measured_label
+
+        best = {key: [{"seconds": float(res.seconds[i]), "joules": float(res.joules[i]),
+                       "measured": measured_label(res.design(i)),
+                       "fused_layers": predict(res.design(i), prof, hw).policy["fused_layers"], **res.design(i).to_dict()}
                       for i in res.best(3, key)] for key in ("seconds", "joules")}
         row = {"neurons": n, "layers": layers, "designs": len(res), "valid": int(res.valid.sum()),
                "seconds": sec, "seconds_all": times, "designs_per_second": len(res) / sec, "best": best}
         rec["networks"].append(row)
         print(f"N={n} L={layers}: {len(res)} designs ({row['valid']} valid) in {sec:.2f} s = "
               f"{row['designs_per_second'] / 1e6:.2f} M designs/s; best {best['seconds'][0]['dataflow']} "
+              f"({best['seconds'][0]['fused_layers']} layers fused) "
               f"{best['seconds'][0]['variant']} {best['seconds'][0]['seconds'] * 1e3:.3f} ms", flush=True)
     rec["hardware"] = hardware_rates(args)
     out = Path(args.out) / f"model-dse-{platform.node() or 'host'}.json"

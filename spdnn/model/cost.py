@@ -62,7 +62,11 @@ def combine(t: dict, lockstep: bool) -> tuple[np.ndarray, np.ndarray]:
     """(layer time, kernel time) from time_terms (the same equations for every caller)."""
     core = np.maximum(np.maximum(np.maximum(t["t_dram"], t["t_l2"]), t["t_issue"]), np.maximum(t["t_smem"], t["t_fma"]))
     kernel = t["t_min"] + (core + t["t_lat"] if lockstep else np.maximum(core, t["t_lat"]))
-    kernel = np.where(t["present"], np.where(t["live"], kernel, t["t_min"]), 0.0)  # no live tile: all exit
+    if not np.all(t["live"]):  # no live tile: every block exits at once
+        kernel = np.where(t["live"], kernel, t["t_min"])
+    if np.all(t["present"]):  # (the test is cheaper than the select on millions of designs)
+        return np.maximum(t["t_launch"], kernel), kernel
+    kernel = np.where(t["present"], kernel, 0.0)
     return np.where(t["present"], np.maximum(t["t_launch"], kernel), 0.0), kernel
 
 
@@ -177,21 +181,32 @@ def capacity_of(nest: Nest, params: dict, shapes) -> tuple[np.ndarray, Workload]
     return mask, cap
 
 
-def _tensor_totals(an: Analysis, weight) -> dict:
-    out = {}
-    for t, levels in an.tensors.items():
-        out[t] = {}
-        for lv, d in levels.items():
-            row = {}
-            for k in ("accesses", "traffic", "partial_reads", "reduction"):
-                if k in d:
-                    row[k] = float(np.sum(np.broadcast_to(d[k], np.shape(weight)) * weight))
+def _tensor_totals(parts: list) -> dict:
+    """Network totals per tensor and level from (analysis, layer weights) pairs: byte counts summed,
+    multicast and hit rates averaged over the layers that ran with each analysis."""
+    out: dict = {}
+    for an, weight in parts:
+        w = np.asarray(weight, float)
+        if not w.any():
+            continue
+        for t, levels in an.tensors.items():
+            for lv, d in levels.items():
+                row = out.setdefault(t, {}).setdefault(lv, {})
+                for k in ("accesses", "traffic", "partial_reads", "reduction"):
+                    if k in d:
+                        row[k] = row.get(k, 0.0) + float(np.sum(np.broadcast_to(d[k], w.shape) * w))
+                for k in ("multicast", "hit"):
+                    if k in d:
+                        v = np.broadcast_to(d[k], w.shape)
+                        row.setdefault("_" + k, []).append((float(np.sum(v * (w > 0))), float(np.sum(w > 0))))
+    for levels in out.values():
+        for row in levels.values():
             for k in ("multicast", "hit"):
-                if k in d:
-                    row[k] = float(np.mean(d[k]))
+                if "_" + k in row:
+                    pairs = row.pop("_" + k)
+                    row[k] = sum(a for a, _ in pairs) / max(1.0, sum(b for _, b in pairs))
             if "accesses" in row and "traffic" in row:
                 row["reuse"] = row["accesses"] / row["traffic"] if row["traffic"] else float("inf")
-            out[t][lv] = row
     return out
 
 
@@ -212,9 +227,11 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     c = design_cost(hw, nest, fallback, params, wl, fmask, cap)
     an = analyse(nest, params, wl, hw, cap)
     reasons = an.reasons() if fmask.any() else []
+    parts = [(an, np.where(fmask, 1.0, 0.0))]
     if fallback is not None and not fmask.all():
         fb = analyse(fallback, params, Workload(wl.n, wl.a, win, wout, ucols, kw, 1.0), hw)
         reasons += [f"{fallback.source} {r}" for r in fb.reasons()]
+        parts.append((fb, np.where(fmask, 0.0, 1.0)))
     ok = bool(np.all(c["ok"]))
     nb = float(pol.batches[0])
     sub = PolicyResult(*(np.asarray(getattr(pol, f))[0] for f in ("batch", "batches", "present", "alive_in", "checks",
@@ -247,4 +264,4 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
                "compactions": float(pol.compactions[0]), "segment_layers": seg,
                "fused_layers": int(fmask.sum()) if nest.fuse.width is not None else None}
     return Prediction(df, ok, seconds if ok else float("inf"), joules, layer_seconds, tot, layer_bytes, reuse,
-                      _tensor_totals(an, per_layer), occ, polinfo, "; ".join(reasons), measured_label(df))
+                      _tensor_totals([(a_, w_ * per_layer) for a_, w_ in parts]), occ, polinfo, "; ".join(reasons), measured_label(df))

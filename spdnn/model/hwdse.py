@@ -131,13 +131,28 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     total = np.zeros(grid)
     ok = np.ones(grid, bool)
     fm = np.broadcast_to(fmask, (1,) * 5 + (len(counts),)).reshape(-1)
-    for t in range(len(counts)):  # the whole grid, one distinct layer at a time
-        terms, lockstep, valid = parts[0] if fm[t] or len(parts) == 1 else parts[1]
-        sl = {k: (np.asarray(v)[..., t if np.shape(v)[-1] > 1 else 0] if np.ndim(v) == 6 else v) for k, v in terms.items()}
-        t_layer, _ = combine(sl, lockstep)
-        total += counts[t] * t_layer
+
+    def cut(v, t, s0):  # layer tuple t of a term, SM slice s0 (arrays keep their broadcast shape)
+        if np.ndim(v) != 6:
+            return v
+        v = np.asarray(v)[..., t if np.shape(v)[-1] > 1 else 0]
+        return v[s0] if v.shape[0] > 1 else v
+
+    # the whole grid one distinct layer at a time, a few SM counts at a time (cache-sized arrays)
+    step = max(1, int(2 ** 17 // max(1, np.prod(grid[1:]))))
+    for a in range(0, grid[0], step):
+        s0 = slice(a, a + step)
+        acc = total[s0]
+        for t in range(len(counts)):
+            terms, lockstep, valid = parts[0] if fm[t] or len(parts) == 1 else parts[1]
+            t_layer, _ = combine({k: cut(v, t, s0) for k, v in terms.items()}, lockstep)
+            acc += np.multiply(t_layer, counts[t], out=t_layer)
+    for i, (_, _, valid) in enumerate(parts):  # validity: every layer the analysis runs
         v = np.asarray(valid)
-        ok &= v[..., t if v.shape[-1] > 1 else 0] if v.ndim == 6 else v
+        if v.ndim == 6:
+            used = np.ones_like(fm) if len(parts) == 1 else (fm if i == 0 else ~fm)
+            v = v[..., used].all(axis=-1) if v.shape[-1] > 1 else v[..., 0]
+        ok &= v
     sub = PolicyResult(*(np.asarray(getattr(pol, f))[0] for f in ("batch", "batches", "present", "alive_in", "checks",
                                                                   "compactions", "compact_rows", "scan_rows")))
     hw5 = replace(hw, **{f: (np.asarray(getattr(hw, f))[..., 0] if np.ndim(getattr(hw, f)) == 6 else getattr(hw, f))

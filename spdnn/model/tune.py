@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from .. import challenge
+from .cost import predict
 from .explore import engine_spaces, evaluate
 from .hardware import gpu_slug, load_hardware, preset_for_gpu
 from .network import NetworkProfile
@@ -53,6 +54,7 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
                   "calibrated": list(hw.calibrated), "neurons": neurons, "layers": layers, "inputs": inputs,
                   "profile": prof.source, "designs": designs, "valid_designs": valid, "dataflow": df.dataflow,
                   "dataflow_measured": measured_label(df), "searched": searched,
+                  "fused_layers": predict(df, prof, hw).policy["fused_layers"],
                   "directives": df.directives()},
     }
 
