@@ -295,7 +295,10 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
                    "predicted_default": tuned["default_predicted_seconds"], "predicted_tuned": tuned["predicted_seconds"]}
             record["networks"].append(net)
             weights = Weights.from_matrices(mats[:layers])
-            for which, opts in (("default", {}), ("tuned", tuned["engine_options"])):
+            if layers == depths[-1]:
+                mats = None  # (65536 x 1920: the generated matrices alone are ~32 GB)
+            pair = [("default", {}), ("tuned", tuned["engine_options"])]
+            for which, opts in pair if len(record["networks"]) % 2 else pair[::-1]:  # alternate the order
                 if time.perf_counter() - T0 > args.deadline:
                     log("   deadline reached: skipping the rest")
                     net["truncated"] = True
@@ -307,6 +310,11 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
                     runs = [eng.infer(x, return_values=False) for _ in range(args.reps)]
                     eng.release()
                 except Exception as err:  # recorded, not fatal
+                    if "eng" in locals():
+                        try:
+                            eng.release()
+                        except Exception:  # the error above is the one to record
+                            pass
                     net["runs"].append({"which": which, "options": opts, "error": f"{type(err).__name__}: {err}"[:300]})
                     log(f"   {key} {which}: failed {type(err).__name__}: {str(err)[:200]}")
                     continue
@@ -318,8 +326,7 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
                                     "dataflow": tuned["dataflow"] if which == "tuned" else "engine default",
                                     "measured": tuned["measured"] if which == "tuned" else "engine default"})
                 log(f"   {key} {which}: {statistics.median(secs) * 1e3:9.3f} ms {opts}")
-            (Path(args.out) / "model-tune-raw.json").write_text(json.dumps(record, indent=1, default=float))
-        del mats
+                (Path(args.out) / "model-tune-raw.json").write_text(json.dumps(record, indent=1, default=float))
 
 
 def plan(args) -> dict:
@@ -353,7 +360,8 @@ def main(argv=None) -> int:
                                                         for l in (120, 480, 1920)))
     ap.add_argument("--analyse", default=None, metavar="RAW_JSON",
                     help="on any machine: calibrate and validate from RAW_JSON")
-    ap.add_argument("--analyse-tune", default=None, metavar="RAW_JSON")
+    ap.add_argument("--analyse-tune", default=None, metavar="RAW_JSON[,RAW_JSON...]",
+                    help="tune-vs-default files (several calls of one device session, merged)")
     ap.add_argument("--allow-changed", action="store_true", help="analyse although the model changed since freezing")
     ap.add_argument("--cal-grid", default="31x25", help="calibration grid: L2 bandwidths x launch costs")
     ap.add_argument("--write-calibration", action="store_true", help="store the fitted constants in calibration.json")
@@ -391,8 +399,14 @@ def main(argv=None) -> int:
                       f"{v['median_signed_error']:+.3f} first choice {v['first_choice_gap']:+.3f} {v['targets_met']}")
         return 0
     if args.analyse_tune:
-        raw = json.loads(Path(args.analyse_tune).read_text())
-        r = analyse_tune(Path(args.analyse_tune), res_dir / f"model-tune-vs-default-{gpu_slug(raw.get('gpu'))}.json",
+        files = args.analyse_tune.split(",")
+        raws = [json.loads(Path(f).read_text()) for f in files]
+        if len({r.get("gpu") for r in raws}) > 1 or len({r.get("model_fingerprint") for r in raws}) > 1:
+            raise SystemExit("the tune-vs-default files come from different GPUs or models")
+        raw = dict(raws[0], networks=[n for r in raws for n in r["networks"]], merged_from=files)
+        merged = res_dir / "model-tune-raw-merged.json"
+        merged.write_text(json.dumps(raw, indent=1, default=float))
+        r = analyse_tune(merged, res_dir / f"model-tune-vs-default-{gpu_slug(raw.get('gpu'))}.json",
                          Path(args.freeze_file) if args.freeze_file else None, args.allow_changed)
         print(r["model"], "geometric mean speed-up", r["geometric_mean_speedup"], "slower:", r["tuned_slower"])
         for row in r["networks"]:
