@@ -106,6 +106,14 @@ def _run(args: argparse.Namespace) -> None:
           f"validation passed; result in {out}")
 
 
+def _input_count(text: str) -> int:
+    """An input count within the challenge's 60000 rows (argparse reports a bad one in one line)."""
+    value = int(text)
+    if not 1 <= value <= challenge.N_INPUTS:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{challenge.N_INPUTS}")
+    return value
+
+
 def _invalidates_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--invalidates", nargs="*", default=[], metavar="PATH",
                    help="files made from this step's output: removed before it runs, so that a failure "
@@ -138,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tsv")
     p.add_argument("output")
     p.add_argument("--neurons", type=int, required=True)
-    p.add_argument("--inputs", type=int, default=None, help="number of rows (default: the largest row index)")
+    p.add_argument("--inputs", type=int, default=None,
+                   help=f"number of rows (default: the largest row index; a row past {challenge.N_INPUTS} is an error)")
     p.add_argument("--source", default="")
     p.set_defaults(func=_convert_inputs)
 
@@ -199,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="synthetic", help="'synthetic', or a base URL / folder of the official layout")
     p.add_argument("--truth-layers", type=int, default=None,
                    help="validate against this depth's truth file (default --layers; the sample: 120)")
-    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+    p.add_argument("--inputs", type=_input_count, default=challenge.N_INPUTS,
+                   help=f"input rows to run, 1..{challenge.N_INPUTS} (default all)")
     p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"synthetic data's seed (default {DEFAULT_SEED})")
