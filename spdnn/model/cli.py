@@ -1,7 +1,6 @@
 """`spdnn model predict | explore | tune | hwdse`: the cost model from the command line."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

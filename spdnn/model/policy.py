@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hardware import Hardware
 from .network import NetworkProfile
 
 
