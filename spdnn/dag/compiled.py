@@ -15,25 +15,22 @@ import time
 
 import numpy as np
 
-from ..engines.cpu import cpu_model
-from .engine import DagEngine, DagResult, dense_inputs
-from .liveness import ValuePlan, plan_values
+from .cpu import _CpuBase
+from .engine import DagResult, dense_inputs
+from .liveness import ValuePlan
 from .network import DagNetwork
 
 COLUMNS_PER_THREAD = 16
 GROUP_WORK_TO_SHARE = 1 << 15  # edges x batch below which a group is not split across threads
 
 
-class _CompiledBase(DagEngine):
-    def __init__(self, free_values: bool = True):
-        self.free_values = free_values
+class _CompiledBase(_CpuBase):
+    """The CPU engines' value plan and device name, with numba loops doing the work."""
 
-    def device(self) -> str:
-        return cpu_model()
+    plan: ValuePlan
 
     def prepare(self, net: DagNetwork) -> None:
-        super().prepare(net)
-        self.plan: ValuePlan = plan_values(net, self.free_values)
+        super().prepare(net)  # the value plan
         self.indptr = np.ascontiguousarray(net.indptr, dtype=np.int64)
         self.weights = np.ascontiguousarray(net.weights, dtype=np.float32)
         self.bias = np.ascontiguousarray(net.bias, dtype=np.float32)
