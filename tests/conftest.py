@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# A copy of ../shared/data/challenge-sample kept in the repository, so CI has it too.
+# The real 30-layer sample of the official data, kept in the repository so CI has it too.
 SAMPLE = Path(__file__).parent / "data" / "challenge-sample" / "synthetic" / "sparsechallenge_2019"
 SAMPLE_LAYERS = 30
 SAMPLE_INPUTS = 600
