@@ -446,9 +446,9 @@ def fetch(
     got = part.stat().st_size
     actual = _verify(url, part, got, size, sha256, job.digest)
     if gzip_check if gzip_check is not None else (sha256 is None and dest.name.endswith(".gz")):
-        _check_gzip_or_discard(part, url)
+        _check_or_discard(check_gzip, part, url)
     if text_check:
-        _check_truth_or_discard(part, url)
+        _check_or_discard(check_truth, part, url)
     with _writing(url, dest):
         os.replace(part, dest)
     return FetchRecord(url, dest, got, actual, time.monotonic() - started)
@@ -498,17 +498,10 @@ def _verify(url: str, part: Path, got: int, size: int | None, sha256: str | None
     return actual
 
 
-def _check_gzip_or_discard(part: Path, url: str) -> None:
+def _check_or_discard(check, part: Path, url: str) -> None:
+    """Run an integrity `check` on the finished `.part`; a failure discards it and names the URL."""
     try:
-        check_gzip(part)
-    except FetchError as err:
-        part.unlink(missing_ok=True)
-        raise FetchError(f"{url}: {err}; download discarded") from None
-
-
-def _check_truth_or_discard(part: Path, url: str) -> None:
-    try:
-        check_truth(part)
+        check(part)
     except FetchError as err:
         part.unlink(missing_ok=True)
         raise FetchError(f"{url}: {err}; download discarded") from None
