@@ -50,9 +50,14 @@ def fetch_url(relative):
 
 
 def sha256_option(relative):
-    """`--sha256 X`, quoted, when data.checksums gives one for this file; else nothing."""
+    """`--sha256 X` (a list: `:q` quotes each) when data.checksums gives one for this file; else nothing."""
     digest = config["data"].get("checksums", {}).get(relative)
-    return f"--sha256 {shlex.quote(digest)}" if digest else ""
+    return ["--sha256", digest] if digest else []
+
+
+def tuned_options_args(wildcards, input):
+    """`--engine-options-file F` (a list: `:q` quotes each) when the tune step ran, else nothing."""
+    return ["--engine-options-file", input.tuned[0]] if input.tuned else []
 
 
 def infer_inputs(wildcards):

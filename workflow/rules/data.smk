@@ -37,8 +37,7 @@ else:
             path=r"(dnn|mnist)/[^/]+",
         params:
             url=lambda w: fetch_url(w.path),
-            # the whole option, quoted here: a config value never reaches the shell unquoted
-            sha256_arg=lambda w: sha256_option(w.path),
+            sha256=lambda w: sha256_option(w.path),
             manifest=f"{RAW}/manifest.json",
         # no Snakemake retries: spdnn.fetch retries what can succeed (within its deadline) and
         # fails at once on what cannot (404, bad gzip, checksum mismatch)
@@ -48,7 +47,7 @@ else:
             f"{config['datadir']}/logs/download/{{path}}.log",
         shell:
             "python -m spdnn.fetch {params.url:q} {output:q} --manifest {params.manifest:q}"
-            " {params.sha256_arg} 2> {log:q}"
+            " {params.sha256:q} 2> {log:q}"
 
 
 rule convert_weights:

@@ -18,7 +18,7 @@ rule infer:
         engine=ENGINE,
         repeats=config["repeats"],
         gpus=lambda w, resources: max(1, int(resources.gpu)),
-        tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
+        tuned=tuned_options_args,
         # made from this result: gone before it reruns, so a failure never leaves them saying "passed"
         stale=lambda w: [f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.json", f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.categories.tsv",
                          TABLE_CSV, TABLE_MD, COMPARISON],
@@ -33,7 +33,7 @@ rule infer:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
         " --layers {wildcards.L:q} --inputs {params.inputs:q} --engine {params.engine:q} --repeats {params.repeats:q}"
         " --engine-options {params.options:q} --shard {params.shard:q} --gpus {params.gpus:q} --output {output.result:q}"
-        " --categories {output.categories:q} --config {params.config:q} {params.tuned} --invalidates {params.stale:q}"
+        " --categories {output.categories:q} --config {params.config:q} {params.tuned:q} --invalidates {params.stale:q}"
         " 2> {log:q}"
 
 
@@ -73,7 +73,7 @@ use rule infer as scaling_infer with:
         engine=ENGINE,
         repeats=config["repeats"],
         gpus=lambda w: int(w.G),
-        tuned=lambda w, input: f"--engine-options-file {shlex.quote(input.tuned[0])}" if input.tuned else "",
+        tuned=tuned_options_args,
         stale=[f"{OUT}/scaling.csv", f"{OUT}/scaling.png"],
     resources:
         gpu=lambda w: int(w.G),

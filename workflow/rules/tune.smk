@@ -16,7 +16,7 @@ rule tune:
         f"{OUT}/tuned/neuron{{N}}-l{{L}}.{{gpu_slug}}.json",
     params:
         # without a GPU the model's documented default preset is used (no --gpu)
-        gpu=f"--gpu {shlex.quote(GPU_NAME)}" if GPU_NAME else "",
+        gpu=["--gpu", GPU_NAME] if GPU_NAME else [],  # a list: `:q` quotes each
         inputs=config["inputs"],
     conda:
         ENV
@@ -24,4 +24,4 @@ rule tune:
         f"{OUT}/logs/tune-neuron{{N}}-l{{L}}.{{gpu_slug}}.log",
     shell:
         "python -m spdnn model tune --neurons {wildcards.N:q} --layers {wildcards.L:q} --inputs {params.inputs:q}"
-        " {params.gpu} --output {output:q} 2> {log:q}"
+        " {params.gpu:q} --output {output:q} 2> {log:q}"
