@@ -139,6 +139,14 @@ def _as_url(location: str | os.PathLike) -> str:
     return Path(text).resolve().as_uri()
 
 
+def local_path(location: str | os.PathLike) -> Path | None:
+    """The local path a location names (a folder or a file:// URL), None for http(s); a
+    mistyped or invalid location raises BadLocation, as fetch would."""
+    url = _as_url(location)
+    parts = urllib.parse.urlparse(url)
+    return Path(urllib.request.url2pathname(parts.path)) if parts.scheme.lower() == "file" else None
+
+
 def url_for(base_url: str | os.PathLike, relative: str) -> str:
     """Join a base (http(s)://, file:// or a local folder) with an official relative path.
 
@@ -181,7 +189,7 @@ def _int_header(value: str | None) -> int | None:
 
 def _open_file(url: str, offset: int) -> _Response:
     """Open a file:// URL at `offset`; a local file honours a range exactly."""
-    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    path = local_path(url)
     try:
         stream = path.open("rb")
     except FileNotFoundError:

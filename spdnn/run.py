@@ -40,17 +40,6 @@ def origin_key(request: RunRequest) -> str:
     return f"{slug}-{hashlib.sha256(request.source.encode()).hexdigest()[:12]}"
 
 
-def _local_folder(source: str) -> Path | None:
-    """The folder a source names when it is local (a path or file:// URL), else None."""
-    if source.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(source).path))
-    if "://" in source:
-        return None
-    return Path(source)
-
-
 def raw_files(request: RunRequest, work: Path, progress: bool) -> Path:
     """The folder holding the official layout for `request`: generated, downloaded, or the
     local source itself (read in place, so a changed file there is seen)."""
@@ -64,14 +53,14 @@ def raw_files(request: RunRequest, work: Path, progress: bool) -> Path:
             write_official_layout(raw, n, sorted({request.layers, request.truth_layers}), request.inputs,
                                   request.seed, progress=progress)
         return raw
-    local = _local_folder(request.source)
+    from .fetch import fetch, local_path, url_for
+
+    local = local_path(request.source)
     if local is not None:
         for rel in wanted:
             if not (local / rel).is_file():
                 raise DataError(str(local / rel), None, "not found")
         return local
-    from .fetch import fetch, url_for
-
     raw = work / "raw" / key
     for rel in wanted:
         if not (raw / rel).exists():  # a finished download is verified; fetch never leaves a partial one there
