@@ -96,15 +96,14 @@ def can_fork() -> bool:
 def fork_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` forked processes (they inherit the parent's memory, so large inputs
     and memory-mapped weights are not copied). The processes start at the first submit."""
-    # Forking a process with threads (numpy's BLAS pool, pyarrow's, a CUDA context) is safe
-    # here: the children run numpy/scipy on their own data and never wait on a parent's lock.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
-        return _ForkPool(workers, mp_context=multiprocessing.get_context("fork"))
+    return _ForkPool(workers, mp_context=multiprocessing.get_context("fork"))
 
 
 class _ForkPool(ProcessPoolExecutor):
-    """Forks at the first submit with the fork-with-threads warning silenced (see fork_pool)."""
+    """Forks at the first submit (not at construction), with the fork-with-threads warning
+    silenced: forking a process with threads (numpy's BLAS pool, pyarrow's, a CUDA context) is
+    safe here, since the children run numpy/scipy on their own data and never wait on a
+    parent's lock."""
 
     def submit(self, *args, **kwargs):
         with warnings.catch_warnings():
