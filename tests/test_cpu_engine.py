@@ -92,3 +92,58 @@ def test_cuda_without_gpu_is_a_clear_stop():
     with pytest.raises(EngineUnavailable, match="pycuda"):
         get_engine("cuda")
     assert get_engine("auto").name == "cpu"
+
+
+def _same_result(a, b) -> None:
+    assert a.active_rows == b.active_rows
+    assert a.alive.keys() == b.alive.keys()
+    for k in a.alive:
+        assert np.array_equal(a.alive[k], b.alive[k]), k
+    assert a.values.shape == b.values.shape
+    assert np.array_equal(a.values.indptr, b.values.indptr) and np.array_equal(a.values.indices, b.values.indices)
+    assert np.array_equal(a.values.data.view(np.uint32), b.values.data.view(np.uint32))  # bit for bit
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_carrying_saturated_rows_changes_nothing(workers):
+    from spdnn.engines.cpu import reference, saturated
+    from spdnn.generate import generate_inputs, generate_layers
+
+    layers = list(generate_layers(256, 40, seed=1))
+    inputs = generate_inputs(256, 1500, seed=1)
+    plain = reference(lambda: layers, -0.3, inputs, counts=(5, 20), carry_saturated=False)
+    carried = reference(lambda: layers, -0.3, inputs, counts=(5, 20), workers=workers)
+    # the shortcut was taken: survivors are all 32 at the end, so they were carried
+    assert saturated(plain.values).size > 0
+    _same_result(plain, carried)
+
+
+@pytest.mark.parametrize("scaled, survivors", [({12: 0.4, 13: 0.4, 25: 0.4}, 5), ({27: 0.004}, 0)])
+def test_saturated_rows_rejoin_where_a_layer_does_not_keep_them(scaled, survivors):
+    """A layer whose columns sum to less than 1 turns an all-32 row into another row (0.4:
+    32 x 2 x 0.4 - 0.3 = 25.3) or kills it (0.004): the carried rows must come back as
+    copies of that row and go on being computed, or die."""
+    from spdnn.engines.cpu import reference, saturated
+    from spdnn.generate import generate_inputs, generate_layers
+
+    layers = list(generate_layers(256, 30, seed=2))
+    inputs = generate_inputs(256, 1500, seed=2)
+    before = reference(lambda: layers[:12], -0.3, inputs, carry_saturated=False)
+    assert saturated(before.values).size >= 2  # some rows are carried when the change comes
+    for k, factor in scaled.items():
+        layers[k] = layers[k] * np.float32(factor)
+    plain = reference(lambda: layers, -0.3, inputs, counts=(11, 12, 14, 26), carry_saturated=False)
+    carried = reference(lambda: layers, -0.3, inputs, counts=(11, 12, 14, 26))
+    assert plain.active_rows[-1] == survivors
+    _same_result(plain, carried)
+
+
+def test_saturated_finds_exactly_the_all_32_rows():
+    from spdnn.engines.cpu import saturated
+
+    dense = np.full((5, 8), 32.0, dtype=np.float32)
+    dense[1, 3] = 31.5  # full but not all 32
+    dense[2, 0] = 0.0  # not full
+    dense[4] = 0.0  # empty
+    assert saturated(sp.csr_matrix(dense)).tolist() == [0, 3]
+    assert saturated(sp.csr_matrix((0, 8), dtype=np.float32)).size == 0
