@@ -110,6 +110,35 @@ def test_unavailable_without_pycuda():
 # ----------------------------------------------------------------------------- on the GPU
 
 
+def test_keeps_saturated_agrees_with_the_reference_on_one_row():
+    """The plan's saturation test (the kernel's arithmetic replayed in numpy) against the CPU
+    reference's own (layer_step on one all-32 row), on challenge layers and on layers that
+    fail it: weakened, mixed-sign, one column empty, a bias that just does or does not do."""
+    from spdnn.engines.cpu import layer_step, saturated
+    from spdnn.engines.cuda import carry_start, keeps_saturated
+    from spdnn.generate import generate_layers
+
+    rng = np.random.default_rng(5)
+    layers = list(generate_layers(256, 6, seed=1))
+    cases = [(w, -0.3) for w in layers] + [(layers[0] * np.float32(0.4), -0.3), (layers[1] * np.float32(0.5), 0.0),
+                                           (layers[1] * np.float32(0.5), -1e-6), (layers[2] * np.float32(0.5), 1e-6)]
+    for w in random_network(64, 4, 1, seed=9)[0]:
+        cases += [(w * np.float32(40), -0.5), (w, 0.3)]
+    empty = layers[3].tolil()
+    empty[:, 7] = 0
+    cases.append((sp.csr_matrix(empty), -0.3))
+    answers = []
+    for w, bias in cases:
+        cidx, cval, kw, _ = transposed_layer(w, None, w.shape[0])
+        full = sp.csr_matrix(np.full((1, w.shape[0]), 32.0, dtype=np.float32))
+        expect = saturated(layer_step(full, sp.csr_matrix(w, dtype=np.float32), np.float32(bias))).size == 1
+        assert keeps_saturated(cval, kw, np.float32(bias)) == expect, (bias, kw)
+        answers.append(expect)
+    assert any(answers) and not all(answers)  # both outcomes were exercised
+    assert carry_start([True] * 5) == 0 and carry_start([True, False, True, True]) == 2
+    assert carry_start([True, True, False]) == 3 and carry_start([]) == 0
+
+
 @pytest.fixture(scope="module")
 def gpu():
     pytest.importorskip("pycuda")
@@ -296,3 +325,29 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
     from spdnn.engines.cuda import WARPS
 
     assert "variant dedup" in run.stdout and f"warps {WARPS}" in run.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
+def test_saturated_rows_are_carried(gpu, path):
+    """Rows that are 32 everywhere leave the computation once every later layer keeps them so,
+    with the same categories, counts and values; without it, nothing is carried."""
+    weights, x = synthetic(1024, 120, 3000, seed=1)
+    got = compare(weights, 120, x, **PATHS[path])
+    assert got.details["carry_from"] == 0 and got.details["carried_rows"] > 0
+    plain = compare(weights, 120, x, carry_saturated=False, **PATHS[path])
+    assert plain.details["carried_rows"] == 0 and plain.details["carry_from"] == 120
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+@pytest.mark.parametrize("check_every", [1, 5])
+def test_saturated_rows_carried_only_after_the_last_layer_that_breaks_them(gpu, path, check_every):
+    from spdnn.generate import generate_inputs, generate_layers
+
+    mats = list(generate_layers(1024, 60, seed=3))
+    mats[25] = mats[25] * np.float32(0.4)  # all 32 -> 25.3: saturated rows would change here
+    weights = Weights.from_matrices(mats)
+    x = sp.csr_matrix(generate_inputs(1024, 2000, seed=3), dtype=np.float32)
+    got = compare(weights, 60, x, batch_rows=704, check_every=check_every, **PATHS[path])
+    assert got.details["carry_from"] == 26 and got.details["carried_rows"] > 0

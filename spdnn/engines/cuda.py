@@ -46,6 +46,14 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
   read at the next one (waiting for that earlier copy only), which blocks and compacts only if
   the peek saw enough rows die, so stable rows never make the GPU wait for the host. Rows that
   died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
+* Saturated rows: a row that is 32 at every feature stays so through any layer that maps an
+  all-32 row to an all-32 row (each of the challenge's columns sums to 2: 64 + b clips to
+  32). Prepare replays each layer's arithmetic on such a row (keeps_saturated; exact, not a
+  bound); from the first layer after which every layer keeps them (carry_start), check
+  points count the saturated rows (spdnn_saturated) and a compaction drops them with the
+  dead ones, keeping their indices: they are carried to the end as all-32 rows, without
+  computing them. The survivors saturate by layer 20-30, so most of a deep network is never
+  computed, exactly (same categories, counts and values; carry_saturated=False turns it off).
 * Batches: rows are processed in batches sized from free GPU memory; the next batch's
   inputs are staged in pinned memory and copied on a second stream while the current batch
   computes.
@@ -137,6 +145,30 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
             umap.astype(np.int32).ravel())
 
 
+def keeps_saturated(cval: np.ndarray, kw: int, bias: np.float32) -> bool:
+    """Whether the layer maps a row that is 32 at every input to one that is 32 at every
+    output, computed as the kernel does it (column_sum: 32 x w rounded, then added in the
+    column's order, rounded; then bias, ReLU, clip in float32), so the answer is exact for
+    the kernel, not an estimate. On the challenge's layers every column's 32 weights of
+    1/16 sum to 2: 64 + b is clipped to 32, always."""
+    vals = np.asarray(cval, dtype=np.float32).reshape(-1, kw)
+    acc = np.zeros(vals.shape[0], dtype=np.float32)
+    for j in range(kw):  # padding is (0, 0.0f): adds an exact 0
+        acc = acc + np.float32(challenge.CLIP) * vals[:, j]
+    out = np.where(acc != 0, np.minimum(np.maximum(acc + np.float32(bias), np.float32(0)), np.float32(challenge.CLIP)),
+                   np.float32(0))
+    return bool(vals.shape[0]) and bool(np.all(out == np.float32(challenge.CLIP)))
+
+
+def carry_start(kept: list[bool]) -> int:
+    """The first layer from which every layer keeps saturated rows saturated (len(kept) if the
+    last one does not): rows found saturated after layer carry_start - 1 or later are carried."""
+    start = len(kept)
+    while start and kept[start - 1]:
+        start -= 1
+    return start
+
+
 _HASH_MULTIPLIERS = np.random.default_rng(20191).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
@@ -172,7 +204,7 @@ class CudaEngine(Engine):
     def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
                  check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
                  memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16,
-                 fuse_width: int | None = None, stage_weights: bool = True):
+                 fuse_width: int | None = None, stage_weights: bool = True, carry_saturated: bool = True):
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
         self._device = open_device(device)
@@ -200,6 +232,9 @@ class CudaEngine(Engine):
         self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
         # fused segments copy each layer's columns to shared memory ahead of use (cp.async)
         self.stage_weights = bool(stage_weights)
+        # rows that are 32 at every feature are carried, not computed, through the layers that
+        # keep them so (every layer of the challenge's networks; see carry_start)
+        self.carry_saturated = bool(carry_saturated)
         self._modules: dict[tuple[int, int], object] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
@@ -230,7 +265,9 @@ class CudaEngine(Engine):
                 "densify": mod.get_function("spdnn_densify"),
                 "iota": mod.get_function("spdnn_iota"),
                 "fused": mod.get_function("spdnn_fused"),
+                "saturated": mod.get_function("spdnn_saturated"),
             }
+            fns["saturated"].prepare("PiiPPP")
             fns["layer"].prepare("PPPPPPiiiiifPPPP")
             fns["count"].prepare("PiP")
             fns["scan"].prepare("PiPP")
@@ -279,6 +316,7 @@ class CudaEngine(Engine):
         else:
             chosen = self.variant
             plan = self._plan(weights, layers, chosen)
+        self.carry_from = carry_start([p["keeps_saturated"] for p in plan]) if self.carry_saturated else layers
         self.chosen = chosen
         self.max_width = max(max(p["win"], p["wout"]) for p in plan)
         # all layers' columns in one allocation (the fused kernel indexes it by layer offset)
@@ -315,7 +353,7 @@ class CudaEngine(Engine):
 
     @staticmethod
     def _plan(weights, layers: int, variant: str) -> list[dict]:
-        n = weights.neurons
+        n, bias = weights.neurons, np.float32(weights.bias)
         plan, in_map, n_in = [], None, n
         for k, csc in enumerate(columns_ahead(weights, layers)):
             cidx, cval, kw, umap = transposed_layer(csc, in_map, n_in)
@@ -329,6 +367,7 @@ class CudaEngine(Engine):
                 np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
                 out_list, wout = order, n
             plan.append(dict(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
+                             keeps_saturated=keeps_saturated(cval, kw, bias),
                              win=n if k == 0 or variant == "dedup" else plan[-1]["wout"], wout=wout, umap=umap))
         return plan
 
@@ -408,13 +447,17 @@ class CudaEngine(Engine):
         pos = self._buffers.get("pos", batch * 4)
         alive = [self._buffers.get(f"alive{i}", batch * 4) for i in range(2)]
         total = self._buffers.get("total", 4)
-        counts = self._buffers.get("counts", 4 * (layers + 1))
+        # counts[k]: live rows after layer k; counts[layers + 1 + k]: how many of them are saturated
+        counts = self._buffers.get("counts", 8 * (layers + 1))
+        sat = self._buffers.get("sat", batch * 4)
+        carried = self._buffers.get("carried", batch * 4)
+        sat_at = np.intp(int(counts) + 4 * (layers + 1))
         nstage = 1 if len(starts) == 1 else 2
         stage_dev = [[self._buffers.get(f"st{i}ptr", (batch + 1) * 8), self._buffers.get(f"st{i}col", max_nnz * 4),
                       self._buffers.get(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
         staged = [cuda.Event(), cuda.Event()]
-        counts_host = self._pinned("counts_host", layers + 1, np.uint32)
-        peek_host = self._pinned("peek_host", layers + 1, np.uint32)
+        counts_host = self._pinned("counts_host", 2 * (layers + 1), np.uint32)
+        peek_host = self._pinned("peek_host", 2 * (layers + 1), np.uint32)
 
         def stage(b: int):
             s = starts[b]
@@ -436,7 +479,7 @@ class CudaEngine(Engine):
 
         active_total = np.zeros(layers, dtype=np.int64)
         categories, values = [], []
-        checks = compactions = peeks = 0
+        checks = compactions = peeks = carried_rows = 0
         start, end = cuda.Event(), cuda.Event()
         wall0 = time.perf_counter()
         untimed = 0.0
@@ -466,7 +509,7 @@ class CudaEngine(Engine):
                 # the next batch's staging buffers were last read by batch b-1's densify,
                 # which finished before batch b-1's last check point synchronised
                 stage(b + 1)
-            cuda.memset_d32_async(counts, 0, layers + 1, self.compute)
+            cuda.memset_d32_async(counts, 0, 2 * (layers + 1), self.compute)
             cuda.memset_d32_async(flags[2], 1, nrows, self.compute)  # "previous" flags: all rows live
             cuda.memset_d32_async(flags[0], 0, nrows, self.compute)
             counted_prev = True  # nothing to count before layer 0
@@ -474,6 +517,7 @@ class CudaEngine(Engine):
             interval = self.check_every
             quiet, peek = False, None  # quiet: the last blocking check point compacted nothing
             batch_active = np.zeros(layers, dtype=np.int64)
+            n_carried = 0  # rows of this batch found saturated and carried (their ids in `carried`)
             known = 0  # layers whose count was read
             k0 = 0
             while k0 < layers:
@@ -528,31 +572,58 @@ class CudaEngine(Engine):
                 # which blocks (and compacts) only if that peek saw enough rows die. Waiting for
                 # the previous peek (never for the current one) keeps the decision deterministic
                 # and the host at most one interval ahead, while the GPU has that interval queued.
+                # Saturated rows are counted at check points from which every later layer keeps
+                # them so; a check point that can drop them (with the dead ones) does.
+                carry = self.carry_from <= k + 1 < layers
+                if carry:
+                    self._launch = ("spdnn_saturated", k, lay["kw"], tiles)
+                    fns["saturated"].prepared_async_call(
+                        (tiles, 1), (warps * 32, 1, 1), self.compute,
+                        buf[cur], np.int32(lay["wout"]), np.int32(nrows), fcur, np.intp(0), np.intp(int(sat_at) + 4 * k))
                 if quiet and not last:
                     worth = False
                     if peek is not None:
                         peek[0].synchronize()
-                        died_then = nrows - int(peek_host[peek[1]])
-                        worth = died_then >= 32 and died_then >= self.compact_fraction * nrows
+                        gone = nrows - int(peek_host[peek[1]]) + int(peek_host[layers + 1 + peek[1]])
+                        worth = gone == nrows or (gone >= 32 and gone >= self.compact_fraction * nrows)
                     if not worth:
                         peeks += 1
-                        cuda.memcpy_dtoh_async(peek_host[: layers + 1], counts, self.compute)
+                        cuda.memcpy_dtoh_async(peek_host[: 2 * (layers + 1)], counts, self.compute)
                         event = peek[0] if peek is not None else cuda.Event()
                         event.record(self.compute)
                         peek = (event, k)
                         interval = min(8 * self.check_every, 2 * interval)
                         continue
                 checks += 1
-                cuda.memcpy_dtoh_async(counts_host[: layers + 1], counts, self.compute)
+                cuda.memcpy_dtoh_async(counts_host[: 2 * (layers + 1)], counts, self.compute)
                 self.compute.synchronize()
                 batch_active[known:k + 1] = counts_host[known:k + 1]
+                batch_active[known:k + 1] += n_carried
                 known = k + 1
                 active = int(counts_host[k])
                 if active == 0:
                     nrows = 0
                     break
-                died = nrows - active
-                compact = died and (last or (died >= 32 and died >= self.compact_fraction * nrows))
+                saturated = int(counts_host[layers + 1 + k]) if carry else 0
+                died = nrows - active + saturated  # rows to drop: the dead and the saturated
+                compact = died and (last or died == nrows or (died >= 32 and died >= self.compact_fraction * nrows))
+                if compact and saturated:
+                    # mark them (their flags cleared), keep their original indices, drop them
+                    self._launch = ("spdnn_saturated/spdnn_compact", k, lay["kw"], tiles)
+                    fns["saturated"].prepared_async_call(
+                        (tiles, 1), (warps * 32, 1, 1), self.compute,
+                        buf[cur], np.int32(lay["wout"]), np.int32(nrows), fcur, sat, total)  # (count: scratch)
+                    fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute, sat, np.int32(nrows), pos, total)
+                    fns["compact"].prepared_async_call(
+                        (tiles, 1), (warps * 32, 1, 1), self.compute,
+                        buf[cur], buf[1 - cur], np.int32(0), np.int32(nrows), np.int32(1),
+                        sat, pos, alive[a_cur], np.intp(int(carried) + 4 * n_carried))
+                    n_carried += saturated
+                    carried_rows += saturated
+                    active -= saturated
+                    if active == 0:
+                        nrows = 0
+                        break
                 # check points cost a host round trip: back off while they find nothing to do
                 interval = self.check_every if compact else min(8 * self.check_every, 2 * interval)
                 quiet, peek = not compact, None
@@ -570,22 +641,28 @@ class CudaEngine(Engine):
                     nrows = active
                     # the next layer's "previous" flags: every compacted row is live
                     cuda.memset_d32_async(fcur, 1, nrows, self.compute)
+            batch_active[known:] += n_carried  # layers after the batch ended early: the carried rows
             active_total += batch_active
-            if nrows:
-                # rows here are exactly the active ones (the last check point compacted them)
-                ids = self._pinned("ids", batch, np.int32)
+            wlast = self._layers[-1]["wout"]
+            ids = self._pinned("ids", 2 * batch, np.int32)
+            if nrows:  # rows here are exactly the active ones (the last check point compacted them)
                 cuda.memcpy_dtoh_async(ids[:nrows], alive[a_cur], self.compute)
-                self.compute.synchronize()
-                categories.append(ids[:nrows].astype(np.int64))
-                if return_values:  # outside the timed span
-                    wlast = self._layers[-1]["wout"]
+            if n_carried:
+                cuda.memcpy_dtoh_async(ids[nrows:nrows + n_carried], carried, self.compute)
+            self.compute.synchronize()
+            batch_ids = ids[:nrows + n_carried].astype(np.int64)
+            order = np.argsort(batch_ids, kind="stable")
+            categories.append(batch_ids[order])
+            if return_values and len(batch_ids):  # outside the timed span
+                pause = time.perf_counter()
+                dense = np.full((nrows + n_carried, wlast), challenge.CLIP, dtype=np.float32)
+                if nrows:
                     tiles = (nrows + 31) // 32
-                    pause = time.perf_counter()
                     raw = np.empty(tiles * wlast * 32, dtype=np.float32)
                     cuda.memcpy_dtoh(raw, buf[cur])
-                    values.append(raw.reshape(tiles, wlast, 32).transpose(0, 2, 1)
-                                  .reshape(tiles * 32, wlast)[:nrows])
-                    untimed += time.perf_counter() - pause
+                    dense[:nrows] = raw.reshape(tiles, wlast, 32).transpose(0, 2, 1).reshape(tiles * 32, wlast)[:nrows]
+                values.append(dense[order])
+                untimed += time.perf_counter() - pause
         end.record(self.compute)
         end.synchronize()
         seconds = start.time_till(end) / 1e3 - untimed if starts else 0.0
@@ -599,7 +676,7 @@ class CudaEngine(Engine):
         else:
             vals = sp.csr_matrix((0, n), dtype=np.float32)
         details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
-                       compactions=compactions, peeks=peeks, wall_seconds=wall, arch=self.arch, warps=warps,
+                       compactions=compactions, peeks=peeks, carried_rows=carried_rows, carry_from=self.carry_from, wall_seconds=wall, arch=self.arch, warps=warps,
                        grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
                        stage_weights=self.stage_weights,
                        prepare_seconds=getattr(self, "prepare_seconds", None),

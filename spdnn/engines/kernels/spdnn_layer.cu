@@ -298,6 +298,39 @@ __global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* 
     if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
 }
 
+// Saturated rows: live rows whose `width` features are all 32. Every layer that maps an
+// all-32 row to an all-32 row (cuda.py checks each at prepare time, with this kernel's
+// arithmetic) leaves them so, so they can be carried to the end without computing them.
+// One block per tile of 32 rows (lanes = rows, warps stride over the features); the number
+// of such rows is added to *count. With sat != NULL the rows are also marked: sat[row] = 1
+// and flags[row] = 0 (so a compaction drops them; sat then picks out their indices).
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_saturated(const float* __restrict__ y, int width, int nrows, int* __restrict__ flags,
+                int* __restrict__ sat, unsigned int* __restrict__ count)
+{
+    __shared__ int s_low[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int row = blockIdx.x * 32 + lane;
+    const bool live = row < nrows && flags[row] != 0;
+    if (warp == 0) s_low[lane] = 0;
+    if (__syncthreads_or(live)) {  // (the barrier also orders the s_low reset)
+        bool low = !live;
+        const float* s = y + (size_t)blockIdx.x * width * 32 + lane;
+        for (int i = warp; i < width && !low; i += WARPS) low = s[(size_t)i * 32] != 32.0f;
+        if (low) s_low[lane] = 1;
+        __syncthreads();
+    }
+    if (warp == 0) {
+        const bool full = live && !s_low[lane];
+        const unsigned bits = __ballot_sync(0xffffffffu, full);
+        if (lane == 0 && bits) atomicAdd(count, (unsigned)__popc(bits));
+        if (sat != nullptr && row < nrows) {
+            sat[row] = full;
+            if (full) flags[row] = 0;
+        }
+    }
+}
+
 // Exclusive prefix sum over the tiles of 32 rows of the number of flagged rows in each:
 // pos[t] = flagged rows in tiles [0, t), total into *total (n = rows). One block of 1024
 // threads, one tile per thread, chunks of 1024 tiles carried between chunks: a scan over
