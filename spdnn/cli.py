@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import challenge
+from . import __version__, challenge
 from .config import DEFAULT_SEED
 
 
@@ -123,45 +123,51 @@ def _invalidates_option(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spdnn", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and a full traceback instead of the one-line error")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write a synthetic network in the official layout")
     p.add_argument("--root", required=True, help="folder that receives dnn/ and mnist/")
-    p.add_argument("--neurons", type=int, required=True)
+    p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
     p.add_argument("--layers", type=int, nargs="+", required=True, help="layer counts to write truth for")
-    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS,
+                   help=f"input rows to draw (default {challenge.N_INPUTS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}, as in the workflow")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("convert-weights", help="weights tarball -> Arrow cache")
-    p.add_argument("archive")
-    p.add_argument("output")
-    p.add_argument("--neurons", type=int, required=True)
-    p.add_argument("--layers", type=int, required=True)
-    p.add_argument("--source", default="")
+    p.add_argument("archive", help="the network's neuron{N}.tar.gz (official layout)")
+    p.add_argument("output", help="Arrow cache to write")
+    p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
+    p.add_argument("--layers", type=int, required=True, help="layers to read from the archive (the first L)")
+    p.add_argument("--source", default="", help="where the data came from, recorded in the cache's metadata")
     p.set_defaults(func=_convert_weights)
 
     p = sub.add_parser("convert-inputs", help="input TSV.gz -> Arrow cache")
-    p.add_argument("tsv")
-    p.add_argument("output")
-    p.add_argument("--neurons", type=int, required=True)
+    p.add_argument("tsv", help="the inputs' sparse-images-{N}.tsv.gz (official layout)")
+    p.add_argument("output", help="Arrow cache to write")
+    p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N): the inputs' width")
     p.add_argument("--inputs", type=int, default=None,
                    help=f"number of rows (default: the largest row index; a row past {challenge.N_INPUTS} is an error)")
-    p.add_argument("--source", default="")
+    p.add_argument("--source", default="", help="where the data came from, recorded in the cache's metadata")
     p.set_defaults(func=_convert_inputs)
 
     p = sub.add_parser("infer", help="run, validate and record one network from the cache")
-    p.add_argument("--weights", required=True)
-    p.add_argument("--inputs-cache", required=True)
-    p.add_argument("--truth", required=True)
-    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--weights", required=True, help="weights Arrow cache (convert-weights)")
+    p.add_argument("--inputs-cache", required=True, help="inputs Arrow cache (convert-inputs)")
+    p.add_argument("--truth", required=True, help="the official categories TSV the result is validated against")
+    p.add_argument("--layers", type=int, required=True, help="layers to run (at most those in the cache)")
     p.add_argument("--inputs", type=int, required=True, help="number of input rows to use")
-    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda when a GPU engine can start, else cpu (default auto)")
     p.add_argument("--engine-options", default=None, help="JSON object passed to the engine")
     p.add_argument("--engine-options-file", default=None,
                    help="JSON file whose 'engine_options' object is passed to the engine (the tune rule's output)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed runs, each validated; the median time is reported (default 1)")
     p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k slices of the inputs")
     p.add_argument("--gpus", type=int, default=1, help="split the shard over this many GPUs, one process each")
     p.add_argument("--output", required=True, help="result JSON")
@@ -172,17 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("merge", help="merge the shard results of one network and validate the union")
     p.add_argument("results", nargs="+", help="shard result JSONs (their .categories.tsv lie beside them)")
-    p.add_argument("--truth", required=True)
-    p.add_argument("--inputs", type=int, required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--categories", required=True)
+    p.add_argument("--truth", required=True, help="the official categories TSV the union is validated against")
+    p.add_argument("--inputs", type=int, required=True, help="input rows of the whole network (all shards)")
+    p.add_argument("--output", required=True, help="merged result JSON")
+    p.add_argument("--categories", required=True, help="merged categories (official format)")
     _invalidates_option(p)
     p.set_defaults(func=_merge)
 
     p = sub.add_parser("aggregate", help="results -> edges/s table and plot")
-    p.add_argument("results", nargs="+")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    p.add_argument("results", nargs="+", help="result JSONs (infer, merge)")
+    p.add_argument("--csv", required=True, help="table of the results as CSV")
+    p.add_argument("--markdown", required=True, help="table of the results as Markdown")
     p.add_argument("--plot", default=None, help="bar chart of edges/s by network and engine")
     p.add_argument("--roofline", default=None, help="plot of the results under the bandwidth roofline")
     p.add_argument("--active-rows", default=None, help="plot of active rows per layer")
@@ -191,29 +197,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("model-check", help="plot the cost model's predictions against measured results")
-    p.add_argument("results", nargs="+")
+    p.add_argument("results", nargs="+", help="result JSONs (infer, merge)")
     p.add_argument("--tuned", nargs="+", required=True, help="the tune step's JSON files")
-    p.add_argument("--plot", required=True)
+    p.add_argument("--plot", required=True, help="PNG of predicted against measured seconds")
     p.set_defaults(func=_model_check)
 
     p = sub.add_parser("scaling", help="edges/s and parallel efficiency over GPU counts")
-    p.add_argument("results", nargs="+")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--plot", required=True)
+    p.add_argument("results", nargs="+", help="result JSONs of the same networks on different GPU counts")
+    p.add_argument("--csv", required=True, help="table of edges/s and efficiency as CSV")
+    p.add_argument("--plot", required=True, help="PNG of edges/s over GPU counts")
     p.set_defaults(func=_scaling)
 
     p = sub.add_parser("run", help="every step for one network, outside Snakemake")
-    p.add_argument("--neurons", type=int, default=1024)
-    p.add_argument("--layers", type=int, default=120)
+    p.add_argument("--neurons", type=int, default=1024, help="neurons per layer (N, default 1024)")
+    p.add_argument("--layers", type=int, default=120, help="layers to run (default 120)")
     p.add_argument("--source", default="synthetic", help="'synthetic', or a base URL / folder of the official layout")
     p.add_argument("--truth-layers", type=int, default=None,
                    help="validate against this depth's truth file (default --layers; the sample: 120)")
     p.add_argument("--inputs", type=_input_count, default=challenge.N_INPUTS,
                    help=f"input rows to run, 1..{challenge.N_INPUTS} (default all)")
-    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda when a GPU engine can start, else cpu (default auto)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed runs, each validated; the median time is reported (default 1)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"synthetic data's seed (default {DEFAULT_SEED})")
-    p.add_argument("--workdir", default="spdnn-run")
+    p.add_argument("--workdir", default="spdnn-run",
+                   help="folder for the data, caches and result (default spdnn-run)")
     p.set_defaults(func=_run)
     from .dag.cli import register as register_dag; register_dag(sub)  # noqa: E702
     from .model.cli import register as register_model; register_model(sub)  # noqa: E702

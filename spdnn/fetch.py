@@ -616,10 +616,10 @@ def _count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spdnn.fetch", description=__doc__.split("\n")[0])
     parser.add_argument("url", help="URL, or a path relative to --base")
-    parser.add_argument("dest", type=Path)
+    parser.add_argument("dest", type=Path, help="file to write (through DEST.part, renamed once complete and checked)")
     parser.add_argument("--base", help="base URL or local folder the url is relative to")
-    parser.add_argument("--sha256")
-    parser.add_argument("--size", type=int)
+    parser.add_argument("--sha256", help="expected SHA-256 of the file (hex)")
+    parser.add_argument("--size", type=int, help="expected size of the file in bytes")
     parser.add_argument("--manifest", type=Path, help="JSON manifest to record the file in")
     parser.add_argument("--retries", type=_count, default=5,
                         help="further attempts after a transient failure (default 5)")
@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"fail the attempt when a read waits this long (default {DEFAULT_STALL:g})")
     parser.add_argument("--deadline", type=_positive, default=DEFAULT_DEADLINE,
                         help=f"seconds for the whole fetch, retries included (default {DEFAULT_DEADLINE:g})")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

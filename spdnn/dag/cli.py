@@ -96,30 +96,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=KINDS + SHAPES, default="pruned",
                    help="pruned, evolved: level = generation; random-order, deep-narrow, neat: levels emerge")
     p.add_argument("--edges", type=int, required=True, help="about this many edges")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prefix", required=True)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the network (default 0)")
+    p.add_argument("--prefix", required=True, help="write PREFIX.edges.tsv and PREFIX.nodes.tsv")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("convert", help="edge and node TSVs -> checked, levelised Arrow cache")
-    p.add_argument("edges")
-    p.add_argument("nodes")
-    p.add_argument("output")
+    p.add_argument("edges", help="the edge TSV (docs/dag.md)")
+    p.add_argument("nodes", help="the node TSV (docs/dag.md)")
+    p.add_argument("output", help="Arrow cache to write")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("run", help="run an engine on random inputs and validate it against a reference")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", choices=ENGINES + ("auto",), default="vectorised")
-    p.add_argument("--reference", choices=ENGINES, default="sequential")
+    p.add_argument("--cache", required=True, help="the network's Arrow cache (dag convert)")
+    p.add_argument("--batch", type=int, default=100, help="random input vectors to run (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
+    p.add_argument("--engine", choices=ENGINES + ("auto",), default="vectorised",
+                   help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised; "
+                        "default vectorised)")
+    p.add_argument("--reference", choices=ENGINES, default="sequential",
+                   help="the engine whose outputs the run is checked against (default sequential)")
     p.add_argument("--edges", default=None, help="the edge TSV: also check the levels against a per-node walk")
-    p.add_argument("--nodes", default=None)
+    p.add_argument("--nodes", default=None, help="the node TSV, with --edges")
     p.add_argument("--output", required=True, help="result JSON")
     p.set_defaults(func=_run_auto)
 
     p = sub.add_parser("table", help="DAG results -> Markdown table")
-    p.add_argument("results", nargs="+")
-    p.add_argument("--markdown", required=True)
+    p.add_argument("results", nargs="+", help="result JSONs (dag run)")
+    p.add_argument("--markdown", required=True, help="Markdown table to write")
     p.add_argument("--plot", default=None, help="also a PNG of the speed-ups over the reference")
     p.set_defaults(func=_table)
 

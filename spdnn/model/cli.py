@@ -153,30 +153,38 @@ def register(subparsers) -> None:
     msub = model.add_subparsers(dest="model_command", required=True)
 
     def common(p):
-        p.add_argument("--neurons", type=int, required=True)
-        p.add_argument("--layers", type=int, required=True)
-        p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+        p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
+        p.add_argument("--layers", type=int, required=True, help="layers (L)")
+        p.add_argument("--inputs", type=int, default=challenge.N_INPUTS,
+                       help=f"input rows the stored survival profile is scaled to (default {challenge.N_INPUTS})")
         p.add_argument("--preset", default=None, help="hardware preset: h100-sxm, h200, a100, v100")
         p.add_argument("--gpu", default=None, help="GPU name (nvidia-smi) to pick the preset")
 
     p = msub.add_parser("predict", help="time, reuse and traffic per tensor and level, energy of one design")
     common(p)
     p.add_argument("--directives", default=None, help="a directive file (spdnn/model/dataflows/*.m, docs/model.md)")
-    p.add_argument("--dataflow", default="gather", choices=["gather", "smem", "fused"])
-    p.add_argument("--variant", default="merged", choices=["merged", "dedup"])
-    p.add_argument("--warps", type=int, default=16)
-    p.add_argument("--row-tile", type=int, default=32)
-    p.add_argument("--fuse", type=int, default=1)
-    p.add_argument("--grid-factor", type=int, default=16)
-    p.add_argument("--check-every", type=int, default=8)
-    p.add_argument("--batch-rows", type=int, default=0)
-    p.add_argument("--per-layer", action="store_true")
+    p.add_argument("--dataflow", default="gather", choices=["gather", "smem", "fused"],
+                   help="the kernel (spdnn/model/dataflows/*.m) when no --directives (default gather)")
+    p.add_argument("--variant", default="merged", choices=["merged", "dedup"],
+                   help="merged: duplicate neurons merged into narrower layers; dedup: distinct columns at full width")
+    p.add_argument("--warps", type=int, default=16, help="warps per block (engine option warps, default 16)")
+    p.add_argument("--row-tile", type=int, default=32,
+                   help="rows per tile (smem, fused; gather maps 32 rows to the lanes, default 32)")
+    p.add_argument("--fuse", type=int, default=1, help="layers per fused segment (fused dataflow only, default 1)")
+    p.add_argument("--grid-factor", type=int, default=16,
+                   help="blocks per SM aimed at (engine option grid_factor, default 16)")
+    p.add_argument("--check-every", type=int, default=8,
+                   help="layers between active-row checks and compactions (default 8)")
+    p.add_argument("--batch-rows", type=int, default=0,
+                   help="input rows per batch (0: the engine's rule from GPU memory, default 0)")
+    p.add_argument("--per-layer", action="store_true", help="also print the predicted seconds of each layer")
     p.set_defaults(func=_predict)
 
     p = msub.add_parser("explore", help="evaluate the whole mapping space, print the best designs")
     common(p)
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--objective", default="seconds", choices=["seconds", "joules"])
+    p.add_argument("--top", type=int, default=10, help="designs to print (default 10)")
+    p.add_argument("--objective", default="seconds", choices=["seconds", "joules"],
+                   help="what the best designs minimise (default seconds)")
     p.add_argument("--engine-only", action="store_true", help="only designs the cuda engine can run (tune's space)")
     p.set_defaults(func=_explore)
 
@@ -187,13 +195,15 @@ def register(subparsers) -> None:
 
     p = msub.add_parser("hwdse", help="hardware design-space exploration: Pareto front of throughput vs an "
                                       "area or power proxy (a plot)")
-    p.add_argument("--neurons", type=int, required=True)
-    p.add_argument("--layers", type=int, required=True)
-    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS)
+    p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
+    p.add_argument("--layers", type=int, required=True, help="layers (L)")
+    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS,
+                   help=f"input rows the stored survival profile is scaled to (default {challenge.N_INPUTS})")
     p.add_argument("--preset", default="h100-sxm", help="the GPU the grid scales (hardware.json)")
     p.add_argument("--design", action="append", default=None, metavar="FILE",
                    help="directive file(s) tried on every GPU (default: the engine's kernel per layer and fused segments)")
-    p.add_argument("--proxy", default="area", choices=["area", "power"])
+    p.add_argument("--proxy", default="area", choices=["area", "power"],
+                   help="the cost axis of the front (default area)")
     p.add_argument("--scale", type=int, default=1, help="refine every axis by this factor (more GPUs)")
     p.add_argument("--plot", default=None, help="PNG of the front")
     p.add_argument("--output", default=None, help="JSON (default: stdout)")
