@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from spdnn.challenge import BASE_URL
 from spdnn.io.atomic import atomic_path
+from spdnn.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -446,8 +447,8 @@ def fetch(
     started = time.monotonic()
     if text_check is None:
         text_check = dest.name.endswith(".tsv")
-    with tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=not progress, leave=False) as bar:
+    with progress_bar(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
+                      disable=not progress, leave=False) as bar:
         job = _Job(url, part, size, stall_timeout, deadline, started + deadline, text_check,
                    _Digest(), bar)
         _download(job, retries, backoff)

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import scipy.sparse as sp
-from tqdm import tqdm
+from .progress import progress as progress_bar
 
 from . import challenge
 from .engines.cpu import ParallelReference, can_fork, default_workers, fork_pool
@@ -436,7 +436,8 @@ def _write_inputs(root: Path, neurons: int, inputs: sp.csr_matrix, progress: boo
     n_inputs = inputs.shape[0]
     step = max(1, (1 << 24) * n_inputs // max(1, inputs.nnz))
     with _atomic_gzip(root / challenge.inputs_file(neurons)) as gz, \
-            tqdm(total=n_inputs, desc=f"write sparse-images-{neurons}", unit="input", disable=not progress) as bar:
+            progress_bar(total=n_inputs, desc=f"write sparse-images-{neurons}", unit="input",
+                         disable=not progress) as bar:
         for lo in range(0, n_inputs, step):
             part = inputs[lo:lo + step]
             gz.write(_csr_tsv(part, np.int8(1), first_row=lo))
@@ -447,8 +448,8 @@ def _write_layers(root: Path, neurons: int, network: Iterator[sp.csr_matrix], co
     """dnn/neuron{N}.tar.gz with one TSV member per layer."""
     with _atomic_gzip(root / challenge.weights_archive(neurons)) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for k, w in enumerate(tqdm(network, total=count, desc=f"write neuron{neurons} layers", unit="layer",
-                                   disable=not progress), start=1):
+        for k, w in enumerate(progress_bar(network, total=count, desc=f"write neuron{neurons} layers", unit="layer",
+                                           disable=not progress), start=1):
             text = _csr_tsv(w, np.float32(challenge.WEIGHT))
             info = tarfile.TarInfo(challenge.layer_member(neurons, k))
             info.size, info.mode, info.mtime = len(text), 0o644, 0

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from tqdm import tqdm
+from ..progress import progress as progress_bar
 
 from .. import challenge
 from .atomic import atomic_path, remove_stale, temporary_name, write_text
@@ -289,7 +289,7 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
     with _cache_output(output) as tmp, _park_folder(Path(output)) as park:
         next_layer = 1
         parked: set[int] = set()
-        bar = tqdm(total=layers, desc=f"convert neuron{neurons} layers", unit="layer", disable=not progress)
+        bar = progress_bar(total=layers, desc=f"convert neuron{neurons} layers", unit="layer", disable=not progress)
         try:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
                 def write(cols: np.ndarray, vals: np.ndarray) -> None:
@@ -487,8 +487,8 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     rows, cols, vals = [], [], []
     count = 0
     try:
-        with tqdm(total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
-                  disable=not progress) as bar:
+        with progress_bar(total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
+                          disable=not progress) as bar:
             for block in iter_triples(open_text, name, max_rows, neurons,
                                       max_bytes=inputs_max_bytes(max_rows, neurons)):
                 count += len(block.rows)
