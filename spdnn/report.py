@@ -1,9 +1,12 @@
-"""Aggregate per-network result files into the edges/s table (CSV, Markdown) and a plot."""
+"""Aggregate per-network result files into the edges/s table (CSV, Markdown, HTML) and plots
+(each PNG with an SVG twin beside it, for the Snakemake report)."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import statistics
 from pathlib import Path
 
 from .io.atomic import atomic_path, write_text
@@ -12,7 +15,7 @@ COLUMNS = [
     ("source", "source"), ("neurons", "N"), ("layers", "L"), ("engine", "engine"), ("device", "device"),
     ("inputs", "inputs"), ("edges", "edges"), ("inference_seconds", "inference s"),
     ("end_to_end_seconds", "end-to-end s"), ("edges_per_second", "edges/s (inference)"),
-    ("roofline", "of roofline"),
+    ("spread", "repeats min..max"), ("timed_alone", "timed alone"), ("roofline", "of roofline"),
     ("validation", "validation"), ("shards", "shards"), ("gpus", "GPUs"), ("spdnn", "spdnn"), ("commit", "commit"),
     ("versions", "versions"), ("date", "date"),
 ]
@@ -33,6 +36,8 @@ def table_row(record: dict) -> dict:
         "inference_seconds": f"{record['inference_seconds']:.6g}",
         "end_to_end_seconds": f"{record['end_to_end_seconds']:.6g}",
         "edges_per_second": f"{record['edges_per_second']:.4g}",
+        "spread": spread_text(record),
+        "timed_alone": timed_alone(record),
         "roofline": f"{record['edges_per_second'] / bound:.0%}" if (bound := roofline_bound(record)) else "",
         "validation": record["validation"],
         "shards": record.get("shard", {}).get("count", 1),
@@ -44,8 +49,61 @@ def table_row(record: dict) -> dict:
     }
 
 
+def timed_alone(record: dict) -> str:
+    """'yes' when the workflow recorded that no other job of it ran beside the timing (the
+    `machine` resource), 'no' when it could not promise that (a cluster node, a lowered
+    resource), '' when nothing was recorded (a run outside the workflow)."""
+    alone = (record.get("config") or {}).get("scheduling", {}).get("timed_alone")
+    return "" if alone is None else "yes" if alone else "no"
+
+
+def repeat_seconds(record: dict) -> list[float]:
+    """Inference seconds of every timed repeat of the whole result, where they can be known: a
+    single run's repeats; for shards merged from sibling files (<engine>.shard<i>.json, run side
+    by side) the slowest shard of each repeat; [] otherwise (e.g. results split over GPUs)."""
+    alls = record.get("inference_seconds_all") or []
+    if "parts" not in record and len(alls) == record.get("repeats", 0) and alls:
+        return [float(x) for x in alls]
+    path = record.get("_path")
+    count = record.get("shards", record.get("shard", {}).get("count", 1))
+    if not path or not str(path).endswith(".json"):
+        return []
+    shards = []
+    for index in range(count):
+        sibling = Path(str(path)[: -len(".json")] + f".shard{index}.json")
+        if not sibling.is_file():
+            return []
+        part = json.loads(sibling.read_text())
+        if "parts" in part or len(part.get("inference_seconds_all") or []) != part.get("repeats"):
+            return []
+        shards.append(part["inference_seconds_all"])
+    if not shards or len({len(times) for times in shards}) != 1:
+        return []
+    return [max(times) for times in zip(*shards)]
+
+
+def repeat_range(record: dict) -> tuple[float, float] | None:
+    """(slowest, fastest) edges/s over the repeats, bracketing the reported (median) figure; or None."""
+    seconds = [t for t in repeat_seconds(record) if t > 0]
+    if len(seconds) < 2:
+        return None
+    rates = [record["edges"] / t for t in seconds] + [record["edges_per_second"]]
+    return min(rates), max(rates)
+
+
+def spread_text(record: dict) -> str:
+    """The repeats' inference seconds as 'min..max' with their spread around the median, or ''."""
+    seconds = repeat_seconds(record)
+    if len(seconds) < 2:
+        return ""
+    median = statistics.median(seconds)
+    return f"{min(seconds):.3g}..{max(seconds):.3g} s ({(max(seconds) - min(seconds)) / median:.0%})"
+
+
 def load_records(paths: list[str | Path]) -> list[dict]:
-    records = [json.loads(Path(p).read_text()) for p in paths]
+    """The result records, sorted by network and engine; each remembers its file as `_path` (to
+    find a merged result's shard files)."""
+    records = [{**json.loads(Path(p).read_text()), "_path": str(p)} for p in paths]
     return sorted(records, key=lambda r: (r["network"]["neurons"], r["network"]["layers"], r["engine"]))
 
 
@@ -57,33 +115,71 @@ def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
     return out.getvalue()
 
 
+def shown_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """The result columns a reader's table shows: without versions and date, and without
+    `of roofline` when no row has one (CPU results: there is no bandwidth roofline)."""
+    return [c for c in COLUMNS if c[0] not in ("versions", "date")
+            and (c[0] != "roofline" or any(row.get("roofline") for row in rows))]
+
+
 def to_markdown(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
-    """A Markdown table; by default the result columns without versions and date."""
-    shown = columns or [c for c in COLUMNS if c[0] not in ("versions", "date")]
+    """A Markdown table; by default the shown_columns."""
+    shown = columns or shown_columns(rows)
     lines = ["| " + " | ".join(title for _, title in shown) + " |",
              "|" + "|".join("---" for _ in shown) + "|"]
     lines += ["| " + " | ".join(str(row[key]) for key, _ in shown) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
+def to_html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """An HTML table (escaped), for the Snakemake report to show inline."""
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row.get(key, '')))}</td>" for key, _ in columns) + "</tr>"
+                   for row in rows)
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n"
+
+
+_HTML_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:8px}table{border-collapse:collapse;margin:8px 0}"
+               "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f2f2f2}")
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A small standalone HTML page: a title, then paragraphs (plain text, escaped) and tables (HTML)."""
+    body = "\n".join(p if p.startswith("<table>") else f"<p>{html.escape(p)}</p>" for p in parts)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_HTML_STYLE}</style></head>\n<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n")
+
+
+TIMED_ALONE_NOTE = ("timed alone: yes = no other job of this workflow ran beside the timed runs (the workflow's "
+                    "`machine` resource; programs outside it are not excluded); no = other jobs may have run "
+                    "beside them (a cluster node, or the resource lowered); blank = not recorded.")
+
+
 def plot_edges_per_second(records: list[dict], path: str | Path) -> None:
-    """Bar chart of inference edges/s per network, one bar per engine/device."""
+    """Bar chart of inference edges/s per network, one bar per engine/device, on a linear axis
+    from 0 (bar lengths compare), each with the range of its repeats (slowest..fastest) as an
+    error bar where the repeats are known."""
     labels = sorted({f"N={r['network']['neurons']}\nL={r['network']['layers']}" for r in records},
                     key=lambda s: tuple(int(x.split("=")[1]) for x in s.split("\n")))
     series = sorted({f"{r['engine']} ({r['device']})" for r in records})
     plt, fig, ax = _figure(max(5, 1.4 * len(labels) * max(1, len(series)) ** 0.5), 4)
     width = 0.8 / max(1, len(series))
     for s_index, name in enumerate(series):
-        xs, ys = [], []
+        xs, ys, below, above = [], [], [], []
         for r in records:
             if f"{r['engine']} ({r['device']})" == name:
                 xs.append(labels.index(f"N={r['network']['neurons']}\nL={r['network']['layers']}") + s_index * width)
                 ys.append(r["edges_per_second"])
-        ax.bar(xs, ys, width=width, label=name)
+                spread = repeat_range(r)
+                below.append(r["edges_per_second"] - spread[0] if spread else 0)
+                above.append(spread[1] - r["edges_per_second"] if spread else 0)
+        ax.bar(xs, ys, width=width, label=name, yerr=[below, above] if any(below) or any(above) else None,
+               capsize=4, error_kw={"elinewidth": 1})
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("edges per second (inference only)")
-    ax.set_title("Sparse DNN inference throughput")
+    ax.set_title("Sparse DNN inference throughput\n(median of the repeats; error bars: slowest..fastest repeat)",
+                 fontsize="medium")
     ax.legend(fontsize="small")
     _save(plt, fig, path)
 
@@ -119,14 +215,26 @@ def _figure(width: float = 6, height: float = 4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(figsize=(width, height))
+    return plt, *plt.subplots(figsize=(width, height), layout="constrained")  # nothing clipped
+
+
+def svg_twin(path: str | Path) -> Path | None:
+    """The SVG written beside a PNG plot (for the report: vector, sharp at any size), or None."""
+    return Path(path).with_suffix(".svg") if Path(path).suffix.lower() == ".png" else None
 
 
 def _save(plt, fig, path: str | Path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+    """Write the figure to `path` (its suffix gives the format) and, for a PNG, its SVG twin."""
+    targets = [Path(path)] + ([twin] if (twin := svg_twin(path)) else [])
+    for target in targets:
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=120, metadata=_metadata(target))
     plt.close(fig)
+
+
+def _metadata(target: Path) -> dict:
+    """No creation date in an SVG, so that the same results give the same file."""
+    return {"Date": None} if target.suffix.lower() == ".svg" else {}
 
 
 def plot_roofline(records: list[dict], path: str | Path) -> None:
@@ -136,9 +244,14 @@ def plot_roofline(records: list[dict], path: str | Path) -> None:
     plt, fig, ax = _figure()
     fractions = [active_fraction(r) for r in records]
     xs = np.logspace(np.log10(max(min(fractions) / 3, 1e-4)), 0, 50)
+    drawn = False
     for model, bandwidth in PEAK_BANDWIDTH.items():
         if any(model in r["device"] for r in records):
             ax.plot(xs, 4 * bandwidth / xs, "--", label=f"{model} roofline ({bandwidth / 1e12:.2f} TB/s)")
+            drawn = True
+    if not drawn:  # the workflow asks for this plot only with the GPU engine; say why it has no line
+        ax.text(0.5, 0.95, "no roofline: no result ran on a GPU of known bandwidth (" + ", ".join(PEAK_BANDWIDTH)
+                + ")", ha="center", va="top", transform=ax.transAxes, fontsize=8)
     for r, f in zip(records, fractions):
         bound = roofline_bound(r)
         note = f" ({r['edges_per_second'] / bound:.0%})" if bound else ""
@@ -224,22 +337,31 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
               plot_path: str | Path | None = None, roofline_path: str | Path | None = None,
               active_rows_path: str | Path | None = None, published_csv: str | Path | None = None,
               comparison_path: str | Path | None = None) -> list[dict]:
-    """Write the table as CSV and Markdown, the plots, and the comparison with published figures."""
+    """Write the table as CSV, Markdown and HTML (the Markdown's name with .html, shown in the
+    report), the plots (each PNG with its SVG twin), and the comparison with published figures
+    (CSV, and HTML beside it)."""
     records = load_records(result_paths)
     rows = [table_row(r) for r in records]
     write_text(csv_path, to_csv(rows))
-    markdown = to_markdown(rows)
+    markdown = to_markdown(rows) + f"\n{TIMED_ALONE_NOTE}\n"
+    page = [to_html_table(rows, shown_columns(rows)), TIMED_ALONE_NOTE]
     if published_csv is not None and comparison_path is not None:
         comparison = published_comparison(records, published_csv)
         write_text(comparison_path, to_csv(comparison, [key for key, _ in COMPARISON_COLUMNS]))
+        comparison_title = "This run next to every published figure for the same networks"
+        write_text(Path(comparison_path).with_suffix(".html"), html_page(comparison_title, [
+            to_html_table(comparison, COMPARISON_COLUMNS) if comparison else
+            "No published figure for these networks (published rows have 120, 480 or 1920 layers)."]))
         best = best_single_gpu(comparison)
         if best:
-            markdown += ("\nThe best published single-GPU figures for the same networks (ratio = this run / "
-                         "published; every published row is on the official data and an older GPU, this run "
-                         f"on its own data; all {len(comparison)} rows in {Path(comparison_path).name}):\n\n")
-            markdown += to_markdown(best, [("kind", "published best")] +
-                                    [c for c in COMPARISON_COLUMNS if c[0] != "url"])
+            intro = ("The best published single-GPU figures for the same networks (ratio = this run / "
+                     "published; every published row is on the official data and an older GPU, this run "
+                     f"on its own data; all {len(comparison)} rows in {Path(comparison_path).name}):")
+            best_columns = [("kind", "published best")] + [c for c in COMPARISON_COLUMNS if c[0] != "url"]
+            markdown += f"\n{intro}\n\n" + to_markdown(best, best_columns)
+            page += [intro, to_html_table(best, best_columns)]
     write_text(markdown_path, markdown)
+    write_text(Path(markdown_path).with_suffix(".html"), html_page("Inference throughput", page))
     if plot_path is not None:
         plot_edges_per_second(records, plot_path)
     if roofline_path is not None:

@@ -3,6 +3,7 @@ ones (any method, exact) in the table, rows without a GPU count accepted."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from spdnn.report import best_single_gpu, published_comparison
@@ -42,3 +43,86 @@ def test_best_single_gpu_per_network(tmp_path):
     best = best_single_gpu(rows)
     assert [(b["kind"], b["citation"]) for b in best] == [("any method", "approximate"), ("exact", "exact fast")]
     assert best[1]["ratio"] == "50"
+
+
+def result_record(seconds: list[float], device: str = "cpu (2 cores)", **extra) -> dict:
+    edges, median = 100 * 32 * 1024 * 120, sorted(seconds)[len(seconds) // 2]
+    record = {"network": {"neurons": 1024, "layers": 120, "source": "synthetic"}, "engine": "cpu", "device": device,
+              "inputs": 100, "edges": edges, "repeats": len(seconds),
+              "inference_seconds": median, "inference_seconds_all": seconds,
+              "end_to_end_seconds": 1.0, "edges_per_second": edges / median, "validation": "passed",
+              "active_rows": [50, 40], "provenance": {}, "config": {}}
+    record.update(extra)
+    return record
+
+
+def test_repeats_of_a_run_and_of_merged_shards(tmp_path):
+    from spdnn.report import repeat_range, repeat_seconds, spread_text
+
+    single = result_record([0.3, 0.2, 0.25])
+    assert repeat_seconds(single) == [0.3, 0.2, 0.25]
+    assert spread_text(single) == "0.2..0.3 s (40%)"
+    slow, fast = repeat_range(single)
+    assert slow == single["edges"] / 0.3 and fast == single["edges"] / 0.2
+    # a merged result: its own list holds one entry per shard; the shards' files give the repeats
+    for index, times in enumerate(([1.0, 2.0], [1.5, 1.0])):
+        (tmp_path / f"cpu.shard{index}.json").write_text(json.dumps(result_record(times)))
+    merged = result_record([1.5, 1.5], shards=2, parts=[{}, {}], _path=str(tmp_path / "cpu.json"))
+    assert repeat_seconds(merged) == [1.5, 2.0]  # each repeat: its slowest shard
+    assert repeat_seconds(result_record([1.0, 1.0], parts=[{}, {}])) == []  # split over GPUs: unknown
+
+
+def test_table_html_svg_and_timed_alone(tmp_path):
+    from spdnn.report import aggregate
+
+    paths = []
+    for name, alone in (("a", True), ("b", None)):
+        config = {"scheduling": {"timed_alone": alone, "why": "test"}} if alone is not None else {}
+        record = result_record([0.5, 0.4, 0.6], config=config)
+        record["network"]["neurons"] = 1024 if name == "a" else 4096
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(record))
+    published = write_published(tmp_path / "p.csv", [
+        {"citation": "c <b>", "hardware": "V100", "gpus": "1", "neurons": 1024, "layers": 120,
+         "edges_per_second": 1e12, "exact": "yes"}])
+    rows = aggregate(paths, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "p.png", published_csv=published,
+                     comparison_path=tmp_path / "c.csv")
+    assert [r["timed_alone"] for r in rows] == ["yes", ""]
+    markdown = (tmp_path / "t.md").read_text()
+    assert "of roofline" not in markdown and "timed alone" in markdown  # CPU rows: no roofline column
+    assert ",roofline," in (tmp_path / "t.csv").read_text().splitlines()[0]  # the CSV keeps every column
+    page = (tmp_path / "t.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<td>yes</td>" in page and "c &lt;b&gt;" in page
+    assert "<table>" in (tmp_path / "c.html").read_text()
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "p.svg").read_text()
+    assert svg.startswith("<?xml") and "<dc:date>" not in svg  # no date: same results, same file
+
+
+def test_edges_per_second_axis_is_linear_from_zero(tmp_path, monkeypatch):
+    import matplotlib.figure
+    from matplotlib.container import ErrorbarContainer
+
+    from spdnn.report import plot_edges_per_second
+
+    seen = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        caps = [len(c.lines[1]) for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        seen.update(scale=ax.get_yscale(), bottom=ax.get_ylim()[0], caps=caps,
+                    layout=fig.get_layout_engine().__class__.__name__)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    plot_edges_per_second([result_record([0.5, 0.4, 0.6])], tmp_path / "e.png")
+    # one bar with an error bar (a cap at the slowest and one at the fastest repeat)
+    assert seen == {"scale": "linear", "bottom": 0.0, "caps": [2], "layout": "ConstrainedLayoutEngine"}
+
+
+def test_roofline_plot_without_a_gpu_says_why(tmp_path):
+    from spdnn.report import plot_roofline
+
+    plot_roofline([result_record([0.5])], tmp_path / "r.svg")
+    assert "no roofline" in (tmp_path / "r.svg").read_text()
