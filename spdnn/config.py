@@ -1,14 +1,17 @@
 """Readable config errors: one line per problem, naming the key (Snakemake's own message is a schema dump)."""
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import shutil
 from pathlib import Path
 
 import yaml
 
 
 # The synthetic data's seed wherever none is given: `spdnn run`, `spdnn generate` and the
-# workflow (config.yaml, the schema's default) give the same N, L and inputs the same network.
+# workflow (config/config.yaml, the schema's default) give the same N, L and inputs the same network.
 DEFAULT_SEED = 1
 
 
@@ -29,15 +32,38 @@ def paths_as_strings(config: dict) -> dict:
     return fixed
 
 
-def semantic_errors(config: dict) -> list[str]:
-    """What the schema cannot say: engine options the engine lacks, more shards than inputs."""
-    from .engines.base import EngineOptionError, check_engine_options
+def gpu_status(conda: bool = False) -> tuple[bool, str]:
+    """(usable, why) for the GPU engine on this machine, decided without a CUDA context (the
+    workflow asks while it is parsed): a GPU visible (spdnn.devices: CUDA_VISIBLE_DEVICES, else
+    nvidia-smi) and pycuda importable, or coming with the rules' conda env (`conda`). The engine
+    checks again when it runs."""
+    from .devices import visible_gpu_count
 
+    gpus = visible_gpu_count()
+    if gpus == 0:
+        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+            return False, f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} shows no GPU"
+        if shutil.which("nvidia-smi") is None:
+            return False, "no NVIDIA driver: nvidia-smi is not on PATH"
+        return False, "nvidia-smi lists no GPU"
+    if conda:
+        return True, f"{gpus} GPU(s) visible; pycuda comes with the rules' conda env"
+    if importlib.util.find_spec("pycuda") is None:
+        return False, f'{gpus} GPU(s) visible but pycuda is not installed (pip install -e ".[gpu]")'
+    return True, f"{gpus} GPU(s) visible and pycuda installed"
+
+
+def semantic_errors(config: dict) -> list[str]:
+    """What the schema cannot say: engine options the engine lacks, more shards than inputs.
+    The engines' code (numpy, scipy) is imported only when there are engine options to check."""
     problems = []
-    try:
-        check_engine_options(config["engine"], config.get("engine_options") or {})
-    except EngineOptionError as err:
-        problems.append(f"config key engine_options: {err}")
+    if config.get("engine_options"):
+        from .engines.base import EngineOptionError, check_engine_options
+
+        try:
+            check_engine_options(config["engine"], config["engine_options"])
+        except EngineOptionError as err:
+            problems.append(f"config key engine_options: {err}")
     shards, inputs = config.get("shards", 1), config.get("inputs", 1)
     if isinstance(shards, int) and isinstance(inputs, int) and shards > inputs:
         problems.append(f"config key shards: {shards} shards for {inputs} inputs would leave shards empty")

@@ -27,7 +27,7 @@ def small_config(datadir: Path, outdir: Path, **changes) -> dict:
 
 def snakemake_in(checkout: Path, workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "workflow/Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workdir)
 
@@ -36,7 +36,7 @@ def hostile_checkout(tmp_path: Path) -> Path:
     """A copy of the workflow (and the library it puts on PYTHONPATH) under a hostile path."""
     checkout = tmp_path / f"check out {HOSTILE}"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for part in ("Snakefile", "config.yaml", "workflow", "envs", "spdnn"):
+    for part in ("workflow", "config", "spdnn"):
         src = ROOT / part
         (shutil.copytree(src, checkout / part, ignore=ignore) if src.is_dir() else
          (checkout.mkdir(parents=True, exist_ok=True), shutil.copy(src, checkout / part)))

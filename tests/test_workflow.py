@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +15,24 @@ from .conftest import SAMPLE
 from .test_fetch import _serve
 
 ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow/Snakefile"
+DEFAULT_CONFIG = ROOT / "config/config.yaml"
 
 
-def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
     if config is not None:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(workdir / "config.yaml")]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def gpu_usable() -> bool:
+    from spdnn.config import gpu_status
+
+    return gpu_status()[0]
 
 
 def sample_config(tmp_path: Path, url: str) -> dict:
@@ -64,7 +76,7 @@ def test_default_dry_run(tmp_path):
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, named):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config.update(change)
     config["datadir"] = str(tmp_path / "data")
     run = snakemake(tmp_path, config, "-n")
@@ -97,8 +109,11 @@ def test_real_sample_over_http_validates(tmp_path, sample_server):
                        str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for caption in ("bandwidth roofline", "Fraction of the input rows still nonzero", "published"):
+    for caption in ("Fraction of the input rows still nonzero", "published", "timed alone", "table.html",
+                    "edges_per_second.svg", "This run: data source"):
         assert caption in html
+    # the CPU engine: no GPU plot or caption
+    assert "bandwidth roofline" not in html and "Cost model" not in html and "no GPU results" not in html
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncate"])
@@ -128,7 +143,7 @@ def test_damaged_download_fails_cleanly(tmp_path, damage):
     assert not list((work / "data").rglob("*.weights.arrow"))
 
 
-TIMING_COLUMNS = {"inference_seconds", "end_to_end_seconds", "edges_per_second", "roofline", "date"}
+TIMING_COLUMNS = {"inference_seconds", "end_to_end_seconds", "edges_per_second", "spread", "roofline", "date"}
 
 
 def test_rerun_reproduces_categories_and_table_up_to_timings(tmp_path):
@@ -151,33 +166,136 @@ def test_rerun_reproduces_categories_and_table_up_to_timings(tmp_path):
     assert tables[0] == tables[1]
 
 
-def test_auto_engine_tunes_and_runs_dag_networks(tmp_path):
-    """engine auto on a CPU-only machine: the tune step and model check run, the engine falls
-    back to the CPU (and says so); a `dag:` section adds the arbitrary-network runs; the report
-    shows both sections."""
+@pytest.mark.skipif(gpu_usable(), reason="a usable GPU: engine auto runs the CUDA engine here")
+def test_auto_engine_without_gpu_plans_no_gpu_steps_and_runs_dag_networks(tmp_path):
+    """engine auto on a CPU-only machine: chosen while parsing and said in the terminal; no tune,
+    model_check or roofline, even with tune on; a `dag:` section adds the arbitrary-network runs;
+    the report shows them and no GPU section."""
     config = sample_config(tmp_path, str(SAMPLE))
     config["engine"] = "auto"
+    config["tune"] = True
     config["dag"] = {"sizes": [5000], "kinds": ["evolved"], "batch": 20, "engine": "vectorised"}
     run = snakemake(tmp_path, config, "--cores", "2")
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    out = tmp_path / "results"
-    tuned = json.loads(next((out / "mirror/tuned").glob("neuron1024-l30.*.json")).read_text())
-    assert tuned["engine_options"]["variant"] in ("merged", "dedup") and tuned["predicted_seconds"] > 0
-    assert (out / "mirror/model_check.png").read_bytes()[:4] == b"\x89PNG"
-    log = (out / "mirror/logs/infer-neuron1024-l30-shard0.log").read_text()
-    record = json.loads((out / "mirror/neuron1024-l30/auto.json").read_text())
-    if record["engine"] == "cpu":  # a machine with a usable GPU runs the cuda engine instead
-        assert "using the CPU reference engine, because the CUDA engine is unavailable" in log
-    assert "| evolved-e5000 |" in (out / "dag/table.md").read_text()
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "spdnn: engine auto: the CPU reference engine" in out
+    assert "tune: on, but the CPU engine runs" in out
+    assert "spdnn: engine auto" in next((tmp_path / ".snakemake/log").glob("*.log")).read_text()
+    results = tmp_path / "results"
+    assert not (results / "mirror/tuned").exists() and not (results / "mirror/model_check.png").exists()
+    assert not (results / "mirror/roofline.png").exists()
+    record = json.loads((results / "mirror/neuron1024-l30/auto.json").read_text())
+    assert record["engine"] == "cpu"
+    log = (results / "mirror/logs/infer-neuron1024-l30-shard0.log").read_text()
+    assert "using the CPU reference engine, because the CUDA engine is unavailable" in log
+    assert "| evolved-e5000 |" in (results / "dag/table.md").read_text()
     report = snakemake(tmp_path, config, "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    assert "Arbitrary networks" in html and "Cost model" in html
+    assert "Arbitrary networks" in html and "speedups.svg" in html
+    assert "Cost model" not in html and "bandwidth roofline" not in html
+
+
+def test_tune_rule_runs_when_asked_for(tmp_path):
+    """The tune step is opt-in, yet its rule stays available by its output file (without a GPU
+    the model's default preset)."""
+    config = sample_config(tmp_path, str(SAMPLE))
+    target = tmp_path / "results/mirror/tuned/neuron1024-l30.default.json"
+    run = snakemake(tmp_path, config, "--cores", "1", str(target))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    tuned = json.loads(target.read_text())
+    assert tuned["engine_options"]["variant"] in ("merged", "dedup") and tuned["predicted_seconds"] > 0
+
+
+def fake_gpu(tmp_path: Path) -> dict:
+    """An environment in which the parse-time check sees one GPU and pycuda (dry runs only)."""
+    fake = tmp_path / "fake-pycuda"
+    (fake / "pycuda").mkdir(parents=True)
+    (fake / "pycuda/__init__.py").write_text("")
+    return {"CUDA_VISIBLE_DEVICES": "0", "PYTHONPATH": str(fake)}
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_gpu_steps_planned_only_with_a_gpu_and_tune_only_when_asked(tmp_path, tune):
+    config = sample_config(tmp_path, str(SAMPLE))
+    config.update(engine="auto", tune=tune)
+    run = snakemake(tmp_path, config, "-n", env=fake_gpu(tmp_path))
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "spdnn: engine auto: the CUDA engine (1 GPU(s) visible and pycuda installed)" in out
+    assert "roofline.png" in out  # the GPU engine: the roofline plot
+    assert ("rule tune:" in out and "model_check" in out) is tune
+    assert ("--engine-options-file" in out) is tune  # off: the engine's defaults
+    if not tune:
+        assert "tune: off, the GPU engine runs with its default options" in out
+
+
+@pytest.mark.skipif(gpu_usable(), reason="a usable GPU")
+def test_cuda_engine_without_gpu_stops_with_the_reason_in_the_terminal(tmp_path):
+    config = sample_config(tmp_path, str(SAMPLE))
+    config["engine"] = "cuda"
+    run = snakemake(tmp_path, config, "--cores", "1")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "engine cuda needs a usable GPU, and there is none:" in out and "Use engine: auto" in out
+    assert not (tmp_path / "data").exists()  # before any job
+
+
+def _job_events(log_text: str) -> list[tuple[str, str, str]]:
+    """('start' | 'end', jobid, rule) in the order of Snakemake's log."""
+    events, rule = [], None
+    for line in log_text.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):$", line):
+            rule = m.group(1)
+        elif rule and (m := re.match(r"\s+jobid: (\d+)$", line)):
+            events.append(("start", m.group(1), rule))
+            rule = None
+        elif m := re.match(r"Job (\d+): timing ", line):  # the infer rules' message
+            events.append(("start", m.group(1), "timed"))
+        elif m := re.match(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
+            events.append(("end", m.group(1), m.group(2)))
+    return events
+
+
+def test_timed_jobs_have_the_machine_to_themselves(tmp_path):
+    """Two networks on 2 cores: while an inference job runs (timed), no other job runs; the
+    table says the timings were taken alone; the step logs hold whole progress lines."""
+    config = {"data": {"source": "synthetic", "seed": 2}, "engine": "cpu", "repeats": 2, "inputs": 300,
+              "networks": [{"neurons": 256, "layers": 12}, {"neurons": 512, "layers": 12}],
+              "datadir": "data", "outdir": "results"}
+    run = snakemake(tmp_path, config, "--cores", "2")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    events = _job_events(next((tmp_path / ".snakemake/log").glob("*.log")).read_text())
+    timed = {job for kind, job, rule in events if rule in ("timed", "infer")}
+    assert len(timed) == 2, events
+    running: set[str] = set()
+    for kind, job, _ in events:
+        if kind == "start":
+            assert not (running & timed) and not (job in timed and running), (job, running, events)
+            running.add(job)
+        else:
+            running.discard(job)
+    table = (tmp_path / "results/synthetic/table.md").read_text()
+    assert table.count("| yes |") == 2 and "timed alone" in table
+    for log in (tmp_path / "data/logs").glob("*.log"):
+        assert "\r" not in log.read_text(), log
+    assert "write neuron512 layers: 100% 12/12" in (tmp_path / "data/logs/generate-512.log").read_text()
+
+
+def test_every_job_declares_its_share_of_the_machine():
+    """A rule without `machine` would run beside a timing: every rule with a command declares it."""
+    for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        text = smk.read_text()
+        for block in re.split(r"\n(?=\s*rule[ :])", text)[1:]:
+            if "shell:" in block:
+                assert re.search(r"machine=(1|WHOLE_MACHINE),", block), f"{smk.name}: {block[:80]}"
+    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert slurm["set-resource-scopes"] == {"machine": "local"}  # cluster jobs do not wait for each other
 
 
 def test_networks_on_the_command_line(tmp_path):
     """`--config networks=[...]` (as the README shows) reaches the schema as numbers."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path), "-n",
            "--config", 'networks=[{"neurons": 256, "layers": 24}]', "inputs=500", "repeats=1"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
@@ -188,11 +306,10 @@ def test_scaling_target(tmp_path):
     """`scaling: {gpus: [1, 2]}` runs each network once per GPU count, split over one process per
     GPU, and plots edges/s and efficiency (the CPU engine on fake GPU ids here)."""
     import csv
-    import os
 
     config = sample_config(tmp_path, str(SAMPLE))
     config["scaling"] = {"gpus": [1, 2]}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
            "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
@@ -204,3 +321,4 @@ def test_scaling_target(tmp_path):
     two = json.loads((tmp_path / "results/mirror/scaling/neuron1024-l30/gpus2.json").read_text())
     assert two["gpus"] == 2 and two["validation"] == "passed" and len(two["parts"]) == 2
     assert (tmp_path / "results/mirror/scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "results/mirror/scaling.svg").read_text().startswith("<?xml")

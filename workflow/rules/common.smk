@@ -1,11 +1,16 @@
 # Paths and config lookups shared by the rules; the layout follows the data flow.
+# Only light modules of spdnn are imported while parsing (file names, config checks, counting
+# GPUs without a CUDA context); the rules run the rest.
 import json
 import shlex
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
+
 from spdnn import challenge
-from spdnn.config import DEFAULT_SEED
+from spdnn.config import DEFAULT_SEED, gpu_status
 
 SOURCE = config["data"]["source"]
 RAW = f"{config['datadir']}/raw/{SOURCE}"
@@ -13,17 +18,59 @@ CACHE = f"{config['datadir']}/cache/{SOURCE}"
 OUT = f"{config['outdir']}/{SOURCE}"
 ENGINE = config["engine"]
 SHARDS = config.get("shards", 1)
-# Rules run the library from this checkout, whatever the environment (installed, conda, a cluster node).
-# Quoted, so a checkout path with spaces or shell characters stays one path; braces doubled,
-# since Snakemake formats the prefix like the commands.
-_BASEDIR = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
-shell.prefix(f'export PYTHONPATH={_BASEDIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ')
+# Rules run the library from this checkout (REPO, the Snakefile's), whatever the environment
+# (installed, conda, a cluster node). Quoted, so a checkout path with spaces or shell characters
+# stays one path; braces doubled, since Snakemake formats the prefix like the commands.
+_REPO_QUOTED = shlex.quote(REPO).replace("{", "{{").replace("}", "}}")
+shell.prefix(f'export PYTHONPATH={_REPO_QUOTED}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ')
 ENV = f"{workflow.basedir}/envs/spdnn.yaml"
+GPU_ENV = f"{workflow.basedir}/envs/spdnn-gpu.yaml"  # the same with pycuda and nvcc
 TABLE_CSV = f"{OUT}/table.csv"
 TABLE_MD = f"{OUT}/table.md"
 COMPARISON = f"{OUT}/published_comparison.csv"
 PLOT = f"{OUT}/edges_per_second.png"
 NETWORKS = config["networks"]
+CLUSTER = workflow.non_local_exec or workflow.remote_exec  # jobs on cluster nodes, not this machine
+
+
+def log_choice(message):
+    """A line in the terminal (and Snakemake's log) about what the workflow chose, once per run."""
+    if workflow.is_main_process:
+        logger.info(f"spdnn: {message}")
+
+
+def svg(png):
+    """The SVG twin that spdnn.report writes beside every PNG plot (the report shows the SVG)."""
+    return png[: -len(".png")] + ".svg"
+
+
+def decide_gpu():
+    """Whether the inference jobs run the GPU engine, decided once while parsing, so that the
+    GPU-only steps (tune, model_check) and plots (roofline) exist only then."""
+    if ENGINE == "cpu":
+        return False
+    if CLUSTER:  # this host (a login node) says nothing about the nodes' GPUs
+        expected = ENGINE == "cuda" or isinstance(config.get("gpus", "all"), int)
+        log_choice(f"engine {ENGINE} on a cluster: " + (
+            "GPU steps planned (the jobs ask for GPUs)" if expected else
+            "CPU steps planned: set gpus to a number to plan the GPU steps (the engine still picks at run time)"))
+        return expected
+    usable, why = gpu_status(conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
+    if ENGINE == "cuda" and not usable:
+        raise WorkflowError(f"engine cuda needs a usable GPU, and there is none: {why}. "
+                            "Use engine: auto (the CPU reference without a GPU) or engine: cpu.")
+    log_choice(f"engine {ENGINE}: " + ("the CUDA engine" if usable else "the CPU reference engine") + f" ({why})")
+    return usable
+
+
+USE_GPU = decide_gpu()
+# The cost model's tune step (opt-in, config `tune`): only where the GPU engine runs.
+TUNE = bool(config.get("tune", False)) and USE_GPU
+if config.get("tune", False) and not USE_GPU:
+    log_choice("tune: on, but the CPU engine runs, and there is nothing to tune for it: no tune or model_check step")
+elif USE_GPU and not TUNE:
+    log_choice("tune: off, the GPU engine runs with its default options (set tune: true for the cost model's)")
+INFER_ENV = GPU_ENV if USE_GPU else ENV
 
 
 def truth_layers(net):
@@ -56,7 +103,8 @@ def sha256_option(relative):
 
 
 def tuned_options_args(wildcards, input):
-    """`--engine-options-file F` (a list: `:q` quotes each) when the tune step ran, else nothing."""
+    """`--engine-options-file F` (a list: `:q` quotes each) when the tune step ran (config `tune`
+    with the GPU engine), else nothing: the engine's defaults."""
     return ["--engine-options-file", input.tuned[0]] if input.tuned else []
 
 
@@ -75,7 +123,7 @@ def infer_inputs(wildcards):
 
 def gpu_count():
     """GPUs one inference job takes (for `resources: gpu`, so jobs never oversubscribe them)."""
-    if ENGINE == "cpu":
+    if not USE_GPU:
         return 0
     gpus = config.get("gpus", "all")
     if gpus != "all":
@@ -97,18 +145,41 @@ def check_caches():
             caches.append(path)
             dependants[path] = made_from
     for message in rebuild_damaged_caches(caches, dependants):
-        print(f"spdnn: {message}", file=sys.stderr)
+        logger.info(f"spdnn: {message}")
 
 
 if workflow.is_main_process:  # not again in every cluster job's own parse of the workflow
     check_caches()
 
 
-# Timed inference jobs never overlap on one machine (they would share GPUs, cores and memory
-# bandwidth and skew each other's timings): each takes the one `timing` slot. Cluster profiles
-# raise the limit, since their jobs land on different nodes.
-if "timing" not in workflow.global_resources:
-    workflow.register_resource("timing", 1)
+# A timed job has the machine to itself. Every job takes one unit of the `machine` resource and a
+# timed job (infer, scaling_infer, dag_run) asks for WHOLE_MACHINE, which Snakemake lowers to
+# all there is, so no other job of this workflow runs beside it (generate, convert or another
+# timing would share cores, memory bandwidth and GPUs). The limit is far above any core count,
+# so untimed jobs are limited by --cores as usual. On a cluster the SLURM profile scopes
+# `machine` as local (--set-resource-scopes): jobs on different nodes do not wait for each
+# other, and the table says those timings are not guaranteed to have had a node alone.
+WHOLE_MACHINE = 1_000_000
+TIMED_WHERE = "on a cluster node (which may run other jobs)" if CLUSTER else "with the machine to itself"
+if "machine" not in workflow.global_resources:
+    workflow.register_resource("machine", WHOLE_MACHINE)
+
+
+def scheduling(wildcards, resources):
+    """How a timed job was scheduled, recorded with its result (spdnn.report's `timed alone`)."""
+    whole = workflow.global_resources["machine"]
+    whole = getattr(whole, "value", whole)
+    alone = not CLUSTER and int(resources.machine) >= int(whole)
+    why = ("no other job of this workflow ran beside it (it took the whole `machine` resource); "
+           "programs outside the workflow are not excluded" if alone else
+           "cluster job: the node may have run other jobs" if CLUSTER else
+           f"it took {resources.machine} of {whole} `machine` units, so other jobs could run beside it")
+    return {"timed_alone": alone, "why": why}
+
+
+def recorded_config(wildcards, resources):
+    """The config an inference result records (JSON): this run's config and its `scheduling`."""
+    return json.dumps({**config, "scheduling": scheduling(wildcards, resources)})
 
 
 wildcard_constraints:

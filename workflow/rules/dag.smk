@@ -13,6 +13,9 @@ DAG_RAW = f"{config['datadir']}/dag/raw"
 DAG_CACHE = f"{config['datadir']}/dag/cache"
 DAG_OUT = f"{config['outdir']}/dag"
 DAG_NETS = [f"{kind}-e{size}" for kind in DAG_KINDS for size in DAG_SIZES]
+DAG_CPU_ENGINES = ("sequential", "vectorised", "compiled", "threaded")
+# the run's software: pycuda's env for the GPU engines (auto: as the main engine was decided)
+DAG_ENV = ENV if DAG_ENGINE in DAG_CPU_ENGINES else INFER_ENV if DAG_ENGINE == "auto" else GPU_ENV
 
 
 rule dag_generate:
@@ -27,6 +30,8 @@ rule dag_generate:
         edges=r"\d+",
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{DAG_OUT}/logs/generate-{{kind}}-e{{edges}}.log",
     shell:
@@ -42,6 +47,8 @@ rule dag_convert:
         f"{DAG_CACHE}/{{net}}.dag.arrow",
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{DAG_OUT}/logs/convert-{{net}}.log",
     shell:
@@ -60,10 +67,10 @@ rule dag_run:
         engine=DAG_ENGINE,
         seed=DAG_SEED,
     conda:
-        ENV
+        DAG_ENV
     resources:
-        gpu=0 if DAG_ENGINE in ("sequential", "vectorised", "compiled", "threaded") else 1,
-        timing=1,
+        gpu=0 if DAG_ENGINE in DAG_CPU_ENGINES else 1,
+        machine=WHOLE_MACHINE,  # timed: the machine to itself (common.smk)
     log:
         f"{DAG_OUT}/logs/run-{{net}}.log",
     shell:
@@ -77,10 +84,13 @@ rule dag_table:
         [f"{DAG_OUT}/{net}.{DAG_ENGINE}.json" for net in DAG_NETS],
     output:
         markdown=f"{DAG_OUT}/table.md",
-        plot=report(f"{DAG_OUT}/speedups.png", caption="../report/dag.rst", category="Arbitrary networks",
-                    labels={"what": "speed-ups"}),
+        plot=f"{DAG_OUT}/speedups.png",
+        plot_svg=report(f"{DAG_OUT}/speedups.svg", caption="../report/dag.rst", category="Arbitrary networks",
+                        labels={"what": "speed-ups"}),
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{DAG_OUT}/logs/table.log",
     shell:

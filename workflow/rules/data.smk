@@ -22,6 +22,8 @@ if SOURCE == "synthetic":
                 root=lambda w, output: Path(output.weights).parents[1],
             conda:
                 ENV
+            resources:
+                machine=1,
             log:
                 f"{config['datadir']}/logs/generate-{_N}.log",
             shell:
@@ -43,6 +45,8 @@ else:
         # fails at once on what cannot (404, bad gzip, checksum mismatch)
         conda:
             ENV
+        resources:
+            machine=1,
         log:
             f"{config['datadir']}/logs/download/{{path}}.log",
         shell:
@@ -60,10 +64,12 @@ rule convert_weights:
         source=SOURCE,
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     shell:
-        "python -m spdnn --quiet convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N:q} --layers {wildcards.L:q}"
+        "python -m spdnn convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N:q} --layers {wildcards.L:q}"
         " --source {params.source:q} 2> {log:q}"
 
 
@@ -77,8 +83,10 @@ rule convert_inputs:
         source=SOURCE,
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     shell:
-        "python -m spdnn --quiet convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N:q} --source {params.source:q}"
+        "python -m spdnn convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N:q} --source {params.source:q}"
         " 2> {log:q}"

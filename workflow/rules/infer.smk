@@ -5,15 +5,15 @@
 rule infer:
     input:
         unpack(infer_inputs),
-        # the cost model's tuned engine options (cuda/auto engines only; none for cpu)
-        tuned=lambda w: [f"{OUT}/tuned/neuron{w.N}-l{w.L}.{GPU_SLUG}.json"] if ENGINE != "cpu" else [],
+        # the cost model's tuned engine options: only with `tune: true` and the GPU engine
+        tuned=lambda w: [f"{OUT}/tuned/neuron{w.N}-l{w.L}.{GPU_SLUG}.json"] if TUNE else [],
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.categories.tsv",
     params:
         shard=lambda w: f"{w.shard}/{SHARDS}",
         options=json.dumps(config.get("engine_options", {})),
-        config=json.dumps(config),
+        config=recorded_config,
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
@@ -22,11 +22,14 @@ rule infer:
         # made from this result: gone before it reruns, so a failure never leaves them saying "passed"
         stale=lambda w: [f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.json", f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.categories.tsv",
                          TABLE_CSV, TABLE_MD, COMPARISON],
+    message:
+        f"timing N={{wildcards.N}} L={{wildcards.L}} (shard {{params.shard}}, engine {{params.engine}},"
+        f" {{params.repeats}} repeats) {TIMED_WHERE}; log: {{log}}"
     conda:
-        ENV
+        INFER_ENV
     resources:
         gpu=gpu_count(),
-        timing=1,
+        machine=WHOLE_MACHINE,  # the whole machine: nothing else runs beside a timing (common.smk)
     log:
         f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
     shell:
@@ -52,6 +55,8 @@ rule merge_shards:
         stale=[TABLE_CSV, TABLE_MD, COMPARISON],
     conda:
         ENV
+    resources:
+        machine=1,
     log:
         f"{OUT}/logs/merge-neuron{{N}}-l{{L}}.log",
     shell:
@@ -68,15 +73,18 @@ use rule infer as scaling_infer with:
     params:
         shard="0/1",
         options=json.dumps(config.get("engine_options", {})),
-        config=json.dumps(config),
+        config=recorded_config,
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
         gpus=lambda w: int(w.G),
         tuned=tuned_options_args,
         stale=[f"{OUT}/scaling.csv", f"{OUT}/scaling.png"],
+    message:
+        f"timing N={{wildcards.N}} L={{wildcards.L}} on {{wildcards.G}} GPUs (engine {{params.engine}}) {TIMED_WHERE};"
+        " log: {log}"
     resources:
         gpu=lambda w: int(w.G),
-        timing=1,
+        machine=WHOLE_MACHINE,
     log:
         f"{OUT}/logs/scaling-neuron{{N}}-l{{L}}-gpus{{G}}.log",
