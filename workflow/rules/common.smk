@@ -121,6 +121,17 @@ def infer_inputs(wildcards):
     }
 
 
+def timed_inputs(rule):
+    """Input function of a timed rule: infer_inputs, the config its results record (run_config)
+    and, only with `tune: true` and the GPU engine, the cost model's tuned engine options."""
+
+    def inputs(wildcards):
+        tuned = [f"{OUT}/tuned/neuron{wildcards.N}-l{wildcards.L}.{GPU_SLUG}.json"] if TUNE else []
+        return {**infer_inputs(wildcards), "run_config": f"{OUT}/run-config/{rule}.json", "tuned": tuned}
+
+    return inputs
+
+
 def gpu_count():
     """GPUs one inference job takes (for `resources: gpu`, so jobs never oversubscribe them)."""
     if not USE_GPU:
@@ -165,21 +176,28 @@ if "machine" not in workflow.global_resources:
     workflow.register_resource("machine", WHOLE_MACHINE)
 
 
-def scheduling(wildcards, resources):
-    """How a timed job was scheduled, recorded with its result (spdnn.report's `timed alone`)."""
-    whole = workflow.global_resources["machine"]
-    whole = getattr(whole, "value", whole)
-    alone = not CLUSTER and int(resources.machine) >= int(whole)
+def _value(resource):
+    return getattr(resource, "value", resource)  # a Snakemake Resource or a plain number
+
+
+def scheduling(rule):
+    """How the timed jobs of `rule` are scheduled, recorded with their results (spdnn.report's
+    `timed alone`): alone unless on a cluster or given less than the whole `machine` resource
+    (--set-resources RULE:machine=N)."""
+    whole = int(_value(workflow.global_resources["machine"]))
+    override = workflow.resource_settings.overwrite_resources.get(rule, {}).get("machine")
+    taken = min(whole, WHOLE_MACHINE if override is None else int(_value(override)))
+    alone = not CLUSTER and taken >= whole
     why = ("no other job of this workflow ran beside it (it took the whole `machine` resource); "
            "programs outside the workflow are not excluded" if alone else
            "cluster job: the node may have run other jobs" if CLUSTER else
-           f"it took {resources.machine} of {whole} `machine` units, so other jobs could run beside it")
+           f"it took {taken} of {whole} `machine` units, so other jobs could run beside it")
     return {"timed_alone": alone, "why": why}
 
 
-def recorded_config(wildcards, resources):
-    """The config an inference result records (JSON): this run's config and its `scheduling`."""
-    return json.dumps({**config, "scheduling": scheduling(wildcards, resources)})
+def recorded_config(wildcards):
+    """The config a timed rule's results record (JSON): this run's config and its `scheduling`."""
+    return json.dumps({**config, "scheduling": scheduling(wildcards.timed)}, sort_keys=True)
 
 
 wildcard_constraints:

@@ -2,18 +2,38 @@
 # the shards of a network merged into one result.
 
 
+# The config the results record, as a file (not a long JSON argument in every printed command).
+rule run_config:
+    output:
+        f"{OUT}/run-config/{{timed}}.json",
+    params:
+        json=recorded_config,
+    wildcard_constraints:
+        timed="infer|scaling_infer",
+    conda:
+        ENV
+    resources:
+        machine=1,
+    log:
+        f"{OUT}/logs/run-config-{{timed}}.log",
+    shell:
+        "printf '%s\\n' {params.json:q} > {output:q} 2> {log:q}"
+
+
+localrules:
+    run_config,
+
+
 rule infer:
     input:
-        unpack(infer_inputs),
-        # the cost model's tuned engine options: only with `tune: true` and the GPU engine
-        tuned=lambda w: [f"{OUT}/tuned/neuron{w.N}-l{w.L}.{GPU_SLUG}.json"] if TUNE else [],
+        # the caches, the truth, the config to record and (`tune: true`) the tuned options
+        unpack(timed_inputs("infer")),
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.categories.tsv",
     params:
         shard=lambda w: f"{w.shard}/{SHARDS}",
         options=json.dumps(config.get("engine_options", {})),
-        config=recorded_config,
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
@@ -36,7 +56,8 @@ rule infer:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
         " --layers {wildcards.L:q} --inputs {params.inputs:q} --engine {params.engine:q} --repeats {params.repeats:q}"
         " --engine-options {params.options:q} --shard {params.shard:q} --gpus {params.gpus:q} --output {output.result:q}"
-        " --categories {output.categories:q} --config {params.config:q} {params.tuned:q} --invalidates {params.stale:q}"
+        " --categories {output.categories:q} --config \"$(cat {input.run_config:q})\" {params.tuned:q}"
+        " --invalidates {params.stale:q}"
         " 2> {log:q}"
 
 
@@ -67,13 +88,14 @@ rule merge_shards:
 # Scaling over the GPUs of a node (config `scaling: {gpus: [1, 2, 4]}`): the whole input of a
 # network, once per GPU count, split over that many GPUs (one process each) and validated.
 use rule infer as scaling_infer with:
+    input:
+        unpack(timed_inputs("scaling_infer")),
     output:
         result=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.json",
         categories=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.categories.tsv",
     params:
         shard="0/1",
         options=json.dumps(config.get("engine_options", {})),
-        config=recorded_config,
         inputs=config["inputs"],
         engine=ENGINE,
         repeats=config["repeats"],
