@@ -322,3 +322,20 @@ def test_scaling_target(tmp_path):
     assert two["gpus"] == 2 and two["validation"] == "passed" and len(two["parts"]) == 2
     assert (tmp_path / "results/mirror/scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "results/mirror/scaling.svg").read_text().startswith("<?xml")
+
+
+def test_timed_alone_follows_the_resources_and_the_slurm_profile_parses(tmp_path):
+    """A timing given less than the whole machine is recorded as not alone; the SLURM profile's
+    settings (less its executor, not installed here) are accepted by Snakemake."""
+    config = sample_config(tmp_path, str(SAMPLE))
+    lowered = snakemake(tmp_path, config, "-n", "--set-resources", "infer:machine=1")
+    assert lowered.returncode == 0, lowered.stderr[-3000:]
+    assert '"timed_alone": false' in lowered.stdout and "it took 1 of" in lowered.stdout
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    settings = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    settings.pop("executor")
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings))
+    run = snakemake(tmp_path, config, "-n", "--profile", str(profile))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert '"timed_alone": true' in run.stdout  # a local dry run: the scope does not matter here

@@ -185,8 +185,8 @@ def scheduling(rule):
     `timed alone`): alone unless on a cluster or given less than the whole `machine` resource
     (--set-resources RULE:machine=N)."""
     whole = int(_value(workflow.global_resources["machine"]))
-    override = workflow.resource_settings.overwrite_resources.get(rule, {}).get("machine")
-    taken = min(whole, WHOLE_MACHINE if override is None else int(_value(override)))
+    override = _value(workflow.resource_settings.overwrite_resources.get(rule, {}).get("machine"))
+    taken = min(whole, WHOLE_MACHINE if override is None else int(override))
     alone = not CLUSTER and taken >= whole
     why = ("no other job of this workflow ran beside it (it took the whole `machine` resource); "
            "programs outside the workflow are not excluded" if alone else
