@@ -339,3 +339,20 @@ def test_timed_alone_follows_the_resources_and_the_slurm_profile_parses(tmp_path
     run = snakemake(tmp_path, config, "-n", "--profile", str(profile))
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert '"timed_alone": true' in run.stdout  # a local dry run: the scope does not matter here
+
+
+def test_parsing_imports_no_heavy_library_code(tmp_path):
+    """Planning a run imports only light modules of spdnn (no engines, caches, plots, cost model)."""
+    probe = f"""
+import sys
+from snakemake.cli import main
+try:
+    main(["-s", {str(SNAKEFILE)!r}, "-n", "--quiet", "--directory", {str(tmp_path)!r}])
+except SystemExit as end:
+    assert not end.code, end.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("scipy", "pyarrow", "matplotlib", "numba")
+               or m.startswith(("spdnn.engines", "spdnn.io.cache", "spdnn.model", "spdnn.report")))
+print("HEAVY", heavy)
+"""
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert "HEAVY []" in run.stdout, (run.stdout + run.stderr)[-3000:]

@@ -3,7 +3,6 @@
 # GPUs without a CUDA context); the rules run the rest.
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -147,14 +146,17 @@ def gpu_count():
 def check_caches():
     """A cache file that fails the quick check (no or wrong checksum file, wrong size, unreadable)
     is removed with every result made from it, so this run rebuilds them all."""
-    from spdnn.stale import rebuild_damaged_caches
-
     caches, dependants = [], {}
     for n in sorted({net["neurons"] for net in NETWORKS}):
         made_from = [f"{OUT}/neuron{n}-l*/*", f"{OUT}/scaling/neuron{n}-l*/*", TABLE_CSV, TABLE_MD]
         for path in (f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow", f"{CACHE}/sparse-images-{n}.arrow"):
             caches.append(path)
             dependants[path] = made_from
+    caches = [path for path in caches if Path(path).exists()]  # none yet: nothing to check or import
+    if not caches:
+        return
+    from spdnn.stale import rebuild_damaged_caches  # reads the caches (pyarrow)
+
     for message in rebuild_damaged_caches(caches, dependants):
         logger.info(f"spdnn: {message}")
 
