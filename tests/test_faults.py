@@ -19,7 +19,7 @@ from .conftest import SAMPLE
 from .test_fetch import _serve
 from .test_workflow import ROOT
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow/Snakefile")]
 
 
 def start(workdir: Path, config: dict, *args: str) -> subprocess.Popen:
