@@ -43,7 +43,10 @@ from peers import data, parsers, recipes, runner, sources, table, writers  # noq
 from spdnn import challenge  # noqa: E402
 from spdnn.provenance import git_commit, gpu_info, package_versions  # noqa: E402
 
-ENGINES = {"default": {}, "dedup": {"variant": "dedup"}}  # dedup: full width, duplicate neurons not merged
+# dedup: full width, duplicate neurons not merged; *-nocarry: every row computed at every layer
+# (saturated rows not carried), to show what carrying them gives
+ENGINES = {"default": {}, "dedup": {"variant": "dedup"}, "nocarry": {"carry_saturated": False},
+           "dedup-nocarry": {"variant": "dedup", "carry_saturated": False}}
 
 
 def log(*a) -> None:

@@ -350,4 +350,6 @@ def test_saturated_rows_carried_only_after_the_last_layer_that_breaks_them(gpu, 
     weights = Weights.from_matrices(mats)
     x = sp.csr_matrix(generate_inputs(1024, 2000, seed=3), dtype=np.float32)
     got = compare(weights, 60, x, batch_rows=704, check_every=check_every, **PATHS[path])
-    assert got.details["carry_from"] == 26 and got.details["carried_rows"] > 0
+    assert got.details["carry_from"] == 26
+    if check_every == 1:  # (at sparser check points too few rows saturate at once to be worth a stop)
+        assert got.details["carried_rows"] > 0

@@ -61,21 +61,13 @@ def digest(layers: list[sp.spmatrix], inputs: sp.spmatrix) -> str:
 
 def reference_truth(layers: list[sp.spmatrix], inputs: sp.spmatrix, bias: float,
                     at: list[int] | None = None) -> dict[int, np.ndarray]:
-    """The CPU reference engine's categories after each layer count in `at` (default: the last)."""
-    from spdnn.engines.cpu import layer_step
+    """The CPU reference engine's categories after each layer count in `at` (default: the
+    last), its input rows split over all cores (saturated rows carried: spdnn.engines.cpu)."""
+    from spdnn.engines.cpu import reference
 
     at = sorted(set(at or [len(layers)]))
-    y = sp.csr_matrix(inputs, dtype=np.float32, copy=True)
-    alive = np.arange(y.shape[0], dtype=np.int64)
-    found: dict[int, np.ndarray] = {}
-    for k, w in enumerate(layers[:at[-1]], start=1):
-        y = layer_step(y, w, np.float32(bias))
-        keep = np.flatnonzero(np.diff(y.indptr))
-        if keep.size < y.shape[0]:
-            y, alive = y[keep], alive[keep]
-        if k in at:
-            found[k] = alive.copy()
-    return found
+    result = reference(lambda: layers[:at[-1]], bias, inputs, counts=at, workers=None, keep_values=False)
+    return {k: result.alive[k] for k in at}
 
 
 def truth_file(folder: Path, neurons: int, layers: int, seed: int, n_inputs: int) -> Path:
