@@ -44,7 +44,6 @@ from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_ty
 from tenacity import stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from spdnn.challenge import BASE_URL
 from spdnn.io.atomic import atomic_path
 from spdnn.progress import progress as progress_bar
 
@@ -157,11 +156,6 @@ def url_for(base_url: str | os.PathLike, relative: str) -> str:
     base = _as_url(base_url)
     # Plain concatenation, not urljoin: urljoin drops the last segment of a base without "/".
     return base.rstrip("/") + "/" + urllib.parse.quote(relative.lstrip("/"), safe="/")
-
-
-def default_url(relative: str) -> str:
-    """The official URL of a relative challenge path."""
-    return url_for(BASE_URL, relative)
 
 
 # ---------------------------------------------------------------- one attempt

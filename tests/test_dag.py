@@ -398,8 +398,17 @@ def test_bad_engine_name():
 
     with pytest.raises(ValueError, match="unknown DAG engine"):
         get_dag_engine("nope")
-    with pytest.raises(DagValidationError):
-        raise DagValidationError("x")
+
+
+def test_outputs_of_another_shape_are_a_validation_error():
+    """Outputs that cannot be compared stop the run as a validation failure (the challenge's
+    ValidationError, which the CLI reports), not as an exception of numpy's."""
+    from spdnn.validate import ValidationError
+
+    ref = np.zeros((4, 3), np.float32)
+    with pytest.raises(DagValidationError, match="output shapes differ") as err:
+        compare_outputs(np.zeros((4, 2), np.float32), ref)
+    assert isinstance(err.value, ValidationError)
 
 
 def test_unknown_cuda_option_is_an_error():

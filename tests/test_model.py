@@ -170,10 +170,7 @@ def test_vectorised_equals_scalar_and_argmin(hw, neurons):
 
 def test_mapping_space_counts_distinct_files():
     """Only the Params a kernel's file reads vary: no two designs are the same directive file."""
-    from spdnn.model.explore import space_size
-
     res = evaluate(NetworkProfile.stored(1024, 24, 6000), load_hardware("h100-sxm"), SMALL)
-    assert len(res) == space_size(SMALL)
     texts = {res.design(i).directives() for i in range(len(res))}
     assert len(texts) == len(res)
 

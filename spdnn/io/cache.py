@@ -427,22 +427,6 @@ def csr_layer_arrays(matrix: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     return m.indices.astype(np.int32), m.data.astype(np.float32)
 
 
-def write_weights(output: str | os.PathLike, matrices, neurons: int, layers: int, source: str = "",
-                  **metadata) -> None:
-    """Write weight matrices (any iterable of N x N sparse matrices) straight into a cache file."""
-    meta = _metadata(kind="weights", neurons=neurons, layers=layers, bias=challenge.bias(neurons),
-                     source=source, **metadata)
-    schema = WEIGHTS_SCHEMA.with_metadata(meta)
-    written = 0
-    with _cache_output(output) as tmp:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for m in matrices:
-                writer.write_batch(pa.record_batch(list(csr_layer_arrays(m)), schema=schema))
-                written += 1
-        if written != layers:
-            raise ValueError(f"{written} matrices written, {layers} declared")
-
-
 def load_weights(path: str | os.PathLike, layers: int | None = None) -> Weights:
     """Memory-map a weights cache file; `layers` (if given) must not exceed what it holds."""
     meta = read_metadata(path)

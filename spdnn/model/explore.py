@@ -226,13 +226,3 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
                 out_params[k].append(np.tile(np.array(v, float), len(cls)))
     params = {k: np.concatenate(v) for k, v in out_params.items()}
     return Result(params, np.concatenate(out_valid), np.concatenate(out_sec), np.concatenate(out_j))
-
-
-def space_size(space: dict | None = None) -> int:
-    space = space or DEFAULT_SPACE
-    n = 0
-    for p in _policies(space):
-        for df in space["dataflow"]:
-            if (df == "fused") == (p[-1] > 1):
-                n += len(_mappings(space, df))
-    return n

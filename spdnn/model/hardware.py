@@ -68,10 +68,6 @@ def energy_table() -> dict[str, float]:
     return {k: float(v) for k, v in _data()["energy_pj_per_byte"].items() if not k.startswith("_")}
 
 
-def presets() -> list[str]:
-    return list(_data()["presets"])
-
-
 def _calibration() -> dict:
     try:
         return json.loads(CALIBRATION.read_text())

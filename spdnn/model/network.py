@@ -4,8 +4,8 @@ Shapes follow the RadiX-Net construction of spdnn.generate (checked against the 
 layer plan in tests/test_model.py): P = N/16 positions, G = log2(P) layers per group; every
 layer has P distinct columns (P/2 at the last layer of a group, stride P/2), each with 32
 nonzeros. Variant 'dedup': features N wide, KW = 32, each distinct column written to N/ucols
-outputs. Variant 'merged': features ucols wide, KW = 32 on layer 0 and from the second group on
-(a fresh row permutation scatters the merged inputs), KW = 2 inside the first group.
+outputs. Variant 'merged': features ucols wide, KW = 32 on every layer (the engine keeps all 32
+original terms of a column, re-pointed at the merged inputs, never summed: bit-identical sums).
 """
 from __future__ import annotations
 
@@ -28,11 +28,6 @@ class LayerShapes:
     wout: np.ndarray
     ucols: np.ndarray
     kw: np.ndarray
-
-    @property
-    def outs(self) -> np.ndarray:
-        """Output neurons written per distinct column."""
-        return self.wout / self.ucols
 
 
 def layer_shapes(neurons: int, layers: int, variant: str) -> LayerShapes:
