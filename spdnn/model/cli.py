@@ -86,11 +86,11 @@ def _tune(args) -> None:
 def hw_designs(spec: list[str] | None):
     """The designs a hardware exploration tries on every GPU: directive files, or the engine's
     (its default kernel per layer, with 32 warps, and fused segments of 8 layers with 16 warps)."""
-    from .directives import Dataflow, parse_directives
+    from .directives import ENGINE_DEFAULT, Dataflow, parse_directives
 
     if spec:
         return [parse_directives(Path(p).read_text(), p) for p in spec]
-    return [Dataflow(), Dataflow(warps=32), Dataflow(dataflow="fused", warps=16, fuse=8, check_every=8)]
+    return [Dataflow(), Dataflow(warps=32), ENGINE_DEFAULT]
 
 
 def _hwdse(args) -> None:

@@ -103,9 +103,12 @@ class Dataflow:
         return opts
 
 
-# what CudaEngine() runs without options on a challenge network: variant auto -> merged, 16 warps,
-# fused segments ending at check points every 8 layers for the layers up to FUSE_WIDTH wide, the
-# kernel per layer for the others (all of them at N >= 16384)
+# CudaEngine() without options on a challenge network, as a design: variant merged (what "auto"
+# picks there), 16 warps, grid factor 16; the merged layers up to FUSE_WIDTH (256) wide in fused
+# segments, the wider ones (the N-wide first layer; every layer at N >= 16384) a kernel each;
+# a check point after 8 layers (or once 64 MB of features moved), the interval doubling up to 64
+# while nothing compacts, and a segment ending at each (so Fuse 8 is check_every 8); hwdse and
+# validation.freeze use it.
 ENGINE_DEFAULT = Dataflow(dataflow="fused", fuse=8, check_every=8)
 
 

@@ -2,9 +2,9 @@
 // per-row "still active" flags, their count and prefix sum, and active-row compaction.
 //
 // Compiled at run time by pycuda (SourceModule, -arch sm_XX of the device) once per
-// padded column length KW (a macro: -DKW=32 for the challenge's layers, -DKW=2 for the
-// layers of a merged network, see cuda.py), and by tests/test_kernels_compile.py with
-// nvcc -arch=sm_90 -cubin.
+// padded column length KW (a macro: -DKW=32 for the challenge's layers, merged or not: a
+// merged column keeps its 32 original terms; see cuda.py), and by tests/test_kernels_compile.py
+// with nvcc -arch=sm_90 -cubin.
 //
 // Feature layout ("tile-interleaved"): the active rows of a batch are grouped in tiles of
 // 32 rows; feature (row r, neuron i) of a layer of width W lives at
