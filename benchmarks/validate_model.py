@@ -364,20 +364,26 @@ def main(argv=None) -> int:
                     help="tune-vs-default files (several calls of one device session, merged)")
     ap.add_argument("--allow-changed", action="store_true", help="analyse although the model changed since freezing")
     ap.add_argument("--cal-grid", default="31x25", help="calibration grid: L2 bandwidths x launch costs")
-    ap.add_argument("--write-calibration", action="store_true", help="store the fitted constants in calibration.json")
+    ap.add_argument("--write-calibration", action="store_true",
+                    help="with --analyse: write the fitted constants to --calibration-out")
     ap.add_argument("--transfer-calibration", default=None, metavar="SRC:DST",
-                    help="store SRC's calibration as DST's (e.g. h100-sxm:h200), before freezing")
+                    help="write SRC's calibration as DST's (e.g. h100-sxm:h200) to --calibration-out, before freezing")
+    ap.add_argument("--calibration-out", default=None, metavar="FILE",
+                    help="where calibrations are written (default RESULTS/calibration.json; started from the "
+                         "packaged spdnn/model/calibration.json, which is only read: copy FILE there to use it)")
     ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
     from spdnn.model.hardware import gpu_slug
     from spdnn.model.validation import analyse, analyse_tune, fingerprint, freeze
 
     res_dir = Path(args.results)
+    calibration_out = Path(args.calibration_out) if args.calibration_out else res_dir / "calibration.json"
     if args.transfer_calibration:
         from spdnn.model.validation import transfer_calibration
 
         src, dst = args.transfer_calibration.split(":")
-        log(json.dumps(transfer_calibration(src, dst)))
+        log(json.dumps(transfer_calibration(src, dst, calibration_out)))
+        log(f"calibration of {dst} -> {calibration_out}")
         return 0
     if args.freeze:
         rec = freeze(Path(args.freeze), args.gpu, plan(args), specs(args.tvd_networks))
@@ -387,7 +393,7 @@ def main(argv=None) -> int:
         raw = json.loads(Path(args.analyse).read_text())
         slug = gpu_slug(raw.get("gpu"))
         r = analyse(Path(args.analyse), res_dir / f"model-validation-{slug}.json", res_dir / f"model-validation-{slug}.png",
-                    write_calibration=args.write_calibration,
+                    calibration_out=calibration_out if args.write_calibration else None,
                     frozen_path=Path(args.freeze_file) if args.freeze_file else None, allow_changed=args.allow_changed,
                     grid=tuple(int(v) for v in args.cal_grid.split("x")))
         s = r["statistics"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from spdnn.model.hardware import CALIBRATION
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,8 +32,14 @@ def test_freeze_measure_analyse(script, tmp_path):
     raw = json.loads((tmp_path / "model-validation-raw.json").read_text())
     roles = {(n["role"], n["neurons"], n["seed"], n["held_out"]) for n in raw["networks"]}
     assert roles == {("calibration", 1024, 2, ""), ("validation", 4096, 3, "N and seed"), ("validation", 1024, 3, "seed")}
-    assert script.main(["--analyse", str(tmp_path / "model-validation-raw.json"), "--freeze-file", str(freeze)] + small) == 0
+    packaged = CALIBRATION.read_bytes()
+    assert script.main(["--analyse", str(tmp_path / "model-validation-raw.json"), "--freeze-file", str(freeze),
+                        "--write-calibration"] + small) == 0
+    assert CALIBRATION.read_bytes() == packaged  # the package is only read
+    written = json.loads((tmp_path / "calibration.json").read_text())  # --results' folder by default
+    assert set(written) >= set(json.loads(packaged))
     res = json.loads((tmp_path / "model-validation-fake.json").read_text())
+    assert written[res["calibration"]["preset"]] == res["calibration"]
     assert res["model"] == "frozen (fingerprints match)"
     assert res["statistics_held_out_n"]["points"] > 0 and res["statistics_held_out_seed_only"]["points"] > 0
     net = res["statistics"]["per_network"]["N=4096 L=24 seed=3"]
@@ -46,3 +54,18 @@ def test_freeze_measure_analyse(script, tmp_path):
     freeze.write_text(json.dumps(frozen))
     with pytest.raises(ValueError, match="changed since it was frozen"):
         script.main(["--analyse-tune", str(tmp_path / "model-tune-raw.json"), "--freeze-file", str(freeze)] + small)
+
+
+def test_calibration_is_written_where_asked_never_into_the_package(script, tmp_path):
+    from spdnn.model.validation import write_calibration
+
+    packaged = CALIBRATION.read_bytes()
+    src = next(k for k, v in json.loads(packaged).items() if "transferred_from" not in v)
+    out = tmp_path / "cal" / "calibration.json"
+    assert script.main(["--transfer-calibration", f"{src}:v100", "--calibration-out", str(out)]) == 0
+    assert CALIBRATION.read_bytes() == packaged
+    data = json.loads(out.read_text())
+    assert data["v100"]["transferred_from"] == src and data["v100"]["constants"] == data[src]["constants"]
+    with pytest.raises(ValueError, match="read only"):
+        write_calibration(CALIBRATION, "v100", data["v100"])
+    assert CALIBRATION.read_bytes() == packaged

@@ -12,6 +12,10 @@ validation honest:
    use only the others, per network: Spearman, median signed and absolute error, the model's
    first choice against the best measured; labelled with whether each design's dataflow had been
    measured before (spdnn.model.validated).
+
+The packaged calibration (spdnn/model/calibration.json) is only read here: fitted or transferred
+constants go to a file the caller names (`write_calibration`), to be reviewed and copied into the
+package by hand (which changes the model's fingerprint, so a freeze comes after it).
 """
 from __future__ import annotations
 
@@ -134,19 +138,39 @@ def transferred(raw: dict, frozen_calibration: dict, preset: str) -> Hardware:
     return replace(base, **{k: float(v) for k, v in consts.items()}, calibrated=tuple(sorted(consts)))
 
 
-def transfer_calibration(src: str, dst: str, write: bool = True) -> dict:
+def read_calibration(path: Path | None = None) -> dict:
+    """The calibration entries of `path` if it exists, else the packaged ones (spdnn/model/calibration.json)."""
+    for p in ([Path(path)] if path else []) + [CALIBRATION]:
+        if p.exists():
+            return json.loads(p.read_text())
+    return {}
+
+
+def write_calibration(path: Path, key: str, entry: dict) -> None:
+    """`entry` as `key`'s calibration in the file at `path` (created from the packaged calibration
+    when it does not exist yet); never the packaged file itself."""
+    path = Path(path)
+    if path.resolve() == CALIBRATION.resolve():
+        raise ValueError(f"{CALIBRATION} is the packaged calibration, read only: write elsewhere and copy it in")
+    data = read_calibration(path)
+    data[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def transfer_calibration(src: str, dst: str, out: Path | None = None) -> dict:
     """A calibration entry for `dst` made of `src`'s (no measurement on `dst`): the host-side constants
     (launch_s, kernel_min_s, sync_s: the same pycuda host path), hbm_efficiency, and the L2 bandwidth
-    (H100 and H200 are both GH100 with the same L2 and clock; only the HBM differs)."""
-    data = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-    other = data[src]
+    (H100 and H200 are both GH100 with the same L2 and clock; only the HBM differs). `src` is read
+    from `out` if that file exists, else from the packaged calibration; with `out`, the entry is
+    written there (write_calibration)."""
+    other = read_calibration(out)[src]
     entry = {"preset": dst, "constants": dict(other["constants"]), "transferred_from": src,
              "launch_s_microbenchmark": other["launch_s_microbenchmark"],
              "source": f"transferred from {src} ({other.get('gpu')}): nothing measured on {dst}; "
                        "benchmarks/validate_model.py --analyse on a run there fits its own"}
-    if write:
-        data[dst] = entry
-        CALIBRATION.write_text(json.dumps(data, indent=1) + "\n")
+    if out is not None:
+        write_calibration(out, dst, entry)
     return entry
 
 
@@ -230,7 +254,7 @@ def freeze(path: Path, gpu: str, plan: dict, networks: list | None = None) -> di
         tuned[f"{n}x{layers}"] = {"engine_options": t["engine_options"], "predicted_seconds": t["predicted_seconds"],
                                   "measured": t["measured"], "dataflow": t["model"]["dataflow"],
                                   "default_predicted_seconds": default.seconds}
-    cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+    cal = read_calibration()
     rec = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "fingerprint": fingerprint(), "gpu": gpu, "preset": preset_for_gpu(gpu), "calibration": cal,
            "plan": plan, "tuned": tuned,
@@ -251,18 +275,17 @@ def _check_frozen(raw: dict, frozen: dict | None, allow_changed: bool) -> str:
     return "frozen (fingerprints match)"
 
 
-def analyse(raw_path: Path, out_json: Path, png: Path | None, write_calibration: bool = False,
+def analyse(raw_path: Path, out_json: Path, png: Path | None, calibration_out: Path | None = None,
             frozen_path: Path | None = None, allow_changed: bool = False, grid: tuple = (31, 25)) -> dict:
     """Calibrate on the run's calibration networks, validate on the others; with a freeze file, also
-    the transfer of the frozen calibration of another GPU to this one (fitted on nothing here)."""
+    the transfer of the frozen calibration of another GPU to this one (fitted on nothing here).
+    With `calibration_out`, the fitted constants are written there (write_calibration)."""
     raw = json.loads(Path(raw_path).read_text())
     frozen = json.loads(Path(frozen_path).read_text()) if frozen_path else None
     status = _check_frozen(raw, frozen, allow_changed) if frozen is not None else "no freeze file given"
     hw, cal = calibrate(raw, grid=grid)
-    if write_calibration:
-        data = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-        data[cal["preset"]] = cal
-        CALIBRATION.write_text(json.dumps(data, indent=1) + "\n")
+    if calibration_out is not None:
+        write_calibration(calibration_out, cal["preset"], cal)
     pts = points(raw, hw, "validation")
     res = {"gpu": raw.get("gpu"), "model": status, "calibration": cal, "targets": TARGETS,
            "statistics": statistics(pts),
