@@ -7,7 +7,7 @@ active-row compaction):
 Networks: synthetic (spdnn.generate: RadiX-Net layers, inputs with the real survival profile).
 Timing: CUDA events around inference only (input upload included, weights already on the
 GPU), one warm-up, median of --reps runs. edges/s = inputs * 32 * N * L / seconds.
-Roofline (DESIGN.md): a layer-at-a-time kernel reads and writes N floats per active row,
+Roofline (docs/design.md#roofline): a layer-at-a-time kernel reads and writes N floats per active row,
 4 edges per byte: bound = bandwidth * 4 / (mean fraction of rows active over the layers),
 bandwidth measured here by a large device-to-device copy (bytes read + written).
 

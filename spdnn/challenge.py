@@ -1,7 +1,7 @@
 """Constants and file names of the Sparse DNN Graph Challenge, in one place.
 
 Every other module asks this one for a bias, a file name or an edge count, so the
-challenge's definition lives here only (see DESIGN.md).
+challenge's definition lives here only (see docs/design.md).
 """
 from __future__ import annotations
 

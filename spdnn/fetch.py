@@ -1,7 +1,7 @@
 """Download the official challenge files, resumably and verified.
 
 A download goes to `dest.part` and is renamed onto `dest` only once it is complete and
-verified, so a file at `dest` is always a finished one (the rule of DESIGN.md). The base
+verified, so a file at `dest` is always a finished one (the rule of docs/design.md). The base
 URL may be http(s)://, file:// or a plain local folder, so a local mirror works the same
 as the official bucket.
 

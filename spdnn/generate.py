@@ -1,6 +1,6 @@
 """Faithful synthetic challenge networks and inputs, written in the official layout.
 
-Layers follow the structure measured on the official N = 1024 network (DESIGN.md, and
+Layers follow the structure measured on the official N = 1024 network (docs/design.md, and
 checked by tests/test_generate.py against the real sample): with P = N / 16 positions per
 block and G = log2(P) layers per group,
 
@@ -104,7 +104,7 @@ def generate_layers(neurons: int, layers: int, seed: int) -> Iterator[sp.csr_mat
 
 # ----------------------------------------------------------------------------- inputs
 
-# The official data the inputs are calibrated to (DESIGN.md): categories and input nonzeros
+# The official data the inputs are calibrated to (docs/design.md): categories and input nonzeros
 # of all 60000 inputs per N (the same categories for L = 120, 480, 1920), and the active rows
 # after each of the first 30 layers of the official 1024 network for the first 600 official
 # inputs (tests/data/challenge-sample; tests/test_generate.py recomputes them).

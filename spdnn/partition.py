@@ -1,6 +1,6 @@
 """One network shard spread over the GPUs of a node: one process per GPU, rows split statically.
 
-Every GPU holds all the weights (DESIGN.md); process i sees only GPU i (CUDA_VISIBLE_DEVICES
+Every GPU holds all the weights (docs/design.md); process i sees only GPU i (CUDA_VISIBLE_DEVICES
 is set before it imports pycuda, so no CUDA context is shared), runs its slice of the rows,
 and waits at a barrier after loading so that the timed inference of all GPUs overlaps. The
 parent validates the union of the categories and writes one combined result.

@@ -184,7 +184,7 @@ def plot_edges_per_second(records: list[dict], path: str | Path) -> None:
     _save(plt, fig, path)
 
 
-# Peak DRAM bandwidth (bytes/s) from vendor data sheets, for the roofline (DESIGN.md): a
+# Peak DRAM bandwidth (bytes/s) from vendor data sheets, for the roofline (docs/design.md#roofline): a
 # layer-at-a-time kernel moves 8 N bytes per active row per layer for 32 N edges.
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.039e12, "V100": 0.9e12}
 

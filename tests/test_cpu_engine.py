@@ -23,7 +23,7 @@ def test_sample_reproduces_official_truth(sample_cache):
     truth = read_categories(lambda: open(sample_cache["truth"], "rb"), "truth")
     assert len(truth) == 7
     check_categories(result.categories, truth)
-    # The sample's survival profile (measured once, DESIGN.md): most rows die in 10 layers.
+    # The sample's survival profile (measured once, docs/design.md): most rows die in 10 layers.
     assert result.active_rows[:3] == [546, 387, 191]
     assert result.active_rows[-1] == 7
     assert result.values.shape[0] == 7

@@ -20,7 +20,7 @@
 // RadiX-Net layers (a butterfly Kronecker an all-ones 16 x 16 block) every column appears
 // 16 times, so a warp reads 32 input lines once and writes 16 output lines: the input
 // reads that were L2 traffic become 1/16, and the kernel is bound by HBM streaming
-// (read N + write N floats per active row), the roofline of DESIGN.md. For a network
+// (read N + write N floats per active row), the roofline of docs/design.md#roofline. For a network
 // without duplicate columns out_list is the identity and the kernel is the plain one.
 //
 // Bias: the challenge adds b only on the nonzeros of Z = Y W. The CPU reference (scipy's
