@@ -1,7 +1,8 @@
 """The cuda engine against the CPU reference: real sample and synthetic networks of several N.
 
 GPU tests are marked `gpu` and skip cleanly without pycuda or a device. The layer plan (the
-de-duplicated / merged transposed weights) is also checked on the CPU, without a GPU.
+de-duplicated / merged transposed weights, spdnn.engines.layer_plan) is also checked on the CPU,
+without a GPU; the check-point policy in tests/test_checkpoints.py.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import scipy.sparse as sp
 from spdnn import challenge
 from spdnn.engines.base import EngineUnavailable, get_engine
 from spdnn.engines.cpu import CpuEngine
-from spdnn.engines.cuda import transposed_layer
+from spdnn.engines.layer_plan import plan_network, transposed_layer
 from spdnn.io.cache import Weights, load_inputs, load_weights
 
 
@@ -85,7 +86,7 @@ def test_transposed_layer_general():
 @pytest.mark.parametrize("collide", [False, True])
 def test_distinct_rows(monkeypatch, collide):
     """Distinct rows numbered by first appearance; with every hash equal, the exact fallback."""
-    from spdnn.engines import cuda as engine
+    from spdnn.engines import layer_plan as engine
 
     if collide:
         monkeypatch.setattr(engine, "_HASH_MULTIPLIERS", np.zeros(64, dtype=np.uint64))
@@ -107,6 +108,32 @@ def test_unavailable_without_pycuda():
         pytest.skip("pycuda is installed here")
 
 
+H100_SMEM_OPTIN = 232448  # shared memory one block may opt in to on an H100 / H200 (227 KB)
+
+
+def test_plan_rules_on_cpu(sample_cache):
+    """The rules the GPU tests rely on, without a GPU: the challenge sample merges (and fuses
+    every layer but the 1024-wide first), a network without duplicate neurons stays dedup, a
+    128-neuron general network fuses every layer, fuse_width 0 fuses nothing, and shared memory
+    too small for the widest fused layer's segment fuses nothing either."""
+    weights = load_weights(sample_cache["weights"])
+    net = plan_network(weights, weights.n_layers, "auto", fuse_width=256, smem_optin=H100_SMEM_OPTIN)
+    assert net.variant == "merged" and net.fused_layers == weights.n_layers - 1 and net.carry_from == 0
+    assert net.fuse_wmax == 64 and net.max_width == 1024 and net.final_map is not None
+    assert [p.win for p in net.layers[1:]] == net.widths[:-1]
+    mats, _ = random_network(256, 3, 1)
+    general = plan_network(Weights.from_matrices(mats, bias=0.01), 3, "auto", fuse_width=256, smem_optin=H100_SMEM_OPTIN)
+    assert general.variant == "dedup" and general.fused_layers == 0 and general.final_map is None
+    mats, _ = random_network(128, 8, 1)
+    small = Weights.from_matrices(mats, bias=0.01)
+    assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=H100_SMEM_OPTIN).fused_layers == 8
+    assert plan_network(small, 8, "merged", fuse_width=0, smem_optin=H100_SMEM_OPTIN).fused_layers == 0
+    assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024).fused_layers == 0
+    assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024,
+                        stage_weights=False).fused_layers == 8  # the tile alone fits
+    assert plan_network(weights, 4, "dedup", carry_saturated=False).carry_from == 4
+
+
 # ----------------------------------------------------------------------------- on the GPU
 
 
@@ -115,7 +142,7 @@ def test_keeps_saturated_agrees_with_the_reference_on_one_row():
     reference's own (layer_step on one all-32 row), on challenge layers and on layers that
     fail it: weakened, mixed-sign, one column empty, a bias that just does or does not do."""
     from spdnn.engines.cpu import layer_step, saturated
-    from spdnn.engines.cuda import carry_start, keeps_saturated
+    from spdnn.engines.layer_plan import carry_start, keeps_saturated
     from spdnn.generate import generate_layers
 
     rng = np.random.default_rng(5)
@@ -303,7 +330,7 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
         "w, x = synthetic(256, 4, 100)\n"
         "e = get_engine('cuda', variant='dedup')\n"
         "e.prepare(w, 4)\n"
-        "e._layers[0]['cidx'] = np.intp(16)  # the null page: nothing is mapped there (layer 0 always runs)\n"
+        "e._layers[0].cidx = np.intp(16)  # the null page: nothing is mapped there (layer 0 always runs)\n"
         "try:\n"
         "    e.infer(x)\n"
         "    print('NO ERROR')\n"

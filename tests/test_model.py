@@ -114,19 +114,19 @@ def test_engine_files_match_the_engine():
 
 
 def test_layer_shapes_match_engine_plan():
-    from spdnn.engines.cuda import CudaEngine
+    from spdnn.engines.layer_plan import plan_layers
     from spdnn.generate import generate_layers
     from spdnn.io.cache import Weights
 
     n, layers = 256, 14
     w = Weights.from_matrices(list(generate_layers(n, layers, 1)))
     for variant in ("dedup", "merged"):
-        plan = CudaEngine._plan(w, layers, variant)
+        plan = plan_layers(w, layers, variant)
         s = layer_shapes(n, layers, variant)
-        assert [p["win"] for p in plan] == s.win.tolist()
-        assert [p["wout"] for p in plan] == s.wout.tolist()
-        assert [p["ucols"] for p in plan] == s.ucols.tolist()
-        assert all(p["kw"] <= k for p, k in zip(plan, s.kw.tolist()))  # padded KW never above the model's
+        assert [p.win for p in plan] == s.win.tolist()
+        assert [p.wout for p in plan] == s.wout.tolist()
+        assert [p.ucols for p in plan] == s.ucols.tolist()
+        assert all(p.kw <= k for p, k in zip(plan, s.kw.tolist()))  # padded KW never above the model's
 
 
 def test_policy_matches_engine_counts():

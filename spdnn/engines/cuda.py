@@ -3,7 +3,10 @@
 pycuda is imported only when a CudaEngine is constructed; without it, or without a usable
 GPU, construction raises EngineUnavailable with the reason (never a silent fallback).
 
-Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
+This module is the runner: the device, the compiled kernels, the plan's upload and the batch
+loop. What it runs comes from the layer plan (layer_plan.py, host-side, no pycuda: transposed,
+de-duplicated and merged layers, the variant, fusion and carry rules). Design: docs/design.md;
+kernels: kernels/spdnn_layer.cu; measurements: docs/benchmarks-gpu.md.
 
 * One kernel launch per layer does the multiply, the bias on the nonzeros, the ReLU and the
   clip at 32, writes a per-row "any nonzero" flag, zeroes the next layer's flags and counts
@@ -15,20 +18,20 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
   CSC / transposed ELL) and de-duplicated: identical columns are computed once and written to
   every output neuron that has them.
 * Variants, chosen by rule (`variant="auto"`):
-    - "dedup": distinct columns of each layer, outputs written at full width N. Always exact
-      against the reference (same products, same ascending-index summation order).
+    - "dedup": distinct columns of each layer, outputs written at full width N.
     - "merged": the layers are rewritten, once at prepare time, into an equivalent narrower
       network: neurons with identical columns carry identical values in every row, so only
-      one copy of each is kept and the next layer's weights from the copies are summed
-      (RadiX-Net layers: N -> N/16 neurons, 32 -> 2 pairs per column). The features moved per
-      layer shrink by the duplication factor. Results equal the reference up to float32
-      rounding (the weights of merged copies are summed before the multiply; for the
-      challenge's 16 x 0.0625 = 1.0 the sum is exact).
-  Rule: "merged" when merging shrinks the total feature width of the layers by at least 2x
-  (true for every challenge network), else "dedup" (a network without duplicate neurons).
-  Both variants are the same kernel, compiled once per padded column length KW (1, 2 or a
-  multiple of 4). No shared-memory tile variant is needed: the 128-byte line layout keeps
-  the gathers coalesced at every N, so N = 65536 (a row is 256 KB) runs the same code.
+      one copy of each is kept, and the next layer's entries that read a copy are re-pointed
+      at the kept one (RadiX-Net layers: N -> N/16 neurons; every column keeps its 32
+      original terms, in the original input order, never summed: transposed_layer). The
+      features moved per layer shrink by the duplication factor.
+  Both are exact against the reference: the same products, added in the same ascending
+  input order, so bit-identical results. Rule: "merged" when merging shrinks the total
+  feature width of the layers by at least 2x (true for every challenge network), else
+  "dedup" (a network without duplicate neurons). Both variants are the same kernel, compiled
+  once per padded column length KW (1, 2 or a multiple of 4). No shared-memory tile variant
+  is needed: the 128-byte line layout keeps the gathers coalesced at every N, so N = 65536
+  (a row is 256 KB) runs the same code.
 * Fused segments (spdnn_fused): the merged network's layers no wider than `fuse_width`
   (rule: 256, i.e. every layer after the first at N <= 4096) run several per launch, one
   block per tile of 32 rows whose features stay in shared memory, each layer's columns
@@ -45,7 +48,8 @@ Design (details in kernels/spdnn_layer.cu and docs/benchmarks-gpu.md):
   quiet check point, check points only peek: the counts are copied back asynchronously and
   read at the next one (waiting for that earlier copy only), which blocks and compacts only if
   the peek saw enough rows die, so stable rows never make the GPU wait for the host. Rows that
-  died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is skipped.
+  died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is
+  skipped.
 * Saturated rows: a row that is 32 at every feature stays so through any layer that maps an
   all-32 row to an all-32 row (each of the challenge's columns sums to 2: 64 + b clips to
   32). Prepare replays each layer's arithmetic on such a row (keeps_saturated; exact, not a
@@ -62,9 +66,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,128 +77,44 @@ import scipy.sparse as sp
 from .. import challenge
 from .base import Engine, InferenceResult
 from .device import DeviceBuffers, compile_module, open_device
+from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.engines.cuda.transposed_layer, ...)
+    FUSE_TILE_BYTES_PER_WIDTH,
+    FUSE_WIDTH,
+    LayerPlan,
+    NetworkPlan,
+    carry_start,
+    columns_ahead,
+    distinct_rows,
+    fuse_bytes,
+    fuse_width_limit,
+    keeps_saturated,
+    pad_width,
+    plan_layers,
+    plan_network,
+    sorted_columns,
+    transposed_layer,
+)
 
 log = logging.getLogger(__name__)
 KERNEL_FILE = Path(__file__).parent / "kernels" / "spdnn_layer.cu"
 WARPS = 16  # warps per block of every kernel (-DWARPS): measured best or near-best at every N (docs/model.md)
-# Fused segments: a tile of 32 rows double-buffered in shared memory needs 2 x 32 x 4 bytes
-# per feature of the widest layer. Rule: fuse the merged network's layers up to 256 wide
-# (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
-FUSE_TILE_BYTES_PER_WIDTH = 2 * 32 * 4
 DENSIFY_COLS = 64  # input columns per warp of the input load (kernel macro of the same name)
-FUSE_WIDTH = 256
 
 
-def pad_width(k: int) -> int:
-    """Padded column length KW: 1, 2, or the next multiple of 4 (int4/float4 weight loads)."""
-    return k if k <= 2 else 4 * math.ceil(k / 4)
+@dataclass
+class _DeviceLayer:
+    """A layer as uploaded: its shape, its columns' device addresses (cidx, cval: inside the one
+    allocation of all layers' columns), its output lists (device allocations), whether it fuses."""
 
-
-def sorted_columns(w: sp.spmatrix) -> sp.csc_matrix:
-    """The layer as CSC with ascending row indices in every column (its input order)."""
-    csc = sp.csc_matrix(w)
-    csc.sort_indices()
-    return csc
-
-
-def columns_ahead(weights, layers: int, threads: int | None = None):
-    """sorted_columns of layers 0..layers-1, in order, converted by a thread pool a bounded
-    window ahead (scipy's conversion releases the GIL): the part of prepare that does not
-    depend on the previous layer, ~10x faster on a 16-core host for N = 65536."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    threads = threads or min(16, os.cpu_count() or 1)
-    with ThreadPoolExecutor(threads) as pool:
-        window = [pool.submit(sorted_columns, weights.layer(k)) for k in range(min(layers, 2 * threads))]
-        for k in range(layers):
-            csc = window.pop(0).result()
-            ahead = k + len(window) + 1
-            if ahead < layers:
-                window.append(pool.submit(sorted_columns, weights.layer(ahead)))
-            yield csc
-
-
-def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
-    """Columns of one layer as padded (index, value) lists, de-duplicated.
-
-    in_map: for every original input neuron, its index in the (merged) input features, or
-    None for the identity. Returns (cidx int32[U*KW], cval float32[U*KW], KW, umap int32[N])
-    with umap[j] = distinct column of output neuron j. Entries stay in ascending ORIGINAL
-    input order, one per original edge, and are only re-pointed at the merged inputs (never
-    summed): the kernel then adds exactly the reference's terms in the reference's order, so
-    its results are bit-identical to the CPU reference's, the merged network's too.
-    """
-    csc = w if sp.isspmatrix_csc(w) and w.has_sorted_indices else sorted_columns(w)
-    n = csc.shape[1]
-    if in_map is not None:
-        csc = sp.csc_matrix((csc.data, in_map[csc.indices], csc.indptr), shape=(n_in, n))
-    counts = np.diff(csc.indptr)
-    kmax = int(counts.max()) if counts.size else 0
-    kw = pad_width(max(kmax, 1))
-    idx = np.zeros((n, kw), dtype=np.int32)
-    val = np.zeros((n, kw), dtype=np.float32)
-    if kmax == int(counts.min()):
-        idx[:, :kmax] = csc.indices.reshape(n, kmax)
-        val[:, :kmax] = csc.data.reshape(n, kmax)
-    else:
-        pos = np.arange(csc.nnz) - np.repeat(csc.indptr[:-1], counts)
-        cols = np.repeat(np.arange(n), counts)
-        idx[cols, pos] = csc.indices
-        val[cols, pos] = csc.data
-    first, umap = distinct_rows(np.concatenate([idx, val.view(np.int32)], axis=1))
-    return (np.ascontiguousarray(idx[first]).ravel(), np.ascontiguousarray(val[first]).ravel(), kw,
-            umap.astype(np.int32).ravel())
-
-
-def keeps_saturated(cval: np.ndarray, kw: int, bias: np.float32) -> bool:
-    """Whether the layer maps a row that is 32 at every input to one that is 32 at every
-    output, computed as the kernel does it (column_sum: 32 x w rounded, then added in the
-    column's order, rounded; then bias, ReLU, clip in float32), so the answer is exact for
-    the kernel, not an estimate. On the challenge's layers every column's 32 weights of
-    1/16 sum to 2: 64 + b is clipped to 32, always."""
-    vals = np.asarray(cval, dtype=np.float32).reshape(-1, kw)
-    acc = np.zeros(vals.shape[0], dtype=np.float32)
-    for j in range(kw):  # padding is (0, 0.0f): adds an exact 0
-        acc = acc + np.float32(challenge.CLIP) * vals[:, j]
-    out = np.where(acc != 0, np.minimum(np.maximum(acc + np.float32(bias), np.float32(0)), np.float32(challenge.CLIP)),
-                   np.float32(0))
-    return bool(vals.shape[0]) and bool(np.all(out == np.float32(challenge.CLIP)))
-
-
-def carry_start(kept: list[bool]) -> int:
-    """The first layer from which every layer keeps saturated rows saturated (len(kept) if the
-    last one does not): rows found saturated after layer carry_start - 1 or later are carried."""
-    start = len(kept)
-    while start and kept[start - 1]:
-        start -= 1
-    return start
-
-
-_HASH_MULTIPLIERS = np.random.default_rng(20191).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
-
-
-def distinct_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, inverse) of the distinct rows of an int32 matrix, numbered in order of first appearance.
-
-    Rows are grouped by a 64-bit multiplicative hash (7x faster than np.unique on the rows:
-    prepare time of the N = 65536 networks), then checked member by member against their
-    group's first row; a hash collision (never seen) falls back to the exact row sort.
-    """
-    key = np.ascontiguousarray(key, dtype=np.int32)
-    if key.shape[1] % 2:
-        key = np.concatenate([key, np.zeros((key.shape[0], 1), dtype=np.int32)], axis=1)
-    words = key.view(np.uint64)
-    mult = _HASH_MULTIPLIERS[np.arange(words.shape[1]) % len(_HASH_MULTIPLIERS)]
-    with np.errstate(over="ignore"):
-        digest = (words * mult).sum(axis=1, dtype=np.uint64)
-    _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
-    if not np.array_equal(key[first[inverse]], key):
-        _, first, inverse = np.unique(key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(),
-                                      return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return first[order], rank[inverse.ravel()]
+    kw: int
+    ucols: int
+    win: int
+    wout: int
+    cidx: np.intp
+    cval: np.intp
+    out_ptr: Any
+    out_list: Any
+    fused: bool
 
 
 class CudaEngine(Engine):
@@ -226,19 +147,20 @@ class CudaEngine(Engine):
         # widest layer run in fused segments (its tile double-buffered in shared memory);
         # None: the rule FUSE_WIDTH, capped by what one block may opt in to
         self.smem_optin = self.dev.get_attribute(cuda.device_attribute.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
-        limit = (self.smem_optin - 64) // FUSE_TILE_BYTES_PER_WIDTH
+        limit = fuse_width_limit(self.smem_optin)
         if fuse_width is not None and not 0 <= int(fuse_width) <= limit:
-            raise ValueError(f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), not {fuse_width!r}")
+            raise ValueError(f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), "
+                             f"not {fuse_width!r}")
         self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
         # fused segments copy each layer's columns to shared memory ahead of use (cp.async)
         self.stage_weights = bool(stage_weights)
         # rows that are 32 at every feature are carried, not computed, through the layers that
         # keep them so (every layer of the challenge's networks; see carry_start)
         self.carry_saturated = bool(carry_saturated)
-        self._modules: dict[tuple[int, int], object] = {}
+        self._modules: dict[tuple[int, int, bool], object] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
-        self._layers: list[dict] = []
+        self._layers: list[_DeviceLayer] = []
         self._allocs: list = []
         self._buffers = DeviceBuffers(cuda)  # feature, flag and staging buffers, kept between calls
         self._pinned_arrays: dict[str, np.ndarray] = {}
@@ -278,17 +200,9 @@ class CudaEngine(Engine):
             self._modules[key] = (mod, fns)
         return self._modules[key][1]
 
-    def _fuse_bytes(self, wmax: int, kw: int) -> int:
-        """Dynamic shared memory of a fused segment: the tile's two feature buffers and, staged,
-        two layers' (index, value) columns in whole 16-byte copies."""
-        nbytes = FUSE_TILE_BYTES_PER_WIDTH * wmax
-        if self.stage_weights:
-            nbytes += 2 * 2 * 4 * (-(-wmax * kw // 4) * 4)
-        return nbytes
-
     def _fuse_smem(self, fns, kw: int) -> int:
         """Dynamic shared memory of a fused launch; opts the kernel in beyond the default 48 KB once."""
-        nbytes = self._fuse_bytes(self.fuse_wmax, kw)
+        nbytes = fuse_bytes(self.fuse_wmax, kw, self.stage_weights)
         if fns.get("fused_optin", 0) < nbytes:  # (static shared memory counts towards 48 KB too)
             fns["fused"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             fns["fused_optin"] = nbytes
@@ -302,74 +216,42 @@ class CudaEngine(Engine):
     # --------------------------------------------------------------------------- prepare
 
     def prepare(self, weights, layers: int) -> None:
+        """Plan the layers (layer_plan.plan_network) and upload them."""
         super().prepare(weights, layers)
-        n = weights.neurons
         self.bias = np.float32(weights.bias)
         self._layers, self._allocs = [], []
         t0 = time.perf_counter()
-        if self.variant == "auto":
-            # Rule: merged when it narrows the layers' total feature width at least 2x.
-            plan = self._plan(weights, layers, "merged")
-            chosen = "merged" if n * layers >= 2 * sum(p["wout"] for p in plan) else "dedup"
-            if chosen == "dedup":
-                plan = self._plan(weights, layers, "dedup")
-        else:
-            chosen = self.variant
-            plan = self._plan(weights, layers, chosen)
-        self.carry_from = carry_start([p["keeps_saturated"] for p in plan]) if self.carry_saturated else layers
-        self.chosen = chosen
-        self.max_width = max(max(p["win"], p["wout"]) for p in plan)
-        # all layers' columns in one allocation (the fused kernel indexes it by layer offset)
-        # (each layer's start a multiple of 4 entries: int4/float4 loads need 16-byte alignment)
+        net = plan_network(weights, layers, self.variant, fuse_width=self.fuse_width, smem_optin=self.smem_optin,
+                           stage_weights=self.stage_weights, carry_saturated=self.carry_saturated)
+        self._upload(net)
+        self.chosen, self.carry_from, self.fuse_wmax = net.variant, net.carry_from, net.fuse_wmax
+        self.max_width = net.max_width
+        self.final_map = net.final_map  # output neuron j of the last layer holds merged feature final_map[j]
+        self.prepare_seconds = time.perf_counter() - t0
+        self.widths, self.kws, self.distinct = net.widths, net.kws, net.distinct
+        self.fused_layers = net.fused_layers
+
+    def _upload(self, net: NetworkPlan) -> None:
+        """All layers' columns in one allocation (the fused kernel indexes it by layer offset;
+        each layer's start a multiple of 4 entries: int4/float4 loads need 16-byte alignment),
+        and each layer's output lists."""
+        plan = net.layers
         woff = np.zeros(len(plan) + 1, dtype=np.int64)
-        np.cumsum([-(-len(p["cidx"]) // 4) * 4 for p in plan], out=woff[1:])
+        np.cumsum([-(-len(p.cidx) // 4) * 4 for p in plan], out=woff[1:])
         cidx_host = np.zeros(int(woff[-1]), dtype=np.int32)
         cval_host = np.zeros(int(woff[-1]), dtype=np.float32)
         for k, p in enumerate(plan):
-            cidx_host[woff[k]:woff[k] + len(p["cidx"])] = p["cidx"]
-            cval_host[woff[k]:woff[k] + len(p["cval"])] = p["cval"]
+            cidx_host[woff[k]:woff[k] + len(p.cidx)] = p.cidx
+            cval_host[woff[k]:woff[k] + len(p.cval)] = p.cval
         cidx_all, cval_all = self._to_device(cidx_host), self._to_device(cval_host)
         self._weights_dev = dict(cidx=cidx_all, cval=cval_all, woff=self._to_device(woff),
-                                 widths=self._to_device(np.array([plan[0]["win"]] + [p["wout"] for p in plan],
+                                 widths=self._to_device(np.array([plan[0].win] + [p.wout for p in plan],
                                                                  dtype=np.int32)))
         for k, p in enumerate(plan):
-            self._layers.append(dict(
-                kw=p["kw"], ucols=p["ucols"], win=p["win"], wout=p["wout"],
+            self._layers.append(_DeviceLayer(
+                kw=p.kw, ucols=p.ucols, win=p.win, wout=p.wout,
                 cidx=np.intp(int(cidx_all) + 4 * int(woff[k])), cval=np.intp(int(cval_all) + 4 * int(woff[k])),
-                out_ptr=self._to_device(p["out_ptr"]), out_list=self._to_device(p["out_list"]),
-                # fusable: outputs written once each (merged), both widths fit the on-chip tile
-                fused=chosen == "merged" and max(p["win"], p["wout"]) <= self.fuse_width))
-        wmax = max([max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]], default=0)
-        for lay in self._layers:  # and the segment's shared memory fits one block
-            lay["fused"] = lay["fused"] and self._fuse_bytes(wmax, lay["kw"]) <= self.smem_optin - 1024
-        self.fuse_wmax = max([max(lay["win"], lay["wout"]) for lay in self._layers if lay["fused"]], default=0)
-        # Final expansion: output neuron j of the last layer holds merged feature final_map[j].
-        self.final_map = plan[-1]["umap"] if chosen == "merged" else None
-        self.prepare_seconds = time.perf_counter() - t0
-        self.widths = [p["wout"] for p in plan]
-        self.kws = [p["kw"] for p in plan]
-        self.distinct = [p["ucols"] for p in plan]
-        self.fused_layers = int(sum(lay["fused"] for lay in self._layers))
-
-    @staticmethod
-    def _plan(weights, layers: int, variant: str) -> list[dict]:
-        n, bias = weights.neurons, np.float32(weights.bias)
-        plan, in_map, n_in = [], None, n
-        for k, csc in enumerate(columns_ahead(weights, layers)):
-            cidx, cval, kw, umap = transposed_layer(csc, in_map, n_in)
-            u = len(cidx) // kw
-            if variant == "merged":
-                out_ptr, out_list, wout = np.arange(u + 1, dtype=np.int32), np.arange(u, dtype=np.int32), u
-                in_map, n_in = umap, u
-            else:
-                order = np.argsort(umap, kind="stable").astype(np.int32)
-                out_ptr = np.zeros(u + 1, dtype=np.int32)
-                np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
-                out_list, wout = order, n
-            plan.append(dict(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
-                             keeps_saturated=keeps_saturated(cval, kw, bias),
-                             win=n if k == 0 or variant == "dedup" else plan[-1]["wout"], wout=wout, umap=umap))
-        return plan
+                out_ptr=self._to_device(p.out_ptr), out_list=self._to_device(p.out_list), fused=p.fused))
 
     # --------------------------------------------------------------------------- infer
 
@@ -486,8 +368,8 @@ class CudaEngine(Engine):
         if starts:
             stage(0)
         warps = self.warps
-        fns_kw = {lay["kw"]: self._module(lay["kw"]) for lay in self._layers}  # compiled for self.warps
-        first_fns = fns_kw[self._layers[0]["kw"]] if self._layers else None
+        fns_kw = {lay.kw: self._module(lay.kw) for lay in self._layers}  # compiled for self.warps
+        first_fns = fns_kw[self._layers[0].kw] if self._layers else None
         for b, s in enumerate(starts):
             nrows = min(batch, n_inputs - s)
             self.compute.wait_for_event(staged[b % 2])
@@ -496,7 +378,7 @@ class CudaEngine(Engine):
             tiles = (nrows + 31) // 32
             cur = 0
             p_d, c_d, v_d = stage_dev[b % nstage]
-            win0 = self._layers[0]["win"]
+            win0 = self._layers[0].win
             gxd = math.ceil(win0 / (DENSIFY_COLS * warps))
             self._launch = ("spdnn_densify", "input", 0, tiles * gxd)
             first_fns["densify"].prepared_async_call(
@@ -522,33 +404,33 @@ class CudaEngine(Engine):
             k0 = 0
             while k0 < layers:
                 first = self._layers[k0]
-                fns = fns_kw[first["kw"]]
+                fns = fns_kw[first.kw]
                 tiles = (nrows + 31) // 32
                 count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k0 - 1))
-                if first["fused"]:
+                if first.fused:
                     # one launch for the fusable layers up to the next check point
                     k1 = k0 + 1
-                    while (k1 < layers and k1 - k0 < interval - since_check and self._layers[k1]["fused"]
-                           and self._layers[k1]["kw"] == first["kw"]):
+                    while (k1 < layers and k1 - k0 < interval - since_check and self._layers[k1].fused
+                           and self._layers[k1].kw == first.kw):
                         k1 += 1
                     wd = self._weights_dev
-                    self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first["kw"], tiles)
+                    self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first.kw, tiles)
                     fns["fused"].prepared_async_call(
                         (tiles, 1), (warps * 32, 1, 1), self.compute,
                         buf[cur], buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
                         np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
                         flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], counts, count_ptr,
-                        shared_size=self._fuse_smem(fns, first["kw"]))
+                        shared_size=self._fuse_smem(fns, first.kw))
                     counted_prev = True  # every layer of the segment counted its rows
                 else:
                     k1 = k0 + 1
-                    gx = max(1, min(math.ceil(first["ucols"] / warps),
+                    gx = max(1, min(math.ceil(first.ucols / warps),
                                     math.ceil(self.sms * self.grid_factor / tiles)))
-                    self._launch = ("spdnn_layer", k0, first["kw"], tiles * gx)  # named in a CUDA error
+                    self._launch = ("spdnn_layer", k0, first.kw, tiles * gx)  # named in a CUDA error
                     fns["layer"].prepared_async_call(
                         (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], first["cidx"], first["cval"], first["out_ptr"], first["out_list"],
-                        np.int32(first["ucols"]), np.int32(first["win"]), np.int32(first["wout"]), np.int32(nrows),
+                        buf[cur], buf[1 - cur], first.cidx, first.cval, first.out_ptr, first.out_list,
+                        np.int32(first.ucols), np.int32(first.win), np.int32(first.wout), np.int32(nrows),
                         np.int32(gx), self.bias, flags[(k0 - 1) % 3], flags[k0 % 3], flags[(k0 + 1) % 3], count_ptr)
                     counted_prev = False
                 cur = 1 - cur
@@ -558,7 +440,7 @@ class CudaEngine(Engine):
                 k0 = k1
                 last = k == layers - 1
                 # fused layers move no features through memory: only the interval makes them check
-                moved = 0 if lay["fused"] else nrows * lay["wout"] * 4 * since_check
+                moved = 0 if lay.fused else nrows * lay.wout * 4 * since_check
                 if not (last or since_check >= interval or moved >= self.check_bytes):
                     continue
                 # check point: count this layer, read counts, maybe compact
@@ -576,10 +458,10 @@ class CudaEngine(Engine):
                 # them so; a check point that can drop them (with the dead ones) does.
                 carry = self.carry_from <= k + 1 < layers
                 if carry:
-                    self._launch = ("spdnn_saturated", k, lay["kw"], tiles)
+                    self._launch = ("spdnn_saturated", k, lay.kw, tiles)
                     fns["saturated"].prepared_async_call(
                         (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], np.int32(lay["wout"]), np.int32(nrows), fcur, np.intp(0), np.intp(int(sat_at) + 4 * k))
+                        buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, np.intp(0), np.intp(int(sat_at) + 4 * k))
                 if quiet and not last:
                     worth = False
                     if peek is not None:
@@ -609,10 +491,10 @@ class CudaEngine(Engine):
                 compact = died and (last or died == nrows or (died >= 32 and died >= self.compact_fraction * nrows))
                 if compact and saturated:
                     # mark them (their flags cleared), keep their original indices, drop them
-                    self._launch = ("spdnn_saturated/spdnn_compact", k, lay["kw"], tiles)
+                    self._launch = ("spdnn_saturated/spdnn_compact", k, lay.kw, tiles)
                     fns["saturated"].prepared_async_call(
                         (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], np.int32(lay["wout"]), np.int32(nrows), fcur, sat, total)  # (count: scratch)
+                        buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, sat, total)  # (count: scratch)
                     fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute, sat, np.int32(nrows), pos, total)
                     fns["compact"].prepared_async_call(
                         (tiles, 1), (warps * 32, 1, 1), self.compute,
@@ -629,13 +511,13 @@ class CudaEngine(Engine):
                 quiet, peek = not compact, None
                 if compact:
                     compactions += 1
-                    self._launch = ("spdnn_scan/spdnn_compact", k, lay["kw"], tiles)
+                    self._launch = ("spdnn_scan/spdnn_compact", k, lay.kw, tiles)
                     fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
                                                     fcur, np.int32(nrows), pos, total)
-                    gxc = max(1, min(math.ceil(lay["wout"] / warps), math.ceil(self.sms * 16 / tiles)))
+                    gxc = max(1, min(math.ceil(lay.wout / warps), math.ceil(self.sms * 16 / tiles)))
                     fns["compact"].prepared_async_call(
                         (tiles * gxc, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], np.int32(lay["wout"]), np.int32(nrows), np.int32(gxc),
+                        buf[cur], buf[1 - cur], np.int32(lay.wout), np.int32(nrows), np.int32(gxc),
                         fcur, pos, alive[a_cur], alive[1 - a_cur])
                     cur, a_cur = 1 - cur, 1 - a_cur
                     nrows = active
@@ -643,7 +525,7 @@ class CudaEngine(Engine):
                     cuda.memset_d32_async(fcur, 1, nrows, self.compute)
             batch_active[known:] += n_carried  # layers after the batch ended early: the carried rows
             active_total += batch_active
-            wlast = self._layers[-1]["wout"]
+            wlast = self._layers[-1].wout
             ids = self._pinned("ids", 2 * batch, np.int32)
             if nrows:  # rows here are exactly the active ones (the last check point compacted them)
                 cuda.memcpy_dtoh_async(ids[:nrows], alive[a_cur], self.compute)
