@@ -4,9 +4,11 @@ pycuda is imported only when a CudaEngine is constructed; without it, or without
 GPU, construction raises EngineUnavailable with the reason (never a silent fallback).
 
 This module is the runner: the device, the compiled kernels, the plan's upload and the batch
-loop. What it runs comes from the layer plan (layer_plan.py, host-side, no pycuda: transposed,
-de-duplicated and merged layers, the variant, fusion and carry rules). Design: docs/design.md;
-kernels: kernels/spdnn_layer.cu; measurements: docs/benchmarks-gpu.md.
+loop. What it runs comes from two host-side modules (no pycuda): the layer plan
+(layer_plan.py: transposed, de-duplicated and merged layers, the variant, fusion and carry
+rules) and the check-point policy (checkpoints.py: when to look at the counts, peek or block,
+compact, and the batch size). Design: docs/design.md; kernels: kernels/spdnn_layer.cu;
+measurements: docs/benchmarks-gpu.md.
 
 * One kernel launch per layer does the multiply, the bias on the nonzeros, the ReLU and the
   clip at 32, writes a per-row "any nonzero" flag, zeroes the next layer's flags and counts
@@ -49,7 +51,7 @@ kernels: kernels/spdnn_layer.cu; measurements: docs/benchmarks-gpu.md.
   read at the next one (waiting for that earlier copy only), which blocks and compacts only if
   the peek saw enough rows die, so stable rows never make the GPU wait for the host. Rows that
   died but were not yet compacted stay zero and cost bandwidth only; a tile of 32 dead rows is
-  skipped.
+  skipped. (The rules: checkpoints.CheckPolicy.)
 * Saturated rows: a row that is 32 at every feature stays so through any layer that maps an
   all-32 row to an all-32 row (each of the challenge's columns sums to 2: 64 + b clips to
   32). Prepare replays each layer's arithmetic on such a row (keeps_saturated; exact, not a
@@ -67,7 +69,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,7 @@ import scipy.sparse as sp
 
 from .. import challenge
 from .base import Engine, InferenceResult
+from .checkpoints import CheckPoints, CheckPolicy
 from .device import DeviceBuffers, compile_module, open_device
 from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.engines.cuda.transposed_layer, ...)
     FUSE_TILE_BYTES_PER_WIDTH,
@@ -117,6 +120,65 @@ class _DeviceLayer:
     fused: bool
 
 
+@dataclass
+class _Run:
+    """One call of _run: its inputs in batches, the device buffers and pinned host arrays they
+    use, the compiled kernels, and what the details report."""
+
+    inputs: sp.csr_matrix
+    batch: int
+    starts: list[int]
+    layers: int
+    max_nnz: int
+    warps: int
+    policy: CheckPolicy
+    buf: list  # two feature buffers (a layer reads one, writes the other)
+    flags: list  # three flag buffers, rotating: layer k writes flags[k % 3]
+    pos: Any
+    alive: list  # two buffers of the rows' original indices (a compaction copies one into the other)
+    total: Any
+    counts: Any  # counts[k]: live rows after layer k; counts[layers + 1 + k]: how many of them are saturated
+    sat: Any
+    carried: Any  # original indices of the carried (saturated) rows
+    sat_at: np.intp
+    nstage: int
+    stage_dev: list  # per staging slot: (row pointers, columns, values) of a batch's inputs
+    staged: list  # per staging slot: the event of its upload on the copy stream
+    counts_host: np.ndarray
+    peek_host: np.ndarray
+    fns: dict = field(default_factory=dict)  # kw -> compiled kernels
+    start: Any = None
+    end: Any = None
+    checks: int = 0
+    compactions: int = 0
+    peeks: int = 0
+    carried_rows: int = 0
+    untimed: float = 0.0
+    active_total: np.ndarray | None = None
+    categories: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """One batch's rows on the device. nrows: rows in the buffers (live, dead not yet compacted);
+    cur: the feature buffer holding the current features; a_cur: the alive buffer holding their
+    original indices; counted_prev: the last layer's rows are counted already; n_carried:
+    saturated rows left (their indices in carried); known: layers whose count was read."""
+
+    index: int
+    start: int
+    nrows: int
+    checks: CheckPoints
+    active: np.ndarray  # rows active after each layer (carried rows included)
+    cur: int = 0
+    a_cur: int = 0
+    counted_prev: bool = True  # nothing to count before layer 0
+    n_carried: int = 0
+    known: int = 0
+    peek_event: Any = None  # the event of the pending peek's copy (None: no peek pending)
+
+
 class CudaEngine(Engine):
     """Fused pycuda kernels with active-row compaction; see the module docstring."""
 
@@ -132,6 +194,7 @@ class CudaEngine(Engine):
         cuda = self.cuda = self._device.cuda
         self.dev, self.arch = self._device.dev, self._device.arch
         self.variant = variant
+        # the check-point and batch policy's settings (read at every infer: see _policy)
         self.batch_rows = batch_rows
         self.check_every = max(1, int(check_every))
         self.check_bytes = float(check_bytes)
@@ -255,17 +318,15 @@ class CudaEngine(Engine):
 
     # --------------------------------------------------------------------------- infer
 
+    def _policy(self) -> CheckPolicy:
+        """The check-point and batch policy of the engine's current settings."""
+        return CheckPolicy(check_every=self.check_every, check_bytes=self.check_bytes,
+                           compact_fraction=self.compact_fraction, memory_fraction=self.memory_fraction,
+                           batch_rows=self.batch_rows)
+
     def _plan_batch(self, inputs: sp.csr_matrix) -> int:
-        if self.batch_rows:
-            return max(32, (int(self.batch_rows) + 31) // 32 * 32)
-        free, _total = self.cuda.mem_get_info()
         nnz_row = inputs.nnz / max(1, inputs.shape[0])
-        # two feature buffers + flags/positions/alive + two staged input batches (COO, 12 B each)
-        per_row = 2 * self.max_width * 4 + 6 * 4 + 2 * 12 * nnz_row * 1.25
-        rows = int(self.memory_fraction * free / per_row) // 32 * 32
-        if rows < 32:
-            raise MemoryError(f"GPU memory too small: {free} bytes free, {per_row:.0f} per row")
-        return min(rows, (inputs.shape[0] + 31) // 32 * 32)
+        return self._policy().batch(inputs.shape[0], self.max_width, nnz_row, lambda: self.cuda.mem_get_info()[0])
 
     def _pinned(self, key: str, count: int, dtype):
         """A page-locked host array kept between calls (grown when too small)."""
@@ -318,250 +379,301 @@ class CudaEngine(Engine):
                     f"warps {self.warps}, grid factor {self.grid_factor}, batch {batch} rows): {err}") from err
 
     def _run(self, inputs: sp.csr_matrix, batch: int, return_values: bool) -> InferenceResult:
+        """Every batch through every layer (_batch_layers), timed from the first batch's first
+        kernel to the last batch's categories."""
         cuda = self.cuda
         n_inputs, n = inputs.shape
-        layers = len(self._layers)
-        starts = list(range(0, n_inputs, batch))
-        max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
-        width = self.max_width
-        buf = [self._buffers.get(f"buf{i}", batch * width * 4) for i in range(2)]
-        flags = [self._buffers.get(f"flags{i}", batch * 4) for i in range(3)]
-        pos = self._buffers.get("pos", batch * 4)
-        alive = [self._buffers.get(f"alive{i}", batch * 4) for i in range(2)]
-        total = self._buffers.get("total", 4)
-        # counts[k]: live rows after layer k; counts[layers + 1 + k]: how many of them are saturated
-        counts = self._buffers.get("counts", 8 * (layers + 1))
-        sat = self._buffers.get("sat", batch * 4)
-        carried = self._buffers.get("carried", batch * 4)
-        sat_at = np.intp(int(counts) + 4 * (layers + 1))
-        nstage = 1 if len(starts) == 1 else 2
-        stage_dev = [[self._buffers.get(f"st{i}ptr", (batch + 1) * 8), self._buffers.get(f"st{i}col", max_nnz * 4),
-                      self._buffers.get(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
-        staged = [cuda.Event(), cuda.Event()]
-        counts_host = self._pinned("counts_host", 2 * (layers + 1), np.uint32)
-        peek_host = self._pinned("peek_host", 2 * (layers + 1), np.uint32)
-
-        def stage(b: int):
-            s = starts[b]
-            e = min(s + batch, n_inputs)
-            lo, hi = int(inputs.indptr[s]), int(inputs.indptr[e])
-            ptr = (inputs.indptr[s:e + 1] - lo).astype(np.int64)
-            parts = (ptr, inputs.indices[lo:hi].astype(np.int32, copy=False), inputs.data[lo:hi])
-            if nstage == 1:  # one batch: plain copies, finished before the timer starts
-                for dev, host in zip(stage_dev[0], parts):
-                    if host.size:
-                        cuda.memcpy_htod(dev, np.ascontiguousarray(host))
-            else:  # pinned staging, asynchronous on the copy stream
-                for i, (dev, host) in enumerate(zip(stage_dev[b % 2], parts)):
-                    pin = self._pinned(f"pin{b % 2}_{i}", max(max_nnz, batch + 1), host.dtype)
-                    pin[: host.size] = host
-                    if host.size:
-                        cuda.memcpy_htod_async(dev, pin[: host.size], self.copy)
-            staged[b % 2].record(self.copy)
-
-        active_total = np.zeros(layers, dtype=np.int64)
-        categories, values = [], []
-        checks = compactions = peeks = carried_rows = 0
-        start, end = cuda.Event(), cuda.Event()
+        run = self._allocate(inputs, batch)
+        run.active_total = np.zeros(run.layers, dtype=np.int64)
+        run.start, run.end = cuda.Event(), cuda.Event()
         wall0 = time.perf_counter()
-        untimed = 0.0
-        if starts:
-            stage(0)
-        warps = self.warps
-        fns_kw = {lay.kw: self._module(lay.kw) for lay in self._layers}  # compiled for self.warps
-        first_fns = fns_kw[self._layers[0].kw] if self._layers else None
-        for b, s in enumerate(starts):
-            nrows = min(batch, n_inputs - s)
-            self.compute.wait_for_event(staged[b % 2])
-            if b == 0:
-                start.record(self.compute)
-            tiles = (nrows + 31) // 32
-            cur = 0
-            p_d, c_d, v_d = stage_dev[b % nstage]
-            win0 = self._layers[0].win
-            gxd = math.ceil(win0 / (DENSIFY_COLS * warps))
-            self._launch = ("spdnn_densify", "input", 0, tiles * gxd)
-            first_fns["densify"].prepared_async_call(
-                (tiles * gxd, 1), (warps * 32, 1, 1), self.compute,
-                p_d, c_d, v_d, np.int32(nrows), np.int32(win0), np.int32(gxd), buf[cur])
-            first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
-                                                  alive[0], np.int32(nrows), np.int32(s))
-            a_cur = 0
-            if b + 1 < len(starts):
-                # the next batch's staging buffers were last read by batch b-1's densify,
-                # which finished before batch b-1's last check point synchronised
-                stage(b + 1)
-            cuda.memset_d32_async(counts, 0, 2 * (layers + 1), self.compute)
-            cuda.memset_d32_async(flags[2], 1, nrows, self.compute)  # "previous" flags: all rows live
-            cuda.memset_d32_async(flags[0], 0, nrows, self.compute)
-            counted_prev = True  # nothing to count before layer 0
-            since_check = 0
-            interval = self.check_every
-            quiet, peek = False, None  # quiet: the last blocking check point compacted nothing
-            batch_active = np.zeros(layers, dtype=np.int64)
-            n_carried = 0  # rows of this batch found saturated and carried (their ids in `carried`)
-            known = 0  # layers whose count was read
-            k0 = 0
-            while k0 < layers:
-                first = self._layers[k0]
-                fns = fns_kw[first.kw]
-                tiles = (nrows + 31) // 32
-                count_ptr = np.intp(0) if counted_prev else np.intp(int(counts) + 4 * (k0 - 1))
-                if first.fused:
-                    # one launch for the fusable layers up to the next check point
-                    k1 = k0 + 1
-                    while (k1 < layers and k1 - k0 < interval - since_check and self._layers[k1].fused
-                           and self._layers[k1].kw == first.kw):
-                        k1 += 1
-                    wd = self._weights_dev
-                    self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first.kw, tiles)
-                    fns["fused"].prepared_async_call(
-                        (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
-                        np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
-                        flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], counts, count_ptr,
-                        shared_size=self._fuse_smem(fns, first.kw))
-                    counted_prev = True  # every layer of the segment counted its rows
-                else:
-                    k1 = k0 + 1
-                    gx = max(1, min(math.ceil(first.ucols / warps),
-                                    math.ceil(self.sms * self.grid_factor / tiles)))
-                    self._launch = ("spdnn_layer", k0, first.kw, tiles * gx)  # named in a CUDA error
-                    fns["layer"].prepared_async_call(
-                        (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], first.cidx, first.cval, first.out_ptr, first.out_list,
-                        np.int32(first.ucols), np.int32(first.win), np.int32(first.wout), np.int32(nrows),
-                        np.int32(gx), self.bias, flags[(k0 - 1) % 3], flags[k0 % 3], flags[(k0 + 1) % 3], count_ptr)
-                    counted_prev = False
-                cur = 1 - cur
-                since_check += k1 - k0
-                k, lay = k1 - 1, self._layers[k1 - 1]
-                fcur = flags[k % 3]
-                k0 = k1
-                last = k == layers - 1
-                # fused layers move no features through memory: only the interval makes them check
-                moved = 0 if lay.fused else nrows * lay.wout * 4 * since_check
-                if not (last or since_check >= interval or moved >= self.check_bytes):
-                    continue
-                # check point: count this layer, read counts, maybe compact
-                since_check = 0
-                if not counted_prev:
-                    fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
-                                                     fcur, np.int32(nrows), np.intp(int(counts) + 4 * k))
-                    counted_prev = True
-                # While check points find nothing to compact, they do not stop the GPU: the counts
-                # are copied back asynchronously (a "peek") and read at the next check point,
-                # which blocks (and compacts) only if that peek saw enough rows die. Waiting for
-                # the previous peek (never for the current one) keeps the decision deterministic
-                # and the host at most one interval ahead, while the GPU has that interval queued.
-                # Saturated rows are counted at check points from which every later layer keeps
-                # them so; a check point that can drop them (with the dead ones) does.
-                carry = self.carry_from <= k + 1 < layers
-                if carry:
-                    self._launch = ("spdnn_saturated", k, lay.kw, tiles)
-                    fns["saturated"].prepared_async_call(
-                        (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, np.intp(0), np.intp(int(sat_at) + 4 * k))
-                if quiet and not last:
-                    worth = False
-                    if peek is not None:
-                        peek[0].synchronize()
-                        gone = nrows - int(peek_host[peek[1]]) + int(peek_host[layers + 1 + peek[1]])
-                        worth = gone == nrows or (gone >= 32 and gone >= self.compact_fraction * nrows)
-                    if not worth:
-                        peeks += 1
-                        cuda.memcpy_dtoh_async(peek_host[: 2 * (layers + 1)], counts, self.compute)
-                        event = peek[0] if peek is not None else cuda.Event()
-                        event.record(self.compute)
-                        peek = (event, k)
-                        interval = min(8 * self.check_every, 2 * interval)
-                        continue
-                checks += 1
-                cuda.memcpy_dtoh_async(counts_host[: 2 * (layers + 1)], counts, self.compute)
-                self.compute.synchronize()
-                batch_active[known:k + 1] = counts_host[known:k + 1]
-                batch_active[known:k + 1] += n_carried
-                known = k + 1
-                active = int(counts_host[k])
-                if active == 0:
-                    nrows = 0
-                    break
-                saturated = int(counts_host[layers + 1 + k]) if carry else 0
-                died = nrows - active + saturated  # rows to drop: the dead and the saturated
-                compact = died and (last or died == nrows or (died >= 32 and died >= self.compact_fraction * nrows))
-                if compact and saturated:
-                    # mark them (their flags cleared), keep their original indices, drop them
-                    self._launch = ("spdnn_saturated/spdnn_compact", k, lay.kw, tiles)
-                    fns["saturated"].prepared_async_call(
-                        (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, sat, total)  # (count: scratch)
-                    fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute, sat, np.int32(nrows), pos, total)
-                    fns["compact"].prepared_async_call(
-                        (tiles, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], np.int32(0), np.int32(nrows), np.int32(1),
-                        sat, pos, alive[a_cur], np.intp(int(carried) + 4 * n_carried))
-                    n_carried += saturated
-                    carried_rows += saturated
-                    active -= saturated
-                    if active == 0:
-                        nrows = 0
-                        break
-                # check points cost a host round trip: back off while they find nothing to do
-                interval = self.check_every if compact else min(8 * self.check_every, 2 * interval)
-                quiet, peek = not compact, None
-                if compact:
-                    compactions += 1
-                    self._launch = ("spdnn_scan/spdnn_compact", k, lay.kw, tiles)
-                    fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
-                                                    fcur, np.int32(nrows), pos, total)
-                    gxc = max(1, min(math.ceil(lay.wout / warps), math.ceil(self.sms * 16 / tiles)))
-                    fns["compact"].prepared_async_call(
-                        (tiles * gxc, 1), (warps * 32, 1, 1), self.compute,
-                        buf[cur], buf[1 - cur], np.int32(lay.wout), np.int32(nrows), np.int32(gxc),
-                        fcur, pos, alive[a_cur], alive[1 - a_cur])
-                    cur, a_cur = 1 - cur, 1 - a_cur
-                    nrows = active
-                    # the next layer's "previous" flags: every compacted row is live
-                    cuda.memset_d32_async(fcur, 1, nrows, self.compute)
-            batch_active[known:] += n_carried  # layers after the batch ended early: the carried rows
-            active_total += batch_active
-            wlast = self._layers[-1].wout
-            ids = self._pinned("ids", 2 * batch, np.int32)
-            if nrows:  # rows here are exactly the active ones (the last check point compacted them)
-                cuda.memcpy_dtoh_async(ids[:nrows], alive[a_cur], self.compute)
-            if n_carried:
-                cuda.memcpy_dtoh_async(ids[nrows:nrows + n_carried], carried, self.compute)
-            self.compute.synchronize()
-            batch_ids = ids[:nrows + n_carried].astype(np.int64)
-            order = np.argsort(batch_ids, kind="stable")
-            categories.append(batch_ids[order])
-            if return_values and len(batch_ids):  # outside the timed span
-                pause = time.perf_counter()
-                dense = np.full((nrows + n_carried, wlast), challenge.CLIP, dtype=np.float32)
-                if nrows:
-                    tiles = (nrows + 31) // 32
-                    raw = np.empty(tiles * wlast * 32, dtype=np.float32)
-                    cuda.memcpy_dtoh(raw, buf[cur])
-                    dense[:nrows] = raw.reshape(tiles, wlast, 32).transpose(0, 2, 1).reshape(tiles * 32, wlast)[:nrows]
-                values.append(dense[order])
-                untimed += time.perf_counter() - pause
-        end.record(self.compute)
-        end.synchronize()
-        seconds = start.time_till(end) / 1e3 - untimed if starts else 0.0
+        if run.starts:
+            self._stage(run, 0)
+        run.fns = {lay.kw: self._module(lay.kw) for lay in self._layers}  # compiled for self.warps
+        for b, s in enumerate(run.starts):
+            bt = self._begin_batch(run, b, s)
+            self._batch_layers(run, bt)
+            self._end_batch(run, bt, return_values)
+        run.end.record(self.compute)
+        run.end.synchronize()
+        seconds = run.start.time_till(run.end) / 1e3 - run.untimed if run.starts else 0.0
         wall = time.perf_counter() - wall0
-        cats = np.concatenate(categories) if categories else np.zeros(0, dtype=np.int64)
-        if return_values and values:
-            dense = np.concatenate(values)
+        cats = np.concatenate(run.categories) if run.categories else np.zeros(0, dtype=np.int64)
+        if return_values and run.values:
+            dense = np.concatenate(run.values)
             if self.final_map is not None:
                 dense = dense[:, self.final_map]
             vals = sp.csr_matrix(dense)
         else:
             vals = sp.csr_matrix((0, n), dtype=np.float32)
-        details = dict(variant=self.chosen, batch_rows=batch, batches=len(starts), checks=checks,
-                       compactions=compactions, peeks=peeks, carried_rows=carried_rows, carry_from=self.carry_from, wall_seconds=wall, arch=self.arch, warps=warps,
+        details = dict(variant=self.chosen, batch_rows=batch, batches=len(run.starts), checks=run.checks,
+                       compactions=run.compactions, peeks=run.peeks, carried_rows=run.carried_rows,
+                       carry_from=self.carry_from, wall_seconds=wall, arch=self.arch, warps=run.warps,
                        grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
                        stage_weights=self.stage_weights,
                        prepare_seconds=getattr(self, "prepare_seconds", None),
                        widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
-        return InferenceResult(categories=cats, active_rows=[int(a) for a in active_total], seconds=seconds,
+        return InferenceResult(categories=cats, active_rows=[int(a) for a in run.active_total], seconds=seconds,
                                engine=self.name, device=self.device(), values=vals, details=details)
+
+    def _allocate(self, inputs: sp.csr_matrix, batch: int) -> _Run:
+        """The run's device buffers (kept between calls, grown when too small) and pinned arrays."""
+        cuda = self.cuda
+        n_inputs = inputs.shape[0]
+        layers = len(self._layers)
+        starts = list(range(0, n_inputs, batch))
+        max_nnz = max([int(inputs.indptr[min(s + batch, n_inputs)] - inputs.indptr[s]) for s in starts] + [1])
+        width = self.max_width
+        get = self._buffers.get
+        buf = [get(f"buf{i}", batch * width * 4) for i in range(2)]
+        flags = [get(f"flags{i}", batch * 4) for i in range(3)]
+        pos = get("pos", batch * 4)
+        alive = [get(f"alive{i}", batch * 4) for i in range(2)]
+        total = get("total", 4)
+        counts = get("counts", 8 * (layers + 1))
+        sat = get("sat", batch * 4)
+        carried = get("carried", batch * 4)
+        sat_at = np.intp(int(counts) + 4 * (layers + 1))
+        nstage = 1 if len(starts) == 1 else 2
+        stage_dev = [[get(f"st{i}ptr", (batch + 1) * 8), get(f"st{i}col", max_nnz * 4),
+                      get(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
+        staged = [cuda.Event(), cuda.Event()]
+        counts_host = self._pinned("counts_host", 2 * (layers + 1), np.uint32)
+        peek_host = self._pinned("peek_host", 2 * (layers + 1), np.uint32)
+        return _Run(inputs=inputs, batch=batch, starts=starts, layers=layers, max_nnz=max_nnz, warps=self.warps,
+                    policy=self._policy(), buf=buf, flags=flags, pos=pos, alive=alive, total=total, counts=counts,
+                    sat=sat, carried=carried, sat_at=sat_at, nstage=nstage, stage_dev=stage_dev, staged=staged,
+                    counts_host=counts_host, peek_host=peek_host)
+
+    def _stage(self, run: _Run, b: int) -> None:
+        """Upload batch b's inputs (CSR rows) to its staging slot; its event marks the end."""
+        cuda, inputs = self.cuda, run.inputs
+        s = run.starts[b]
+        e = min(s + run.batch, inputs.shape[0])
+        lo, hi = int(inputs.indptr[s]), int(inputs.indptr[e])
+        ptr = (inputs.indptr[s:e + 1] - lo).astype(np.int64)
+        parts = (ptr, inputs.indices[lo:hi].astype(np.int32, copy=False), inputs.data[lo:hi])
+        if run.nstage == 1:  # one batch: plain copies, finished before the timer starts
+            for dev, host in zip(run.stage_dev[0], parts):
+                if host.size:
+                    cuda.memcpy_htod(dev, np.ascontiguousarray(host))
+        else:  # pinned staging, asynchronous on the copy stream
+            for i, (dev, host) in enumerate(zip(run.stage_dev[b % 2], parts)):
+                pin = self._pinned(f"pin{b % 2}_{i}", max(run.max_nnz, run.batch + 1), host.dtype)
+                pin[: host.size] = host
+                if host.size:
+                    cuda.memcpy_htod_async(dev, pin[: host.size], self.copy)
+        run.staged[b % 2].record(self.copy)
+
+    def _begin_batch(self, run: _Run, b: int, s: int) -> _Batch:
+        """Load batch b (rows s...) as dense tile lines, number its rows, stage the next batch,
+        reset the counts and flags."""
+        cuda, warps = self.cuda, run.warps
+        nrows = min(run.batch, run.inputs.shape[0] - s)
+        self.compute.wait_for_event(run.staged[b % 2])
+        if b == 0:
+            run.start.record(self.compute)
+        tiles = (nrows + 31) // 32
+        bt = _Batch(index=b, start=s, nrows=nrows, checks=CheckPoints(run.policy),
+                    active=np.zeros(run.layers, dtype=np.int64))
+        first_fns = run.fns[self._layers[0].kw]
+        p_d, c_d, v_d = run.stage_dev[b % run.nstage]
+        win0 = self._layers[0].win
+        gxd = math.ceil(win0 / (DENSIFY_COLS * warps))
+        self._launch = ("spdnn_densify", "input", 0, tiles * gxd)
+        first_fns["densify"].prepared_async_call(
+            (tiles * gxd, 1), (warps * 32, 1, 1), self.compute,
+            p_d, c_d, v_d, np.int32(nrows), np.int32(win0), np.int32(gxd), run.buf[bt.cur])
+        first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
+                                              run.alive[0], np.int32(nrows), np.int32(s))
+        if b + 1 < len(run.starts):
+            # the next batch's staging buffers were last read by batch b-1's densify,
+            # which finished before batch b-1's last check point synchronised
+            self._stage(run, b + 1)
+        cuda.memset_d32_async(run.counts, 0, 2 * (run.layers + 1), self.compute)
+        cuda.memset_d32_async(run.flags[2], 1, nrows, self.compute)  # "previous" flags: all rows live
+        cuda.memset_d32_async(run.flags[0], 0, nrows, self.compute)
+        return bt
+
+    def _batch_layers(self, run: _Run, bt: _Batch) -> None:
+        """The layers, a launch at a time (a layer, or a fused segment up to the next check
+        point), each followed by a check point when the policy says so; stops early when the
+        batch has no rows left."""
+        k0 = 0
+        while k0 < run.layers:
+            k1, fns = self._launch_layers(run, bt, k0)
+            k, lay = k1 - 1, self._layers[k1 - 1]
+            last = k == run.layers - 1
+            # fused layers move no features through memory: only the interval makes them check
+            layer_bytes = 0 if lay.fused else bt.nrows * lay.wout * 4
+            if bt.checks.due(k1 - k0, layer_bytes, last) and not self._check_point(run, bt, fns, k, last):
+                bt.nrows = 0
+                return
+            k0 = k1
+
+    def _launch_layers(self, run: _Run, bt: _Batch, k0: int) -> tuple[int, dict]:
+        """Launch layer k0 (and, fused, the fusable layers after it up to the next check point);
+        returns the next layer and the kernels used."""
+        first = self._layers[k0]
+        fns = run.fns[first.kw]
+        warps, nrows, cur, flags = run.warps, bt.nrows, bt.cur, run.flags
+        tiles = (nrows + 31) // 32
+        count_ptr = np.intp(0) if bt.counted_prev else np.intp(int(run.counts) + 4 * (k0 - 1))
+        if first.fused:
+            # one launch for the fusable layers up to the next check point
+            k1, room = k0 + 1, bt.checks.room()
+            while (k1 < run.layers and k1 - k0 < room and self._layers[k1].fused
+                   and self._layers[k1].kw == first.kw):
+                k1 += 1
+            wd = self._weights_dev
+            self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first.kw, tiles)
+            fns["fused"].prepared_async_call(
+                (tiles, 1), (warps * 32, 1, 1), self.compute,
+                run.buf[cur], run.buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
+                np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
+                flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], run.counts, count_ptr,
+                shared_size=self._fuse_smem(fns, first.kw))
+            bt.counted_prev = True  # every layer of the segment counted its rows
+        else:
+            k1 = k0 + 1
+            gx = max(1, min(math.ceil(first.ucols / warps), math.ceil(self.sms * self.grid_factor / tiles)))
+            self._launch = ("spdnn_layer", k0, first.kw, tiles * gx)  # named in a CUDA error
+            fns["layer"].prepared_async_call(
+                (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
+                run.buf[cur], run.buf[1 - cur], first.cidx, first.cval, first.out_ptr, first.out_list,
+                np.int32(first.ucols), np.int32(first.win), np.int32(first.wout), np.int32(nrows),
+                np.int32(gx), self.bias, flags[(k0 - 1) % 3], flags[k0 % 3], flags[(k0 + 1) % 3], count_ptr)
+            bt.counted_prev = False
+        bt.cur = 1 - cur
+        return k1, fns
+
+    def _check_point(self, run: _Run, bt: _Batch, fns: dict, k: int, last: bool) -> bool:
+        """The check point after layer k: count its rows (and the saturated ones where they are
+        carried), then peek or block as the policy decides (CheckPoints.check_point), dropping
+        the carried rows and compacting when it says so. False: the batch has no rows left."""
+        lay, nrows = self._layers[k], bt.nrows
+        tiles = (nrows + 31) // 32
+        fcur = run.flags[k % 3]
+        if not bt.counted_prev:
+            fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
+                                             fcur, np.int32(nrows), np.intp(int(run.counts) + 4 * k))
+            bt.counted_prev = True
+        # Saturated rows are counted at check points from which every later layer keeps them
+        # so; a check point that can drop them (with the dead ones) does.
+        carry = self.carry_from <= k + 1 < run.layers
+        if carry:
+            self._launch = ("spdnn_saturated", k, lay.kw, tiles)
+            fns["saturated"].prepared_async_call(
+                (tiles, 1), (run.warps * 32, 1, 1), self.compute,
+                run.buf[bt.cur], np.int32(lay.wout), np.int32(nrows), fcur,
+                np.intp(0), np.intp(int(run.sat_at) + 4 * k))
+        d = bt.checks.check_point(k, last, nrows, peeked=lambda j: self._peeked(run, bt, j),
+                                  counts=lambda j: self._read_counts(run, bt, j, carry))
+        if not d.block:
+            self._peek(run, bt, k)
+            return True
+        bt.peek_event = None
+        if d.carry:
+            self._drop_saturated(run, bt, fns, k, d.carry)
+        if d.rows == 0:
+            return False
+        if d.compact:
+            self._compact(run, bt, fns, k, d.rows)
+        return True
+
+    def _peek(self, run: _Run, bt: _Batch, k: int) -> None:
+        """Copy the counts back without waiting (read at the next check point, see _peeked).
+
+        While check points find nothing to compact, they do not stop the GPU: the counts are
+        copied back asynchronously (a "peek") and read at the next check point, which blocks
+        (and compacts) only if that peek saw enough rows die. Waiting for the previous peek
+        (never for the current one) keeps the decision deterministic and the host at most one
+        interval ahead, while the GPU has that interval queued."""
+        run.peeks += 1
+        self.cuda.memcpy_dtoh_async(run.peek_host[: 2 * (run.layers + 1)], run.counts, self.compute)
+        event = bt.peek_event if bt.peek_event is not None else self.cuda.Event()
+        event.record(self.compute)
+        bt.peek_event = event
+
+    def _peeked(self, run: _Run, bt: _Batch, j: int) -> tuple[int, int]:
+        """(active, saturated) after layer j as the pending peek copied them (waits for that copy)."""
+        bt.peek_event.synchronize()
+        return int(run.peek_host[j]), int(run.peek_host[run.layers + 1 + j])
+
+    def _read_counts(self, run: _Run, bt: _Batch, k: int, carry: bool) -> tuple[int, int]:
+        """(active, saturated) after layer k, read now: the host waits for the GPU. Records the
+        active rows of the layers since the last read."""
+        run.checks += 1
+        self.cuda.memcpy_dtoh_async(run.counts_host[: 2 * (run.layers + 1)], run.counts, self.compute)
+        self.compute.synchronize()
+        counts_host, known = run.counts_host, bt.known
+        bt.active[known:k + 1] = counts_host[known:k + 1]
+        bt.active[known:k + 1] += bt.n_carried
+        bt.known = k + 1
+        return int(counts_host[k]), (int(counts_host[run.layers + 1 + k]) if carry else 0)
+
+    def _drop_saturated(self, run: _Run, bt: _Batch, fns: dict, k: int, saturated: int) -> None:
+        """Mark the saturated rows (their flags cleared), keep their original indices (carried),
+        so that the compaction drops them."""
+        lay, nrows, cur, warps = self._layers[k], bt.nrows, bt.cur, run.warps
+        tiles = (nrows + 31) // 32
+        fcur = run.flags[k % 3]
+        self._launch = ("spdnn_saturated/spdnn_compact", k, lay.kw, tiles)
+        fns["saturated"].prepared_async_call(
+            (tiles, 1), (warps * 32, 1, 1), self.compute,
+            run.buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, run.sat, run.total)  # (count: scratch)
+        fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
+                                        run.sat, np.int32(nrows), run.pos, run.total)
+        fns["compact"].prepared_async_call(
+            (tiles, 1), (warps * 32, 1, 1), self.compute,
+            run.buf[cur], run.buf[1 - cur], np.int32(0), np.int32(nrows), np.int32(1),
+            run.sat, run.pos, run.alive[bt.a_cur], np.intp(int(run.carried) + 4 * bt.n_carried))
+        bt.n_carried += saturated
+        run.carried_rows += saturated
+
+    def _compact(self, run: _Run, bt: _Batch, fns: dict, k: int, rows: int) -> None:
+        """Keep only the flagged rows after layer k (prefix sum, then a copy of their features
+        and original indices into the other buffers): the batch then holds `rows` rows."""
+        lay, nrows, cur, a_cur, warps = self._layers[k], bt.nrows, bt.cur, bt.a_cur, run.warps
+        tiles = (nrows + 31) // 32
+        fcur = run.flags[k % 3]
+        run.compactions += 1
+        self._launch = ("spdnn_scan/spdnn_compact", k, lay.kw, tiles)
+        fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
+                                        fcur, np.int32(nrows), run.pos, run.total)
+        gxc = max(1, min(math.ceil(lay.wout / warps), math.ceil(self.sms * 16 / tiles)))
+        fns["compact"].prepared_async_call(
+            (tiles * gxc, 1), (warps * 32, 1, 1), self.compute,
+            run.buf[cur], run.buf[1 - cur], np.int32(lay.wout), np.int32(nrows), np.int32(gxc),
+            fcur, run.pos, run.alive[a_cur], run.alive[1 - a_cur])
+        bt.cur, bt.a_cur = 1 - cur, 1 - a_cur
+        bt.nrows = rows
+        # the next layer's "previous" flags: every compacted row is live
+        self.cuda.memset_d32_async(fcur, 1, rows, self.compute)
+
+    def _end_batch(self, run: _Run, bt: _Batch, return_values: bool) -> None:
+        """The batch's categories (its live rows' and carried rows' original indices) and, when
+        asked, its final values (read outside the timed span)."""
+        cuda, nrows, n_carried = self.cuda, bt.nrows, bt.n_carried
+        bt.active[bt.known:] += n_carried  # layers after the batch ended early: the carried rows
+        run.active_total += bt.active
+        wlast = self._layers[-1].wout
+        ids = self._pinned("ids", 2 * run.batch, np.int32)
+        if nrows:  # rows here are exactly the active ones (the last check point compacted them)
+            cuda.memcpy_dtoh_async(ids[:nrows], run.alive[bt.a_cur], self.compute)
+        if n_carried:
+            cuda.memcpy_dtoh_async(ids[nrows:nrows + n_carried], run.carried, self.compute)
+        self.compute.synchronize()
+        batch_ids = ids[:nrows + n_carried].astype(np.int64)
+        order = np.argsort(batch_ids, kind="stable")
+        run.categories.append(batch_ids[order])
+        if return_values and len(batch_ids):  # outside the timed span
+            pause = time.perf_counter()
+            dense = np.full((nrows + n_carried, wlast), challenge.CLIP, dtype=np.float32)
+            if nrows:
+                tiles = (nrows + 31) // 32
+                raw = np.empty(tiles * wlast * 32, dtype=np.float32)
+                cuda.memcpy_dtoh(raw, run.buf[bt.cur])
+                dense[:nrows] = raw.reshape(tiles, wlast, 32).transpose(0, 2, 1).reshape(tiles * 32, wlast)[:nrows]
+            run.values.append(dense[order])
+            run.untimed += time.perf_counter() - pause
