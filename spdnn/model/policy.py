@@ -1,14 +1,19 @@
 """The cuda engine's check-point / compaction / batch policy, simulated on a survival profile.
 
-Vectorised over policy classes (arrays of check_every, check_bytes, compact_fraction, batch
-rows, fuse depth): one loop over the layers. Mirrors CudaEngine.infer: a check point after a
-layer when `interval` layers passed since the last one or the layer moved more than
-check_bytes since then (always after the last); compaction when rows died (>= 32 and >= the
-fraction of present rows, or any on the last layer); an interval that found nothing to compact
-doubles up to 8 x check_every; while check points compact nothing they only peek at the
-counts (no host round trip; counted as checks only when they compact). A fused dataflow (F layers per launch) can stop only at the end
-of a launch. Rows of a batch are a uniform sample of the inputs: a batch of b rows has
-active[k] * b / inputs rows after layer k.
+The rules are the engine's own (spdnn.engines.checkpoints.CheckPolicy, vectorised over policy
+classes: arrays of check_every, check_bytes, compact_fraction, batch rows, fuse depth); this
+module runs them in one loop over the layers: a check point after a layer when `interval`
+layers passed since the last one or the layers since then moved at least check_bytes (always
+after the last); compaction when rows died (>= 32 and >= the fraction of present rows, or any
+on the last layer); an interval that found nothing to compact doubles up to 8 x check_every;
+while check points compact nothing they only peek at the counts (no host round trip; counted
+as checks only when they compact). Not modelled: the engine decides a quiet check point on the
+previous peek's counts (it compacts one check point later than simulated here when rows die
+while check points only peek), saturated rows (carried, not computed), and a batch whose rows
+all died (the engine stops it; here it ends at the next check point, compacting if enough
+died). A fused dataflow (F layers per launch) can stop only at the end of a launch. Rows of a
+batch are a uniform sample of the inputs: a batch of b rows has active[k] * b / inputs rows
+after layer k.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engines.checkpoints import CheckPolicy
 from .network import NetworkProfile
 
 
@@ -38,8 +44,7 @@ class PolicyResult:
 def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) -> np.ndarray:
     """Rows per batch the engine chooses without batch_rows (its memory rule, 85% of memory free)."""
     nnz_row = 0.1 * prof.neurons  # generated inputs: ~0.1 N nonzeros per row
-    per_row = 2 * max_width * 4 + 24 + 2 * 12 * nnz_row * 1.25
-    rows = np.floor(0.85 * hw_memory / per_row / 32) * 32
+    rows = CheckPolicy().rows_that_fit(hw_memory, max_width, nnz_row)
     return np.minimum(rows, np.ceil(prof.inputs / 32) * 32)
 
 
@@ -54,6 +59,7 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
     c = np.broadcast(ce, cb, cf, b, fz).shape
     ce, cb, cf, b, fz = (np.broadcast_to(x, c) for x in (ce, cb, cf, b, fz))
     wout = np.broadcast_to(np.asarray(wout, float), c + (prof.layers,))
+    policy = CheckPolicy(check_every=ce, check_bytes=cb, compact_fraction=cf)
     nb = np.ceil(prof.inputs / np.maximum(b, 1))
     n0 = prof.inputs / nb  # rows per batch (batches of equal size on average)
     scale = n0 / prof.inputs
@@ -79,16 +85,16 @@ def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, c
         since += 1
         last = k == L - 1
         boundary = ((k + 1) % fz == 0) | last
-        check = ~done & boundary & (last | (since >= interval) | (nrows * wout[..., k] * 4 * since >= cb))
+        check = ~done & boundary & policy.due(since, interval, nrows * wout[..., k] * 4 * since, last)
         since = np.where(check, 0, since)
         died = nrows - act
-        compact = check & (died > 0.5) & (last | ((died >= 32) & (died >= cf * nrows)))
+        compact = check & policy.compacts(died, nrows, last)
         # a host round trip: the first check points, the last, and those that compact (the engine
         # peeks asynchronously while nothing compacts; its one-check lag is not modelled)
-        checks += check & (~quiet | last | compact)
+        checks += check & (~policy.peeks_first(quiet, last) | compact)
         points += check
         quiet = np.where(check, ~compact, quiet)
-        interval = np.where(check, np.where(compact, ce, np.minimum(8 * ce, 2 * interval)), interval)
+        interval = np.where(check, policy.next_interval(interval, compact), interval)
         comps += compact
         crows += np.where(compact, act * wout[..., k], 0.0)
         srows += np.where(compact, nrows, 0.0)
