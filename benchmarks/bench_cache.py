@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spdnn import challenge
-from spdnn.engines.cpu import cpu_model
+from spdnn.devices import cpu_model
 from spdnn.generate import write_official_layout
 from spdnn.io import cache
 from spdnn.io.tsv import iter_triples

@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from peers import data, parsers, recipes, runner, sources, table, writers  # noqa: E402
 
 from spdnn import challenge  # noqa: E402
-from spdnn.provenance import git_commit, gpu_info, package_versions  # noqa: E402
+from spdnn.devices import gpu_info  # noqa: E402
+from spdnn.provenance import git_commit, package_versions  # noqa: E402
 
 # dedup: full width, duplicate neurons not merged; *-nocarry: every row computed at every layer
 # (saturated rows not carried), to show what carrying them gives

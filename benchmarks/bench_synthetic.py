@@ -38,7 +38,8 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spdnn import challenge, generate  # noqa: E402
-from spdnn.engines.cpu import cpu_model, default_workers, reference, reference_rows  # noqa: E402
+from spdnn.devices import cpu_model, default_workers  # noqa: E402
+from spdnn.engines.cpu import reference, reference_rows  # noqa: E402
 from spdnn.io.cache import Weights  # noqa: E402
 from spdnn.provenance import git_commit  # noqa: E402
 

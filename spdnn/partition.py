@@ -4,40 +4,34 @@ Every GPU holds all the weights (docs/design.md); process i sees only GPU i (CUD
 is set before it imports pycuda, so no CUDA context is shared), runs its slice of the rows,
 and waits at a barrier after loading so that the timed inference of all GPUs overlaps. The
 parent validates the union of the categories and writes one combined result.
+
+Each GPU process runs the inference step it is given (spdnn.infer.run_network, which calls
+this module): this module never imports the step, so the two form no import cycle.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from .devices import gpu_ids
 from .engines.base import EngineUnavailable
-from .infer import Shard, combine_records, read_truth, run_network, write_categories, write_record
 from .io.atomic import remove_stale, temporary_name
 from .io.cache import verify_cache
 from .io.tsv import read_categories
+from .result_record import ResultRecord, ShardSpan, read_record, write_record
+from .shards import Shard, combine_records, read_truth, write_categories
 
 
-def gpu_ids() -> list[str]:
-    """Visible GPU ids: CUDA_VISIBLE_DEVICES entries if set, else 0..count-1 from nvidia-smi."""
-    from .devices import visible_gpu_count
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    return [str(i) for i in range(visible_gpu_count())]
-
-
-def _worker(gpu: str, kwargs: dict, barrier, errors) -> None:
+def _worker(run_one: Callable[..., dict], gpu: str, kwargs: dict, barrier, errors) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
-        run_network(**kwargs, ready=lambda: barrier.wait(timeout=3600))
+        run_one(**kwargs, ready=lambda: barrier.wait(timeout=3600))
     except BaseException as err:  # reported by the parent, which fails the job
         barrier.abort()
         errors.put(f"GPU {gpu}: {type(err).__name__}: {err}")
@@ -59,9 +53,12 @@ def _scratch_folder(output: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs: int, engine: str, repeats: int,
-                shard: Shard, output, categories_path, engine_options, config, gpus: int) -> dict:
-    """Run `shard` of the inputs split over `gpus` GPU processes; validate and write the combined result."""
+def run_on_gpus(run_one: Callable[..., dict], weights_path, inputs_path, truth_path, *, layers: int, n_inputs: int,
+                engine: str, repeats: int, shard: Shard, output, categories_path, engine_options, config,
+                gpus: int) -> ResultRecord:
+    """Run `shard` of the inputs split over `gpus` GPU processes, each calling `run_one` (the
+    inference step, spdnn.infer.run_network: a module-level function, so the spawned processes
+    can import it) on its slice; validate and write the combined result."""
     ids = gpu_ids()
     if gpus > len(ids):
         raise EngineUnavailable(f"{gpus} GPUs requested, {len(ids)} visible ({', '.join(ids) or 'none'})")
@@ -78,7 +75,8 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
                           shard=sub, output=Path(tmp) / f"gpu{g}.json",
                           categories_path=Path(tmp) / f"gpu{g}.categories.tsv",
                           engine_options=engine_options, config=config, verify=False)
-            proc = ctx.Process(target=_worker, args=(ids[g], kwargs, barrier, errors), name=f"spdnn-gpu{ids[g]}")
+            proc = ctx.Process(target=_worker, args=(run_one, ids[g], kwargs, barrier, errors),
+                               name=f"spdnn-gpu{ids[g]}")
             proc.start()
             parts.append(proc)
         for proc in parts:
@@ -88,16 +86,15 @@ def run_on_gpus(weights_path, inputs_path, truth_path, *, layers: int, n_inputs:
             while not errors.empty():
                 messages.append(errors.get())
             raise RuntimeError("GPU processes failed: " + "; ".join(messages or ["(no message)"]))
-        records = [json.loads((Path(tmp) / f"gpu{g}.json").read_text()) for g in range(gpus)]
+        records = [read_record(Path(tmp) / f"gpu{g}.json") for g in range(gpus)]
         rows = [read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
                 for g in range(gpus)]
     lo, hi = shard.rows(n_inputs)
     truth = read_truth(truth_path, n_inputs)
-    net = records[0]["network"]
     record, categories = combine_records(records, rows, truth, lo, hi,
-                                         f"neuron{net['neurons']}-l{layers} over {gpus} GPUs")
-    record["shard"] = {"index": shard.index, "count": shard.count, "first_row": lo, "end_row": hi}
-    record["gpus"] = gpus
+                                         f"neuron{records[0].network.neurons}-l{layers} over {gpus} GPUs")
+    record.shard = ShardSpan(shard.index, shard.count, lo, hi)
+    record.gpus = gpus
     if categories_path is not None:
         write_categories(categories_path, np.asarray(categories))
     write_record(output, record)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from . import __version__
+from .devices import gpu_info  # noqa: F401  (its home is spdnn.devices; re-exported)
 
 _PACKAGES = ("numpy", "scipy", "pyarrow", "snakemake", "pycuda", "cupy-cuda13x", "cupy")
 
@@ -62,25 +63,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def gpu_info() -> dict | None:
-    """GPU models, driver and CUDA version as nvidia-smi reports them (no CUDA context); None without one."""
-    import shutil
-
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=30)
-        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    gpus = [dict(zip(("name", "driver", "memory"), (part.strip() for part in line.split(","))))
-            for line in query.stdout.splitlines() if line.strip()]
-    cuda = next((line.split("CUDA Version:")[1].split()[0] for line in header.splitlines() if "CUDA Version:" in line),
-                None)
-    return {"gpus": gpus, "driver": gpus[0]["driver"] if gpus else None, "cuda_version": cuda}
 
 
 def provenance() -> dict:

@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from spdnn import challenge
-from spdnn.engines.base import EngineUnavailable, get_engine
+from spdnn.engines import EngineUnavailable, get_engine
 from spdnn.engines.cpu import CpuEngine
 from spdnn.engines.layer_plan import plan_network, transposed_layer
 from spdnn.io.cache import Weights, load_inputs, load_weights
@@ -326,7 +326,7 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
     script.write_text(
         "import numpy as np\n"
         "from tests.test_cuda import synthetic\n"
-        "from spdnn.engines.base import get_engine\n"
+        "from spdnn.engines import get_engine\n"
         "w, x = synthetic(256, 4, 100)\n"
         "e = get_engine('cuda', variant='dedup')\n"
         "e.prepare(w, 4)\n"

@@ -344,7 +344,8 @@ def test_dag_kernels_compile_sm90(tmp_path):
 
 def _gpu_engine(name: str):
     pytest.importorskip("pycuda")
-    from spdnn.dag.engine import EngineUnavailable, get_dag_engine
+    from spdnn.dag.engine import EngineUnavailable
+    from spdnn.dag.registry import get_dag_engine
 
     try:
         return get_dag_engine(name)
@@ -394,7 +395,7 @@ def test_gpu_chunked_batch_and_challenge_categories():
 
 
 def test_bad_engine_name():
-    from spdnn.dag.engine import get_dag_engine
+    from spdnn.dag.registry import get_dag_engine
 
     with pytest.raises(ValueError, match="unknown DAG engine"):
         get_dag_engine("nope")
@@ -413,7 +414,7 @@ def test_outputs_of_another_shape_are_a_validation_error():
 
 def test_unknown_cuda_option_is_an_error():
     """A misspelt option is refused before any GPU is touched (no silent ignoring)."""
-    from spdnn.dag.engine import get_dag_engine
+    from spdnn.dag.registry import get_dag_engine
 
     with pytest.raises(TypeError, match="max_colums"):
         get_dag_engine("cuda-warp", max_colums=64)
@@ -426,7 +427,7 @@ def test_gpu_freed_rows_same_outputs(kernel):
     from spdnn.dag.shapes import deep_narrow
 
     freed = _gpu_engine(kernel)
-    from spdnn.dag.engine import get_dag_engine
+    from spdnn.dag.registry import get_dag_engine
 
     kept = get_dag_engine(kernel, free_values=False)
     net = levelise(deep_narrow(40_000, seed=2))

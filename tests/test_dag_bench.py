@@ -36,8 +36,9 @@ def test_bench_dag_gpu_paths_with_stand_in_engines(tmp_path, monkeypatch):
 
     import spdnn.dag.population_cuda as population_cuda
     from spdnn.dag.compiled import CompiledEngine
-    from spdnn.dag.engine import DagResult, EngineUnavailable, get_dag_engine
+    from spdnn.dag.engine import DagResult, EngineUnavailable
     from spdnn.dag.population import blocked, run_blocked_cpu
+    from spdnn.dag.registry import get_dag_engine
 
     spec = importlib.util.spec_from_file_location("bench_dag", BENCH)
     bench = importlib.util.module_from_spec(spec)

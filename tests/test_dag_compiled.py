@@ -11,7 +11,7 @@ pytest.importorskip("numba")
 
 from spdnn.dag.compiled import CompiledEngine, ThreadedEngine  # noqa: E402
 from spdnn.dag.cpu import SequentialEngine  # noqa: E402
-from spdnn.dag.engine import get_dag_engine  # noqa: E402
+from spdnn.dag.registry import get_dag_engine  # noqa: E402
 from spdnn.dag.generate import evolved, generate, random_inputs  # noqa: E402
 from spdnn.dag.levels import levelise  # noqa: E402
 from spdnn.dag.liveness import check_plan, plan_values, release_groups  # noqa: E402

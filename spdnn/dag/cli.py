@@ -32,8 +32,8 @@ def _run(args: argparse.Namespace) -> None:
     from ..io.atomic import write_text
     from ..provenance import provenance
     from .cache import read_cache
-    from .engine import get_dag_engine
     from .generate import random_inputs
+    from .registry import get_dag_engine
     from .validate import DagValidationError, check_levels, compare_outputs
 
     net = read_cache(args.cache)
@@ -85,8 +85,8 @@ def _table(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `spdnn dag {generate,convert,run,table}`."""
-    from .engine import ENGINES
     from .generate import KINDS
+    from .registry import ENGINES
     from .shapes import SHAPES
 
     dag = subparsers.add_parser("dag", help="sparse networks of arbitrary structure (DAGs)")
@@ -111,33 +111,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=100, help="random input vectors to run (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
     p.add_argument("--engine", choices=ENGINES + ("auto",), default="vectorised",
-                   help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised; "
-                        "default vectorised)")
+                   help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised, "
+                        "said in the log; default vectorised)")
     p.add_argument("--reference", choices=ENGINES, default="sequential",
                    help="the engine whose outputs the run is checked against (default sequential)")
     p.add_argument("--edges", default=None, help="the edge TSV: also check the levels against a per-node walk")
     p.add_argument("--nodes", default=None, help="the node TSV, with --edges")
     p.add_argument("--output", required=True, help="result JSON")
-    p.set_defaults(func=_run_auto)
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("table", help="DAG results -> Markdown table")
     p.add_argument("results", nargs="+", help="result JSONs (dag run)")
     p.add_argument("--markdown", required=True, help="Markdown table to write")
     p.add_argument("--plot", default=None, help="also a PNG of the speed-ups over the reference")
     p.set_defaults(func=_table)
-
-
-def _run_auto(args: argparse.Namespace) -> None:
-    """`--engine auto`: cuda-warp if a GPU engine can start, else the vectorised CPU engine (said)."""
-    if args.engine == "auto":
-        import logging
-
-        from .engine import EngineUnavailable, get_dag_engine
-
-        try:
-            get_dag_engine("cuda-warp")
-            args.engine = "cuda-warp"
-        except (EngineUnavailable, ImportError) as err:
-            logging.getLogger(__name__).warning("dag engine auto: using vectorised (CPU), GPU unavailable: %s", err)
-            args.engine = "vectorised"
-    _run(args)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..engines.cpu import cpu_model
+from ..devices import cpu_model
 from .engine import DagEngine, DagResult, dense_inputs
 from .liveness import plan_values
 from .network import DagNetwork, activate, activate_rows

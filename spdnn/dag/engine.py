@@ -1,5 +1,8 @@
 """The DAG engine interface (like spdnn.engines.base): prepare a network, infer a batch.
 
+It knows no engine: the engines by name (get_dag_engine, ENGINES, the "auto" rule) are in
+spdnn.dag.registry, which imports the engines (they import this module, never the registry).
+
 Inputs are a batch of input vectors, shape (batch, inputs) (dense array or scipy.sparse),
 column i being the input node of the i-th smallest id. `infer` returns the output nodes'
 values, shape (batch, outputs), columns in ascending output id.
@@ -15,7 +18,7 @@ import scipy.sparse as sp
 from ..engines.base import EngineUnavailable
 from .network import DagNetwork
 
-__all__ = ["DagEngine", "DagResult", "EngineUnavailable", "dense_inputs", "get_dag_engine", "ENGINES", "CPU_ENGINES"]
+__all__ = ["DagEngine", "DagResult", "EngineUnavailable", "dense_inputs"]
 
 
 @dataclass
@@ -60,37 +63,3 @@ def dense_inputs(inputs: np.ndarray | sp.spmatrix, n_inputs: int) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != n_inputs:
         raise ValueError(f"inputs have shape {x.shape}, the network takes {n_inputs} inputs per vector")
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-ENGINES = ("sequential", "vectorised", "compiled", "threaded", "cuda-thread", "cuda-warp", "cupy")
-CPU_ENGINES = ("sequential", "vectorised", "compiled", "threaded")
-
-
-def get_dag_engine(name: str, **options) -> DagEngine:
-    """An engine by name: sequential, vectorised (interpreted CPU); compiled, threaded (numba CPU);
-    cuda-thread, cuda-warp (pycuda); cupy (peer)."""
-    if name == "compiled":
-        from .compiled import CompiledEngine
-
-        return CompiledEngine(**options)
-    if name == "threaded":
-        from .compiled import ThreadedEngine
-
-        return ThreadedEngine(**options)
-    if name == "sequential":
-        from .cpu import SequentialEngine
-
-        return SequentialEngine(**options)
-    if name == "vectorised":
-        from .cpu import VectorisedEngine
-
-        return VectorisedEngine(**options)
-    if name in ("cuda-thread", "cuda-warp", "cuda"):
-        from .cuda import DagCudaEngine
-
-        return DagCudaEngine(kernel="thread" if name == "cuda-thread" else "warp", **options)
-    if name == "cupy":
-        from .peer import CupyEngine
-
-        return CupyEngine(**options)
-    raise ValueError(f"unknown DAG engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..engines.cpu import cpu_model
+from ..devices import cpu_model
 from .engine import DagEngine, DagResult, dense_inputs
 from .network import ACTIVATIONS, HIDDEN, IDENTITY, INPUT, OUTPUT, DagSpec, activate
 

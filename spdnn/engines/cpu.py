@@ -13,8 +13,6 @@ categories and counts.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import platform
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import challenge
+from ..devices import cpu_model, default_workers  # noqa: F401  (re-exported: their home is spdnn.devices)
 from .base import Engine, InferenceResult
 
 
@@ -120,14 +119,6 @@ def reference_rows(layers: Iterable[sp.csr_matrix], bias: float, inputs: sp.csr_
             alive = np.union1d(alive, carried)
     found[len(active)] = alive
     return ReferenceResult(active, found, y if keep_values else None)
-
-
-def default_workers() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:
@@ -229,20 +220,6 @@ def reference(layers: Callable[[], Iterable[sp.csr_matrix]], bias: float, inputs
     with ParallelReference(layers, bias, inputs, counts, workers, keep_values, carry_saturated) as run:
         run.submit()
         return run.result()
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 class CpuEngine(Engine):
