@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import statistics
 from pathlib import Path
 
 from .io.atomic import atomic_path, write_text
+from .result_record import ResultRecord, read_record
+
+Record = ResultRecord | dict  # a result record, typed or as its JSON object (read through the type)
 
 COLUMNS = [
     ("source", "source"), ("neurons", "N"), ("layers", "L"), ("engine", "engine"), ("device", "device"),
@@ -21,27 +23,33 @@ COLUMNS = [
 ]
 
 
-def table_row(record: dict) -> dict:
+def typed(record: Record) -> ResultRecord:
+    """The record as a ResultRecord (spdnn.result_record), however it was given."""
+    return record if isinstance(record, ResultRecord) else ResultRecord.from_json(record)
+
+
+def table_row(record: Record) -> dict:
     """Flatten one result record into the table's columns."""
-    prov = record.get("provenance", {})
+    record = typed(record)
+    prov = record.provenance
     pkgs = prov.get("packages", {})
     return {
-        "source": record["network"].get("source", ""),
-        "neurons": record["network"]["neurons"],
-        "layers": record["network"]["layers"],
-        "engine": record["engine"],
-        "device": record["device"],
-        "inputs": record["inputs"],
-        "edges": record["edges"],
-        "inference_seconds": f"{record['inference_seconds']:.6g}",
-        "end_to_end_seconds": f"{record['end_to_end_seconds']:.6g}",
-        "edges_per_second": f"{record['edges_per_second']:.4g}",
+        "source": record.network.source,
+        "neurons": record.network.neurons,
+        "layers": record.network.layers,
+        "engine": record.engine,
+        "device": record.device,
+        "inputs": record.inputs,
+        "edges": record.edges,
+        "inference_seconds": f"{record.inference_seconds:.6g}",
+        "end_to_end_seconds": f"{record.end_to_end_seconds:.6g}",
+        "edges_per_second": f"{record.edges_per_second:.4g}",
         "spread": spread_text(record),
         "timed_alone": timed_alone(record),
-        "roofline": f"{record['edges_per_second'] / bound:.0%}" if (bound := roofline_bound(record)) else "",
-        "validation": record["validation"],
-        "shards": record.get("shard", {}).get("count", 1),
-        "gpus": record.get("gpus", 0),
+        "roofline": f"{record.edges_per_second / bound:.0%}" if (bound := roofline_bound(record)) else "",
+        "validation": record.validation,
+        "shards": record.span.count,
+        "gpus": record.gpus,
         "spdnn": prov.get("spdnn_version", ""),
         "commit": (prov.get("git_commit") or "")[:12],
         "versions": " ".join(f"{k}={v}" for k, v in sorted(pkgs.items())),
@@ -49,23 +57,23 @@ def table_row(record: dict) -> dict:
     }
 
 
-def timed_alone(record: dict) -> str:
+def timed_alone(record: Record) -> str:
     """'yes' when the workflow recorded that no other job of it ran beside the timing (the
     `machine` resource), 'no' when it could not promise that (a cluster node, a lowered
     resource), '' when nothing was recorded (a run outside the workflow)."""
-    alone = (record.get("config") or {}).get("scheduling", {}).get("timed_alone")
+    alone = typed(record).config.get("scheduling", {}).get("timed_alone")
     return "" if alone is None else "yes" if alone else "no"
 
 
-def repeat_seconds(record: dict) -> list[float]:
+def repeat_seconds(record: Record) -> list[float]:
     """Inference seconds of every timed repeat of the whole result, where they can be known: a
     single run's repeats; for shards merged from sibling files (<engine>.shard<i>.json, run side
     by side) the slowest shard of each repeat; [] otherwise (e.g. results split over GPUs)."""
-    alls = record.get("inference_seconds_all") or []
-    if "parts" not in record and len(alls) == record.get("repeats", 0) and alls:
+    record = typed(record)
+    alls = record.inference_seconds_all or []
+    if record.parts is None and len(alls) == record.repeats and alls:
         return [float(x) for x in alls]
-    path = record.get("_path")
-    count = record.get("shards", record.get("shard", {}).get("count", 1))
+    path, count = record.path, record.shard_count
     if not path or not str(path).endswith(".json"):
         return []
     shards = []
@@ -73,25 +81,26 @@ def repeat_seconds(record: dict) -> list[float]:
         sibling = Path(str(path)[: -len(".json")] + f".shard{index}.json")
         if not sibling.is_file():
             return []
-        part = json.loads(sibling.read_text())
-        if "parts" in part or len(part.get("inference_seconds_all") or []) != part.get("repeats"):
+        part = read_record(sibling)
+        if part.parts is not None or len(part.inference_seconds_all or []) != part.repeats:
             return []
-        shards.append(part["inference_seconds_all"])
+        shards.append(part.inference_seconds_all)
     if not shards or len({len(times) for times in shards}) != 1:
         return []
     return [max(times) for times in zip(*shards)]
 
 
-def repeat_range(record: dict) -> tuple[float, float] | None:
+def repeat_range(record: Record) -> tuple[float, float] | None:
     """(slowest, fastest) edges/s over the repeats, bracketing the reported (median) figure; or None."""
+    record = typed(record)
     seconds = [t for t in repeat_seconds(record) if t > 0]
     if len(seconds) < 2:
         return None
-    rates = [record["edges"] / t for t in seconds] + [record["edges_per_second"]]
+    rates = [record.edges / t for t in seconds] + [record.edges_per_second]
     return min(rates), max(rates)
 
 
-def spread_text(record: dict) -> str:
+def spread_text(record: Record) -> str:
     """The repeats' inference seconds as 'min..max' with their spread around the median, or ''."""
     seconds = repeat_seconds(record)
     if len(seconds) < 2:
@@ -100,11 +109,11 @@ def spread_text(record: dict) -> str:
     return f"{min(seconds):.3g}..{max(seconds):.3g} s ({(max(seconds) - min(seconds)) / median:.0%})"
 
 
-def load_records(paths: list[str | Path]) -> list[dict]:
-    """The result records, sorted by network and engine; each remembers its file as `_path` (to
+def load_records(paths: list[str | Path]) -> list[ResultRecord]:
+    """The result records, sorted by network and engine; each remembers its file as `path` (to
     find a merged result's shard files)."""
-    records = [{**json.loads(Path(p).read_text()), "_path": str(p)} for p in paths]
-    return sorted(records, key=lambda r: (r["network"]["neurons"], r["network"]["layers"], r["engine"]))
+    records = [read_record(p) for p in paths]
+    return sorted(records, key=lambda r: (r.network.neurons, r.network.layers, r.engine))
 
 
 def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -155,24 +164,25 @@ TIMED_ALONE_NOTE = ("timed alone: yes = no other job of this workflow ran beside
                     "beside them (a cluster node, or the resource lowered); blank = not recorded.")
 
 
-def plot_edges_per_second(records: list[dict], path: str | Path) -> None:
+def plot_edges_per_second(records: list[Record], path: str | Path) -> None:
     """Bar chart of inference edges/s per network, one bar per engine/device, on a linear axis
     from 0 (bar lengths compare), each with the range of its repeats (slowest..fastest) as an
     error bar where the repeats are known."""
-    labels = sorted({f"N={r['network']['neurons']}\nL={r['network']['layers']}" for r in records},
+    records = [typed(r) for r in records]
+    labels = sorted({f"N={r.network.neurons}\nL={r.network.layers}" for r in records},
                     key=lambda s: tuple(int(x.split("=")[1]) for x in s.split("\n")))
-    series = sorted({f"{r['engine']} ({r['device']})" for r in records})
+    series = sorted({f"{r.engine} ({r.device})" for r in records})
     plt, fig, ax = _figure(max(5, 1.4 * len(labels) * max(1, len(series)) ** 0.5), 4)
     width = 0.8 / max(1, len(series))
     for s_index, name in enumerate(series):
         xs, ys, below, above = [], [], [], []
         for r in records:
-            if f"{r['engine']} ({r['device']})" == name:
-                xs.append(labels.index(f"N={r['network']['neurons']}\nL={r['network']['layers']}") + s_index * width)
-                ys.append(r["edges_per_second"])
+            if f"{r.engine} ({r.device})" == name:
+                xs.append(labels.index(f"N={r.network.neurons}\nL={r.network.layers}") + s_index * width)
+                ys.append(r.edges_per_second)
                 spread = repeat_range(r)
-                below.append(r["edges_per_second"] - spread[0] if spread else 0)
-                above.append(spread[1] - r["edges_per_second"] if spread else 0)
+                below.append(r.edges_per_second - spread[0] if spread else 0)
+                above.append(spread[1] - r.edges_per_second if spread else 0)
         ax.bar(xs, ys, width=width, label=name, yerr=[below, above] if any(below) or any(above) else None,
                capsize=4, error_kw={"elinewidth": 1})
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
@@ -197,15 +207,16 @@ def peak_bandwidth(device: str) -> float | None:
     return None
 
 
-def active_fraction(record: dict) -> float:
+def active_fraction(record: Record) -> float:
     """Mean over layers of the fraction of input rows still active (what a compacting kernel streams)."""
-    rows = record.get("active_rows") or []
-    return sum(rows) / (len(rows) * record["inputs"]) if rows and record["inputs"] else 1.0
+    record = typed(record)
+    rows = record.active_rows or []
+    return sum(rows) / (len(rows) * record.inputs) if rows and record.inputs else 1.0
 
 
-def roofline_bound(record: dict) -> float | None:
+def roofline_bound(record: Record) -> float | None:
     """Edges/s a layer-at-a-time kernel cannot exceed on this device: 4 edges/byte x B / active fraction."""
-    bandwidth = peak_bandwidth(record["device"])
+    bandwidth = peak_bandwidth(typed(record).device)
     return 4 * bandwidth / active_fraction(record) if bandwidth else None
 
 
@@ -237,16 +248,17 @@ def _metadata(target: Path) -> dict:
     return {"Date": None} if target.suffix.lower() == ".svg" else {}
 
 
-def plot_roofline(records: list[dict], path: str | Path) -> None:
+def plot_roofline(records: list[Record], path: str | Path) -> None:
     """Each result at (mean active fraction, edges/s) under its GPU's bandwidth roofline 4B/f."""
     import numpy as np
 
+    records = [typed(r) for r in records]
     plt, fig, ax = _figure()
     fractions = [active_fraction(r) for r in records]
     xs = np.logspace(np.log10(max(min(fractions) / 3, 1e-4)), 0, 50)
     drawn = False
     for model, bandwidth in PEAK_BANDWIDTH.items():
-        if any(model in r["device"] for r in records):
+        if any(model in r.device for r in records):
             ax.plot(xs, 4 * bandwidth / xs, "--", label=f"{model} roofline ({bandwidth / 1e12:.2f} TB/s)")
             drawn = True
     if not drawn:  # the workflow asks for this plot only with the GPU engine; say why it has no line
@@ -254,10 +266,10 @@ def plot_roofline(records: list[dict], path: str | Path) -> None:
                 + ")", ha="center", va="top", transform=ax.transAxes, fontsize=8)
     for r, f in zip(records, fractions):
         bound = roofline_bound(r)
-        note = f" ({r['edges_per_second'] / bound:.0%})" if bound else ""
-        ax.plot(f, r["edges_per_second"], "o")
-        ax.annotate(f"N={r['network']['neurons']} L={r['network']['layers']} {r['engine']}{note}",
-                    (f, r["edges_per_second"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        note = f" ({r.edges_per_second / bound:.0%})" if bound else ""
+        ax.plot(f, r.edges_per_second, "o")
+        ax.annotate(f"N={r.network.neurons} L={r.network.layers} {r.engine}{note}",
+                    (f, r.edges_per_second), fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("mean fraction of input rows active per layer")
@@ -268,17 +280,17 @@ def plot_roofline(records: list[dict], path: str | Path) -> None:
     _save(plt, fig, path)
 
 
-def plot_active_rows(records: list[dict], path: str | Path) -> None:
+def plot_active_rows(records: list[Record], path: str | Path) -> None:
     """Fraction of input rows still active after every layer, one line per network."""
     plt, fig, ax = _figure()
     seen = set()
-    for r in records:
-        key = (r["network"]["neurons"], r["network"]["layers"])
-        if key in seen or not r.get("active_rows"):
+    for r in map(typed, records):
+        key = (r.network.neurons, r.network.layers)
+        if key in seen or not r.active_rows:
             continue
         seen.add(key)
-        layers = range(1, len(r["active_rows"]) + 1)
-        ax.plot(layers, [a / r["inputs"] for a in r["active_rows"]], label=f"N={key[0]} L={key[1]}")
+        layers = range(1, len(r.active_rows) + 1)
+        ax.plot(layers, [a / r.inputs for a in r.active_rows], label=f"N={key[0]} L={key[1]}")
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_xlabel("layer")
@@ -301,20 +313,20 @@ def _gpu_count(p: dict) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def published_comparison(records: list[dict], published_csv: str | Path) -> list[dict]:
+def published_comparison(records: list[Record], published_csv: str | Path) -> list[dict]:
     """This run's edges/s next to every published figure for the same (N, L)."""
     with open(published_csv, newline="") as handle:
         published = list(csv.DictReader(handle))
     rows = []
-    for r in records:
-        n, layers = r["network"]["neurons"], r["network"]["layers"]
+    for r in map(typed, records):
+        n, layers = r.network.neurons, r.network.layers
         for p in published:
             if int(p["neurons"]) == n and int(p["layers"]) == layers:
                 theirs, gpus = float(p["edges_per_second"]), _gpu_count(p)
                 hardware = p["hardware"] if not gpus else f"{gpus} x {p['hardware']}"  # 0: a CPU result
-                rows.append({"neurons": n, "layers": layers, "this_run": f"{r['edges_per_second']:.4g}",
-                             "this_device": r["device"], "this_inputs": r["inputs"],
-                             "published": f"{theirs:.4g}", "ratio": f"{r['edges_per_second'] / theirs:.3g}",
+                rows.append({"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
+                             "this_device": r.device, "this_inputs": r.inputs,
+                             "published": f"{theirs:.4g}", "ratio": f"{r.edges_per_second / theirs:.3g}",
                              "citation": p["citation"], "hardware": hardware, "gpus": gpus,
                              "exact": p.get("exact", "yes") or "yes", "measure": p["measure"], "url": p["url"]})
     return rows
@@ -372,17 +384,17 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
 
 
 
-def plot_model_check(records: list[dict], tuned: list[dict], path: str | Path) -> list[dict]:
+def plot_model_check(records: list[Record], tuned: list[dict], path: str | Path) -> list[dict]:
     """The cost model's predicted time for the configuration it chose, next to the measured time,
     for every network run on a GPU; returns the pairs (an empty plot says why when there are none)."""
     predicted = {(t["model"]["neurons"], t["model"]["layers"]): t for t in tuned}
     pairs = []
-    for r in records:
-        t = predicted.get((r["network"]["neurons"], r["network"]["layers"]))
-        if t is not None and r["engine"] == "cuda":
-            pairs.append({"neurons": r["network"]["neurons"], "layers": r["network"]["layers"],
-                          "predicted_s": t["predicted_seconds"], "measured_s": r["inference_seconds"],
-                          "gpu": r["device"], "model_gpu": t["model"].get("hardware", "")})
+    for r in map(typed, records):
+        t = predicted.get((r.network.neurons, r.network.layers))
+        if t is not None and r.engine == "cuda":
+            pairs.append({"neurons": r.network.neurons, "layers": r.network.layers,
+                          "predicted_s": t["predicted_seconds"], "measured_s": r.inference_seconds,
+                          "gpu": r.device, "model_gpu": t["model"].get("hardware", "")})
     plt, fig, ax = _figure(5, 4.5)
     if pairs:
         xs = [p["predicted_s"] for p in pairs]
@@ -419,22 +431,23 @@ def plot_dag_speedups(results: list[dict], path: str | Path) -> None:
     _save(plt, fig, path)
 
 
-def scaling_table(records: list[dict]) -> list[dict]:
-    """Edges/s per (network, GPU count) and the parallel efficiency against the fewest GPUs run."""
+def scaling_table(records: list[Record]) -> list[dict]:
+    """Edges/s per (network, GPU count) and the parallel efficiency against the fewest GPUs run
+    (a CPU result, 0 GPUs, counts as 1)."""
     rows = []
-    by_net: dict[tuple, list[dict]] = {}
-    for r in records:
-        by_net.setdefault((r["network"]["neurons"], r["network"]["layers"]), []).append(r)
+    by_net: dict[tuple, list[ResultRecord]] = {}
+    for r in map(typed, records):
+        by_net.setdefault((r.network.neurons, r.network.layers), []).append(r)
     for (n, layers), group in sorted(by_net.items()):
-        group.sort(key=lambda r: r.get("gpus", 1))
+        group.sort(key=lambda r: r.gpus)
         base = group[0]
-        per_gpu = base["edges_per_second"] / max(1, base.get("gpus", 1))
+        per_gpu = base.edges_per_second / max(1, base.gpus)
         for r in group:
-            g = max(1, r.get("gpus", 1))
-            rows.append({"neurons": n, "layers": layers, "gpus": g, "device": r["device"],
-                         "edges_per_second": f"{r['edges_per_second']:.4g}",
-                         "speedup": f"{r['edges_per_second'] / base['edges_per_second']:.3g}",
-                         "efficiency": f"{r['edges_per_second'] / (g * per_gpu):.1%}"})
+            g = max(1, r.gpus)
+            rows.append({"neurons": n, "layers": layers, "gpus": g, "device": r.device,
+                         "edges_per_second": f"{r.edges_per_second:.4g}",
+                         "speedup": f"{r.edges_per_second / base.edges_per_second:.3g}",
+                         "efficiency": f"{r.edges_per_second / (g * per_gpu):.1%}"})
     return rows
 
 

@@ -10,6 +10,7 @@ from spdnn import challenge
 from spdnn.engines.base import EngineUnavailable
 from spdnn.infer import Shard, merge_shards, run_network
 from spdnn.report import aggregate
+from spdnn.result_record import ResultRecord, ShardSpan, read_record
 from spdnn.validate import ValidationError
 
 from .conftest import SAMPLE_INPUTS, SAMPLE_LAYERS
@@ -33,6 +34,21 @@ def test_result_record(sample_cache, tmp_path):
     prov = record["provenance"]
     assert prov["spdnn_version"] and "numpy" in prov["packages"] and prov["date"]
     assert (tmp_path / "r.categories.tsv").read_text().split() == ["287", "295", "386", "427", "428", "529", "571"]
+    # the typed record reads the file back and writes the same keys, in the same order
+    typed = read_record(tmp_path / "r.json")
+    assert typed.network.neurons == 1024 and typed.span.end_row == 600 and typed.repeats == 2
+    assert list(typed.to_json()) == list(saved) and json.loads(json.dumps(typed.to_json(), default=str)) == saved
+
+
+def test_record_reads_old_and_partial_files(tmp_path):
+    partial = {"network": {"neurons": 1024, "layers": 120}, "engine": "cpu", "edges_per_second": 1.0,
+               "future_key": [1, 2], "_path": "x.json"}
+    record = ResultRecord.from_json(partial)
+    assert record.span == ShardSpan(0, 1, 0, 0) and record.shard_count == 1 and record.gpus == 0
+    assert record.path == "x.json" and record.extra == {"future_key": [1, 2]}
+    assert record.to_json()["future_key"] == [1, 2] and "_path" not in record.to_json()
+    with pytest.raises(ValueError, match="needs neurons and layers"):
+        ResultRecord.from_json({"engine": "cpu"})
 
 
 def test_mismatch_fails_loudly_and_writes_no_result(sample_cache, tmp_path):
@@ -55,6 +71,9 @@ def test_shards_merge_to_the_whole(sample_cache, tmp_path):
     assert merged["edges"] == challenge.edges(600, 1024, 30)
     assert merged["active_rows"][-1] == 7
     assert (tmp_path / "m.categories.tsv").read_text().split()[0] == "287"
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert list(saved)[-2:] == ["parts", "shards"] and saved["shards"] == 3 and saved["shard"]["count"] == 3
+    assert read_record(tmp_path / "m.json").to_json() == saved
     with pytest.raises(ValueError, match="do not tile"):
         merge_shards([tmp_path / "s0.json", tmp_path / "s2.json"],
                      [tmp_path / "s0.categories.tsv", tmp_path / "s2.categories.tsv"], sample_cache["truth"],
