@@ -33,7 +33,8 @@ def _convert_inputs(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .infer import Shard, run_network
+    from .infer import run_network
+    from .shards import Shard
     from .stale import invalidate
 
     invalidate(args.invalidates)

@@ -11,17 +11,19 @@ import platform
 import shutil
 import subprocess
 
-__all__ = ["cpu_model", "default_workers", "gpu_ids", "gpu_info", "visible_gpu_count"]
+__all__ = ["cpu_model", "default_workers", "gpu_ids", "gpu_info", "gpu_names", "visible_gpu_count"]
 
 
 def _nvidia_smi(*args: str) -> str | None:
-    """nvidia-smi's output for `args`, or None without a driver (or when it fails)."""
+    """nvidia-smi's output for `args`, or None without a driver or when it fails (its error
+    message, on stdout, is never read as a GPU)."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30).stdout
+        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def gpu_ids() -> list[str]:
@@ -36,6 +38,12 @@ def gpu_ids() -> list[str]:
 def visible_gpu_count() -> int:
     """GPUs this process may use: CUDA_VISIBLE_DEVICES if set, else what `nvidia-smi -L` lists, else 0."""
     return len(gpu_ids())
+
+
+def gpu_names() -> list[str]:
+    """The GPUs' names as nvidia-smi prints them ("NVIDIA H200", ...), in its order; [] without a driver."""
+    listing = _nvidia_smi("--query-gpu=name", "--format=csv,noheader") or ""
+    return [line.strip() for line in listing.splitlines() if line.strip()]
 
 
 def gpu_info() -> dict | None:

@@ -31,7 +31,8 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
                 shard: Shard = Shard(), output: str | Path, categories_path: str | Path | None = None,
                 engine_options: dict | None = None, config: dict | None = None, gpus: int = 1,
                 ready=None, verify: bool = True) -> dict:
-    """Run, validate and record one network (or one shard of its inputs). Returns the result dict.
+    """Run, validate and record one network (or one shard of its inputs). Returns the result
+    record as the JSON object written to `output` (spdnn.result_record.ResultRecord.to_json).
 
     With gpus > 1 the shard is split again over that many GPUs, one process each
     (spdnn.partition); `ready`, if given, is called once the engine is prepared, just before
@@ -118,7 +119,8 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
 
 def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Path], truth_path: str | Path, *,
                  n_inputs: int, output: str | Path, categories_path: str | Path) -> dict:
-    """Merge the shard results of one network (jobs that may have run on different nodes)."""
+    """Merge the shard results of one network (jobs that may have run on different nodes); returns
+    the merged record's JSON object, as written to `output`."""
     records = [read_record(p) for p in result_paths]
     rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
     truth = read_truth(truth_path, n_inputs)
