@@ -68,7 +68,8 @@ def _aggregate(args: argparse.Namespace) -> None:
     from .report import aggregate
 
     rows = aggregate(args.results, args.csv, args.markdown, args.plot, roofline_path=args.roofline,
-                     active_rows_path=args.active_rows, published_csv=args.published, comparison_path=args.comparison)
+                     active_rows_path=args.active_rows, published_csv=args.published, comparison_path=args.comparison,
+                     peers_csv=args.peers, peers_path=args.peers_comparison)
     print(f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else ""))
 
 
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--active-rows", default=None, help="plot of active rows per layer")
     p.add_argument("--published", default=None, help="CSV of published figures (spdnn/data/published.csv)")
     p.add_argument("--comparison", default=None, help="CSV of this run next to the published figures")
+    p.add_argument("--peers", default=None, help="CSV of the programs the peers benchmark measured (spdnn/data/peers.csv)")
+    p.add_argument("--peers-comparison", default=None, help="CSV of this run next to those programs (HTML beside it)")
     p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("model-check", help="plot the cost model's predictions against measured results")

@@ -345,13 +345,45 @@ def best_single_gpu(comparison: list[dict]) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
+PEERS_COLUMNS = [
+    ("neurons", "N"), ("layers", "L"), ("this_run", "this run (edges/s)"), ("this_device", "device"),
+    ("label", "program measured by spdnn"), ("data", "its data"), ("inputs", "its inputs"), ("gpu", "its GPU"),
+    ("edges_per_second", "its edges/s"), ("ratio", "ratio"), ("exact", "exact"), ("categories_ok", "categories ok"),
+    ("date", "date"), ("source", "raw result"),
+]
+PEERS_NOTE = ("Measured by this project with benchmarks/bench_peers.py (docs/peers.md): the field's own codes and "
+              "spdnn's engines in one run on one GPU, on the project's synthetic networks (seed 1, 60000 distinct "
+              "inputs) or the official network's first 600 inputs, every category checked against the truth. "
+              "This run's data, inputs and GPU may differ: the ratio is context, not a measurement.")
+
+
+def peers_comparison(records: list[Record], peers_csv: str | Path) -> list[dict]:
+    """This run's edges/s next to every program measured by the project's peers benchmark on the
+    same (N, L): the record holders' codes and spdnn's own engines (spdnn/data/peers.csv)."""
+    with open(peers_csv, newline="") as handle:
+        measured = list(csv.DictReader(handle))
+    rows = []
+    for r in map(typed, records):
+        n, layers = r.network.neurons, r.network.layers
+        for p in measured:
+            if int(p["neurons"]) == n and int(p["layers"]) == layers:
+                theirs = float(p["edges_per_second"])
+                rows.append({"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
+                             "this_device": r.device, **{k: p[k] for k in ("label", "data", "inputs", "gpu", "exact",
+                                                                           "categories_ok", "date", "source")},
+                             "edges_per_second": f"{theirs:.4g}", "ratio": f"{r.edges_per_second / theirs:.3g}"})
+    return rows
+
+
 def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_path: str | Path,
               plot_path: str | Path | None = None, roofline_path: str | Path | None = None,
               active_rows_path: str | Path | None = None, published_csv: str | Path | None = None,
-              comparison_path: str | Path | None = None) -> list[dict]:
+              comparison_path: str | Path | None = None, peers_csv: str | Path | None = None,
+              peers_path: str | Path | None = None) -> list[dict]:
     """Write the table as CSV, Markdown and HTML (the Markdown's name with .html, shown in the
-    report), the plots (each PNG with its SVG twin), and the comparison with published figures
-    (CSV, and HTML beside it)."""
+    report), the plots (each PNG with its SVG twin), the comparison with published figures
+    (CSV, and HTML beside it) and with the programs the project's peers benchmark measured
+    (peers_csv -> peers_path, CSV and HTML)."""
     records = load_records(result_paths)
     rows = [table_row(r) for r in records]
     write_text(csv_path, to_csv(rows))
@@ -372,6 +404,15 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
             best_columns = [("kind", "published best")] + [c for c in COMPARISON_COLUMNS if c[0] != "url"]
             markdown += f"\n{intro}\n\n" + to_markdown(best, best_columns)
             page += [intro, to_html_table(best, best_columns)]
+    if peers_csv is not None and peers_path is not None:
+        peers = peers_comparison(records, peers_csv)
+        write_text(peers_path, to_csv(peers, [key for key, _ in PEERS_COLUMNS]))
+        write_text(Path(peers_path).with_suffix(".html"), html_page("This run next to the field's codes", [
+            PEERS_NOTE, to_html_table(peers, PEERS_COLUMNS) if peers else
+            "The peers benchmark has measured none of these networks."]))
+        if peers:
+            intro = f"Next to the programs this project measured on the same networks ({PEERS_NOTE})"
+            markdown += f"\n{intro}\n\n" + to_markdown(peers, [c for c in PEERS_COLUMNS if c[0] != "source"])
     write_text(markdown_path, markdown)
     write_text(Path(markdown_path).with_suffix(".html"), html_page("Inference throughput", page))
     if plot_path is not None:

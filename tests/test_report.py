@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from spdnn.report import best_single_gpu, published_comparison
 
 FIELDS = ["citation", "year", "hardware", "gpus", "neurons", "layers", "edges_per_second", "measure", "url",
@@ -126,3 +128,35 @@ def test_roofline_plot_without_a_gpu_says_why(tmp_path):
 
     plot_roofline([result_record([0.5])], tmp_path / "r.svg")
     assert "no roofline" in (tmp_path / "r.svg").read_text()
+
+
+def test_peers_measured_here_next_to_this_run(tmp_path):
+    """The packaged peers table (exported from the peers benchmark's raw JSON) is read, matched
+    on (N, L), and shown with the ratio, its data, GPU, categories check and raw result."""
+    import csv
+    from importlib.resources import files
+
+    from spdnn.report import aggregate, peers_comparison
+
+    packaged = files("spdnn") / "data" / "peers.csv"
+    rows = list(csv.DictReader(packaged.open()))
+    assert rows and {"hidayetoglu", "spdnn-default"} <= {r["method"] for r in rows}
+    assert all(r["source"].startswith("benchmarks/results/peers-") for r in rows)
+    record = result_record([0.5])
+    record["network"]["neurons"], record["network"]["layers"] = 1024, 120
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(record))
+    found = peers_comparison([record], packaged)
+    expect = [r for r in rows if (r["neurons"], r["layers"]) == ("1024", "120")]
+    assert len(found) == len(expect) > 0
+    champion = next(f for f in found if f["label"].startswith("Hidayetoglu") and f["data"] == "synthetic")
+    assert float(champion["ratio"]) == pytest.approx(record["edges_per_second"] / float(champion["edges_per_second"]),
+                                                     rel=1e-3)
+    aggregate([path], tmp_path / "t.csv", tmp_path / "t.md", peers_csv=packaged, peers_path=tmp_path / "peers.csv")
+    assert "Hidayetoglu" in (tmp_path / "peers.html").read_text()
+    assert "measured" in (tmp_path / "t.md").read_text()
+    # a network the peers benchmark never ran: an explicit sentence, not an empty table
+    record["network"]["layers"] = 24
+    path.write_text(json.dumps(record))
+    aggregate([path], tmp_path / "t.csv", tmp_path / "t.md", peers_csv=packaged, peers_path=tmp_path / "peers.csv")
+    assert "none of these networks" in (tmp_path / "peers.html").read_text()

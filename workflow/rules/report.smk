@@ -9,6 +9,7 @@ rule aggregate:
     input:
         results=[f"{OUT}/neuron{n['neurons']}-l{n['layers']}/{ENGINE}.json" for n in NETWORKS],
         published=f"{REPO}/spdnn/data/published.csv",
+        peers=f"{REPO}/spdnn/data/peers.csv",
     output:
         csv=TABLE_CSV,
         markdown=TABLE_MD,
@@ -23,6 +24,9 @@ rule aggregate:
         comparison=COMPARISON,
         comparison_html=report(f"{OUT}/published_comparison.html", caption="../report/published.rst",
                                category="Published figures", labels={"what": "comparison"}),
+        peers=f"{OUT}/peers_comparison.csv",
+        peers_html=report(f"{OUT}/peers_comparison.html", caption="../report/peers.rst",
+                          category="Published figures", labels={"what": "the field's codes, measured here"}),
         # the bandwidth roofline: GPUs only
         roofline=[ROOFLINE] if USE_GPU else [],
         roofline_svg=[report(svg(ROOFLINE), caption="../report/roofline.rst", category="Throughput",
@@ -39,7 +43,8 @@ rule aggregate:
     shell:
         "python -m spdnn aggregate {input.results:q} --csv {output.csv:q} --markdown {output.markdown:q}"
         " --plot {output.plot:q} {params.roofline:q} --active-rows {output.active_rows:q}"
-        " --published {input.published:q} --comparison {output.comparison:q} 2> {log:q}"
+        " --published {input.published:q} --comparison {output.comparison:q}"
+        " --peers {input.peers:q} --peers-comparison {output.peers:q} 2> {log:q}"
 
 
 rule model_check:
