@@ -7,6 +7,7 @@
 CSR matrix, touching every value so that the data is really read. Both run warm (the files
 are in the page cache), best of `--repeats`. Writes JSON to benchmarks/results/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,11 @@ def main() -> None:
             t_convert_w = best(lambda: cache.convert_weights(archive, wcache, n, args.layers, progress=False), 1)
             t_convert_i = best(lambda: cache.convert_inputs(tsv, icache, n, progress=False), 1)
             row = {
-                "neurons": n, "layers": args.layers, "inputs": args.inputs,
-                "tarball_bytes": archive.stat().st_size, "weights_cache_bytes": wcache.stat().st_size,
+                "neurons": n,
+                "layers": args.layers,
+                "inputs": args.inputs,
+                "tarball_bytes": archive.stat().st_size,
+                "weights_cache_bytes": wcache.stat().st_size,
                 "weights_parse_s": best(lambda: parse_weights(archive, n, args.layers), args.repeats),
                 "weights_load_s": best(lambda: load_weights(wcache), args.repeats),
                 "weights_convert_s": t_convert_w,
@@ -85,11 +89,19 @@ def main() -> None:
             row["weights_speedup"] = row["weights_parse_s"] / row["weights_load_s"]
             row["inputs_speedup"] = row["inputs_parse_s"] / row["inputs_load_s"]
             rows.append(row)
-            print(f"N={n} L={args.layers}: weights parse {row['weights_parse_s']:.2f} s, load "
-                  f"{row['weights_load_s']:.3f} s ({row['weights_speedup']:.0f}x); inputs parse "
-                  f"{row['inputs_parse_s']:.2f} s, load {row['inputs_load_s']:.3f} s ({row['inputs_speedup']:.0f}x)")
-    result = {"benchmark": "cache", "cpu": cpu_model(), "machine": platform.machine(),
-              "provenance": provenance(), "config": vars(args), "results": rows}
+            print(
+                f"N={n} L={args.layers}: weights parse {row['weights_parse_s']:.2f} s, load "
+                f"{row['weights_load_s']:.3f} s ({row['weights_speedup']:.0f}x); inputs parse "
+                f"{row['inputs_parse_s']:.2f} s, load {row['inputs_load_s']:.3f} s ({row['inputs_speedup']:.0f}x)"
+            )
+    result = {
+        "benchmark": "cache",
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "provenance": provenance(),
+        "config": vars(args),
+        "results": rows,
+    }
     out = Path(args.output or Path(__file__).parent / "results" / f"cache-{platform.node()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -27,6 +27,7 @@ else on --check-columns sampled input vectors run on the CPU for the purpose.
 Targets (issue 19): GPU >= 100x compiled and >= 10x threaded at >= 1e6 edges, batch 1000;
 the population >= 50x faster than one at a time. `targets` in the JSON says met or not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,12 @@ def gpu_info() -> dict:
 
         cuda.init()
         dev = cuda.Device(0)
-        return {"gpu": dev.name(), "compute_capability": "%d.%d" % dev.compute_capability(),
-                "memory_bytes": dev.total_memory(), "driver_cuda_version": cuda.get_driver_version()}
+        return {
+            "gpu": dev.name(),
+            "compute_capability": "%d.%d" % dev.compute_capability(),
+            "memory_bytes": dev.total_memory(),
+            "driver_cuda_version": cuda.get_driver_version(),
+        }
     except Exception as err:  # noqa: BLE001  (CPU-only run)
         return {"gpu": None, "error": str(err)[:200]}
 
@@ -122,7 +127,9 @@ class Runner:
         warm = time.perf_counter() - t0
         self.rate[key] = max(self.rate.get(key, (0, 0.0)), (work, warm / work))
         if warm * reps > self.args.cpu_max_seconds:
-            row[f"{name}_skipped"] = f"one run took {warm:.1f} s: {reps} more would pass {self.args.cpu_max_seconds:.0f} s"
+            row[f"{name}_skipped"] = (
+                f"one run took {warm:.1f} s: {reps} more would pass {self.args.cpu_max_seconds:.0f} s"
+            )
             return
         runs = [engine.infer(x) for _ in range(reps)]
         secs = [r.seconds for r in runs]
@@ -183,8 +190,13 @@ class Runner:
 
 
 def finish_row(row: dict, work: int) -> None:
-    names = [k[: -len("_seconds")] for k in list(row) if k.endswith("_seconds") and not k.endswith("end_to_end_seconds")
-             and k not in ("generate_seconds", "levelise_seconds")]
+    names = [
+        k[: -len("_seconds")]
+        for k in list(row)
+        if k.endswith("_seconds")
+        and not k.endswith("end_to_end_seconds")
+        and k not in ("generate_seconds", "levelise_seconds")
+    ]
     for name in names:
         row[f"{name}_edges_per_second"] = work / row[f"{name}_seconds"]
     gpu = row.get("cuda-warp_seconds")
@@ -215,9 +227,18 @@ def snicit_cases(runner: Runner, record: dict) -> None:
             if lnet.widths[0] == 784 and images is not None:
                 x, inputs = images[:batch], "MNIST test images"
             else:
-                x, inputs = np.random.default_rng(batch).random((batch, lnet.widths[0]), dtype=np.float32), "random [0, 1]"
-            row = {"kind": f"snicit-{letter}", "network": name, "input_layer": lnet.meta["input_layer"],
-                   "inputs": inputs, "batch": batch, **net.summary()}
+                x, inputs = (
+                    np.random.default_rng(batch).random((batch, lnet.widths[0]), dtype=np.float32),
+                    "random [0, 1]",
+                )
+            row = {
+                "kind": f"snicit-{letter}",
+                "network": name,
+                "input_layer": lnet.meta["input_layer"],
+                "inputs": inputs,
+                "batch": batch,
+                **net.summary(),
+            }
             results: dict = {}
             for gname, engine in runner.gpu.items():
                 runner.gpu_case(gname, engine, net, x, row, results)
@@ -257,8 +278,15 @@ def population_case(runner: Runner, record: dict) -> None:
             record.setdefault("skipped", []).append(["population", members, batch])
             continue
         x = random_inputs(pop.n_inputs, batch, seed=7)
-        row = {"kind": "population", "members": members, "member_edges": edges, "batch": batch,
-               "edges": pop.n_edges, "levels": union.n_levels, "build_seconds": build}
+        row = {
+            "kind": "population",
+            "members": members,
+            "member_edges": edges,
+            "batch": batch,
+            "edges": pop.n_edges,
+            "levels": union.n_levels,
+            "build_seconds": build,
+        }
         outs: dict = {}
         if gpu_pop is not None:
             row["cuda-population_seconds"], res, row["cuda-population_runs"] = timed(gpu_pop, x, args.reps)
@@ -321,13 +349,22 @@ def memory_cases(runner: Runner, record: dict) -> None:
 
 
 def targets(record: dict) -> dict:
-    big = [r for r in record["cases"] if r.get("edges", 0) >= 10**6 and r.get("batch") == 1000
-           and "cuda-warp_seconds" in r and r.get("kind") in ("pruned", "evolved", *SHAPES)]
+    big = [
+        r
+        for r in record["cases"]
+        if r.get("edges", 0) >= 10**6
+        and r.get("batch") == 1000
+        and "cuda-warp_seconds" in r
+        and r.get("kind") in ("pruned", "evolved", *SHAPES)
+    ]
     out = {}
     for base, goal in (("compiled", 100), ("threaded", 10)):
         vals = [r[f"warp_vs_{base}"] for r in big if f"warp_vs_{base}" in r]
-        out[f"gpu_vs_{base}"] = {"goal": goal, "min": min(vals) if vals else None,
-                                 "met": bool(vals) and min(vals) >= goal}
+        out[f"gpu_vs_{base}"] = {
+            "goal": goal,
+            "min": min(vals) if vals else None,
+            "met": bool(vals) and min(vals) >= goal,
+        }
     pop = {r["batch"]: r["population_speedup"] for r in record["cases"] if "population_speedup" in r}
     out["population"] = {"goal": 50, "by_batch": pop, "met_at_batches": [b for b, v in pop.items() if v >= 50]}
     return out
@@ -335,10 +372,12 @@ def targets(record: dict) -> dict:
 
 def summary_line(row: dict) -> str:
     names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",) if f"{n}_seconds" in row]
-    return (f"{row['kind']:13s} E={row.get('edges', 0):>9d} L={row.get('levels', 0):>5d} B={row['batch']:>6d} | "
-            + " ".join(f"{n}={row[f'{n}_seconds']:.3g}" for n in names)
-            + "".join(f" {k}" for k in row if k.endswith("_skipped"))
-            + f" | valid {[row.get(f'{n}_valid') for n in names if f'{n}_valid' in row]}")
+    return (
+        f"{row['kind']:13s} E={row.get('edges', 0):>9d} L={row.get('levels', 0):>5d} B={row['batch']:>6d} | "
+        + " ".join(f"{n}={row[f'{n}_seconds']:.3g}" for n in names)
+        + "".join(f" {k}" for k in row if k.endswith("_skipped"))
+        + f" | valid {[row.get(f'{n}_valid') for n in names if f'{n}_valid' in row]}"
+    )
 
 
 def _fmt(v) -> str:
@@ -347,33 +386,53 @@ def _fmt(v) -> str:
 
 def markdown(record: dict) -> str:
     """Markdown tables of a results JSON (times in ms, medians): networks, SNICIT, population, memory."""
-    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",)
-             if any(f"{n}_seconds" in r for r in record["cases"])]
-    lines = ["| network | edges | groups | batch | " + " | ".join(f"{n} ms" for n in names)
-             + (" | warp vs compiled | warp vs threaded" if "cuda-warp" in names else "") + " | checked |",
-             "|---|---|---|---|" + "---|" * len(names) + ("---|---|" if "cuda-warp" in names else "") + "---|"]
+    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",) if any(f"{n}_seconds" in r for r in record["cases"])]
+    lines = [
+        "| network | edges | groups | batch | "
+        + " | ".join(f"{n} ms" for n in names)
+        + (" | warp vs compiled | warp vs threaded" if "cuda-warp" in names else "")
+        + " | checked |",
+        "|---|---|---|---|" + "---|" * len(names) + ("---|---|" if "cuda-warp" in names else "") + "---|",
+    ]
     for r in record["cases"]:
         if "levels" not in r or r["kind"].startswith(("memory", "population")):
             continue
-        cells = [_fmt(r.get(f"{n}_seconds")) if f"{n}_seconds" in r else
-                 ("skipped" if f"{n}_skipped" in r else "-") for n in names]
+        cells = [
+            _fmt(r.get(f"{n}_seconds")) if f"{n}_seconds" in r else ("skipped" if f"{n}_skipped" in r else "-")
+            for n in names
+        ]
         if "cuda-warp" in names:
             cells += [f"{r[k]:.0f}x" if k in r else "-" for k in ("warp_vs_compiled", "warp_vs_threaded")]
         valid = [r[k] for k in r if k.endswith("_valid")]
-        lines.append(f"| {r['kind']} | {r['edges']:,} | {r['levels']} | {r['batch']} | " + " | ".join(cells)
-                     + f" | {'all pass' if valid and all(valid) else ('-' if not valid else 'FAILED')} |")
+        lines.append(
+            f"| {r['kind']} | {r['edges']:,} | {r['levels']} | {r['batch']} | "
+            + " | ".join(cells)
+            + f" | {'all pass' if valid and all(valid) else ('-' if not valid else 'FAILED')} |"
+        )
     for r in record["cases"]:
         if r["kind"] == "population":
-            lines += ["", "population: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in r.items() if not k.endswith(("_runs", "_details")))]
+            lines += [
+                "",
+                "population: "
+                + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in r.items()
+                    if not k.endswith(("_runs", "_details"))
+                ),
+            ]
     mem = [r for r in record["cases"] if r["kind"].startswith("memory")]
     if mem:
-        lines += ["", "| network | nodes | batch | value rows kept / freed | peak MB kept | peak MB freed | ratio |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| network | nodes | batch | value rows kept / freed | peak MB kept | peak MB freed | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in mem:
-            lines.append(f"| {r['kind'][7:]} | {r['nodes']:,} | {r['batch']} | {r['kept_value_rows']:,} / "
-                         f"{r['freed_value_rows']:,} | {r['kept_peak_bytes'] / 1e6:.1f} | {r['freed_peak_bytes'] / 1e6:.1f} | "
-                         f"{r['peak_ratio']:.2f} |")
+            lines.append(
+                f"| {r['kind'][7:]} | {r['nodes']:,} | {r['batch']} | {r['kept_value_rows']:,} / "
+                f"{r['freed_value_rows']:,} | {r['kept_peak_bytes'] / 1e6:.1f} | {r['freed_peak_bytes'] / 1e6:.1f} | "
+                f"{r['peak_ratio']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -407,9 +466,14 @@ def main() -> None:
     from spdnn.provenance import provenance
 
     runner = Runner(args)
-    record = {"benchmark": "dag", "config": vars(args), "provenance": provenance(),
-              "device": gpu_info() if not args.cpu_only else {"gpu": None},
-              "cpu": get_dag_engine("compiled").device(), "cases": []}
+    record = {
+        "benchmark": "dag",
+        "config": vars(args),
+        "provenance": provenance(),
+        "device": gpu_info() if not args.cpu_only else {"gpu": None},
+        "cpu": get_dag_engine("compiled").device(),
+        "cases": [],
+    }
     import numba
 
     record["cpu_threads"] = numba.config.NUMBA_NUM_THREADS
@@ -421,8 +485,9 @@ def main() -> None:
         pass
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = args.tag or ("cpu" if args.cpu_only or not record["device"].get("gpu")
-                       else record["device"]["gpu"].split()[-1].lower())
+    tag = args.tag or (
+        "cpu" if args.cpu_only or not record["device"].get("gpu") else record["device"]["gpu"].split()[-1].lower()
+    )
     path = out / f"dag-{tag}-{time.strftime('%Y-%m-%d')}.json"
 
     def save() -> None:

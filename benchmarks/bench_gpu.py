@@ -13,6 +13,7 @@ bandwidth measured here by a large device-to-device copy (bytes read + written).
 
   python benchmarks/bench_gpu.py --out $OUT [--inputs 60000] [--networks 1024x120,4096x120,...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ from spdnn.provenance import git_commit  # noqa: E402
 
 # engine configurations compared: the default rule, the merged network one kernel per layer
 # (no fused segments), and the full-width layer-at-a-time kernel
-ENGINE_VARIANTS = {"auto": {}, "unfused": {"variant": "merged", "fuse_width": 0}, "dedup": {"variant": "dedup"},
-                   "merged": {"variant": "merged"}}
+ENGINE_VARIANTS = {
+    "auto": {},
+    "unfused": {"variant": "merged", "fuse_width": 0},
+    "dedup": {"variant": "dedup"},
+    "merged": {"variant": "merged"},
+}
 
 
 def log(*a):
@@ -134,8 +139,11 @@ def main(argv=None) -> int:
     ap.add_argument("--networks", default="1024x120,4096x120,16384x120,65536x120,1024x1920,4096x1920")
     ap.add_argument("--inputs", type=int, default=60000)
     ap.add_argument("--pool", type=int, default=6000, help="distinct generated inputs (repeated to --inputs)")
-    ap.add_argument("--peer-inputs", default="65536:15000",
-                    help="N:rows caps on the peers' inputs (memory/time); edges/s are per input")
+    ap.add_argument(
+        "--peer-inputs",
+        default="65536:15000",
+        help="N:rows caps on the peers' inputs (memory/time); edges/s are per input",
+    )
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs per engine and network")
     ap.add_argument("--variants", default="auto,unfused,dedup", help=", ".join(ENGINE_VARIANTS))
@@ -157,10 +165,16 @@ def main(argv=None) -> int:
     log(f"device {props['name'].decode()}  copy bandwidth {bandwidth / 1e12:.3f} TB/s (read+write)")
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": props["name"].decode(), "sms": props["multiProcessorCount"],
-        "driver": cp.cuda.runtime.driverGetVersion(), "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
-        "pycuda": pycuda.VERSION_TEXT, "cupy": cp.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "host": platform.node(), "commit": git_commit(),
+        "gpu": props["name"].decode(),
+        "sms": props["multiProcessorCount"],
+        "driver": cp.cuda.runtime.driverGetVersion(),
+        "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+        "pycuda": pycuda.VERSION_TEXT,
+        "cupy": cp.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "commit": git_commit(),
         "copy_bandwidth_Bps": bandwidth,
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "timing": "CUDA events around inference only (weights and first inputs resident on the GPU); warm-up, median",
@@ -169,8 +183,11 @@ def main(argv=None) -> int:
     try:
         import subprocess
 
-        record["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                                               "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+        record["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except Exception:
         pass
 
@@ -183,8 +200,14 @@ def main(argv=None) -> int:
         weights = Weights.from_matrices(mats)
         x = make_inputs(n, args.inputs, args.pool, args.seed)
         log(f"\n== N={n} L={layers} inputs={x.shape[0]} (generated in {time.perf_counter() - t0:.1f} s)")
-        res = {"neurons": n, "layers": layers, "inputs": x.shape[0], "distinct_inputs": min(args.pool, args.inputs),
-               "bias": weights.bias, "engines": {}}
+        res = {
+            "neurons": n,
+            "layers": layers,
+            "inputs": x.shape[0],
+            "distinct_inputs": min(args.pool, args.inputs),
+            "bias": weights.bias,
+            "engines": {},
+        }
         edges = challenge.edges(x.shape[0], n, layers)
         ref_active = None
         for name, eng in engines.items():
@@ -194,8 +217,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             r = eng.infer(x, return_values=False)  # warm-up (compiles, allocates)
             warm = time.perf_counter() - t0
-            runs = [eng.infer(x, return_values=False)
-                    for _ in range(args.reps if warm * args.reps < args.budget else max(1, int(args.budget / warm)))]
+            runs = [
+                eng.infer(x, return_values=False)
+                for _ in range(args.reps if warm * args.reps < args.budget else max(1, int(args.budget / warm)))
+            ]
             r = runs[-1]
             times = [q.seconds for q in runs]  # the engine's CUDA events: first kernel to categories
             med = statistics.median(times)
@@ -204,17 +229,27 @@ def main(argv=None) -> int:
             roof = bandwidth * 4 / frac
             eps = edges / med
             res["engines"][f"cuda-{name}"] = {
-                "seconds": med, "seconds_all": times, "engine_seconds_all": own, "edges_per_second": eps,
-                "prepare_seconds": prep, "details": r.details, "categories": int(len(r.categories)),
-                "active_rows": r.active_rows, "mean_active_fraction": frac,
-                "roofline_edges_per_second": roof, "roofline_fraction": eps / roof}
+                "seconds": med,
+                "seconds_all": times,
+                "engine_seconds_all": own,
+                "edges_per_second": eps,
+                "prepare_seconds": prep,
+                "details": r.details,
+                "categories": int(len(r.categories)),
+                "active_rows": r.active_rows,
+                "mean_active_fraction": frac,
+                "roofline_edges_per_second": roof,
+                "roofline_fraction": eps / roof,
+            }
             ref_active = ref_active or r.active_rows
             if r.active_rows != ref_active:
                 res["engines"][f"cuda-{name}"]["mismatch"] = "active rows differ from the first variant"
             res.setdefault("categories", r.categories)
-            log(f"cuda-{name:7s} {med * 1e3:9.2f} ms  {eps / 1e12:8.2f} Tedges/s  roofline {roof / 1e12:8.1f}"
+            log(
+                f"cuda-{name:7s} {med * 1e3:9.2f} ms  {eps / 1e12:8.2f} Tedges/s  roofline {roof / 1e12:8.1f}"
                 f"  ({eps / roof:5.1%})  prepare {prep:.1f} s  active mean {frac:.4f}  cats {len(r.categories)}"
-                f"  {r.details.get('variant')} checks {r.details.get('checks')} peeks {r.details.get('peeks')} compactions {r.details.get('compactions')}")
+                f"  {r.details.get('variant')} checks {r.details.get('checks')} peeks {r.details.get('peeks')} compactions {r.details.get('compactions')}"
+            )
         cats = res.pop("categories")
         for eng in engines.values():
             eng.release()  # the peers get the memory
@@ -225,8 +260,10 @@ def main(argv=None) -> int:
             pedges = challenge.edges(xp.shape[0], n, layers)
             ws = [cpsp.csr_matrix(m.astype(np.float32)) for m in mats]
             wts = [cpsp.csr_matrix(sp.csr_matrix(m.T, dtype=np.float32)) for m in mats]
-            for pname, fn in (("cupy-spmm", lambda: peer_spmm(cp, cpsp, wts, np.float32(weights.bias), xd)),
-                              ("cupy-spgemm", lambda: peer_spgemm(cp, cpsp, ws, np.float32(weights.bias), xd))):
+            for pname, fn in (
+                ("cupy-spmm", lambda: peer_spmm(cp, cpsp, wts, np.float32(weights.bias), xd)),
+                ("cupy-spgemm", lambda: peer_spgemm(cp, cpsp, ws, np.float32(weights.bias), xd)),
+            ):
                 try:
                     med, times, (alive, active) = timed(cp, fn, args.reps, args.budget)
                 except Exception as err:  # out of memory, cuSPARSE limits: recorded, not fatal
@@ -234,20 +271,33 @@ def main(argv=None) -> int:
                     log(f"{pname:12s} failed: {type(err).__name__}: {str(err)[:200]}")
                     cp.get_default_memory_pool().free_all_blocks()
                     continue
-                ok = np.array_equal(np.sort(alive), cats[cats < xp.shape[0]]) if cap == x.shape[0] else \
-                    np.array_equal(np.sort(alive), np.sort(cats[cats < xp.shape[0]]))
-                res["engines"][pname] = {"seconds": med, "seconds_all": times, "inputs": xp.shape[0],
-                                         "edges_per_second": pedges / med, "categories_match_cuda": bool(ok),
-                                         "active_rows": active}
-                log(f"{pname:12s} {med * 1e3:9.2f} ms  {pedges / med / 1e12:8.3f} Tedges/s  inputs {xp.shape[0]}"
-                    f"  categories match cuda: {ok}")
+                ok = (
+                    np.array_equal(np.sort(alive), cats[cats < xp.shape[0]])
+                    if cap == x.shape[0]
+                    else np.array_equal(np.sort(alive), np.sort(cats[cats < xp.shape[0]]))
+                )
+                res["engines"][pname] = {
+                    "seconds": med,
+                    "seconds_all": times,
+                    "inputs": xp.shape[0],
+                    "edges_per_second": pedges / med,
+                    "categories_match_cuda": bool(ok),
+                    "active_rows": active,
+                }
+                log(
+                    f"{pname:12s} {med * 1e3:9.2f} ms  {pedges / med / 1e12:8.3f} Tedges/s  inputs {xp.shape[0]}"
+                    f"  categories match cuda: {ok}"
+                )
                 cp.get_default_memory_pool().free_all_blocks()
             del ws, wts
             cp.get_default_memory_pool().free_all_blocks()
         # a peer whose categories differ from the engine's (checked against the CPU reference in
         # tests) computed something else: reported, but not used as the comparison
-        peers = [v["edges_per_second"] for k, v in res["engines"].items()
-                 if k.startswith("cupy") and "edges_per_second" in v and v.get("categories_match_cuda")]
+        peers = [
+            v["edges_per_second"]
+            for k, v in res["engines"].items()
+            if k.startswith("cupy") and "edges_per_second" in v and v.get("categories_match_cuda")
+        ]
         best_peer = max(peers) if peers else None
         res["best_peer_edges_per_second"] = best_peer
         for k, v in res["engines"].items():
@@ -265,9 +315,11 @@ def main(argv=None) -> int:
                 log(f"| {res['neurons']} | {res['layers']} | - | {k} | failed | | | |")
                 continue
             bad = "" if v.get("categories_match_cuda", True) else " (wrong categories)"
-            log(f"| {res['neurons']} | {res['layers']} | {v.get('inputs', res['inputs'])} | {k}{bad} | {v['seconds'] * 1e3:.2f} | "
+            log(
+                f"| {res['neurons']} | {res['layers']} | {v.get('inputs', res['inputs'])} | {k}{bad} | {v['seconds'] * 1e3:.2f} | "
                 f"{v['edges_per_second'] / 1e12:.3f} | {v.get('ratio_to_best_peer', float('nan')):.1f} | "
-                f"{100 * v.get('roofline_fraction', float('nan')):.1f} |")
+                f"{100 * v.get('roofline_fraction', float('nan')):.1f} |"
+            )
     return 0
 
 

@@ -11,6 +11,7 @@ Hardware DSE, per network: the GPUs of the refined grid (hwdse.grid_axes(--hw-sc
 distinct, the Cartesian product of distinct axis values), each with the best of the engine's
 designs (model cli hw_designs) or one design; seconds (median), GPUs per second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ def main(argv=None) -> int:
     ap.add_argument("--hw-networks", default="1024x120,65536x120")
     args = ap.parse_args(argv)
     hw = load_hardware(args.preset)
-    rec = {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-           "preset": args.preset, "calibrated": list(hw.calibrated), "networks": []}
+    rec = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "preset": args.preset,
+        "calibrated": list(hw.calibrated),
+        "networks": [],
+    }
     import numpy as np
 
     rec["numpy"] = np.__version__
@@ -55,17 +62,37 @@ def main(argv=None) -> int:
         from spdnn.model.cost import predict
         from spdnn.model.validated import measured_label
 
-        best = {key: [{"seconds": float(res.seconds[i]), "joules": float(res.joules[i]),
-                       "measured": measured_label(res.design(i)),
-                       "fused_layers": predict(res.design(i), prof, hw).policy["fused_layers"], **res.design(i).to_dict()}
-                      for i in res.best(3, key)] for key in ("seconds", "joules")}
-        row = {"neurons": n, "layers": layers, "designs": len(res), "valid": int(res.valid.sum()),
-               "seconds": sec, "seconds_all": times, "designs_per_second": len(res) / sec, "best": best}
+        best = {
+            key: [
+                {
+                    "seconds": float(res.seconds[i]),
+                    "joules": float(res.joules[i]),
+                    "measured": measured_label(res.design(i)),
+                    "fused_layers": predict(res.design(i), prof, hw).policy["fused_layers"],
+                    **res.design(i).to_dict(),
+                }
+                for i in res.best(3, key)
+            ]
+            for key in ("seconds", "joules")
+        }
+        row = {
+            "neurons": n,
+            "layers": layers,
+            "designs": len(res),
+            "valid": int(res.valid.sum()),
+            "seconds": sec,
+            "seconds_all": times,
+            "designs_per_second": len(res) / sec,
+            "best": best,
+        }
         rec["networks"].append(row)
-        print(f"N={n} L={layers}: {len(res)} designs ({row['valid']} valid) in {sec:.2f} s = "
-              f"{row['designs_per_second'] / 1e6:.2f} M designs/s; best {best['seconds'][0]['dataflow']} "
-              f"({best['seconds'][0]['fused_layers']} layers fused) "
-              f"{best['seconds'][0]['variant']} {best['seconds'][0]['seconds'] * 1e3:.3f} ms", flush=True)
+        print(
+            f"N={n} L={layers}: {len(res)} designs ({row['valid']} valid) in {sec:.2f} s = "
+            f"{row['designs_per_second'] / 1e6:.2f} M designs/s; best {best['seconds'][0]['dataflow']} "
+            f"({best['seconds'][0]['fused_layers']} layers fused) "
+            f"{best['seconds'][0]['variant']} {best['seconds'][0]['seconds'] * 1e3:.3f} ms",
+            flush=True,
+        )
     rec["hardware"] = hardware_rates(args)
     out = Path(args.out) / f"model-dse-{platform.node() or 'host'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,20 +117,35 @@ def hardware_rates(args) -> list[dict]:
     for spec in args.hw_networks.split(","):
         n, layers = (int(v) for v in spec.split("x"))
         prof = NetworkProfile.stored(n, layers)
-        for label, designs in (("engine default kernel per layer", hw_designs(None)[:1]),
-                               ("best of the engine's 3 designs", hw_designs(None))):
+        for label, designs in (
+            ("engine default kernel per layer", hw_designs(None)[:1]),
+            ("best of the engine's 3 designs", hw_designs(None)),
+        ):
             times = []
             for _ in range(args.reps):
                 t = time.perf_counter()
                 res = evaluate_hw(prof, base, designs, axes)
                 times.append(time.perf_counter() - t)
             sec = statistics.median(times)
-            rows.append({"neurons": n, "layers": layers, "designs_per_gpu": len(designs), "label": label,
-                         "gpus": gpus, "valid": int(np.isfinite(res.seconds).sum()), "seconds": sec,
-                         "seconds_all": times, "gpus_per_second": gpus / sec,
-                         "gpu_design_pairs_per_second": gpus * len(designs) / sec})
-            print(f"hardware N={n} L={layers}: {gpus} GPUs x {len(designs)} design(s) in {sec:.2f} s = "
-                  f"{gpus / sec / 1e6:.2f} M GPUs/s", flush=True)
+            rows.append(
+                {
+                    "neurons": n,
+                    "layers": layers,
+                    "designs_per_gpu": len(designs),
+                    "label": label,
+                    "gpus": gpus,
+                    "valid": int(np.isfinite(res.seconds).sum()),
+                    "seconds": sec,
+                    "seconds_all": times,
+                    "gpus_per_second": gpus / sec,
+                    "gpu_design_pairs_per_second": gpus * len(designs) / sec,
+                }
+            )
+            print(
+                f"hardware N={n} L={layers}: {gpus} GPUs x {len(designs)} design(s) in {sec:.2f} s = "
+                f"{gpus / sec / 1e6:.2f} M GPUs/s",
+                flush=True,
+            )
     return rows
 
 

@@ -17,6 +17,7 @@ or the official file for the real network).
   python benchmarks/bench_peers.py --networks real-1024x120,1024x120,4096x120 \\
       --peers hidayetoglu,xy,snicit,bf,snig --out $OUT [--deadline 480]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ from spdnn.provenance import git_commit, package_versions  # noqa: E402
 
 # dedup: full width, duplicate neurons not merged; *-nocarry: every row computed at every layer
 # (saturated rows not carried), to show what carrying them gives
-ENGINES = {"default": {}, "dedup": {"variant": "dedup"}, "nocarry": {"carry_saturated": False},
-           "dedup-nocarry": {"variant": "dedup", "carry_saturated": False}}
+ENGINES = {
+    "default": {},
+    "dedup": {"variant": "dedup"},
+    "nocarry": {"carry_saturated": False},
+    "dedup-nocarry": {"variant": "dedup", "carry_saturated": False},
+}
 
 
 def log(*a) -> None:
@@ -66,7 +71,11 @@ def sha256(path: Path) -> str:
 
 def nvcc_version() -> str:
     try:
-        return subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[-1]
+        return (
+            subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=30)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
     except (OSError, subprocess.SubprocessError, IndexError):
         return ""
 
@@ -111,8 +120,12 @@ def truth_only(args) -> int:
         t0 = time.perf_counter()
         net = data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
         if "computed in this run" in net.truth_source:
-            path = data.save_truth(net, Path(args.truth_dir), args.seed,
-                                   f"spdnn {git_commit()} on {platform.node()}, {datetime.date.today()}")
+            path = data.save_truth(
+                net,
+                Path(args.truth_dir),
+                args.seed,
+                f"spdnn {git_commit()} on {platform.node()}, {datetime.date.today()}",
+            )
             log(f"{spec}: {len(net.truth)} categories in {time.perf_counter() - t0:.0f} s -> {path}")
         else:
             log(f"{spec}: stored truth matches ({len(net.truth)} categories)")
@@ -142,18 +155,33 @@ def run_engines(net: data.Network, names: list[str], reps: int, budget: float) -
             runs = [eng.infer(net.inputs, return_values=False) for _ in range(n)]
             eng.release()
         except Exception as err:  # recorded, the peers still run
-            results[key] = {"kind": "spdnn", "label": f"spdnn {name}", "status": f"failed: {type(err).__name__}: {err}"[:300]}
+            results[key] = {
+                "kind": "spdnn",
+                "label": f"spdnn {name}",
+                "status": f"failed: {type(err).__name__}: {err}"[:300],
+            }
             log(f"{key}: failed: {err}")
             continue
         times = [r.seconds for r in runs]
         cats = parsers.compare_categories(np.asarray(runs[-1].categories, dtype=np.int64), net.truth)
         med = statistics.median(times)
-        results[key] = {"kind": "spdnn", "label": f"spdnn {name}" + (" (variant dedup: full width)" if name == "dedup" else ""),
-                        "exact": True, "options": ENGINES[name], "seconds": med, "seconds_all": times,
-                        "edges_per_second": net.edges / med, "prepare_seconds": prep,
-                        "categories": cats, "categories_ok": cats["match"], "details": runs[-1].details,
-                        "timer": "CUDA events, first kernel to categories (inputs staged on the host, weights on the GPU)"}
-        log(f"{key:18s} {med * 1e3:9.2f} ms  {net.edges / med / 1e12:8.2f} Tedges/s  categories {'ok' if cats['match'] else cats}")
+        results[key] = {
+            "kind": "spdnn",
+            "label": f"spdnn {name}" + (" (variant dedup: full width)" if name == "dedup" else ""),
+            "exact": True,
+            "options": ENGINES[name],
+            "seconds": med,
+            "seconds_all": times,
+            "edges_per_second": net.edges / med,
+            "prepare_seconds": prep,
+            "categories": cats,
+            "categories_ok": cats["match"],
+            "details": runs[-1].details,
+            "timer": "CUDA events, first kernel to categories (inputs staged on the host, weights on the GPU)",
+        }
+        log(
+            f"{key:18s} {med * 1e3:9.2f} ms  {net.edges / med / 1e12:8.2f} Tedges/s  categories {'ok' if cats['match'] else cats}"
+        )
     return results
 
 
@@ -170,17 +198,32 @@ def peer_files(method: recipes.Method, net: data.Network, work: Path, cache: dic
             env = writers.write_hidayetoglu(folder, net.layers, net.inputs, net.truth, net.neurons, net.layer_count)
             cache[method.inputs] = {"folder": folder, "env": env}
         else:
-            cache[method.inputs] = writers.write_sdgc(work / "sdgc", net.layers, net.inputs, net.truth,
-                                                      net.neurons, net.layer_count)
+            cache[method.inputs] = writers.write_sdgc(
+                work / "sdgc", net.layers, net.inputs, net.truth, net.neurons, net.layer_count
+            )
         cache[method.inputs]["write_seconds"] = time.perf_counter() - t0
     return cache[method.inputs]
 
 
 def run_peer(method: recipes.Method, binary: Path, net: data.Network, files: dict, args, peer_log) -> dict:
-    out = {"kind": "peer", "label": method.label, "exact": method.exact, "timer": method.timer,
-           "source": f"{method.source.repo}@{method.source.commit[:12]}", "runs": []}
-    inv = runner.invocation(method, binary, files, net.neurons, net.layer_count, net.inputs.shape[0],
-                            Path(args.work) / f"categories-{method.key}.txt", args.threads)
+    out = {
+        "kind": "peer",
+        "label": method.label,
+        "exact": method.exact,
+        "timer": method.timer,
+        "source": f"{method.source.repo}@{method.source.commit[:12]}",
+        "runs": [],
+    }
+    inv = runner.invocation(
+        method,
+        binary,
+        files,
+        net.neurons,
+        net.layer_count,
+        net.inputs.shape[0],
+        Path(args.work) / f"categories-{method.key}.txt",
+        args.threads,
+    )
     for rep in range(args.peer_reps):
         r = runner.run_once(method, inv, net.truth, args.peer_timeout, peer_log)
         out["runs"].append(r)
@@ -188,19 +231,29 @@ def run_peer(method: recipes.Method, binary: Path, net: data.Network, files: dic
             # XY/SNICIT take an existing ../scheduled_bm/neuron{N} as complete: a run killed
             # while scheduling leaves a partial one that fails the next (seen at 16384 x 120)
             runner.reset_schedule(files["schedule"])
-        log(f"{method.key:18s} run {rep + 1}: exit {r['returncode']}  {r.get('inference_seconds', float('nan')) * 1e3:9.2f} ms"
-            f"  wall {r['wall_seconds']:.1f} s  categories {r['categories']}  own check {r.get('self_check')}")
+        log(
+            f"{method.key:18s} run {rep + 1}: exit {r['returncode']}  {r.get('inference_seconds', float('nan')) * 1e3:9.2f} ms"
+            f"  wall {r['wall_seconds']:.1f} s  categories {r['categories']}  own check {r.get('self_check')}"
+        )
         if not r["complete"] or r["wall_seconds"] > args.rep_wall or out_of_time(args):
             break
     done = [r for r in out["runs"] if r["complete"]]
     if not done:
         last = out["runs"][-1]
-        out["status"] = "failed: " + ("timed out" if last["timed_out"] else
-                                      f"exit {last['returncode']}, {first_error(last.get('error_tail', ''))}")
+        out["status"] = "failed: " + (
+            "timed out"
+            if last["timed_out"]
+            else f"exit {last['returncode']}, {first_error(last.get('error_tail', ''))}"
+        )
         return out
     med = statistics.median(r["inference_seconds"] for r in done)
-    out.update(seconds=med, seconds_all=[r["inference_seconds"] for r in done], edges_per_second=net.edges / med,
-               categories_ok=all(r["categories"]["match"] for r in done), categories=done[-1]["categories"])
+    out.update(
+        seconds=med,
+        seconds_all=[r["inference_seconds"] for r in done],
+        edges_per_second=net.edges / med,
+        categories_ok=all(r["categories"]["match"] for r in done),
+        categories=done[-1]["categories"],
+    )
     return out
 
 
@@ -227,21 +280,44 @@ def header(args, methods: list[recipes.Method], binaries: dict) -> dict:
     root = Path(args.root)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": platform.node(), "gpu": gpu, "nvcc": nvcc_version(), "python": platform.python_version(),
-        "versions": package_versions(), "spdnn_commit": args.commit or git_commit(),
+        "host": platform.node(),
+        "gpu": gpu,
+        "nvcc": nvcc_version(),
+        "python": platform.python_version(),
+        "versions": package_versions(),
+        "spdnn_commit": args.commit or git_commit(),
         # the generator may differ from the commit's in a working copy: its own digest says which ran
         "generator": args.generator or "spdnn/generate.py",
         "generator_sha256": sha256(Path(args.generator) if args.generator else ROOT / "spdnn" / "generate.py"),
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "gen")},
-        "peers": {name: {"repo": s.repo, "url": s.url, "commit": s.commit, "licence": s.licence,
-                         "patches": sources.patch_digest(s.patches), "build": s.build,
-                         "tree_stamp": sources.stamp_of(s, root),
-                         "binary": binaries[name][1], "binary_sha256": sha256(binaries[name][0]) if binaries[name][0] else None}
-                  for name, s in srcs.items()},
-        "methods": {m.key: {"label": m.label, "source": m.source.name, "mode": m.mode, "exact": m.exact,
-                            "inputs": m.inputs, "timer": m.timer} for m in methods},
+        "peers": {
+            name: {
+                "repo": s.repo,
+                "url": s.url,
+                "commit": s.commit,
+                "licence": s.licence,
+                "patches": sources.patch_digest(s.patches),
+                "build": s.build,
+                "tree_stamp": sources.stamp_of(s, root),
+                "binary": binaries[name][1],
+                "binary_sha256": sha256(binaries[name][0]) if binaries[name][0] else None,
+            }
+            for name, s in srcs.items()
+        },
+        "methods": {
+            m.key: {
+                "label": m.label,
+                "source": m.source.name,
+                "mode": m.mode,
+                "exact": m.exact,
+                "inputs": m.inputs,
+                "timer": m.timer,
+            }
+            for m in methods
+        },
         "edges": "inputs x 32 x N x L per inference; edges/s = edges / the timer's seconds",
-        "networks": [], "not_run": [],
+        "networks": [],
+        "not_run": [],
     }
 
 
@@ -264,18 +340,34 @@ def run(args) -> int:
     for spec in args.networks.split(","):
         is_real, n, layers = data.parse_spec(spec)
         if out_of_time(args, need=args.network_margin):
-            record["not_run"].append({"network": spec, "reason": f"did not fit: the run's {args.deadline:.0f} s were spent"})
+            record["not_run"].append(
+                {"network": spec, "reason": f"did not fit: the run's {args.deadline:.0f} s were spent"}
+            )
             log(f"== {spec}: skipped (time)")
             continue
         t0 = time.perf_counter()
-        net = data.real(Path(args.real_dir), n, layers) if is_real else \
-            data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
-        log(f"\n== {net.name}: {net.source}; {net.inputs.shape[0]} inputs, {len(net.truth)} categories "
-            f"({net.truth_source}); ready in {time.perf_counter() - t0:.1f} s")
-        entry = {"name": net.name, "source": net.source, "neurons": n, "layers": layers,
-                 "inputs": int(net.inputs.shape[0]), "input_nonzeros": int(net.inputs.nnz), "edges": net.edges,
-                 "truth": {"count": int(len(net.truth)), "source": net.truth_source}, "data": net.extra,
-                 "setup_seconds": time.perf_counter() - t0, "results": {}}
+        net = (
+            data.real(Path(args.real_dir), n, layers)
+            if is_real
+            else data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
+        )
+        log(
+            f"\n== {net.name}: {net.source}; {net.inputs.shape[0]} inputs, {len(net.truth)} categories "
+            f"({net.truth_source}); ready in {time.perf_counter() - t0:.1f} s"
+        )
+        entry = {
+            "name": net.name,
+            "source": net.source,
+            "neurons": n,
+            "layers": layers,
+            "inputs": int(net.inputs.shape[0]),
+            "input_nonzeros": int(net.inputs.nnz),
+            "edges": net.edges,
+            "truth": {"count": int(len(net.truth)), "source": net.truth_source},
+            "data": net.extra,
+            "setup_seconds": time.perf_counter() - t0,
+            "results": {},
+        }
         record["networks"].append(entry)
         entry["results"].update(run_engines(net, args.engines.split(","), args.reps, args.budget))
         write_json(json_path, record)
@@ -284,18 +376,30 @@ def run(args) -> int:
         for method in methods:
             binary = binaries[method.source.name][0]
             if binary is None:
-                entry["results"][method.key] = {"kind": "peer", "label": method.label, "exact": method.exact,
-                                                "status": "not built: " + binaries[method.source.name][1][-200:]}
+                entry["results"][method.key] = {
+                    "kind": "peer",
+                    "label": method.label,
+                    "exact": method.exact,
+                    "status": "not built: " + binaries[method.source.name][1][-200:],
+                }
                 continue
             if out_of_time(args, need=args.peer_margin):
-                entry["results"][method.key] = {"kind": "peer", "label": method.label, "exact": method.exact,
-                                                "status": "did not fit in the run's time"}
+                entry["results"][method.key] = {
+                    "kind": "peer",
+                    "label": method.label,
+                    "exact": method.exact,
+                    "status": "did not fit in the run's time",
+                }
                 continue
             try:
                 f = peer_files(method, net, work, files)
             except (OSError, ValueError) as err:
-                entry["results"][method.key] = {"kind": "peer", "label": method.label, "exact": method.exact,
-                                                "status": f"input files not written: {err}"}
+                entry["results"][method.key] = {
+                    "kind": "peer",
+                    "label": method.label,
+                    "exact": method.exact,
+                    "status": f"input files not written: {err}",
+                }
                 continue
             entry["results"][method.key] = run_peer(method, binary, net, f, args, peer_log)
             write_json(json_path, record)
@@ -311,8 +415,11 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--networks", default="real-1024x120,1024x120,4096x120",
-                    help="comma-separated NxL (synthetic) or real-NxL (official layout in --real-dir)")
+    ap.add_argument(
+        "--networks",
+        default="real-1024x120,1024x120,4096x120",
+        help="comma-separated NxL (synthetic) or real-NxL (official layout in --real-dir)",
+    )
     ap.add_argument("--peers", default="hidayetoglu,xy,snicit,bf,snig", help=", ".join(recipes.METHODS))
     ap.add_argument("--engines", default="default,dedup", help=", ".join(ENGINES))
     ap.add_argument("--inputs", type=int, default=challenge.N_INPUTS, help="synthetic inputs (all distinct)")
@@ -323,7 +430,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rep-wall", type=float, default=45.0, help="no further runs of a peer slower than this (s)")
     ap.add_argument("--peer-timeout", type=float, default=300.0)
     ap.add_argument("--deadline", type=float, default=0.0, help="seconds for the whole run (0: none)")
-    ap.add_argument("--network-margin", type=float, default=60.0, help="a network starts only this long before the deadline")
+    ap.add_argument(
+        "--network-margin", type=float, default=60.0, help="a network starts only this long before the deadline"
+    )
     ap.add_argument("--peer-margin", type=float, default=20.0, help="a peer starts only this long before the deadline")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="OMP_NUM_THREADS of the peers")
     ap.add_argument("--root", default=str(ROOT / ".peers"), help="peers' sources (src/) and programs (bin/)")

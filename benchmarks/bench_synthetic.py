@@ -17,6 +17,7 @@ processes.
   python benchmarks/bench_synthetic.py --out $OUT [--neurons 1024,4096] [--seeds 1,2,3] [--engine cuda]
   python benchmarks/bench_synthetic.py --calibrate 4096 --inputs 60000   # re-fit one N (docs/synthetic.md)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,12 @@ def calibrate(neurons: int, n_inputs: int, seeds: list[int], width: float, steps
     for _ in range(steps):
         for _ in range(3):  # nonzeros ~ pen: a few multiplicative steps
             generate._SIZE_FIT[neurons] = (width, pen)
-            nnz = np.mean([sum(img.size for *_, img, _ in generate.base_chunks(neurons, 8192, s)) / 8192
-                           for s in (101, 102)]) * generate.base_shape(neurons)[2] ** 2
+            nnz = (
+                np.mean(
+                    [sum(img.size for *_, img, _ in generate.base_chunks(neurons, 8192, s)) / 8192 for s in (101, 102)]
+                )
+                * generate.base_shape(neurons)[2] ** 2
+            )
             pen *= (target_nnz / nnz) ** 1.1
         generate._SIZE_FIT[neurons] = (width, pen)
         alive = np.mean([generate.folded_survival(neurons, n_inputs, s, layers)[0][-1] for s in seeds]) / n_inputs
@@ -83,11 +88,19 @@ def calibrate(neurons: int, n_inputs: int, seeds: list[int], width: float, steps
 
 # ----------------------------------------------------------------------------- measurements
 
+
 def environment() -> dict:
     """Versions and hardware, GPU included where pycuda finds one."""
-    env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-           "cpu": cpu_model(), "workers": default_workers(), "host": platform.node(), "commit": git_commit()}
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "cpu": cpu_model(),
+        "workers": default_workers(),
+        "host": platform.node(),
+        "commit": git_commit(),
+    }
     try:
         import pycuda
         import pycuda.driver as drv
@@ -96,8 +109,11 @@ def environment() -> dict:
         env.update(gpu=drv.Device(0).name(), driver_cuda=drv.get_driver_version(), pycuda=pycuda.VERSION_TEXT)
         import subprocess
 
-        env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                            "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+        env["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except Exception as err:  # no GPU here: the record says so
         env["gpu"] = f"none ({type(err).__name__}: {err})"
     return env
@@ -114,14 +130,22 @@ def categories_and_profile(neurons: int, layers: int, seed: int, inputs: sp.csr_
         eng = CudaEngine()
         eng.prepare(Weights.from_matrices(mats), layers)
         r = eng.infer(inputs, return_values=False)
-        out.update(categories=int(r.categories.size), active_rows=r.active_rows, engine="cuda",
-                   infer_seconds=r.seconds, device=eng.device())
+        out.update(
+            categories=int(r.categories.size),
+            active_rows=r.active_rows,
+            engine="cuda",
+            infer_seconds=r.seconds,
+            device=eng.device(),
+        )
         eng.release()
     if engine == "cpu" or neurons == 1024:  # the reference, and at 1024 the check of the GPU's counts
         t0 = time.perf_counter()
         ref = reference(lambda: mats, challenge.bias(neurons), inputs, workers=None, keep_values=False)
-        cpu = {"categories": int(ref.alive[layers].size), "active_rows": ref.active_rows,
-               "seconds": time.perf_counter() - t0}
+        cpu = {
+            "categories": int(ref.alive[layers].size),
+            "active_rows": ref.active_rows,
+            "seconds": time.perf_counter() - t0,
+        }
         if engine == "cpu":
             out.update(categories=cpu["categories"], active_rows=cpu["active_rows"], engine="cpu")
         else:
@@ -155,13 +179,21 @@ def time_truth(neurons: int, layers: int, extra: int, inputs: sp.csr_matrix, see
     rest = reference(lambda: more, bias, first.values, workers=None, keep_values=False)
     t_extra = time.perf_counter() - t0
     per_layer = t_extra / max(1, extra)
-    return {"neurons": neurons, "layers": layers, "extra_layers": extra, "inputs": inputs.shape[0],
-            "workers": default_workers(), "seconds_first": t_first, "seconds_extra": t_extra,
-            "alive_after_first": int(first.alive[layers].size), "alive_after_extra": rest.active_rows[-1] if extra else None,
-            "seconds_per_layer_after": per_layer,
-            "extrapolated_target_layers": target,
-            "extrapolated_seconds": t_first + (target - layers) * per_layer,
-            "note": "measured for the first `layers` + `extra` layers; the rest is extrapolated"}
+    return {
+        "neurons": neurons,
+        "layers": layers,
+        "extra_layers": extra,
+        "inputs": inputs.shape[0],
+        "workers": default_workers(),
+        "seconds_first": t_first,
+        "seconds_extra": t_extra,
+        "alive_after_first": int(first.alive[layers].size),
+        "alive_after_extra": rest.active_rows[-1] if extra else None,
+        "seconds_per_layer_after": per_layer,
+        "extrapolated_target_layers": target,
+        "extrapolated_seconds": t_first + (target - layers) * per_layer,
+        "note": "measured for the first `layers` + `extra` layers; the rest is extrapolated",
+    }
 
 
 def time_gil(neurons: int, layers: int, inputs: sp.csr_matrix, seed: int) -> dict:
@@ -192,17 +224,23 @@ def measure(args) -> dict:
         for seed in args.seeds:
             t0 = time.perf_counter()
             x = generate.generate_inputs(n, args.inputs, seed, workers=None)
-            res = {"neurons": n, "seed": seed, "inputs": x.shape[0], "layers": args.layers,
-                   "generate_inputs_seconds": time.perf_counter() - t0,
-                   "nnz": int(x.nnz), "official_nnz": OFFICIAL_NNZ[n],
-                   "nnz_ratio": x.nnz / x.shape[0] / (OFFICIAL_NNZ[n] / challenge.N_INPUTS),
-                   "size_fit": generate.size_fit(n)}
+            res = {
+                "neurons": n,
+                "seed": seed,
+                "inputs": x.shape[0],
+                "layers": args.layers,
+                "generate_inputs_seconds": time.perf_counter() - t0,
+                "nnz": int(x.nnz),
+                "official_nnz": OFFICIAL_NNZ[n],
+                "nnz_ratio": x.nnz / x.shape[0] / (OFFICIAL_NNZ[n] / challenge.N_INPUTS),
+                "size_fit": generate.size_fit(n),
+            }
             res.update(categories_and_profile(n, args.layers, seed, x, args.engine))
             res["official_categories"] = OFFICIAL_CATEGORIES[n]
             res["categories_ratio"] = res["categories"] / OFFICIAL_CATEGORIES[n] * challenge.N_INPUTS / x.shape[0]
             if n == 1024:
-                frac = np.array(res["active_rows"][:len(target)]) / x.shape[0]
-                res["profile_ratio"] = list(np.round(frac / target[:len(frac)], 4))
+                frac = np.array(res["active_rows"][: len(target)]) / x.shape[0]
+                res["profile_ratio"] = list(np.round(frac / target[: len(frac)], 4))
                 if args.real:
                     res["real_layers_active_rows"] = real_profile(Path(args.real), x, min(args.layers, 120))
             log(json.dumps({k: v for k, v in res.items() if k not in ("active_rows", "real_layers_active_rows")}))

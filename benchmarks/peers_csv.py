@@ -6,6 +6,7 @@ One row per network and program (spdnn's engines and the field's codes), from th
 that measured it; each row names its JSON file, GPU, date and whether its categories matched the
 truth. Rows whose program did not run are left out (the JSON and docs/peers.md say why).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,21 @@ import csv
 import json
 from pathlib import Path
 
-COLUMNS = ["neurons", "layers", "data", "inputs", "method", "label", "exact", "categories_ok", "seconds",
-           "edges_per_second", "gpu", "date", "source"]
+COLUMNS = [
+    "neurons",
+    "layers",
+    "data",
+    "inputs",
+    "method",
+    "label",
+    "exact",
+    "categories_ok",
+    "seconds",
+    "edges_per_second",
+    "gpu",
+    "date",
+    "source",
+]
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -27,12 +41,23 @@ def rows_of(path: Path) -> list[dict]:
         for key, r in net["results"].items():
             if not r.get("edges_per_second"):
                 continue
-            rows.append({"neurons": n, "layers": layers, "data": "official" if real else "synthetic",
-                         "inputs": net["inputs"], "method": key, "label": r.get("label", key),
-                         "exact": "yes" if r.get("exact", True) else "no",
-                         "categories_ok": "yes" if r.get("categories_ok") else "no",
-                         "seconds": f"{r['seconds']:.6g}", "edges_per_second": f"{r['edges_per_second']:.6g}",
-                         "gpu": gpu, "date": record["date"][:10], "source": f"benchmarks/results/{path.name}"})
+            rows.append(
+                {
+                    "neurons": n,
+                    "layers": layers,
+                    "data": "official" if real else "synthetic",
+                    "inputs": net["inputs"],
+                    "method": key,
+                    "label": r.get("label", key),
+                    "exact": "yes" if r.get("exact", True) else "no",
+                    "categories_ok": "yes" if r.get("categories_ok") else "no",
+                    "seconds": f"{r['seconds']:.6g}",
+                    "edges_per_second": f"{r['edges_per_second']:.6g}",
+                    "gpu": gpu,
+                    "date": record["date"][:10],
+                    "source": f"benchmarks/results/{path.name}",
+                }
+            )
     return rows
 
 
@@ -47,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             key = (row["neurons"], row["layers"], row["data"], row["method"])
             if key not in newest or (row["date"], row["source"]) >= (newest[key]["date"], newest[key]["source"]):
                 newest[key] = row
-    ordered = sorted(newest.values(), key=lambda r: (r["data"], r["neurons"], r["layers"], -float(r["edges_per_second"])))
+    ordered = sorted(
+        newest.values(), key=lambda r: (r["data"], r["neurons"], r["layers"], -float(r["edges_per_second"]))
+    )
     tmp = args.output.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)

@@ -6,6 +6,7 @@ and the span not covered by kernels (host launch gaps, check-point round trips).
 
   python benchmarks/profile_engine.py 1024x120 [--inputs 60000] [--option fuse_width=0 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ def profile(engine: CudaEngine, x) -> dict:
                 _orig(*args, **kw)
                 b.record(args[2])
                 launches.append((_name, engine._launch if _name in ("layer", "fused") else None, args[0][0], a, b))
+
             fn.prepared_async_call = timed
             originals.append((fn, original))
     try:
@@ -65,8 +67,14 @@ def profile(engine: CudaEngine, x) -> dict:
         per_kernel[name] += ms
         rows.append({"kernel": name, "where": str(where[1]) if where else "", "blocks": int(blocks), "ms": ms})
     covered = sum(per_kernel.values())
-    return {"seconds": res.seconds, "kernel_ms": dict(per_kernel), "uncovered_ms": res.seconds * 1e3 - covered,
-            "launches": rows, "details": res.details, "active_rows": res.active_rows}
+    return {
+        "seconds": res.seconds,
+        "kernel_ms": dict(per_kernel),
+        "uncovered_ms": res.seconds * 1e3 - covered,
+        "launches": rows,
+        "details": res.details,
+        "active_rows": res.active_rows,
+    }
 
 
 def main(argv=None) -> int:
@@ -87,8 +95,10 @@ def main(argv=None) -> int:
     plain = [engine.infer(x, return_values=False).seconds for _ in range(3)]
     prof = profile(engine, x)
     prof.update(network=args.network, options=options, plain_seconds=plain)
-    print(f"{args.network} {options}: {np.median(plain) * 1e3:.3f} ms uninstrumented, "
-          f"{prof['seconds'] * 1e3:.3f} ms instrumented, {prof['uncovered_ms']:.3f} ms outside kernels")
+    print(
+        f"{args.network} {options}: {np.median(plain) * 1e3:.3f} ms uninstrumented, "
+        f"{prof['seconds'] * 1e3:.3f} ms instrumented, {prof['uncovered_ms']:.3f} ms outside kernels"
+    )
     for name, ms in sorted(prof["kernel_ms"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:8s} {ms:8.3f} ms")
     for row in prof["launches"]:

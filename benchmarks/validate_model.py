@@ -29,6 +29,7 @@ Networks: spdnn.generate; 60000 inputs = 6000 distinct generated inputs repeated
 benchmarks/bench_gpu.py). --fake runs every mode on the CPU with a stand-in engine (times from the
 model x noise), to test the script without a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,9 +137,15 @@ def microbench() -> dict:
             times.append(a.time_till(b) / 1e3)
         copy = 2 * nbytes / statistics.median(times)
         x.free(), y.free(), flags.free(), cnt.free()
-        return dict(launch_s=launch, kernel_min_s=kernel_min, sync_s=sync, copy_bandwidth=copy,
-                    gpu=dev.name(), sms=dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT),
-                    clock_hz=clock)
+        return dict(
+            launch_s=launch,
+            kernel_min_s=kernel_min,
+            sync_s=sync,
+            copy_bandwidth=copy,
+            gpu=dev.name(),
+            sms=dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT),
+            clock_hz=clock,
+        )
     finally:
         ctx.pop()
 
@@ -146,8 +153,19 @@ def microbench() -> dict:
 class FakeEngine:
     """CPU stand-in with the CudaEngine attributes and options the script uses; seconds from the model."""
 
-    def __init__(self, variant="auto", dataflow="gather", fuse_width=None, warps=16, grid_factor=16, check_every=8,
-                 batch_rows=None, check_bytes=64e6, compact_fraction=1 / 16, **kw):
+    def __init__(
+        self,
+        variant="auto",
+        dataflow="gather",
+        fuse_width=None,
+        warps=16,
+        grid_factor=16,
+        check_every=8,
+        batch_rows=None,
+        check_bytes=64e6,
+        compact_fraction=1 / 16,
+        **kw,
+    ):
         self.variant, self.warps, self.grid_factor, self.check_every = variant, warps, grid_factor, check_every
         self.batch_rows, self.check_bytes, self.compact_fraction = batch_rows, check_bytes, compact_fraction
         self.dataflow = dataflow if fuse_width is None or fuse_width else "gather"
@@ -161,10 +179,15 @@ class FakeEngine:
 
         prof = NetworkProfile.stored(self.n, self.layers, x.shape[0])
         fused = self.dataflow == "fused"
-        df = Dataflow(variant="merged" if self.variant == "auto" else self.variant, warps=self.warps,
-                      grid_factor=self.grid_factor, check_every=self.check_every, batch_rows=self.batch_rows or 0,
-                      dataflow="fused" if fused and self.variant != "dedup" else "gather",
-                      fuse=self.check_every if fused and self.variant != "dedup" else 1)
+        df = Dataflow(
+            variant="merged" if self.variant == "auto" else self.variant,
+            warps=self.warps,
+            grid_factor=self.grid_factor,
+            check_every=self.check_every,
+            batch_rows=self.batch_rows or 0,
+            dataflow="fused" if fused and self.variant != "dedup" else "gather",
+            fuse=self.check_every if fused and self.variant != "dedup" else 1,
+        )
         p = predict(df, prof, load_hardware())
         sec = p.seconds * float(np.random.default_rng().uniform(0.8, 1.3))
 
@@ -174,9 +197,15 @@ class FakeEngine:
         r = R()
         r.seconds, r.active_rows = sec, [int(v) for v in prof.active]
         r.categories = np.arange(int(prof.active[-1]))
-        r.details = dict(variant=df.variant, checks=p.policy["checks"], compactions=p.policy["compactions"],
-                         batch_rows=p.policy["batch_rows"], batches=p.policy["batches"], warps=self.warps,
-                         fused_layers=p.policy["fused_layers"] or 0)
+        r.details = dict(
+            variant=df.variant,
+            checks=p.policy["checks"],
+            compactions=p.policy["compactions"],
+            batch_rows=p.policy["batch_rows"],
+            batches=p.policy["batches"],
+            warps=self.warps,
+            fused_layers=p.policy["fused_layers"] or 0,
+        )
         return r
 
     def release(self):
@@ -206,24 +235,28 @@ def configs(full: bool, neurons: int = 1024) -> list[dict]:
 
 def large_configs() -> list[dict]:
     """N = 65536: a kernel per layer, merged, the knobs that matter there (fewer: each run is long)."""
-    return [dict(variant="merged", dataflow="gather", warps=w, check_every=c, **({"grid_factor": g} if g else {}))
-            for w, c, g in ((16, 8, 0), (2, 8, 0), (32, 8, 0), (8, 1, 0), (8, 32, 0), (16, 8, 4), (16, 8, 64))] + \
-        [dict(variant="dedup", dataflow="gather", warps=16, check_every=8)]
+    return [
+        dict(variant="merged", dataflow="gather", warps=w, check_every=c, **({"grid_factor": g} if g else {}))
+        for w, c, g in ((16, 8, 0), (2, 8, 0), (32, 8, 0), (8, 1, 0), (8, 32, 0), (16, 8, 4), (16, 8, 64))
+    ] + [dict(variant="dedup", dataflow="gather", warps=16, check_every=8)]
 
 
 # calibration networks (named, never validated: own seed, other depths): one deep and narrow
 # (launch and latency bound), one shallow and wide (L2 and DRAM bound)
 CAL_NETWORKS = "1024x480,16384x30"
-CAL_CONFIGS = [dict(variant="merged", dataflow="gather", warps=8, check_every=8),
-               dict(variant="dedup", dataflow="gather", warps=8, check_every=8),
-               dict(variant="merged", dataflow="gather", warps=4, check_every=4),
-               dict(variant="dedup", dataflow="gather", warps=16, check_every=16),
-               dict(variant="merged", dataflow="fused", warps=8, check_every=8),
-               dict(variant="merged", dataflow="fused", warps=16, check_every=16)]
+CAL_CONFIGS = [
+    dict(variant="merged", dataflow="gather", warps=8, check_every=8),
+    dict(variant="dedup", dataflow="gather", warps=8, check_every=8),
+    dict(variant="merged", dataflow="gather", warps=4, check_every=4),
+    dict(variant="dedup", dataflow="gather", warps=16, check_every=16),
+    dict(variant="merged", dataflow="fused", warps=8, check_every=8),
+    dict(variant="merged", dataflow="fused", warps=16, check_every=16),
+]
 
 
-def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, record: dict, role: str,
-                    seed: int, held_out: str = ""):
+def measure_network(
+    make_engine, n: int, layers: int, cfgs: list[dict], args, record: dict, role: str, seed: int, held_out: str = ""
+):
     from spdnn.generate import generate_layers
     from spdnn.io.cache import Weights
 
@@ -231,8 +264,16 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
     weights = Weights.from_matrices(list(generate_layers(n, layers, seed)))
     x = make_inputs(n, args.inputs, args.pool, seed)
     log(f"== {role} N={n} L={layers} seed={seed}: generated in {time.perf_counter() - t:.1f} s")
-    net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "role": role, "seed": seed, "held_out": held_out,
-           "runs": [], "active_rows": {}}
+    net = {
+        "neurons": n,
+        "layers": layers,
+        "inputs": x.shape[0],
+        "role": role,
+        "seed": seed,
+        "held_out": held_out,
+        "runs": [],
+        "active_rows": {},
+    }
     record["networks"].append(net)
     for variant, dataflow in (("merged", "gather"), ("dedup", "gather"), ("merged", "fused")):
         mine = [c for c in cfgs if c["variant"] == variant and c.get("dataflow", "gather") == dataflow]
@@ -261,11 +302,22 @@ def measure_network(make_engine, n: int, layers: int, cfgs: list[dict], args, re
             secs = [q.seconds for q in runs]
             r = runs[-1]
             net["active_rows"].setdefault(variant, r.active_rows)
-            d = {k: r.details.get(k) for k in ("variant", "checks", "compactions", "batch_rows", "batches", "warps",
-                                               "fused_layers")}
-            net["runs"].append({"config": cfg, "seconds": statistics.median(secs), "seconds_all": secs,
-                                "details": d, "categories": int(len(r.categories))})
-            log(f"   {cfg}: {statistics.median(secs) * 1e3:8.3f} ms  checks {d['checks']} compactions {d['compactions']}")
+            d = {
+                k: r.details.get(k)
+                for k in ("variant", "checks", "compactions", "batch_rows", "batches", "warps", "fused_layers")
+            }
+            net["runs"].append(
+                {
+                    "config": cfg,
+                    "seconds": statistics.median(secs),
+                    "seconds_all": secs,
+                    "details": d,
+                    "categories": int(len(r.categories)),
+                }
+            )
+            log(
+                f"   {cfg}: {statistics.median(secs) * 1e3:8.3f} ms  checks {d['checks']} compactions {d['compactions']}"
+            )
         eng.release()
         del eng
     (Path(args.out) / "model-validation-raw.json").write_text(json.dumps(record, indent=1, default=float))
@@ -291,8 +343,15 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
         for layers in depths:
             key = f"{n}x{layers}"
             tuned = frozen["tuned"][key]
-            net = {"neurons": n, "layers": layers, "inputs": x.shape[0], "seed": args.seed, "runs": [],
-                   "predicted_default": tuned["default_predicted_seconds"], "predicted_tuned": tuned["predicted_seconds"]}
+            net = {
+                "neurons": n,
+                "layers": layers,
+                "inputs": x.shape[0],
+                "seed": args.seed,
+                "runs": [],
+                "predicted_default": tuned["default_predicted_seconds"],
+                "predicted_tuned": tuned["predicted_seconds"],
+            }
             record["networks"].append(net)
             weights = Weights.from_matrices(mats[:layers])
             if layers == depths[-1]:
@@ -319,23 +378,40 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
                     log(f"   {key} {which}: failed {type(err).__name__}: {str(err)[:200]}")
                     continue
                 secs = [q.seconds for q in runs]
-                net["runs"].append({"which": which, "options": opts, "seconds": statistics.median(secs),
-                                    "seconds_all": secs, "categories": int(len(runs[-1].categories)),
-                                    "details": {k: runs[-1].details.get(k) for k in ("variant", "checks", "compactions",
-                                                                                     "fused_layers", "warps")},
-                                    "dataflow": tuned["dataflow"] if which == "tuned" else "engine default",
-                                    "measured": tuned["measured"] if which == "tuned" else "engine default"})
+                net["runs"].append(
+                    {
+                        "which": which,
+                        "options": opts,
+                        "seconds": statistics.median(secs),
+                        "seconds_all": secs,
+                        "categories": int(len(runs[-1].categories)),
+                        "details": {
+                            k: runs[-1].details.get(k)
+                            for k in ("variant", "checks", "compactions", "fused_layers", "warps")
+                        },
+                        "dataflow": tuned["dataflow"] if which == "tuned" else "engine default",
+                        "measured": tuned["measured"] if which == "tuned" else "engine default",
+                    }
+                )
                 log(f"   {key} {which}: {statistics.median(secs) * 1e3:9.3f} ms {opts}")
                 (Path(args.out) / "model-tune-raw.json").write_text(json.dumps(record, indent=1, default=float))
 
 
 def plan(args) -> dict:
-    return {"calibration": {"networks": args.cal, "seed": args.cal_seed, "configs": CAL_CONFIGS},
-            "validation": {"held_out_n": args.networks, "held_out_seed_only": args.seen, "seed": args.seed,
-                           "layers": args.layers, "configs": "configs(True) per N (fused only at N <= 4096); "
-                                                             "large_configs() at N = 65536"},
-            "tune_vs_default": {"networks": args.tvd_networks, "seed": args.seed},
-            "inputs": args.inputs, "pool": args.pool, "reps": args.reps}
+    return {
+        "calibration": {"networks": args.cal, "seed": args.cal_seed, "configs": CAL_CONFIGS},
+        "validation": {
+            "held_out_n": args.networks,
+            "held_out_seed_only": args.seen,
+            "seed": args.seed,
+            "layers": args.layers,
+            "configs": "configs(True) per N (fused only at N <= 4096); large_configs() at N = 65536",
+        },
+        "tune_vs_default": {"networks": args.tvd_networks, "seed": args.seed},
+        "inputs": args.inputs,
+        "pool": args.pool,
+        "reps": args.reps,
+    }
 
 
 def main(argv=None) -> int:
@@ -356,21 +432,38 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu", default="NVIDIA H200", help="with --freeze: the GPU the tuned options are for")
     ap.add_argument("--freeze-file", default=None, help="the frozen model (tune-vs-default, analyses)")
     ap.add_argument("--tune-vs-default", action="store_true")
-    ap.add_argument("--tvd-networks", default=",".join(f"{n}x{l}" for n in (1024, 4096, 16384, 65536)
-                                                        for l in (120, 480, 1920)))
-    ap.add_argument("--analyse", default=None, metavar="RAW_JSON",
-                    help="on any machine: calibrate and validate from RAW_JSON")
-    ap.add_argument("--analyse-tune", default=None, metavar="RAW_JSON[,RAW_JSON...]",
-                    help="tune-vs-default files (several calls of one device session, merged)")
+    ap.add_argument(
+        "--tvd-networks", default=",".join(f"{n}x{l}" for n in (1024, 4096, 16384, 65536) for l in (120, 480, 1920))
+    )
+    ap.add_argument(
+        "--analyse", default=None, metavar="RAW_JSON", help="on any machine: calibrate and validate from RAW_JSON"
+    )
+    ap.add_argument(
+        "--analyse-tune",
+        default=None,
+        metavar="RAW_JSON[,RAW_JSON...]",
+        help="tune-vs-default files (several calls of one device session, merged)",
+    )
     ap.add_argument("--allow-changed", action="store_true", help="analyse although the model changed since freezing")
     ap.add_argument("--cal-grid", default="31x25", help="calibration grid: L2 bandwidths x launch costs")
-    ap.add_argument("--write-calibration", action="store_true",
-                    help="with --analyse: write the fitted constants to --calibration-out")
-    ap.add_argument("--transfer-calibration", default=None, metavar="SRC:DST",
-                    help="write SRC's calibration as DST's (e.g. h100-sxm:h200) to --calibration-out, before freezing")
-    ap.add_argument("--calibration-out", default=None, metavar="FILE",
-                    help="where calibrations are written (default RESULTS/calibration.json; started from the "
-                         "packaged spdnn/model/calibration.json, which is only read: copy FILE there to use it)")
+    ap.add_argument(
+        "--write-calibration",
+        action="store_true",
+        help="with --analyse: write the fitted constants to --calibration-out",
+    )
+    ap.add_argument(
+        "--transfer-calibration",
+        default=None,
+        metavar="SRC:DST",
+        help="write SRC's calibration as DST's (e.g. h100-sxm:h200) to --calibration-out, before freezing",
+    )
+    ap.add_argument(
+        "--calibration-out",
+        default=None,
+        metavar="FILE",
+        help="where calibrations are written (default RESULTS/calibration.json; started from the "
+        "packaged spdnn/model/calibration.json, which is only read: copy FILE there to use it)",
+    )
     ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
     from spdnn.model.hardware import gpu_slug
@@ -392,17 +485,31 @@ def main(argv=None) -> int:
     if args.analyse:
         raw = json.loads(Path(args.analyse).read_text())
         slug = gpu_slug(raw.get("gpu"))
-        r = analyse(Path(args.analyse), res_dir / f"model-validation-{slug}.json", res_dir / f"model-validation-{slug}.png",
-                    calibration_out=calibration_out if args.write_calibration else None,
-                    frozen_path=Path(args.freeze_file) if args.freeze_file else None, allow_changed=args.allow_changed,
-                    grid=tuple(int(v) for v in args.cal_grid.split("x")))
+        r = analyse(
+            Path(args.analyse),
+            res_dir / f"model-validation-{slug}.json",
+            res_dir / f"model-validation-{slug}.png",
+            calibration_out=calibration_out if args.write_calibration else None,
+            frozen_path=Path(args.freeze_file) if args.freeze_file else None,
+            allow_changed=args.allow_changed,
+            grid=tuple(int(v) for v in args.cal_grid.split("x")),
+        )
         s = r["statistics"]
-        print(r["model"], json.dumps({k: s.get(k) for k in ("points", "spearman", "median_relative_error",
-                                                             "median_signed_error", "within_25pct")}))
+        print(
+            r["model"],
+            json.dumps(
+                {
+                    k: s.get(k)
+                    for k in ("points", "spearman", "median_relative_error", "median_signed_error", "within_25pct")
+                }
+            ),
+        )
         for key in [k for k in r if k.startswith("statistics")]:
             for net, v in r[key].get("per_network", {}).items():
-                print(f"{key:40s} {net:26s} {v['held_out']:8s} spearman {v['spearman']} signed "
-                      f"{v['median_signed_error']:+.3f} first choice {v['first_choice_gap']:+.3f} {v['targets_met']}")
+                print(
+                    f"{key:40s} {net:26s} {v['held_out']:8s} spearman {v['spearman']} signed "
+                    f"{v['median_signed_error']:+.3f} first choice {v['first_choice_gap']:+.3f} {v['targets_met']}"
+                )
         return 0
     if args.analyse_tune:
         files = args.analyse_tune.split(",")
@@ -412,17 +519,27 @@ def main(argv=None) -> int:
         raw = dict(raws[0], networks=[n for r in raws for n in r["networks"]], merged_from=files)
         merged = res_dir / "model-tune-raw-merged.json"
         merged.write_text(json.dumps(raw, indent=1, default=float))
-        r = analyse_tune(merged, res_dir / f"model-tune-vs-default-{gpu_slug(raw.get('gpu'))}.json",
-                         Path(args.freeze_file) if args.freeze_file else None, args.allow_changed)
+        r = analyse_tune(
+            merged,
+            res_dir / f"model-tune-vs-default-{gpu_slug(raw.get('gpu'))}.json",
+            Path(args.freeze_file) if args.freeze_file else None,
+            args.allow_changed,
+        )
         print(r["model"], "geometric mean speed-up", r["geometric_mean_speedup"], "slower:", r["tuned_slower"])
         for row in r["networks"]:
             print(row)
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "host": platform.node(), "numpy": np.__version__, "fake": args.fake, "model_fingerprint": fingerprint(),
-              "config": {k: v for k, v in vars(args).items() if k != "out"}, "networks": []}
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "numpy": np.__version__,
+        "fake": args.fake,
+        "model_fingerprint": fingerprint(),
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "networks": [],
+    }
     try:
         from spdnn.provenance import git_commit
 
@@ -430,8 +547,15 @@ def main(argv=None) -> int:
     except Exception:  # provenance is best effort here
         record["commit"] = None
     if args.fake:
-        record["calibration"] = dict(launch_s=6e-6, kernel_min_s=2.5e-6, sync_s=2.5e-5, copy_bandwidth=2.98e12,
-                                     gpu="fake", sms=132, clock_hz=1.98e9)
+        record["calibration"] = dict(
+            launch_s=6e-6,
+            kernel_min_s=2.5e-6,
+            sync_s=2.5e-5,
+            copy_bandwidth=2.98e12,
+            gpu="fake",
+            sms=132,
+            clock_hz=1.98e9,
+        )
 
         def make_engine(variant, dataflow):
             return FakeEngine(variant=variant, dataflow=dataflow)
@@ -448,6 +572,7 @@ def main(argv=None) -> int:
 
         def make_engine_opts(opts):
             return CudaEngine(**opts)
+
     log("calibration", record["calibration"])
     record["gpu"] = record["calibration"]["gpu"]
     if args.tune_vs_default:
@@ -462,8 +587,9 @@ def main(argv=None) -> int:
         return 0
     for n, layers in specs(args.cal):
         measure_network(make_engine, n, layers, CAL_CONFIGS, args, record, "calibration", seed=args.cal_seed)
-    for n, held in [(int(v), "N and seed") for v in args.networks.split(",") if v] + \
-                   [(int(v), "seed") for v in args.seen.split(",") if v]:
+    for n, held in [(int(v), "N and seed") for v in args.networks.split(",") if v] + [
+        (int(v), "seed") for v in args.seen.split(",") if v
+    ]:
         cfgs = large_configs() if n >= 65536 else configs(True, n)
         measure_network(make_engine, n, args.layers, cfgs, args, record, "validation", seed=args.seed, held_out=held)
     log("done")

@@ -3,6 +3,7 @@
 Every other module asks this one for a bias, a file name or an edge count, so the
 challenge's definition lives here only (see docs/design.md).
 """
+
 from __future__ import annotations
 
 NEURONS: tuple[int, ...] = (1024, 4096, 16384, 65536)

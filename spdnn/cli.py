@@ -1,4 +1,5 @@
 """`spdnn`: the workflow's steps as commands, for the Snakemake rules and for use outside Snakemake."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,15 +16,15 @@ from .config import DEFAULT_SEED
 def _generate(args: argparse.Namespace) -> None:
     from .generate import write_official_layout
 
-    write_official_layout(Path(args.root), args.neurons, sorted(args.layers), args.inputs, args.seed,
-                          progress=not args.quiet)
+    write_official_layout(
+        Path(args.root), args.neurons, sorted(args.layers), args.inputs, args.seed, progress=not args.quiet
+    )
 
 
 def _convert_weights(args: argparse.Namespace) -> None:
     from .io.cache import convert_weights
 
-    convert_weights(args.archive, args.output, args.neurons, args.layers, source=args.source,
-                    progress=not args.quiet)
+    convert_weights(args.archive, args.output, args.neurons, args.layers, source=args.source, progress=not args.quiet)
 
 
 def _convert_inputs(args: argparse.Namespace) -> None:
@@ -43,12 +44,25 @@ def _infer(args: argparse.Namespace) -> None:
     if args.engine_options_file:
         # e.g. the tune rule's choice for this network and GPU; explicit --engine-options win
         options = {**json.loads(Path(args.engine_options_file).read_text()).get("engine_options", {}), **options}
-    record = run_network(args.weights, args.inputs_cache, args.truth, layers=args.layers, n_inputs=args.inputs,
-                         engine=args.engine, repeats=args.repeats, shard=Shard.parse(args.shard),
-                         output=args.output, categories_path=args.categories, engine_options=options,
-                         gpus=args.gpus, config=json.loads(args.config) if args.config else None)
-    print(f"neuron{record['network']['neurons']}-l{args.layers}: {record['engine']} on {record['device']}: "
-          f"{record['edges_per_second']:.4g} edges/s, {record['categories']} categories, validation passed")
+    record = run_network(
+        args.weights,
+        args.inputs_cache,
+        args.truth,
+        layers=args.layers,
+        n_inputs=args.inputs,
+        engine=args.engine,
+        repeats=args.repeats,
+        shard=Shard.parse(args.shard),
+        output=args.output,
+        categories_path=args.categories,
+        engine_options=options,
+        gpus=args.gpus,
+        config=json.loads(args.config) if args.config else None,
+    )
+    print(
+        f"neuron{record['network']['neurons']}-l{args.layers}: {record['engine']} on {record['device']}: "
+        f"{record['edges_per_second']:.4g} edges/s, {record['categories']} categories, validation passed"
+    )
 
 
 def _merge(args: argparse.Namespace) -> None:
@@ -59,18 +73,30 @@ def _merge(args: argparse.Namespace) -> None:
 
     results = [p for p in args.results if p.endswith(".json")]
     categories = [p[: -len(".json")] + ".categories.tsv" for p in results]
-    record = merge_shards(results, categories, args.truth, n_inputs=args.inputs, output=args.output,
-                          categories_path=args.categories)
+    record = merge_shards(
+        results, categories, args.truth, n_inputs=args.inputs, output=args.output, categories_path=args.categories
+    )
     print(f"merged {len(results)} shards: {record['edges_per_second']:.4g} edges/s, validation passed")
 
 
 def _aggregate(args: argparse.Namespace) -> None:
     from .report import aggregate
 
-    rows = aggregate(args.results, args.csv, args.markdown, args.plot, roofline_path=args.roofline,
-                     active_rows_path=args.active_rows, published_csv=args.published, comparison_path=args.comparison,
-                     peers_csv=args.peers, peers_path=args.peers_comparison)
-    print(f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else ""))
+    rows = aggregate(
+        args.results,
+        args.csv,
+        args.markdown,
+        args.plot,
+        roofline_path=args.roofline,
+        active_rows_path=args.active_rows,
+        published_csv=args.published,
+        comparison_path=args.comparison,
+        peers_csv=args.peers,
+        peers_path=args.peers_comparison,
+    )
+    print(
+        f"{len(rows)} results: table in {args.markdown} and {args.csv}" + (f", plot {args.plot}" if args.plot else "")
+    )
 
 
 def _model_check(args: argparse.Namespace) -> None:
@@ -90,22 +116,33 @@ def _scaling(args: argparse.Namespace) -> None:
     write_text(args.csv, to_csv(rows, list(rows[0]) if rows else ["neurons"]))
     plot_scaling(rows, args.plot)
     for r in rows:
-        print(f"N={r['neurons']} L={r['layers']} on {r['gpus']} GPUs: {r['edges_per_second']} edges/s, "
-              f"efficiency {r['efficiency']}")
+        print(
+            f"N={r['neurons']} L={r['layers']} on {r['gpus']} GPUs: {r['edges_per_second']} edges/s, "
+            f"efficiency {r['efficiency']}"
+        )
 
 
 def _run(args: argparse.Namespace) -> None:
     """All steps for one network, in a work folder, without Snakemake."""
     from .run import RunRequest, run
 
-    request = RunRequest(neurons=args.neurons, layers=args.layers, truth_layers=args.truth_layers or args.layers,
-                         inputs=args.inputs, source=args.source, seed=args.seed, engine=args.engine,
-                         repeats=args.repeats)
+    request = RunRequest(
+        neurons=args.neurons,
+        layers=args.layers,
+        truth_layers=args.truth_layers or args.layers,
+        inputs=args.inputs,
+        source=args.source,
+        seed=args.seed,
+        engine=args.engine,
+        repeats=args.repeats,
+    )
     record, out = run(request, args.workdir, progress=not args.quiet)
-    print(f"neuron{args.neurons}-l{args.layers}: {record['engine']} on {record['device']}: "
-          f"{record['edges_per_second']:.4g} edges/s (inference {record['inference_seconds']:.3g} s, "
-          f"end-to-end {record['end_to_end_seconds']:.3g} s), {record['categories']} categories, "
-          f"validation passed; result in {out}")
+    print(
+        f"neuron{args.neurons}-l{args.layers}: {record['engine']} on {record['device']}: "
+        f"{record['edges_per_second']:.4g} edges/s (inference {record['inference_seconds']:.3g} s, "
+        f"end-to-end {record['end_to_end_seconds']:.3g} s), {record['categories']} categories, "
+        f"validation passed; result in {out}"
+    )
 
 
 def _input_count(text: str) -> int:
@@ -117,26 +154,34 @@ def _input_count(text: str) -> int:
 
 
 def _invalidates_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--invalidates", nargs="*", default=[], metavar="PATH",
-                   help="files made from this step's output: removed before it runs, so that a failure "
-                        "never leaves them looking current")
+    p.add_argument(
+        "--invalidates",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="files made from this step's output: removed before it runs, so that a failure "
+        "never leaves them looking current",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spdnn", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logging, and a full traceback instead of the one-line error")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
-                        help="print the version and exit")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and a full traceback instead of the one-line error"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write a synthetic network in the official layout")
     p.add_argument("--root", required=True, help="folder that receives dnn/ and mnist/")
     p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
     p.add_argument("--layers", type=int, nargs="+", required=True, help="layer counts to write truth for")
-    p.add_argument("--inputs", type=int, default=challenge.N_INPUTS,
-                   help=f"input rows to draw (default {challenge.N_INPUTS})")
+    p.add_argument(
+        "--inputs", type=int, default=challenge.N_INPUTS, help=f"input rows to draw (default {challenge.N_INPUTS})"
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}, as in the workflow")
     p.set_defaults(func=_generate)
 
@@ -152,8 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tsv", help="the inputs' sparse-images-{N}.tsv.gz (official layout)")
     p.add_argument("output", help="Arrow cache to write")
     p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N): the inputs' width")
-    p.add_argument("--inputs", type=int, default=None,
-                   help=f"number of rows (default: the largest row index; a row past {challenge.N_INPUTS} is an error)")
+    p.add_argument(
+        "--inputs",
+        type=int,
+        default=None,
+        help=f"number of rows (default: the largest row index; a row past {challenge.N_INPUTS} is an error)",
+    )
     p.add_argument("--source", default="", help="where the data came from, recorded in the cache's metadata")
     p.set_defaults(func=_convert_inputs)
 
@@ -163,13 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True, help="the official categories TSV the result is validated against")
     p.add_argument("--layers", type=int, required=True, help="layers to run (at most those in the cache)")
     p.add_argument("--inputs", type=int, required=True, help="number of input rows to use")
-    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: cuda when a GPU engine can start, else cpu (default auto)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: cuda when a GPU engine can start, else cpu (default auto)",
+    )
     p.add_argument("--engine-options", default=None, help="JSON object passed to the engine")
-    p.add_argument("--engine-options-file", default=None,
-                   help="JSON file whose 'engine_options' object is passed to the engine (the tune rule's output)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="timed runs, each validated; the median time is reported (default 1)")
+    p.add_argument(
+        "--engine-options-file",
+        default=None,
+        help="JSON file whose 'engine_options' object is passed to the engine (the tune rule's output)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="timed runs, each validated; the median time is reported (default 1)"
+    )
     p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k slices of the inputs")
     p.add_argument("--gpus", type=int, default=1, help="split the shard over this many GPUs, one process each")
     p.add_argument("--output", required=True, help="result JSON")
@@ -196,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--active-rows", default=None, help="plot of active rows per layer")
     p.add_argument("--published", default=None, help="CSV of published figures (spdnn/data/published.csv)")
     p.add_argument("--comparison", default=None, help="CSV of this run next to the published figures")
-    p.add_argument("--peers", default=None, help="CSV of the programs the peers benchmark measured (spdnn/data/peers.csv)")
+    p.add_argument(
+        "--peers", default=None, help="CSV of the programs the peers benchmark measured (spdnn/data/peers.csv)"
+    )
     p.add_argument("--peers-comparison", default=None, help="CSV of this run next to those programs (HTML beside it)")
     p.set_defaults(func=_aggregate)
 
@@ -216,20 +275,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, default=1024, help="neurons per layer (N, default 1024)")
     p.add_argument("--layers", type=int, default=120, help="layers to run (default 120)")
     p.add_argument("--source", default="synthetic", help="'synthetic', or a base URL / folder of the official layout")
-    p.add_argument("--truth-layers", type=int, default=None,
-                   help="validate against this depth's truth file (default --layers; the sample: 120)")
-    p.add_argument("--inputs", type=_input_count, default=challenge.N_INPUTS,
-                   help=f"input rows to run, 1..{challenge.N_INPUTS} (default all)")
-    p.add_argument("--engine", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: cuda when a GPU engine can start, else cpu (default auto)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="timed runs, each validated; the median time is reported (default 1)")
+    p.add_argument(
+        "--truth-layers",
+        type=int,
+        default=None,
+        help="validate against this depth's truth file (default --layers; the sample: 120)",
+    )
+    p.add_argument(
+        "--inputs",
+        type=_input_count,
+        default=challenge.N_INPUTS,
+        help=f"input rows to run, 1..{challenge.N_INPUTS} (default all)",
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: cuda when a GPU engine can start, else cpu (default auto)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="timed runs, each validated; the median time is reported (default 1)"
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"synthetic data's seed (default {DEFAULT_SEED})")
-    p.add_argument("--workdir", default="spdnn-run",
-                   help="folder for the data, caches and result (default spdnn-run)")
+    p.add_argument("--workdir", default="spdnn-run", help="folder for the data, caches and result (default spdnn-run)")
     p.set_defaults(func=_run)
-    from .dag.cli import register as register_dag; register_dag(sub)  # noqa: E702
-    from .model.cli import register as register_model; register_model(sub)  # noqa: E702
+    from .dag.cli import register as register_dag
+
+    register_dag(sub)  # noqa: E702
+    from .model.cli import register as register_model
+
+    register_model(sub)  # noqa: E702
     return parser
 
 
@@ -243,7 +318,9 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from .config import ConfigError
     from .engines.base import EngineUnavailable
     from .io.errors import DataError

@@ -1,4 +1,5 @@
 """Readable config errors: one line per problem, naming the key (Snakemake's own message is a schema dump)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -78,7 +79,11 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     for error in sorted(validator.iter_errors(config), key=lambda e: -len(e.absolute_path)):
         for leaf in (error.context or [error]) if error.validator in ("oneOf", "anyOf") else [error]:
             key = ".".join(str(p) for p in leaf.absolute_path) or "(top level)"
-            why = f" ({leaf.schema['description']})" if leaf.validator == "pattern" and "description" in leaf.schema else ""
+            why = (
+                f" ({leaf.schema['description']})"
+                if leaf.validator == "pattern" and "description" in leaf.schema
+                else ""
+            )
             lines.append(f"config key {key}: {leaf.message}{why}")
     return list(dict.fromkeys(lines))
 

@@ -4,6 +4,7 @@ the GPUs (CUDA_VISIBLE_DEVICES, nvidia-smi) and the CPU (model name, the cores t
 The one home of device discovery: the workflow, the config checks, the multi-GPU split, the
 provenance of a result and the engines' device names ask here.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,10 +53,14 @@ def gpu_info() -> dict | None:
     if query is None:
         return None
     header = _nvidia_smi() or ""
-    gpus = [dict(zip(("name", "driver", "memory"), (part.strip() for part in line.split(","))))
-            for line in query.splitlines() if line.strip()]
-    cuda = next((line.split("CUDA Version:")[1].split()[0] for line in header.splitlines() if "CUDA Version:" in line),
-                None)
+    gpus = [
+        dict(zip(("name", "driver", "memory"), (part.strip() for part in line.split(","))))
+        for line in query.splitlines()
+        if line.strip()
+    ]
+    cuda = next(
+        (line.split("CUDA Version:")[1].split()[0] for line in header.splitlines() if "CUDA Version:" in line), None
+    )
     return {"gpus": gpus, "driver": gpus[0]["driver"] if gpus else None, "cuda_version": cuda}
 
 

@@ -1,5 +1,6 @@
 """The user-setting error every layer may raise (a leaf module: it imports nothing of the package,
 so the engines, the config checks and the CLI can all share it without an import cycle)."""
+
 from __future__ import annotations
 
 

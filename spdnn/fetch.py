@@ -13,6 +13,7 @@ or integrity mismatch, a full disk) fails at once with one FetchError.
     python -m spdnn.fetch URL DEST [--sha256 X] [--size N] [--manifest M]
         [--retries 5] [--backoff 1] [--stall-timeout 60] [--deadline 21600]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,23 @@ _RETRY_STATUS = {408, 425, 429}
 # What a read or connect may raise; _network_failure sorts transient from permanent.
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 _TRANSIENT_ERRNOS = {
-    errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
-    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EAGAIN,
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.EAGAIN,
 }
 _TRANSIENT_TYPES = (
-    TimeoutError, ConnectionError, http.client.IncompleteRead, http.client.BadStatusLine,
-    ssl.SSLEOFError, ssl.SSLZeroReturnError,
+    TimeoutError,
+    ConnectionError,
+    http.client.IncompleteRead,
+    http.client.BadStatusLine,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
 )
 
 
@@ -395,8 +407,7 @@ def _check_text_end(part: Path) -> None:
             raise _Transient("truncated transfer: empty body and no Content-Length")
         f.seek(-1, os.SEEK_END)
         if f.read(1) != b"\n":
-            raise _Transient("truncated transfer: no Content-Length and the body does not end "
-                             "with a newline")
+            raise _Transient("truncated transfer: no Content-Length and the body does not end with a newline")
 
 
 # ------------------------------------------------------------------ fetch
@@ -441,10 +452,10 @@ def fetch(
     started = time.monotonic()
     if text_check is None:
         text_check = dest.name.endswith(".tsv")
-    with progress_bar(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-                      disable=not progress, leave=False) as bar:
-        job = _Job(url, part, size, stall_timeout, deadline, started + deadline, text_check,
-                   _Digest(), bar)
+    with progress_bar(
+        desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress, leave=False
+    ) as bar:
+        job = _Job(url, part, size, stall_timeout, deadline, started + deadline, text_check, _Digest(), bar)
         _download(job, retries, backoff)
     got = part.stat().st_size
     actual = _verify(url, part, got, size, sha256, job.digest)
@@ -465,8 +476,14 @@ def _download(job: _Job, retries: int, backoff: float) -> None:
         return time.monotonic() + wait(state) >= job.deadline_at
 
     def log_retry(state: RetryCallState) -> None:
-        log.warning("%s: %s; retry %d/%d in %.3gs", job.url, state.outcome.exception(),
-                    state.attempt_number, retries, state.next_action.sleep)
+        log.warning(
+            "%s: %s; retry %d/%d in %.3gs",
+            job.url,
+            state.outcome.exception(),
+            state.attempt_number,
+            retries,
+            state.next_action.sleep,
+        )
 
     retrying = Retrying(
         retry=retry_if_exception_type(_Transient),  # FetchError and the rest: at once
@@ -479,13 +496,13 @@ def _download(job: _Job, retries: int, backoff: float) -> None:
     except RetryError as err:
         attempts, last = err.last_attempt.attempt_number, err.last_attempt.exception()
         if attempts <= retries:
-            raise FetchError(f"{job.url}: gave up before the deadline of {job.deadline:g}s "
-                             f"after {attempts} attempts: {last}") from None
+            raise FetchError(
+                f"{job.url}: gave up before the deadline of {job.deadline:g}s after {attempts} attempts: {last}"
+            ) from None
         raise FetchError(f"{job.url}: failed after {attempts} attempts: {last}") from None
 
 
-def _verify(url: str, part: Path, got: int, size: int | None, sha256: str | None,
-            digest: _Digest) -> str:
+def _verify(url: str, part: Path, got: int, size: int | None, sha256: str | None, digest: _Digest) -> str:
     """Check the configured size and sha256; on mismatch delete the .part and raise."""
     if size is not None and got != size:
         part.unlink(missing_ok=True)
@@ -494,10 +511,7 @@ def _verify(url: str, part: Path, got: int, size: int | None, sha256: str | None
     actual = digest.sha.hexdigest()
     if sha256 is not None and actual.lower() != sha256.strip().lower():
         part.unlink(missing_ok=True)
-        raise FetchError(
-            f"{url}: sha256 mismatch: expected {sha256.strip().lower()}, got {actual}; "
-            "download discarded"
-        )
+        raise FetchError(f"{url}: sha256 mismatch: expected {sha256.strip().lower()}, got {actual}; download discarded")
     return actual
 
 
@@ -534,8 +548,10 @@ def check_truth(path: str | os.PathLike) -> None:
             too_long = len(line) > _MAX_TRUTH_LINE
             if too_long or not _TRUTH_LINE.fullmatch(line):
                 shown = line[:_MAX_TRUTH_LINE] + (b"..." if too_long else b"")
-                raise FetchError(f"{os.fspath(path)}: line {number}: {shown!r} is not a row index "
-                                 "(a truth file holds one positive integer per line)")
+                raise FetchError(
+                    f"{os.fspath(path)}: line {number}: {shown!r} is not a row index "
+                    "(a truth file holds one positive integer per line)"
+                )
 
 
 # --------------------------------------------------------------- manifest
@@ -616,15 +632,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sha256", help="expected SHA-256 of the file (hex)")
     parser.add_argument("--size", type=int, help="expected size of the file in bytes")
     parser.add_argument("--manifest", type=Path, help="JSON manifest to record the file in")
-    parser.add_argument("--retries", type=_count, default=5,
-                        help="further attempts after a transient failure (default 5)")
-    parser.add_argument("--backoff", type=float, default=1.0,
-                        help=f"first back-off in seconds, doubling up to {MAX_BACKOFF:g} (default 1)")
-    parser.add_argument("--stall-timeout", "--timeout", dest="stall_timeout", type=_positive,
-                        default=DEFAULT_STALL,
-                        help=f"fail the attempt when a read waits this long (default {DEFAULT_STALL:g})")
-    parser.add_argument("--deadline", type=_positive, default=DEFAULT_DEADLINE,
-                        help=f"seconds for the whole fetch, retries included (default {DEFAULT_DEADLINE:g})")
+    parser.add_argument(
+        "--retries", type=_count, default=5, help="further attempts after a transient failure (default 5)"
+    )
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=1.0,
+        help=f"first back-off in seconds, doubling up to {MAX_BACKOFF:g} (default 1)",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        "--timeout",
+        dest="stall_timeout",
+        type=_positive,
+        default=DEFAULT_STALL,
+        help=f"fail the attempt when a read waits this long (default {DEFAULT_STALL:g})",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_positive,
+        default=DEFAULT_DEADLINE,
+        help=f"seconds for the whole fetch, retries included (default {DEFAULT_DEADLINE:g})",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -635,9 +665,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         url = url_for(args.base, args.url) if args.base else args.url
-        record = fetch(url, args.dest, sha256=args.sha256, size=args.size, retries=args.retries,
-                       backoff=args.backoff, stall_timeout=args.stall_timeout,
-                       deadline=args.deadline, progress=not args.no_progress)
+        record = fetch(
+            url,
+            args.dest,
+            sha256=args.sha256,
+            size=args.size,
+            retries=args.retries,
+            backoff=args.backoff,
+            stall_timeout=args.stall_timeout,
+            deadline=args.deadline,
+            progress=not args.no_progress,
+        )
         if args.manifest:
             record_manifest(args.manifest, record)
     except FetchError as err:

@@ -19,6 +19,7 @@ calibrated (docs/synthetic.md) so that 60000 of them carry the official nonzeros
 the official category count at every official N, and at N = 1024 die layer by layer like
 the official inputs (official_profile).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -125,7 +126,6 @@ def official_profile() -> np.ndarray:
     return a ** (np.log(plateau) / np.log(a[-1]))
 
 
-
 def image_shape(neurons: int) -> tuple[int, int]:
     """(height, width) of an input image: 2^floor(m/2) rows for N = 2^m, so square when N is
     a power of 4 (all official sizes: 32 x 32 for 1024) and twice as wide as high otherwise.
@@ -143,16 +143,16 @@ def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: in
 # Skeletons of the ten digits in a unit box (x right, y down), as polylines. Hand-drawn;
 # enough to give images the mass, stroke width and spatial spread of handwritten digits.
 _DIGITS: dict[int, list[list[tuple[float, float]]]] = {
-    0: [_arc(.5, .5, .32, .46, 90, 450, 14)],
-    1: [[(.58, .02), (.42, .98)]],
-    2: [_arc(.5, .3, .3, .26, 160, -30, 7) + [(.15, .97), (.88, .95)]],
-    3: [_arc(.5, .26, .3, .23, 150, -90, 7) + _arc(.5, .72, .33, .25, 90, -150, 8)],
-    4: [[(.62, .98), (.64, .02), (.1, .66), (.9, .64)]],
-    5: [[(.85, .03), (.28, .05), (.22, .44)] + _arc(.5, .66, .33, .3, 130, -150, 9)],
-    6: [[(.75, .02)] + _arc(.5, .68, .32, .3, 170, -190, 12)],
-    7: [[(.1, .04), (.9, .04), (.38, .98)]],
-    8: [_arc(.5, .26, .26, .24, -90, 270, 10), _arc(.5, .73, .32, .26, 90, 450, 11)],
-    9: [_arc(.5, .3, .3, .27, 0, 360, 11), [(.8, .3), (.65, .98)]],
+    0: [_arc(0.5, 0.5, 0.32, 0.46, 90, 450, 14)],
+    1: [[(0.58, 0.02), (0.42, 0.98)]],
+    2: [_arc(0.5, 0.3, 0.3, 0.26, 160, -30, 7) + [(0.15, 0.97), (0.88, 0.95)]],
+    3: [_arc(0.5, 0.26, 0.3, 0.23, 150, -90, 7) + _arc(0.5, 0.72, 0.33, 0.25, 90, -150, 8)],
+    4: [[(0.62, 0.98), (0.64, 0.02), (0.1, 0.66), (0.9, 0.64)]],
+    5: [[(0.85, 0.03), (0.28, 0.05), (0.22, 0.44)] + _arc(0.5, 0.66, 0.33, 0.3, 130, -150, 9)],
+    6: [[(0.75, 0.02)] + _arc(0.5, 0.68, 0.32, 0.3, 170, -190, 12)],
+    7: [[(0.1, 0.04), (0.9, 0.04), (0.38, 0.98)]],
+    8: [_arc(0.5, 0.26, 0.26, 0.24, -90, 270, 10), _arc(0.5, 0.73, 0.32, 0.26, 90, 450, 11)],
+    9: [_arc(0.5, 0.3, 0.3, 0.27, 0, 360, 11), [(0.8, 0.3), (0.65, 0.98)]],
 }
 
 
@@ -176,20 +176,24 @@ _SEGMENTS = _segments()
 # layers, 60000 inputs carry the official nonzeros (106 per row) and die layer by layer like
 # the sample's digits scaled to the official 3.0% plateau.
 _HEIGHT = (0.545, 0.695)  # digit height, fraction of the image height
-_ASPECT = (0.655, 1.21)   # width / height
-_SLANT = 0.25             # horizontal shear
-_ROTATE = 0.15            # radians
-_CENTRE = 0.4             # pixels: s.d. of the centre of mass around the image centre
-_JITTER = 0.03            # control-point noise, fraction of the digit's size
-_PEN = (0.86, 0.32)       # stroke half-width in pixels: lognormal median and log-s.d.
-_MIN_PEN = 0.55           # pixels: thinner strokes would break into dots
+_ASPECT = (0.655, 1.21)  # width / height
+_SLANT = 0.25  # horizontal shear
+_ROTATE = 0.15  # radians
+_CENTRE = 0.4  # pixels: s.d. of the centre of mass around the image centre
+_JITTER = 0.03  # control-point noise, fraction of the digit's size
+_PEN = (0.86, 0.32)  # stroke half-width in pixels: lognormal median and log-s.d.
+_MIN_PEN = 0.55  # pixels: thinner strokes would break into dots
 
 # Per official N: (width factor, pen factor) on the shape above, fitted so that 60000 inputs
 # give the official categories and nonzeros per row at that N (docs/synthetic.md). At larger
 # N enlarged synthetic digits survive far more than the official ones do on these layers;
 # narrower digits with a wider pen (the same ink) is the one change fitted to each N.
-_SIZE_FIT: dict[int, tuple[float, float]] = {1024: (1.0, 0.987), 4096: (0.874, 1.053), 16384: (0.826, 1.079),
-                                             65536: (0.816, 1.076)}
+_SIZE_FIT: dict[int, tuple[float, float]] = {
+    1024: (1.0, 0.987),
+    4096: (0.874, 1.053),
+    16384: (0.826, 1.079),
+    65536: (0.816, 1.076),
+}
 
 
 def size_fit(neurons: int) -> tuple[float, float]:
@@ -212,8 +216,9 @@ def _real_segments() -> np.ndarray:
 _REAL_SEGMENTS = _real_segments()
 
 
-def _place(rng: np.random.Generator, digit: np.ndarray, x: np.ndarray, y: np.ndarray,
-           height: int, width: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _place(
+    rng: np.random.Generator, digit: np.ndarray, x: np.ndarray, y: np.ndarray, height: int, width: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Move each digit's centre of mass (length-weighted segment midpoints, as MNIST centres
     by mass) to the image centre, within _CENTRE pixels."""
     count = len(digit)
@@ -225,8 +230,9 @@ def _place(rng: np.random.Generator, digit: np.ndarray, x: np.ndarray, y: np.nda
     return x, y
 
 
-def _render(rng: np.random.Generator, count: int, height: int, width: int,
-            fit: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    rng: np.random.Generator, count: int, height: int, width: int, fit: tuple[float, float] = (1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw `count` digits on a height x width grid; returns (image, pixel) indices of the ones.
     `fit` = (width factor, pen factor), see size_fit."""
     scale = min(height, width) / 32  # parameters above are in pixels of a 32-pixel image
@@ -251,11 +257,11 @@ def _render(rng: np.random.Generator, count: int, height: int, width: int,
     images, pixels = [], []
     step = max(1, (1 << 22) // (seg.shape[1] * height * width))  # bound the temporaries
     for lo in range(0, count, step):
-        ax, ay, bx, by = (seg[lo:lo + step, :, i, None] for i in range(4))
+        ax, ay, bx, by = (seg[lo : lo + step, :, i, None] for i in range(4))
         dx, dy = bx - ax, by - ay
         t = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy + 1e-9), 0.0, 1.0)
         ex, ey = px - ax - t * dx, py - ay - t * dy
-        on = (ex * ex + ey * ey).min(axis=1) < radius[lo:lo + step, None] ** 2
+        on = (ex * ex + ey * ey).min(axis=1) < radius[lo : lo + step, None] ** 2
         r, c = np.nonzero(on)
         images.append(r + lo)
         pixels.append(c)
@@ -334,8 +340,9 @@ def generate_inputs(neurons: int, n_inputs: int, seed: int, workers: int | None 
 # ----------------------------------------------------------------------------- calibration
 
 
-def folded_survival(neurons: int, n_inputs: int, seed: int, layers: int,
-                    positions: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, float]:
+def folded_survival(
+    neurons: int, n_inputs: int, seed: int, layers: int, positions: Callable[[int], np.ndarray] | None = None
+) -> tuple[np.ndarray, float]:
     """(active rows after each layer, nonzeros per input) of generate_inputs(N, n, seed) on a
     RadiX-Net network, computed on N/16 values per row: after the first layer every row is the
     same in all 16 blocks (column j equals column j mod N/16), so one block carries it. Row
@@ -366,8 +373,9 @@ def folded_survival(neurons: int, n_inputs: int, seed: int, layers: int,
             elif k > 0:
                 if group not in counts:  # C[q, r] = #{i : p(i) = q, i mod P = r}
                     pos = positions(group)
-                    counts[group] = sp.csr_matrix((np.ones(neurons, np.float32), (pos, np.arange(neurons) % p)),
-                                                  shape=(p, p))
+                    counts[group] = sp.csr_matrix(
+                        (np.ones(neurons, np.float32), (pos, np.arange(neurons) % p)), shape=(p, p)
+                    )
                 s = np.asarray(counts[group] @ y.T).T
             z = (s + np.roll(s, -(1 << t), axis=1)) * np.float32(1 / 16)
             y = np.where(z > 0, np.clip(z + bias, 0, challenge.CLIP), 0).astype(np.float32)
@@ -390,8 +398,7 @@ def _csr_tsv(m: sp.csr_matrix, value: np.generic, first_row: int = 0) -> bytes:
     The value's dtype sets its text: float32 0.0625 -> "0.0625", int8 1 -> "1".
     """
     rows = np.repeat(np.arange(first_row + 1, first_row + m.shape[0] + 1, dtype=np.int64), np.diff(m.indptr))
-    table = pa.table({"row": rows, "col": m.indices.astype(np.int64) + 1,
-                      "value": np.full(rows.size, value)})
+    table = pa.table({"row": rows, "col": m.indices.astype(np.int64) + 1, "value": np.full(rows.size, value)})
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink, write_options=_TSV)
     return sink.getvalue().to_pybytes()
@@ -401,13 +408,23 @@ def _csr_tsv(m: sp.csr_matrix, value: np.generic, first_row: int = 0) -> bytes:
 def _atomic_gzip(path: Path) -> Iterator[gzip.GzipFile]:
     """A gzip stream onto `path`, renamed into place on success. mtime 0 and no name in the
     header, so the same seed gives byte-identical files (stable checksums in the cache)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", compresslevel=_GZIP_LEVEL, fileobj=raw, mtime=0) as gz:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", compresslevel=_GZIP_LEVEL, fileobj=raw, mtime=0) as gz,
+    ):
         yield gz
 
 
-def write_official_layout(root: Path, neurons: int, layers: list[int], n_inputs: int, seed: int,
-                          progress: bool = True, workers: int | None = None) -> None:
+def write_official_layout(
+    root: Path,
+    neurons: int,
+    layers: list[int],
+    n_inputs: int,
+    seed: int,
+    progress: bool = True,
+    workers: int | None = None,
+) -> None:
     """Write a synthetic network under `root` with the official file names.
 
     dnn/neuron{N}.tar.gz (layers 1..max(layers)), mnist/sparse-images-{N}.tsv.gz and
@@ -435,21 +452,28 @@ def _write_inputs(root: Path, neurons: int, inputs: sp.csr_matrix, progress: boo
     """mnist/sparse-images-{N}.tsv.gz, in slices of about 16M lines to bound pyarrow's temporaries."""
     n_inputs = inputs.shape[0]
     step = max(1, (1 << 24) * n_inputs // max(1, inputs.nnz))
-    with _atomic_gzip(root / challenge.inputs_file(neurons)) as gz, \
-            progress_bar(total=n_inputs, desc=f"write sparse-images-{neurons}", unit="input",
-                         disable=not progress) as bar:
+    with (
+        _atomic_gzip(root / challenge.inputs_file(neurons)) as gz,
+        progress_bar(total=n_inputs, desc=f"write sparse-images-{neurons}", unit="input", disable=not progress) as bar,
+    ):
         for lo in range(0, n_inputs, step):
-            part = inputs[lo:lo + step]
+            part = inputs[lo : lo + step]
             gz.write(_csr_tsv(part, np.int8(1), first_row=lo))
             bar.update(part.shape[0])
 
 
 def _write_layers(root: Path, neurons: int, network: Iterator[sp.csr_matrix], count: int, progress: bool) -> None:
     """dnn/neuron{N}.tar.gz with one TSV member per layer."""
-    with _atomic_gzip(root / challenge.weights_archive(neurons)) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for k, w in enumerate(progress_bar(network, total=count, desc=f"write neuron{neurons} layers", unit="layer",
-                                           disable=not progress), start=1):
+    with (
+        _atomic_gzip(root / challenge.weights_archive(neurons)) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        for k, w in enumerate(
+            progress_bar(
+                network, total=count, desc=f"write neuron{neurons} layers", unit="layer", disable=not progress
+            ),
+            start=1,
+        ):
             text = _csr_tsv(w, np.float32(challenge.WEIGHT))
             info = tarfile.TarInfo(challenge.layer_member(neurons, k))
             info.size, info.mode, info.mtime = len(text), 0o644, 0

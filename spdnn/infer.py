@@ -3,6 +3,7 @@
 This is what the `infer` rule and `spdnn infer` call. Every run is validated against the
 truth; a mismatch raises ValidationError and no result file is written.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,11 +27,24 @@ __all__ = ["Shard", "merge_shards", "run_network"]  # Shard: its home is spdnn.s
 log = logging.getLogger(__name__)
 
 
-def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: str | Path, *,
-                layers: int, n_inputs: int, engine: str = "auto", repeats: int = 1,
-                shard: Shard = Shard(), output: str | Path, categories_path: str | Path | None = None,
-                engine_options: dict | None = None, config: dict | None = None, gpus: int = 1,
-                ready=None, verify: bool = True) -> dict:
+def run_network(
+    weights_path: str | Path,
+    inputs_path: str | Path,
+    truth_path: str | Path,
+    *,
+    layers: int,
+    n_inputs: int,
+    engine: str = "auto",
+    repeats: int = 1,
+    shard: Shard = Shard(),
+    output: str | Path,
+    categories_path: str | Path | None = None,
+    engine_options: dict | None = None,
+    config: dict | None = None,
+    gpus: int = 1,
+    ready=None,
+    verify: bool = True,
+) -> dict:
     """Run, validate and record one network (or one shard of its inputs). Returns the result
     record as the JSON object written to `output` (spdnn.result_record.ResultRecord.to_json).
 
@@ -46,10 +60,22 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
     if gpus > 1:
         from .partition import run_on_gpus
 
-        return run_on_gpus(run_network, weights_path, inputs_path, truth_path, layers=layers, n_inputs=n_inputs,
-                           engine=engine, repeats=repeats, shard=shard, output=output,
-                           categories_path=categories_path, engine_options=engine_options, config=config,
-                           gpus=gpus).to_json()
+        return run_on_gpus(
+            run_network,
+            weights_path,
+            inputs_path,
+            truth_path,
+            layers=layers,
+            n_inputs=n_inputs,
+            engine=engine,
+            repeats=repeats,
+            shard=shard,
+            output=output,
+            categories_path=categories_path,
+            engine_options=engine_options,
+            config=config,
+            gpus=gpus,
+        ).to_json()
     start = time.perf_counter()
     if verify:  # a damaged cache is named and never used (its checksum file goes: the next run rebuilds it)
         cache.verify_cache(weights_path)
@@ -57,8 +83,9 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
     weights = cache.load_weights(weights_path, layers)
     inputs = cache.load_inputs(inputs_path, n_inputs)
     if inputs.shape[1] != weights.neurons:
-        raise DataError(str(inputs_path), None,
-                        f"inputs have {inputs.shape[1]} columns, the network has {weights.neurons} neurons")
+        raise DataError(
+            str(inputs_path), None, f"inputs have {inputs.shape[1]} columns, the network has {weights.neurons} neurons"
+        )
     total_inputs = int(cache.read_metadata(inputs_path)["rows"])
     lo, hi = shard.rows(n_inputs)
     inputs = inputs[lo:hi]
@@ -117,8 +144,15 @@ def run_network(weights_path: str | Path, inputs_path: str | Path, truth_path: s
     return record.to_json()
 
 
-def merge_shards(result_paths: list[str | Path], categories_paths: list[str | Path], truth_path: str | Path, *,
-                 n_inputs: int, output: str | Path, categories_path: str | Path) -> dict:
+def merge_shards(
+    result_paths: list[str | Path],
+    categories_paths: list[str | Path],
+    truth_path: str | Path,
+    *,
+    n_inputs: int,
+    output: str | Path,
+    categories_path: str | Path,
+) -> dict:
     """Merge the shard results of one network (jobs that may have run on different nodes); returns
     the merged record's JSON object, as written to `output`."""
     records = [read_record(p) for p in result_paths]

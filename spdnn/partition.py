@@ -8,6 +8,7 @@ parent validates the union of the categories and writes one combined result.
 Each GPU process runs the inference step it is given (spdnn.infer.run_network, which calls
 this module): this module never imports the step, so the two form no import cycle.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,9 +54,23 @@ def _scratch_folder(output: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_on_gpus(run_one: Callable[..., dict], weights_path, inputs_path, truth_path, *, layers: int, n_inputs: int,
-                engine: str, repeats: int, shard: Shard, output, categories_path, engine_options, config,
-                gpus: int) -> ResultRecord:
+def run_on_gpus(
+    run_one: Callable[..., dict],
+    weights_path,
+    inputs_path,
+    truth_path,
+    *,
+    layers: int,
+    n_inputs: int,
+    engine: str,
+    repeats: int,
+    shard: Shard,
+    output,
+    categories_path,
+    engine_options,
+    config,
+    gpus: int,
+) -> ResultRecord:
     """Run `shard` of the inputs split over `gpus` GPU processes, each calling `run_one` (the
     inference step, spdnn.infer.run_network: a module-level function, so the spawned processes
     can import it) on its slice; validate and write the combined result."""
@@ -70,13 +85,24 @@ def run_on_gpus(run_one: Callable[..., dict], weights_path, inputs_path, truth_p
         parts = []
         for g in range(gpus):
             sub = Shard(shard.index * gpus + g, shard.count * gpus)
-            kwargs = dict(weights_path=weights_path, inputs_path=inputs_path, truth_path=truth_path, layers=layers,
-                          n_inputs=n_inputs, engine="cuda" if engine == "auto" else engine, repeats=repeats,
-                          shard=sub, output=Path(tmp) / f"gpu{g}.json",
-                          categories_path=Path(tmp) / f"gpu{g}.categories.tsv",
-                          engine_options=engine_options, config=config, verify=False)
-            proc = ctx.Process(target=_worker, args=(run_one, ids[g], kwargs, barrier, errors),
-                               name=f"spdnn-gpu{ids[g]}")
+            kwargs = dict(
+                weights_path=weights_path,
+                inputs_path=inputs_path,
+                truth_path=truth_path,
+                layers=layers,
+                n_inputs=n_inputs,
+                engine="cuda" if engine == "auto" else engine,
+                repeats=repeats,
+                shard=sub,
+                output=Path(tmp) / f"gpu{g}.json",
+                categories_path=Path(tmp) / f"gpu{g}.categories.tsv",
+                engine_options=engine_options,
+                config=config,
+                verify=False,
+            )
+            proc = ctx.Process(
+                target=_worker, args=(run_one, ids[g], kwargs, barrier, errors), name=f"spdnn-gpu{ids[g]}"
+            )
             proc.start()
             parts.append(proc)
         for proc in parts:
@@ -87,12 +113,15 @@ def run_on_gpus(run_one: Callable[..., dict], weights_path, inputs_path, truth_p
                 messages.append(errors.get())
             raise RuntimeError("GPU processes failed: " + "; ".join(messages or ["(no message)"]))
         records = [read_record(Path(tmp) / f"gpu{g}.json") for g in range(gpus)]
-        rows = [read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
-                for g in range(gpus)]
+        rows = [
+            read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
+            for g in range(gpus)
+        ]
     lo, hi = shard.rows(n_inputs)
     truth = read_truth(truth_path, n_inputs)
-    record, categories = combine_records(records, rows, truth, lo, hi,
-                                         f"neuron{records[0].network.neurons}-l{layers} over {gpus} GPUs")
+    record, categories = combine_records(
+        records, rows, truth, lo, hi, f"neuron{records[0].network.neurons}-l{layers} over {gpus} GPUs"
+    )
     record.shard = ShardSpan(shard.index, shard.count, lo, hi)
     record.gpus = gpus
     if categories_path is not None:

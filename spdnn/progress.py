@@ -7,6 +7,7 @@ it advances, and a last one when it ends, e.g.
 
     convert neuron4096 layers:  33% 40/120 [00:12<00:24, 3.3layer/s]
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,13 +41,23 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def progress(iterable=None, *, desc: str = "", total=None, unit: str = "it", disable: bool = False,
-             file=None, interval: float = LOG_INTERVAL, **kwargs) -> tqdm:
+def progress(
+    iterable=None,
+    *,
+    desc: str = "",
+    total=None,
+    unit: str = "it",
+    disable: bool = False,
+    file=None,
+    interval: float = LOG_INTERVAL,
+    **kwargs,
+) -> tqdm:
     """A tqdm bar (same arguments, same methods) on a terminal; on any other stream (a log
     file) one plain line at the start, at most every `interval` seconds, and at the end."""
     stream = sys.stderr if file is None else file
     if disable or _is_terminal(stream):
         return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, file=stream, **kwargs)
     kwargs.pop("leave", None)
-    return _Lines(iterable, desc=desc, total=total, unit=unit, file=stream, ncols=0,
-                  mininterval=interval, miniters=1, **kwargs)
+    return _Lines(
+        iterable, desc=desc, total=total, unit=unit, file=stream, ncols=0, mininterval=interval, miniters=1, **kwargs
+    )

@@ -6,6 +6,7 @@ have always had, in the same order; `from_json` reads those files (and the older
 ones the report meets: every field but the network has a default) and keeps any key it does not
 know in `extra`, written back as it was.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ class NetworkInfo:
     @classmethod
     def from_json(cls, data: dict) -> "NetworkInfo":
         try:
-            return cls(neurons=data["neurons"], layers=data["layers"], bias=data.get("bias"),
-                       source=data.get("source", ""))
+            return cls(
+                neurons=data["neurons"], layers=data["layers"], bias=data.get("bias"), source=data.get("source", "")
+            )
         except (KeyError, TypeError):
             raise ValueError(f"a result record's network needs neurons and layers, not {data!r}") from None
 
@@ -68,15 +70,25 @@ class Part:
     slurm_job_id: str | None = None
 
     def to_json(self) -> dict:
-        return {"shard": self.shard.to_json(), "device": self.device, "inference_seconds": self.inference_seconds,
-                "edges_per_second": self.edges_per_second, "host": self.host, "slurm_job_id": self.slurm_job_id}
+        return {
+            "shard": self.shard.to_json(),
+            "device": self.device,
+            "inference_seconds": self.inference_seconds,
+            "edges_per_second": self.edges_per_second,
+            "host": self.host,
+            "slurm_job_id": self.slurm_job_id,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "Part":
-        return cls(shard=ShardSpan.from_json(data.get("shard", {})), device=data.get("device", ""),
-                   inference_seconds=data.get("inference_seconds", 0.0),
-                   edges_per_second=data.get("edges_per_second", 0.0), host=data.get("host"),
-                   slurm_job_id=data.get("slurm_job_id"))
+        return cls(
+            shard=ShardSpan.from_json(data.get("shard", {})),
+            device=data.get("device", ""),
+            inference_seconds=data.get("inference_seconds", 0.0),
+            edges_per_second=data.get("edges_per_second", 0.0),
+            host=data.get("host"),
+            slurm_job_id=data.get("slurm_job_id"),
+        )
 
 
 @dataclass
@@ -115,10 +127,31 @@ class ResultRecord:
     extra: dict = field(default_factory=dict)
     path: str | None = None
 
-    _KEYS = ("network", "inputs", "shard", "edges", "engine_requested", "engine", "device", "repeats",
-             "inference_seconds", "inference_seconds_all", "load_seconds", "prepare_seconds", "end_to_end_seconds",
-             "edges_per_second", "active_rows", "categories", "validation", "gpus", "engine_details", "provenance",
-             "config", "parts", "shards")
+    _KEYS = (
+        "network",
+        "inputs",
+        "shard",
+        "edges",
+        "engine_requested",
+        "engine",
+        "device",
+        "repeats",
+        "inference_seconds",
+        "inference_seconds_all",
+        "load_seconds",
+        "prepare_seconds",
+        "end_to_end_seconds",
+        "edges_per_second",
+        "active_rows",
+        "categories",
+        "validation",
+        "gpus",
+        "engine_details",
+        "provenance",
+        "config",
+        "parts",
+        "shards",
+    )
 
     @property
     def span(self) -> ShardSpan:

@@ -5,6 +5,7 @@ lives in a folder named after its origin (the synthetic seed and input count, or
 URL), and a cache file is reused only while the source file it records (sha256) is the one
 there now. A rerun with another seed, another source or a changed file rebuilds what changed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,9 @@ def raw_files(request: RunRequest, work: Path, progress: bool) -> Path:
 
         raw = work / "raw" / key
         if not all((raw / rel).exists() for rel in wanted):
-            write_official_layout(raw, n, sorted({request.layers, request.truth_layers}), request.inputs,
-                                  request.seed, progress=progress)
+            write_official_layout(
+                raw, n, sorted({request.layers, request.truth_layers}), request.inputs, request.seed, progress=progress
+            )
         return raw
     from .fetch import fetch, local_path, url_for
 
@@ -95,7 +97,14 @@ def run(request: RunRequest, workdir: str | os.PathLike, progress: bool = True) 
     if not current_cache(inputs, images):
         convert_inputs(images, inputs, n, source=label, progress=progress)
     out = work / "results" / key / f"neuron{n}-l{request.layers}.{request.engine}.json"
-    record = run_network(weights, inputs, raw / challenge.truth_file(n, request.truth_layers),
-                         layers=request.layers, n_inputs=request.inputs, engine=request.engine,
-                         repeats=request.repeats, output=out)
+    record = run_network(
+        weights,
+        inputs,
+        raw / challenge.truth_file(n, request.truth_layers),
+        layers=request.layers,
+        n_inputs=request.inputs,
+        engine=request.engine,
+        repeats=request.repeats,
+        output=out,
+    )
     return record, out

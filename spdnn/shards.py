@@ -5,6 +5,7 @@ Shared by the inference step (spdnn.infer: one slice; merge_shards: slices run o
 and the multi-GPU split (spdnn.partition: slices run side by side), which import this module
 and never each other the other way round.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -43,8 +44,9 @@ class Shard:
         """[first, end) of this slice of n_inputs rows; an empty slice is an error, never a silent no-op."""
         lo, hi = (n_inputs * self.index) // self.count, (n_inputs * (self.index + 1)) // self.count
         if hi <= lo:
-            raise ConfigError(f"shard {self.index}/{self.count} of {n_inputs} inputs is empty: "
-                              f"use at most {n_inputs} shards")
+            raise ConfigError(
+                f"shard {self.index}/{self.count} of {n_inputs} inputs is empty: use at most {n_inputs} shards"
+            )
         return lo, hi
 
     def span(self, n_inputs: int) -> ShardSpan:
@@ -63,8 +65,9 @@ def write_categories(path: str | Path, rows: np.ndarray) -> None:
     write_text(path, "".join(f"{r + 1}\n" for r in np.sort(rows)))
 
 
-def combine_records(records: list[ResultRecord], categories: list[np.ndarray], truth: np.ndarray, lo: int, hi: int,
-                    label: str) -> tuple[ResultRecord, np.ndarray]:
+def combine_records(
+    records: list[ResultRecord], categories: list[np.ndarray], truth: np.ndarray, lo: int, hi: int, label: str
+) -> tuple[ResultRecord, np.ndarray]:
     """Combine results of slices that tile input rows [lo, hi): union of categories (validated
     against the truth of those rows) and summed work. The slices ran side by side (GPUs of a
     node, or nodes), so the inference time of the whole is the slowest slice's.
@@ -90,9 +93,17 @@ def combine_records(records: list[ResultRecord], categories: list[np.ndarray], t
         active_rows=[int(sum(v)) for v in zip(*(r.active_rows for r in records))],
         categories=int(len(rows)),
         validation="passed",
-        parts=[Part(shard=r.span, device=r.device, inference_seconds=r.inference_seconds,
-                    edges_per_second=r.edges_per_second, host=r.provenance.get("host"),
-                    slurm_job_id=r.provenance.get("slurm_job_id")) for r in records],
+        parts=[
+            Part(
+                shard=r.span,
+                device=r.device,
+                inference_seconds=r.inference_seconds,
+                edges_per_second=r.edges_per_second,
+                host=r.provenance.get("host"),
+                slurm_job_id=r.provenance.get("slurm_job_id"),
+            )
+            for r in records
+        ],
         path=None,
     )
     return merged, rows

@@ -4,6 +4,7 @@ Two cases: a damaged cache file (its rebuild must also rerun everything computed
 Snakemake, seeing those results present, would do nothing), and a step about to recompute a
 result (the merged result and the tables made from the old one must not survive a failure).
 """
+
 from __future__ import annotations
 
 import glob
@@ -41,6 +42,8 @@ def rebuild_damaged_caches(caches: Iterable[str | os.PathLike], dependants: dict
         checksum_path(cache).unlink(missing_ok=True)
         Path(cache).unlink(missing_ok=True)
         gone = invalidate(p for pattern in dependants.get(cache, []) for p in glob.glob(pattern))
-        messages.append(f"cache file {cache} is damaged ({problem}); it will be rebuilt, and the "
-                        f"{len(gone)} results made from it computed again")
+        messages.append(
+            f"cache file {cache} is damaged ({problem}); it will be rebuilt, and the "
+            f"{len(gone)} results made from it computed again"
+        )
     return messages

@@ -1,4 +1,5 @@
 """Exact validation of inference results against the challenge's truth ("categories")."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Shared fixtures: the real challenge sample (first 30 layers of neuron1024, 600 inputs)."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,8 +27,9 @@ def sample_cache(tmp_path_factory) -> dict:
     weights = out / "neuron1024-l30.weights.arrow"
     inputs = out / "sparse-images-1024.arrow"
     convert_weights(SAMPLE / "dnn/neuron1024.tar.gz", weights, 1024, SAMPLE_LAYERS, source="sample", progress=False)
-    convert_inputs(SAMPLE / "mnist/sparse-images-1024.tsv.gz", inputs, 1024, SAMPLE_INPUTS, source="sample",
-                   progress=False)
+    convert_inputs(
+        SAMPLE / "mnist/sparse-images-1024.tsv.gz", inputs, 1024, SAMPLE_INPUTS, source="sample", progress=False
+    )
     return {"weights": weights, "inputs": inputs, "truth": SAMPLE / "dnn/neuron1024-l120-categories.tsv"}
 
 

@@ -1,4 +1,5 @@
 """Write-then-rename: leftovers of killed writers are cleared, live writers' files never touched."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Hostile sizes: decompression bombs, endless lines and oversized tar members fail fast, in
 bounded memory, with a short message naming the file, the line or member, and the limit."""
+
 from __future__ import annotations
 
 import io
@@ -77,8 +78,13 @@ print(json.dumps({"message": message, "growth_kb": after - before}))
 
 
 def convert_measured(kind: str, src: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, kind, str(src), str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, kind, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent.parent,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the log is what stderr would hold: a bomb must not turn into a huge log either
     assert len(proc.stderr) < 2000
@@ -109,7 +115,8 @@ def test_bomb_tar_member_is_refused_before_it_is_read(tmp_path):
     limit = cache.layer_max_bytes(1024)
     assert result["message"] == (
         f"{archive}!neuron1024/n1024-l1.tsv: member of {200 * MB} bytes is larger than the {limit} bytes "
-        f"a legal layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)")
+        f"a legal layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)"
+    )
     assert result["growth_kb"] < 100 * 1024, result
 
 

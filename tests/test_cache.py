@@ -1,4 +1,5 @@
 """The Arrow cache: faithful conversion of the real sample, clear errors on damaged input."""
+
 from __future__ import annotations
 
 import gzip
@@ -109,7 +110,7 @@ def test_damaged_archive_is_a_clear_error(tmp_path, damage):
         data = data[: len(data) // 2]
     else:
         mid = len(data) // 2
-        data = data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 64]) + data[mid + 64:]
+        data = data[:mid] + bytes(b ^ 0x5A for b in data[mid : mid + 64]) + data[mid + 64 :]
     archive = tmp_path / "neuron1024.tar.gz"
     archive.write_bytes(data)
     with pytest.raises(DataError) as err:

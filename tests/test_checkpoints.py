@@ -1,6 +1,7 @@
 """The check-point policy (spdnn.engines.checkpoints) on the CPU: its rules on hand-computed cases,
 the engine's decision sequence (CheckPoints driven as CudaEngine drives it) on simulated survival
 curves, and that sequence against what the cost model (spdnn.model.policy) predicts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,6 +39,7 @@ def replay(policy: CheckPolicy, alive, wout, nrows: int, saturated=None, fused=N
         present += [nrows] * (k1 - k0)
         k, last = k1 - 1, k1 == n_layers
         if checks.due(k1 - k0, 0 if fused[k] else nrows * wout[k] * 4, last):
+
             def counts(j):
                 return alive[j] - carried, (saturated[j] - carried if carry_from <= j + 1 < n_layers else 0)
 
@@ -56,8 +58,15 @@ def replay(policy: CheckPolicy, alive, wout, nrows: int, saturated=None, fused=N
 def model(policy: CheckPolicy, alive, wout, nrows: int):
     """simulate() of one batch of `nrows` rows (a kernel per layer)."""
     prof = NetworkProfile.from_active(64, alive, nrows)
-    return simulate(prof, np.asarray(wout, float)[None, :], [policy.check_every], [policy.check_bytes],
-                    [policy.compact_fraction], [nrows], [1])
+    return simulate(
+        prof,
+        np.asarray(wout, float)[None, :],
+        [policy.check_every],
+        [policy.check_bytes],
+        [policy.compact_fraction],
+        [nrows],
+        [1],
+    )
 
 
 # ----------------------------------------------------------------------------- the rules
@@ -173,8 +182,9 @@ def test_fused_segments_end_at_check_points():
         while k1 < 10 and k1 - k0 < checks.room():
             k1 += 1
         if checks.due(k1 - k0, 0, k1 == 10):
-            decisions.append(checks.check_point(k1 - 1, k1 == 10, 320, peeked=lambda j: (320, 0),
-                                                counts=lambda j: (320, 0)))
+            decisions.append(
+                checks.check_point(k1 - 1, k1 == 10, 320, peeked=lambda j: (320, 0), counts=lambda j: (320, 0))
+            )
         k0 = k1
     assert launches == [(3, 0), (6, 0), (1, 0)]
     assert decisions == [Decision(block=True, rows=320), PEEK, Decision(block=True, rows=320)]
@@ -214,8 +224,13 @@ def test_peek_counts_read_only_when_deciding():
 
     def layer(k, last=False):
         if checks.due(1, 0, last):
-            return checks.check_point(k, last, 640, peeked=lambda j: asked.append(("peeked", j)) or (640, 0),
-                                      counts=lambda j: asked.append(("counts", j)) or (640, 0))
+            return checks.check_point(
+                k,
+                last,
+                640,
+                peeked=lambda j: asked.append(("peeked", j)) or (640, 0),
+                counts=lambda j: asked.append(("counts", j)) or (640, 0),
+            )
         return None
 
     decisions = [layer(k) for k in range(7)] + [layer(7, last=True)]
@@ -255,7 +270,7 @@ def test_engine_decisions_against_the_model_on_stored_profiles(neurons, variant,
     assert predicted[k + 1] < predicted[k] and present[k + 1] == present[k]
     at = next(i for i, (j, *_) in enumerate(events) if j >= k)
     assert events[at][:2] == (k, "peek") and events[at + 1][1] == "compact"
-    assert present[:k + 1] == predicted[:k + 1]
+    assert present[: k + 1] == predicted[: k + 1]
 
 
 def test_engine_decisions_reproduce_the_measured_counts():
@@ -263,7 +278,8 @@ def test_engine_decisions_reproduce_the_measured_counts():
     a kernel per layer): 6 blocking check points and 4 compactions merged, 12 and 11 dedup."""
     prof = NetworkProfile.stored(4096, 120)
     for variant, checks, comps in (("merged", 6, 4), ("dedup", 12, 11)):
-        events, _ = replay(CheckPolicy(), [int(a) for a in prof.active],
-                           layer_shapes(4096, 120, variant).wout.tolist(), 60000)
+        events, _ = replay(
+            CheckPolicy(), [int(a) for a in prof.active], layer_shapes(4096, 120, variant).wout.tolist(), 60000
+        )
         assert sum(what != "peek" for _, what, *_ in events) == checks
         assert sum(what == "compact" for _, what, *_ in events) == comps

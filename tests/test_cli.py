@@ -1,4 +1,5 @@
 """`spdnn run`: every step for one network outside Snakemake, and clean errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,8 +17,24 @@ from .conftest import SAMPLE
 
 
 def test_run_on_the_real_sample(tmp_path, capsys):
-    code = main(["--quiet", "run", "--source", str(SAMPLE), "--layers", "30", "--truth-layers", "120",
-                 "--inputs", "600", "--engine", "cpu", "--workdir", str(tmp_path)])
+    code = main(
+        [
+            "--quiet",
+            "run",
+            "--source",
+            str(SAMPLE),
+            "--layers",
+            "30",
+            "--truth-layers",
+            "120",
+            "--inputs",
+            "600",
+            "--engine",
+            "cpu",
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "7 categories, validation passed" in out
@@ -26,15 +43,46 @@ def test_run_on_the_real_sample(tmp_path, capsys):
 
 
 def test_run_synthetic(tmp_path, capsys):
-    assert main(["--quiet", "run", "--neurons", "256", "--layers", "12", "--inputs", "300", "--engine", "cpu",
-                 "--workdir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "run",
+                "--neurons",
+                "256",
+                "--layers",
+                "12",
+                "--inputs",
+                "300",
+                "--engine",
+                "cpu",
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "validation passed" in capsys.readouterr().out
     assert (tmp_path / f"raw/synthetic-seed{DEFAULT_SEED}-inputs300-l12/dnn/neuron256-l12-categories.tsv").exists()
 
 
 def test_missing_truth_file_is_one_clear_error(tmp_path, capsys):
-    code = main(["--quiet", "run", "--source", str(SAMPLE), "--layers", "30", "--inputs", "600",
-                 "--engine", "cpu", "--workdir", str(tmp_path)])
+    code = main(
+        [
+            "--quiet",
+            "run",
+            "--source",
+            str(SAMPLE),
+            "--layers",
+            "30",
+            "--inputs",
+            "600",
+            "--engine",
+            "cpu",
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("spdnn run: error:") and "neuron1024-l30-categories.tsv: not found" in err
@@ -47,8 +95,22 @@ def _error_line(capsys) -> str:
 
 
 def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    base = ["--quiet", "infer", "--weights", str(tmp_path / "w"), "--inputs-cache", str(tmp_path / "i"),
-            "--truth", str(tmp_path / "t"), "--layers", "3", "--inputs", "10", "--output", str(tmp_path / "o.json")]
+    base = [
+        "--quiet",
+        "infer",
+        "--weights",
+        str(tmp_path / "w"),
+        "--inputs-cache",
+        str(tmp_path / "i"),
+        "--truth",
+        str(tmp_path / "t"),
+        "--layers",
+        "3",
+        "--inputs",
+        "10",
+        "--output",
+        str(tmp_path / "o.json"),
+    ]
     assert main([*base, "--engine-options", '{"bogus": 1}']) == 2
     assert "engine auto has no option 'bogus'" in _error_line(capsys)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, whatever this machine has
@@ -70,8 +132,22 @@ def test_empty_shard_is_an_error():
 def test_os_errors_are_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code = main(["--quiet", "run", "--neurons", "256", "--layers", "2", "--inputs", "50", "--engine", "cpu",
-                 "--workdir", str(blocker / "below")])
+    code = main(
+        [
+            "--quiet",
+            "run",
+            "--neurons",
+            "256",
+            "--layers",
+            "2",
+            "--inputs",
+            "50",
+            "--engine",
+            "cpu",
+            "--workdir",
+            str(blocker / "below"),
+        ]
+    )
     assert code == 2
     assert "Not a directory" in _error_line(capsys)
 
@@ -91,16 +167,43 @@ def test_no_space_left_is_named(tmp_path, capsys, monkeypatch):
 
 def test_module_entry_point_exits_2_without_traceback(tmp_path):
     for _ in range(5):  # the abort seen after an error (exit 134) was intermittent
-        run = subprocess.run([sys.executable, "-m", "spdnn", "--quiet", "convert-weights", str(tmp_path / "none.tar.gz"),
-                              str(tmp_path / "w.arrow"), "--neurons", "1024", "--layers", "2"],
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "spdnn",
+                "--quiet",
+                "convert-weights",
+                str(tmp_path / "none.tar.gz"),
+                str(tmp_path / "w.arrow"),
+                "--neurons",
+                "1024",
+                "--layers",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and run.stderr.startswith("spdnn convert-weights: error:")
 
 
 def test_rerun_with_another_seed_or_source_uses_its_own_data(tmp_path, capsys):
-    args = ["--quiet", "run", "--neurons", "1024", "--layers", "6", "--inputs", "200", "--engine", "cpu",
-            "--workdir", str(tmp_path / "work")]
+    args = [
+        "--quiet",
+        "run",
+        "--neurons",
+        "1024",
+        "--layers",
+        "6",
+        "--inputs",
+        "200",
+        "--engine",
+        "cpu",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
     assert main([*args, "--seed", "1"]) == 0
     assert main([*args, "--seed", "2"]) == 0
     records = sorted((tmp_path / "work/results").glob("*/neuron1024-l6.cpu.json"))
@@ -109,16 +212,49 @@ def test_rerun_with_another_seed_or_source_uses_its_own_data(tmp_path, capsys):
     assert first.read_bytes() != second.read_bytes()  # another seed, other inputs
 
     # the README's second command right after the first, in the same work folder
-    assert main(["--quiet", "run", "--source", str(SAMPLE), "--layers", "30", "--truth-layers", "120",
-                 "--inputs", "600", "--engine", "cpu", "--workdir", str(tmp_path / "work")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "run",
+                "--source",
+                str(SAMPLE),
+                "--layers",
+                "30",
+                "--truth-layers",
+                "120",
+                "--inputs",
+                "600",
+                "--engine",
+                "cpu",
+                "--workdir",
+                str(tmp_path / "work"),
+            ]
+        )
+        == 0
+    )
     assert "7 categories, validation passed" in capsys.readouterr().out
 
 
 def test_changed_source_file_is_converted_again(tmp_path, capsys):
     source = tmp_path / "mirror"
     shutil.copytree(SAMPLE, source)
-    args = ["--quiet", "run", "--source", str(source), "--layers", "30", "--truth-layers", "120",
-            "--inputs", "600", "--engine", "cpu", "--workdir", str(tmp_path / "work")]
+    args = [
+        "--quiet",
+        "run",
+        "--source",
+        str(source),
+        "--layers",
+        "30",
+        "--truth-layers",
+        "120",
+        "--inputs",
+        "600",
+        "--engine",
+        "cpu",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
     assert main(args) == 0
     # one input row dropped at the source: the rerun must see it (the sample's truth no longer holds)
     images = source / "mnist/sparse-images-1024.tsv.gz"

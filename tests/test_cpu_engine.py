@@ -1,4 +1,5 @@
 """The CPU reference engine: the real sample's truth after 30 layers, and the exact semantics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,12 @@ def test_matches_dense_definition_with_clip():
     for _ in range(4):
         cols = np.stack([rng.choice(n, 32, replace=False) for _ in range(n)])
         # large weights so that the clip at 32 is reached
-        mats.append(sp.csr_matrix((rng.uniform(0.1, 4, n * 32).astype(np.float32), cols.ravel(),
-                                   np.arange(0, n * 32 + 1, 32)), shape=(n, n)))
+        mats.append(
+            sp.csr_matrix(
+                (rng.uniform(0.1, 4, n * 32).astype(np.float32), cols.ravel(), np.arange(0, n * 32 + 1, 32)),
+                shape=(n, n),
+            )
+        )
     y0 = (rng.random((50, n)) < 0.2).astype(np.float32)
     y0[7] = 0  # an all-zero input stays dead
     weights = cache.Weights.from_matrices(mats, bias=-0.3)
@@ -71,7 +76,9 @@ def test_layer_step_bias_only_on_structural_nonzeros():
 
 def test_validation_names_first_differences():
     check_categories(np.array([3, 1]), np.array([1, 3]))
-    with pytest.raises(ValidationError, match=r"computed but not in truth: \[3\]; first truth rows not computed: \[5\]"):
+    with pytest.raises(
+        ValidationError, match=r"computed but not in truth: \[3\]; first truth rows not computed: \[5\]"
+    ):
         check_categories(np.array([0, 2]), np.array([0, 4]))
     assert truth_for_inputs(np.array([0, 5, 600]), 600).tolist() == [0, 5]
 
@@ -86,6 +93,7 @@ def test_cuda_without_gpu_is_a_clear_stop():
     pytest.importorskip("numpy")
     try:
         import pycuda.driver  # noqa: F401
+
         pytest.skip("pycuda present: this test is for machines without it")
     except ImportError:
         pass

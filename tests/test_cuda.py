@@ -4,6 +4,7 @@ GPU tests are marked `gpu` and skip cleanly without pycuda or a device. The laye
 de-duplicated / merged transposed weights, spdnn.engines.layer_plan) is also checked on the CPU,
 without a GPU; the check-point policy in tests/test_checkpoints.py.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,7 @@ def random_network(neurons: int, layers: int, n_inputs: int, seed: int = 3):
     rng = np.random.default_rng(seed)
     mats = []
     for _ in range(layers):
-        cols = np.argsort(rng.random((neurons, neurons)), axis=1)[:, :challenge.NNZ_PER_ROW]
+        cols = np.argsort(rng.random((neurons, neurons)), axis=1)[:, : challenge.NNZ_PER_ROW]
         vals = rng.uniform(-0.05, 0.15, size=cols.shape).astype(np.float32)
         rows = np.repeat(np.arange(neurons), challenge.NNZ_PER_ROW)
         mats.append(sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=(neurons, neurons)))
@@ -122,15 +123,18 @@ def test_plan_rules_on_cpu(sample_cache):
     assert net.fuse_wmax == 64 and net.max_width == 1024 and net.final_map is not None
     assert [p.win for p in net.layers[1:]] == net.widths[:-1]
     mats, _ = random_network(256, 3, 1)
-    general = plan_network(Weights.from_matrices(mats, bias=0.01), 3, "auto", fuse_width=256, smem_optin=H100_SMEM_OPTIN)
+    general = plan_network(
+        Weights.from_matrices(mats, bias=0.01), 3, "auto", fuse_width=256, smem_optin=H100_SMEM_OPTIN
+    )
     assert general.variant == "dedup" and general.fused_layers == 0 and general.final_map is None
     mats, _ = random_network(128, 8, 1)
     small = Weights.from_matrices(mats, bias=0.01)
     assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=H100_SMEM_OPTIN).fused_layers == 8
     assert plan_network(small, 8, "merged", fuse_width=0, smem_optin=H100_SMEM_OPTIN).fused_layers == 0
     assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024).fused_layers == 0
-    assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024,
-                        stage_weights=False).fused_layers == 8  # the tile alone fits
+    assert (
+        plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024, stage_weights=False).fused_layers == 8
+    )  # the tile alone fits
     assert plan_network(weights, 4, "dedup", carry_saturated=False).carry_from == 4
 
 
@@ -147,8 +151,12 @@ def test_keeps_saturated_agrees_with_the_reference_on_one_row():
 
     rng = np.random.default_rng(5)
     layers = list(generate_layers(256, 6, seed=1))
-    cases = [(w, -0.3) for w in layers] + [(layers[0] * np.float32(0.4), -0.3), (layers[1] * np.float32(0.5), 0.0),
-                                           (layers[1] * np.float32(0.5), -1e-6), (layers[2] * np.float32(0.5), 1e-6)]
+    cases = [(w, -0.3) for w in layers] + [
+        (layers[0] * np.float32(0.4), -0.3),
+        (layers[1] * np.float32(0.5), 0.0),
+        (layers[1] * np.float32(0.5), -1e-6),
+        (layers[2] * np.float32(0.5), 1e-6),
+    ]
     for w in random_network(64, 4, 1, seed=9)[0]:
         cases += [(w * np.float32(40), -0.5), (w, 0.3)]
     empty = layers[3].tolil()
@@ -201,8 +209,12 @@ def compare(weights: Weights, layers: int, x: sp.csr_matrix, **options):
 
 # the kernel paths: a kernel per layer at full width, per layer on the merged network, and
 # the merged network's narrow layers in fused multi-layer segments (the default for N <= 4096)
-PATHS = {"dedup": dict(variant="dedup"), "merged": dict(variant="merged", fuse_width=0),
-         "fused": dict(variant="merged"), "fused-unstaged": dict(variant="merged", stage_weights=False)}
+PATHS = {
+    "dedup": dict(variant="dedup"),
+    "merged": dict(variant="merged", fuse_width=0),
+    "fused": dict(variant="merged"),
+    "fused-unstaged": dict(variant="merged", stage_weights=False),
+}
 
 
 @pytest.mark.gpu
@@ -219,8 +231,10 @@ def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("neurons,layers,n_inputs", [
-    (64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)])
+@pytest.mark.parametrize(
+    "neurons,layers,n_inputs",
+    [(64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)],
+)
 @pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
 def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, path):
     weights, x = synthetic(neurons, layers, n_inputs)
@@ -343,12 +357,12 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
     import os
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, timeout=300,
-                         env=env)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, timeout=300, env=env)
     # launches are asynchronous: the error surfaces at the next synchronisation, so the message
     # names the last kernel launched by then ("at or after"), with the engine's configuration
-    assert re.search(r"ERROR: CUDA error at or after kernel spdnn_layer for layer \d+ \(KW \d+", run.stdout), \
+    assert re.search(r"ERROR: CUDA error at or after kernel spdnn_layer for layer \d+ \(KW \d+", run.stdout), (
         run.stdout + run.stderr
+    )
     from spdnn.engines.cuda import WARPS
 
     assert "variant dedup" in run.stdout and f"warps {WARPS}" in run.stdout

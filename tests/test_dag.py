@@ -4,6 +4,7 @@ CPU tests are fast. GPU tests are marked `gpu` and skip without pycuda or a GPU;
 kernel's index math is also emulated in numpy (no GPU needed), and the .cu file is compiled
 for sm_90 when nvcc is installed.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -19,8 +20,19 @@ from spdnn.dag.cpu import SequentialEngine, VectorisedEngine
 from spdnn.dag.cuda import KERNEL_FILE, warp_plan
 from spdnn.dag.generate import challenge_dag, evolved, generate, pruned_layered, random_inputs
 from spdnn.dag.levels import levelise, levels_by_walk
-from spdnn.dag.network import (HIDDEN, IDENTITY, INPUT, OUTPUT, RELU, RELU_CLIP, RELU_CLIP1, SIGMOID, TANH,
-                               DagSpec, activate)
+from spdnn.dag.network import (
+    HIDDEN,
+    IDENTITY,
+    INPUT,
+    OUTPUT,
+    RELU,
+    RELU_CLIP,
+    RELU_CLIP1,
+    SIGMOID,
+    TANH,
+    DagSpec,
+    activate,
+)
 from spdnn.dag.validate import DagValidationError, check_levels, compare_outputs
 from spdnn.io.errors import DataError
 
@@ -35,8 +47,10 @@ def write(tmp_path: Path, edges: str, nodes: str) -> tuple[Path, Path]:
 # A small hand-made network: inputs 10, 20; 30 = relu(10 + 20), 40 = tanh(30 - 10), 50 (output) = 30 + 2*40,
 # 60 (output, bias only) = sigmoid(0.5). Levels: 10, 20 -> 0; 30 -> 1; 40 -> 2; 50 -> 3; 60 -> 1.
 HAND_EDGES = "10\t30\t1\n20\t30\t1\n30\t40\t1\n10\t40\t-1\n30\t50\t1\n40\t50\t2\n"
-HAND_NODES = ("50\t0\tidentity\toutput\n10\t0\tidentity\tinput\n20\t0\tidentity\tinput\n30\t0\trelu\thidden\n"
-              "40\t0\ttanh\thidden\n60\t0.5\tsigmoid\toutput\n")
+HAND_NODES = (
+    "50\t0\tidentity\toutput\n10\t0\tidentity\tinput\n20\t0\tidentity\tinput\n30\t0\trelu\thidden\n"
+    "40\t0\ttanh\thidden\n60\t0.5\tsigmoid\toutput\n"
+)
 
 
 def hand_expected(x: np.ndarray) -> np.ndarray:
@@ -58,7 +72,7 @@ def test_hand_network_levels_and_values(tmp_path):
     assert net.ids[net.output_rows].tolist() == [50, 60]
     # incoming edges of each node are contiguous, sources ascending rows of earlier groups
     for r in range(net.n_nodes):
-        s = net.sources[net.indptr[r]:net.indptr[r + 1]]
+        s = net.sources[net.indptr[r] : net.indptr[r + 1]]
         assert np.all(np.diff(s) > 0) and np.all(net.level[s] < net.level[r])
     assert levels_by_walk(spec) == dict(zip(net.ids.tolist(), net.level.tolist()))
     x = np.array([[1.0, 2.0], [-3.0, 0.5], [0.0, 0.0]], dtype=np.float32)
@@ -92,27 +106,49 @@ def test_cache_rejects_other_files(tmp_path):
 # ----------------------------------------------------------------------------- errors name the nodes
 
 
-@pytest.mark.parametrize("edges, nodes, pattern", [
-    ("1\t2\t1\n2\t3\t1\n3\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\thidden\n3\t0\trelu\toutput\n",
-     r"edges.tsv:2: cycle: (2 -> 3 -> 2|3 -> 2 -> 3) .*lines 2, 3"),
-    ("1\t2\t1\n2\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:2: cycle: 2 -> 2"),
-    ("1\t2\t1\n1\t9\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n",
-     r"edges.tsv:2: dangling edge target: node 9 \(line 2\)"),
-    ("7\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: dangling edge source: node 7"),
-    ("1\t2\t1\n3\t2\t1\n1\t2\t0.5\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n3\t0\trelu\tinput\n",
-     r"edges.tsv:3: duplicate edge: 1 -> 2 \(lines 1 and 3\)"),
-    ("1\t2\t1\n2\t3\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\tinput\n3\t0\trelu\toutput\n",
-     r"edges.tsv:1: input node with incoming edge: 1 -> 2 \(line 1\)"),
-    ("1\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n1\t0\trelu\thidden\n",
-     r"nodes.tsv:3: duplicate node id: 1 \(lines 1 and 3\)"),
-    ("1\t2\t1\n", "1\t0\tsoftmax\tinput\n2\t0\trelu\toutput\n", r"nodes.tsv:1: activation 'softmax' is not one of"),
-    ("1\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\tbogus\n", r"nodes.tsv:2: role 'bogus' is not one of"),
-    ("1\t2\tx\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight 'x' is not a number"),
-    ("1\t2\t1\n\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:2: (source is empty|expected 3 tab-separated fields)"),
-    ("1\t2\tinf\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight inf is not finite"),
-    ("0\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: source id 0 is not a positive"),
-    ("1\t2\t1\n", "1\t0\trelu\thidden\n2\t0\trelu\toutput\n", r"nodes.tsv: no node has role input"),
-])
+@pytest.mark.parametrize(
+    "edges, nodes, pattern",
+    [
+        (
+            "1\t2\t1\n2\t3\t1\n3\t2\t1\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\thidden\n3\t0\trelu\toutput\n",
+            r"edges.tsv:2: cycle: (2 -> 3 -> 2|3 -> 2 -> 3) .*lines 2, 3",
+        ),
+        ("1\t2\t1\n2\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:2: cycle: 2 -> 2"),
+        (
+            "1\t2\t1\n1\t9\t1\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\toutput\n",
+            r"edges.tsv:2: dangling edge target: node 9 \(line 2\)",
+        ),
+        ("7\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: dangling edge source: node 7"),
+        (
+            "1\t2\t1\n3\t2\t1\n1\t2\t0.5\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\toutput\n3\t0\trelu\tinput\n",
+            r"edges.tsv:3: duplicate edge: 1 -> 2 \(lines 1 and 3\)",
+        ),
+        (
+            "1\t2\t1\n2\t3\t1\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\tinput\n3\t0\trelu\toutput\n",
+            r"edges.tsv:1: input node with incoming edge: 1 -> 2 \(line 1\)",
+        ),
+        (
+            "1\t2\t1\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\toutput\n1\t0\trelu\thidden\n",
+            r"nodes.tsv:3: duplicate node id: 1 \(lines 1 and 3\)",
+        ),
+        ("1\t2\t1\n", "1\t0\tsoftmax\tinput\n2\t0\trelu\toutput\n", r"nodes.tsv:1: activation 'softmax' is not one of"),
+        ("1\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\tbogus\n", r"nodes.tsv:2: role 'bogus' is not one of"),
+        ("1\t2\tx\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight 'x' is not a number"),
+        (
+            "1\t2\t1\n\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\toutput\n",
+            r"edges.tsv:2: (source is empty|expected 3 tab-separated fields)",
+        ),
+        ("1\t2\tinf\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight inf is not finite"),
+        ("0\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: source id 0 is not a positive"),
+        ("1\t2\t1\n", "1\t0\trelu\thidden\n2\t0\trelu\toutput\n", r"nodes.tsv: no node has role input"),
+    ],
+)
 def test_errors_name_nodes_and_lines(tmp_path, edges, nodes, pattern):
     with pytest.raises(DataError, match=pattern):
         levelise(fileformat.read_spec(*write(tmp_path, edges, nodes)))
@@ -126,8 +162,16 @@ def test_cycle_behind_long_chain_names_only_cycle_nodes():
     ids = np.arange(1, n + 1)
     role = np.full(n, HIDDEN, np.int8)
     role[0] = INPUT
-    spec = DagSpec(ids, np.zeros(n, np.float32), np.zeros(n, np.int8), role, np.array(src), np.array(tgt),
-                   np.ones(len(src), np.float32), edges_name="e")
+    spec = DagSpec(
+        ids,
+        np.zeros(n, np.float32),
+        np.zeros(n, np.int8),
+        role,
+        np.array(src),
+        np.array(tgt),
+        np.ones(len(src), np.float32),
+        edges_name="e",
+    )
     with pytest.raises(DataError, match=r"cycle: (150 -> 151|151 -> 150) -> (150|151) .*52 nodes lie on or behind"):
         levelise(spec)
 
@@ -140,8 +184,9 @@ def test_levels_longest_path_and_bias_only_nodes():
     edges = np.array([[1, 4], [3, 4], [1, 5], [5, 6], [4, 6], [2, 6]])
     ids = np.arange(1, 7)
     role = np.array([INPUT, INPUT, HIDDEN, HIDDEN, HIDDEN, OUTPUT], np.int8)
-    spec = DagSpec(ids, np.zeros(6, np.float32), np.zeros(6, np.int8), role, edges[:, 0], edges[:, 1],
-                   np.ones(6, np.float32))
+    spec = DagSpec(
+        ids, np.zeros(6, np.float32), np.zeros(6, np.int8), role, edges[:, 0], edges[:, 1], np.ones(6, np.float32)
+    )
     net = levelise(spec)
     assert dict(zip(net.ids.tolist(), net.level.tolist())) == {1: 0, 2: 0, 3: 1, 5: 1, 4: 2, 6: 3}
     assert check_levels(spec, net) == 4
@@ -157,7 +202,7 @@ def test_levelise_matches_walk_on_generated(kind):
     assert np.all(np.diff(lv) >= 0)
     tgt_rows = np.repeat(np.arange(net.n_nodes), np.diff(net.indptr))
     assert np.all(lv[net.sources] < lv[tgt_rows])
-    assert np.all(net.role[: net.n_inputs] == INPUT) and not np.any(net.role[net.n_inputs:] == INPUT)
+    assert np.all(net.role[: net.n_inputs] == INPUT) and not np.any(net.role[net.n_inputs :] == INPUT)
 
 
 # ----------------------------------------------------------------------------- engines
@@ -249,7 +294,7 @@ def test_generators_properties():
         e = evolved(edges, seed=1)
         assert 0.6 * edges <= e.n_edges <= 1.1 * edges
         enet = levelise(e)
-        indeg = np.diff(enet.indptr)[enet.n_inputs:]
+        indeg = np.diff(enet.indptr)[enet.n_inputs :]
         assert indeg.max() > 10 * np.median(indeg)  # heavy-tailed in-degrees (hubs)
         assert len(np.unique(enet.activation[enet.role == HIDDEN])) == 4
         assert not np.array_equal(np.sort(e.ids), e.ids)  # ids shuffled
@@ -266,12 +311,33 @@ def test_cli_generate_convert_run(tmp_path):
     arrow = tmp_path / "net.arrow"
     assert main(["dag", "convert", f"{prefix}.edges.tsv", f"{prefix}.nodes.tsv", str(arrow)]) == 0
     out = tmp_path / "r.json"
-    assert main(["dag", "run", "--cache", str(arrow), "--batch", "8", "--engine", "vectorised",
-                 "--edges", f"{prefix}.edges.tsv", "--nodes", f"{prefix}.nodes.tsv", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "dag",
+                "run",
+                "--cache",
+                str(arrow),
+                "--batch",
+                "8",
+                "--engine",
+                "vectorised",
+                "--edges",
+                f"{prefix}.edges.tsv",
+                "--nodes",
+                f"{prefix}.nodes.tsv",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(["dag", "table", str(out), "--markdown", str(tmp_path / "t.md")]) == 0
     assert "vectorised" in (tmp_path / "t.md").read_text()
     (tmp_path / "bad.edges.tsv").write_text("1\t1\t1\n")
-    assert main(["dag", "convert", str(tmp_path / "bad.edges.tsv"), f"{prefix}.nodes.tsv", str(tmp_path / "b.arrow")]) == 2
+    assert (
+        main(["dag", "convert", str(tmp_path / "bad.edges.tsv"), f"{prefix}.nodes.tsv", str(tmp_path / "b.arrow")]) == 2
+    )
 
 
 # ----------------------------------------------------------------------------- GPU kernels
@@ -309,15 +375,18 @@ def emulate_warp_kernel(net, x: np.ndarray) -> np.ndarray:
                             node = base + grp[lane]
                             if node < hi:
                                 for e in range(net.indptr[node] + e_lane[lane], net.indptr[node + 1], le):
-                                    acc[lane] += net.weights[e] * values[slots.src_slot[e], cols[lane]:cols[lane] + plan.vec]
+                                    acc[lane] += (
+                                        net.weights[e] * values[slots.src_slot[e], cols[lane] : cols[lane] + plan.vec]
+                                    )
                         for lane in range(32):
                             node = base + grp[lane]
                             if node < hi and e_lane[lane] == 0:
                                 total = acc[(lanes >> log_tpn == grp[lane]) & (b_lane == b_lane[lane])].sum(axis=0)
-                                values[slots.slot[node], cols[lane]:cols[lane] + plan.vec] = act(
-                                    total + net.bias[node], int(net.activation[node]))
-                                writes[node, cols[lane]:cols[lane] + plan.vec] += 1
-    assert np.all(writes[net.n_inputs:] == 1), "every (node, column) written exactly once"
+                                values[slots.slot[node], cols[lane] : cols[lane] + plan.vec] = act(
+                                    total + net.bias[node], int(net.activation[node])
+                                )
+                                writes[node, cols[lane] : cols[lane] + plan.vec] += 1
+    assert np.all(writes[net.n_inputs :] == 1), "every (node, column) written exactly once"
     assert slots.n_slots < net.n_nodes
     return values[slots.slot[net.output_rows], :batch].T
 
@@ -334,8 +403,12 @@ def test_warp_kernel_index_math_emulated(batch):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 def test_dag_kernels_compile_sm90(tmp_path):
     out = tmp_path / "dag.cubin"
-    run = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "-O3", "-o", str(out), str(KERNEL_FILE)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-cubin", "-O3", "-o", str(out), str(KERNEL_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     cubin = out.read_bytes()
     for kernel in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather", "dag_population1", "dag_population4"):
@@ -355,9 +428,16 @@ def _gpu_engine(name: str):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("engine_name", ["cuda-warp", "cuda-thread", "cupy"])
-@pytest.mark.parametrize("kind, edges, batch", [("evolved", 20_000, 1), ("evolved", 50_000, 300),
-                                                ("pruned", 50_000, 1), ("pruned", 20_000, 33),
-                                                ("pruned", 200_000, 1000)])
+@pytest.mark.parametrize(
+    "kind, edges, batch",
+    [
+        ("evolved", 20_000, 1),
+        ("evolved", 50_000, 300),
+        ("pruned", 50_000, 1),
+        ("pruned", 20_000, 33),
+        ("pruned", 200_000, 1000),
+    ],
+)
 def test_gpu_engines_match_reference(engine_name, kind, edges, batch):
     if engine_name == "cupy":
         pytest.importorskip("cupy")

@@ -1,4 +1,5 @@
 """benchmarks/bench_dag.py end to end on the CPU, tiny: every case kind runs, checks pass, tables render."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,42 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_dag.py"
 
 
 def test_bench_dag_cpu_only_smoke(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "--cpu-only", "--sizes", "3000",
-                          "--batches", "1,40", "--kinds", "pruned,deep-narrow", "--reps", "2", "--population", "4",
-                          "--member-edges", "800", "--population-batch", "8", "--snicit-batches", "",
-                          "--memory-kinds", "neat", "--memory-edges", "5000", "--memory-batch", "16", "--tag", "t"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--out",
+            str(tmp_path),
+            "--cpu-only",
+            "--sizes",
+            "3000",
+            "--batches",
+            "1,40",
+            "--kinds",
+            "pruned,deep-narrow",
+            "--reps",
+            "2",
+            "--population",
+            "4",
+            "--member-edges",
+            "800",
+            "--population-batch",
+            "8",
+            "--snicit-batches",
+            "",
+            "--memory-kinds",
+            "neat",
+            "--memory-edges",
+            "5000",
+            "--memory-batch",
+            "16",
+            "--tag",
+            "t",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     (path,) = tmp_path.glob("dag-t-*.json")
     record = json.loads(path.read_text())
@@ -25,8 +57,9 @@ def test_bench_dag_cpu_only_smoke(tmp_path):
         assert not any("extrapolat" in str(v) for v in c.values())
     memory = [c for c in record["cases"] if c["kind"] == "memory-neat"][0]
     assert memory["identical_outputs"] and memory["freed_peak_bytes"] < memory["kept_peak_bytes"]
-    table = subprocess.run([sys.executable, str(BENCH), "--table", str(path)], capture_output=True, text=True,
-                           timeout=60)
+    table = subprocess.run(
+        [sys.executable, str(BENCH), "--table", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert table.returncode == 0 and "| deep-narrow |" in table.stdout and "peak MB freed" in table.stdout
 
 
@@ -64,16 +97,45 @@ def test_bench_dag_gpu_paths_with_stand_in_engines(tmp_path, monkeypatch):
             self.layout = blocked(pop)
 
         def infer(self, x):
-            return DagResult(run_blocked_cpu(self.layout, x), 1e-3, 1e-3, "cuda-population", "stand-in",
-                             details={"launches": 1})
+            return DagResult(
+                run_blocked_cpu(self.layout, x), 1e-3, 1e-3, "cuda-population", "stand-in", details={"launches": 1}
+            )
 
     monkeypatch.setattr(bench, "get_dag_engine", engines)
     monkeypatch.setattr(bench, "gpu_info", lambda: {"gpu": "Stand-in GPU"})
     monkeypatch.setattr(population_cuda, "PopulationCudaEngine", Population)
-    monkeypatch.setattr("sys.argv", ["bench_dag.py", "--out", str(tmp_path), "--sizes", "2000", "--batches", "1,40",
-                                     "--kinds", "neat", "--reps", "1", "--population", "3", "--member-edges", "600",
-                                     "--population-batch", "1,8", "--one-at-a-time", "2", "--snicit-batches", "",
-                                     "--memory-kinds", "", "--cpu-engines", "compiled,vectorised", "--tag", "s"])
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "bench_dag.py",
+            "--out",
+            str(tmp_path),
+            "--sizes",
+            "2000",
+            "--batches",
+            "1,40",
+            "--kinds",
+            "neat",
+            "--reps",
+            "1",
+            "--population",
+            "3",
+            "--member-edges",
+            "600",
+            "--population-batch",
+            "1,8",
+            "--one-at-a-time",
+            "2",
+            "--snicit-batches",
+            "",
+            "--memory-kinds",
+            "",
+            "--cpu-engines",
+            "compiled,vectorised",
+            "--tag",
+            "s",
+        ],
+    )
     bench.main()
     (path,) = tmp_path.glob("dag-s-*.json")
     record = json.loads(path.read_text())

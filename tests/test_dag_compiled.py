@@ -2,6 +2,7 @@
 
 Networks are small so that numba's compile (a few seconds, cached on disk) dominates.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -106,8 +107,9 @@ def test_value_plan_chain_needs_few_rows():
     ids = np.arange(1, n + 1)
     role = np.full(n, HIDDEN, np.int8)
     role[0], role[-1] = INPUT, OUTPUT
-    spec = DagSpec(ids, np.zeros(n, np.float32), np.ones(n, np.int8), role, ids[:-1], ids[1:],
-                   np.full(n - 1, 1.01, np.float32))
+    spec = DagSpec(
+        ids, np.zeros(n, np.float32), np.ones(n, np.int8), role, ids[:-1], ids[1:], np.full(n - 1, 1.01, np.float32)
+    )
     net = levelise(spec)
     plan = plan_values(net)
     assert plan.n_slots == 2

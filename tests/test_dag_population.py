@@ -1,4 +1,5 @@
 """Populations of small networks run at once, and recurrent links unrolled over steps (CPU references)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_population_union_and_blocked_equal_members_one_at_a_time():
     b = blocked(pop)
     assert b.member_levels.size == len(specs) + 1
     for k, m in enumerate(pop.members):  # each member's groups are contiguous rows, in order
-        lp = b.level_ptr[b.member_levels[k]:b.member_levels[k + 1]]
+        lp = b.level_ptr[b.member_levels[k] : b.member_levels[k + 1]]
         assert np.array_equal(np.diff(lp), m.group_sizes()[1:])
     for got, ref in zip(pop.split(run_blocked_cpu(b, x)), singles):
         assert compare_outputs(got, ref).passed
@@ -73,9 +74,15 @@ def test_recurrent_self_loop_by_hand():
     # input 1 -> 2 (w 1), self-loop 2 -> 2 (w 0.5), identity: v_t = x + 0.5 v_{t-1}
     from spdnn.dag.network import DagSpec, IDENTITY, INPUT, OUTPUT
 
-    spec = DagSpec(np.array([1, 2]), np.zeros(2, np.float32), np.array([IDENTITY, IDENTITY], np.int8),
-                   np.array([INPUT, OUTPUT], np.int8), np.array([1, 2]), np.array([2, 2]),
-                   np.array([1.0, 0.5], np.float32))
+    spec = DagSpec(
+        np.array([1, 2]),
+        np.zeros(2, np.float32),
+        np.array([IDENTITY, IDENTITY], np.int8),
+        np.array([INPUT, OUTPUT], np.int8),
+        np.array([1, 2]),
+        np.array([2, 2]),
+        np.array([1.0, 0.5], np.float32),
+    )
     mask = np.array([False, True])
     x = np.array([[2.0]], np.float32)
     net = levelise(unroll(spec, mask, 4))
@@ -119,15 +126,16 @@ def emulate_population_kernel(b, x, block: int = 128):
                             node = base + grp[lane]
                             if node < hi:
                                 for e in range(b.indptr[node] + e_lane[lane], b.indptr[node + 1], le):
-                                    acc[lane] += b.weights[e] * values[b.sources[e], cols[lane]:cols[lane] + vec]
+                                    acc[lane] += b.weights[e] * values[b.sources[e], cols[lane] : cols[lane] + vec]
                         for lane in range(32):
                             node = base + grp[lane]
                             if node < hi and e_lane[lane] == 0:
                                 total = acc[(grp == grp[lane]) & (b_lane == b_lane[lane])].sum(axis=0)
-                                values[node, cols[lane]:cols[lane] + vec] = act(total + b.bias[node],
-                                                                                int(b.activation[node]))
-                                writes[node, cols[lane]:cols[lane] + vec] += 1
-    assert np.all(writes[b.n_inputs:] == 1), "every (node, column) written exactly once"
+                                values[node, cols[lane] : cols[lane] + vec] = act(
+                                    total + b.bias[node], int(b.activation[node])
+                                )
+                                writes[node, cols[lane] : cols[lane] + vec] += 1
+    assert np.all(writes[b.n_inputs :] == 1), "every (node, column) written exactly once"
     return values[b.output_rows, :batch].T
 
 

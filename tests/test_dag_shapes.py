@@ -1,4 +1,5 @@
 """Networks whose levels emerge (random orders, deep and narrow with long skip links, NEAT growth)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 The real networks are read from the ignored .peers/ folder (docs/dag.md says how they are
 exported); those tests skip cleanly without it. Everything else runs on files made here.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -67,8 +68,9 @@ def test_layered_engine_equals_challenge_engine():
     challenge = CpuEngine()
     challenge.prepare(Weights.from_matrices(mats, bias=-0.2), 12)
     truth = challenge.infer(x)
-    net = LayeredNetwork([sp.csr_matrix(m, dtype=np.float32) for m in mats],
-                         [np.full(256, -0.2, np.float32)] * 12, [RELU_CLIP] * 12)
+    net = LayeredNetwork(
+        [sp.csr_matrix(m, dtype=np.float32) for m in mats], [np.full(256, -0.2, np.float32)] * 12, [RELU_CLIP] * 12
+    )
     out = layered_outputs(net, x)
     np.testing.assert_array_equal(np.flatnonzero(np.any(out != 0, axis=1)), truth.categories)
     dense = np.zeros_like(out)
@@ -99,8 +101,12 @@ def write_snicit(root: Path, name: str, net: LayeredNetwork, dense_first: bool) 
             (wdir / fname).write_text("".join(f"{v!r}\n" for v in w.toarray().astype(float).ravel().tolist()))
         else:
             coo = w.tocoo()
-            (wdir / fname).write_text("".join(f"{i}\t{j}\t{v!r}\n" for i, j, v in
-                                              zip(coo.row.tolist(), coo.col.tolist(), coo.data.astype(float).tolist())))
+            (wdir / fname).write_text(
+                "".join(
+                    f"{i}\t{j}\t{v!r}\n"
+                    for i, j, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.astype(float).tolist())
+                )
+            )
 
 
 def test_snicit_reader_on_made_files(tmp_path):
@@ -108,8 +114,9 @@ def test_snicit_reader_on_made_files(tmp_path):
     ws = [sp.csr_matrix(rng.normal(size=(20, 8)).astype(np.float32))]
     ws += [sp.random(8, 8, density=0.5, random_state=rng, dtype=np.float32, format="csr") for _ in range(3)]
     ws += [sp.csr_matrix(rng.normal(size=(8, 10)).astype(np.float32))]
-    made = LayeredNetwork(ws, [rng.normal(size=w.shape[1]).astype(np.float32) for w in ws],
-                          [RELU_CLIP1] * 4 + [IDENTITY])
+    made = LayeredNetwork(
+        ws, [rng.normal(size=w.shape[1]).astype(np.float32) for w in ws], [RELU_CLIP1] * 4 + [IDENTITY]
+    )
     write_snicit(tmp_path, "n8-l3", made, dense_first=True)
     net = snicit.read_snicit("n8-l3", root=tmp_path)
     assert net.widths == [20, 8, 8, 8, 8, 10] and net.activations == made.activations
@@ -178,8 +185,9 @@ def test_real_snicit_network_dag_equals_layered(letter):
 
 
 @needs_real
-@pytest.mark.skipif(mnist.find(mnist.default_dir(), "t10k-images-idx3-ubyte") is None,
-                    reason="MNIST test set not exported to .peers/")
+@pytest.mark.skipif(
+    mnist.find(mnist.default_dir(), "t10k-images-idx3-ubyte") is None, reason="MNIST test set not exported to .peers/"
+)
 def test_real_snicit_a_reaches_its_published_accuracy():
     """Network A is named acc94.94: the whole MNIST test set must give exactly that (the reader is right)."""
     net = snicit.read_snicit("A")

@@ -1,5 +1,6 @@
 """Faults: runs killed mid-download, mid-conversion and mid-inference resume; damaged caches are
 rebuilt; concurrent conversions and workflow invocations do not corrupt anything."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -24,9 +25,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow/Snake
 
 def start(workdir: Path, config: dict, *args: str) -> subprocess.Popen:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return subprocess.Popen([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                             "--cores", "1", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -53,8 +58,11 @@ def config_for(work: Path, **changes) -> dict:
     config = {
         "data": {"source": "synthetic", "seed": 5},
         "networks": [{"neurons": 4096, "layers": 40}],
-        "inputs": 1500, "engine": "cpu", "repeats": 1,
-        "datadir": str(work / "data"), "outdir": str(work / "results"),
+        "inputs": 1500,
+        "engine": "cpu",
+        "repeats": 1,
+        "datadir": str(work / "data"),
+        "outdir": str(work / "results"),
     }
     config.update(changes)
     return config
@@ -118,8 +126,12 @@ def test_killed_during_download_resumes(tmp_path):
     work.mkdir()
     for server in _serve(SAMPLE.parent.parent):
         server.faults.throttle = 0.05  # ~1.3 MB/s: the 2.5 MB tarball takes about 2 s
-        config = config_for(work, data={"source": "mirror", "url": server.base},
-                            networks=[{"neurons": 1024, "layers": 30, "truth_layers": 120}], inputs=600)
+        config = config_for(
+            work,
+            data={"source": "mirror", "url": server.base},
+            networks=[{"neurons": 1024, "layers": 30, "truth_layers": 120}],
+            inputs=600,
+        )
         part = work / "data/raw/mirror/dnn/neuron1024.tar.gz.part"
         proc = start(work, config)
         kill_when(proc, lambda: part.exists() and part.stat().st_size > 300_000)
@@ -133,8 +145,12 @@ def test_killed_during_download_resumes(tmp_path):
 
 
 def sample_run(work: Path) -> tuple[dict, str]:
-    config = config_for(work, data={"source": "mirror", "url": str(SAMPLE)},
-                        networks=[{"neurons": 1024, "layers": 30, "truth_layers": 120}], inputs=600)
+    config = config_for(
+        work,
+        data={"source": "mirror", "url": str(SAMPLE)},
+        networks=[{"neurons": 1024, "layers": 30, "truth_layers": 120}],
+        inputs=600,
+    )
     proc = start(work, config)
     return config, finish(proc)
 
@@ -213,8 +229,12 @@ def test_two_invocations_on_one_folder(generated, tmp_path):
     deadline = time.monotonic() + 120
     while not (logs / "infer-neuron4096-l40-shard0.log").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"),
-                             "--cores", "1"], capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
     out = finish(first)

@@ -5,6 +5,7 @@ simulate faults: 503s (or any status), a connection cut mid-body, a server that 
 Range, one that sends no Content-Length or chunks without the last one, one that trickles
 a byte at a time and one that never answers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,15 @@ import pytest
 
 from spdnn import challenge
 from spdnn.fetch import (
-    BadLocation, FetchError, FetchRecord, check_gzip, check_truth, fetch, main, record_manifest, url_for,
+    BadLocation,
+    FetchError,
+    FetchRecord,
+    check_gzip,
+    check_truth,
+    fetch,
+    main,
+    record_manifest,
+    url_for,
 )
 
 SAMPLE = Path(__file__).parent / "data" / "challenge-sample" / "synthetic" / "sparsechallenge_2019"
@@ -108,7 +117,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     def _send(self, body: bytes, final_chunk: bool) -> None:
         f, step = self.faults, 1 if self.faults.trickle else 1 << 16
         for at in range(0, len(body), step):
-            piece = body[at:at + step]
+            piece = body[at : at + step]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if f.chunked else piece)
             self.wfile.flush()
             time.sleep(f.trickle or f.throttle)
@@ -135,9 +144,7 @@ class Server:
 def _serve(root: Path) -> Iterator[Server]:
     faults = Faults()
     handler = type("Handler", (RangeHandler,), {"faults": faults})
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
-    )
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
@@ -187,8 +194,9 @@ def test_plain_download_and_manifest(server: Server, tmp_path: Path) -> None:
 
 def test_configured_sha256_and_size_accepted(server: Server, tmp_path: Path) -> None:
     src = SAMPLE / INPUTS
-    rec = fetch(url_for(server.base, INPUTS), tmp_path / "x.gz", sha256=_sha(src).upper(),
-                size=src.stat().st_size, **FAST)
+    rec = fetch(
+        url_for(server.base, INPUTS), tmp_path / "x.gz", sha256=_sha(src).upper(), size=src.stat().st_size, **FAST
+    )
     assert rec.sha256 == _sha(src)
 
 
@@ -365,12 +373,10 @@ def test_manifest_concurrent_writers(tmp_path: Path) -> None:
 def test_main(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest, manifest = tmp_path / TRUTH, tmp_path / "manifest.json"
     sha = _sha(SAMPLE / TRUTH)
-    rc = main([url_for(server.base, TRUTH), str(dest), "--sha256", sha,
-               "--manifest", str(manifest), "--no-progress"])
+    rc = main([url_for(server.base, TRUTH), str(dest), "--sha256", sha, "--manifest", str(manifest), "--no-progress"])
     assert rc == 0 and dest.read_bytes() == (SAMPLE / TRUTH).read_bytes()
     assert json.loads(manifest.read_text())[TRUTH]["sha256"] == sha
-    rc = main([TRUTH, str(tmp_path / "b.tsv"), "--base", str(SAMPLE), "--sha256", "0" * 64,
-               "--no-progress"])
+    rc = main([TRUTH, str(tmp_path / "b.tsv"), "--base", str(SAMPLE), "--sha256", "0" * 64, "--no-progress"])
     assert rc == 2 and "sha256 mismatch" in capsys.readouterr().err
 
 
@@ -418,13 +424,16 @@ def _mirror_with(tmp_path: Path, rel: str, data: bytes) -> Path:
     return root
 
 
-@pytest.mark.parametrize("body, line", [
-    (b"287\n2_87\n", 2),  # int() would take it as 287
-    (b"<html><body>Service unavailable</body></html>\n", 1),
-    (b"287\n0\n", 2),
-    (b"287\n-5\n", 2),
-    (b"1" * 100 + b"\n", 1),
-])
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        (b"287\n2_87\n", 2),  # int() would take it as 287
+        (b"<html><body>Service unavailable</body></html>\n", 1),
+        (b"287\n0\n", 2),
+        (b"287\n-5\n", 2),
+        (b"1" * 100 + b"\n", 1),
+    ],
+)
 def test_truth_that_is_not_a_truth_file_is_refused(tmp_path: Path, body: bytes, line: int) -> None:
     for srv in _serve(_mirror_with(tmp_path, TRUTH, body)):
         srv.faults.no_length = True
@@ -459,8 +468,9 @@ def test_silent_server_fails_each_attempt_at_the_stall_timeout(server: Server, t
     server.faults.silent = 5
     started = time.monotonic()
     with pytest.raises(FetchError, match="failed after 3 attempts.*timed out"):
-        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", retries=2, backoff=0.001,
-              stall_timeout=0.3, progress=False)
+        fetch(
+            url_for(server.base, TRUTH), tmp_path / "t.tsv", retries=2, backoff=0.001, stall_timeout=0.3, progress=False
+        )
     assert time.monotonic() - started < 2.5 and len(server.faults.requests) == 3
 
 
@@ -468,8 +478,15 @@ def test_silent_server_stops_at_the_deadline(server: Server, tmp_path: Path) -> 
     server.faults.silent = 5
     started = time.monotonic()
     with pytest.raises(FetchError, match="deadline of 1s"):
-        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", retries=100, backoff=0.001,
-              stall_timeout=0.3, deadline=1.0, progress=False)
+        fetch(
+            url_for(server.base, TRUTH),
+            tmp_path / "t.tsv",
+            retries=100,
+            backoff=0.001,
+            stall_timeout=0.3,
+            deadline=1.0,
+            progress=False,
+        )
     assert time.monotonic() - started < 1.6
 
 
@@ -477,8 +494,7 @@ def test_no_back_off_past_the_deadline(server: Server, tmp_path: Path) -> None:
     server.faults.fail_first = 100
     started = time.monotonic()
     with pytest.raises(FetchError, match="gave up before the deadline of 5s after 1 attempts.*503"):
-        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", backoff=30, deadline=5,
-              stall_timeout=10, progress=False)
+        fetch(url_for(server.base, TRUTH), tmp_path / "t.tsv", backoff=30, deadline=5, stall_timeout=10, progress=False)
     assert time.monotonic() - started < 1 and len(server.faults.requests) == 1
 
 
@@ -512,10 +528,18 @@ def test_connection_refused_is_retried_then_clear(tmp_path: Path) -> None:
 # ------------------------------------------------ invalid URLs and a full disk (item 9)
 
 
-@pytest.mark.parametrize("url", [
-    "http://[::1/x", "http://h:99999/x", "http://h:port/x", "http:///x", "http://h/a b",
-    "file://host/x", "gopher://h/x",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/x",
+        "http://h:99999/x",
+        "http://h:port/x",
+        "http:///x",
+        "http://h/a b",
+        "file://host/x",
+        "gopher://h/x",
+    ],
+)
 def test_invalid_url_is_one_clear_error(tmp_path: Path, url: str) -> None:
     with pytest.raises(BadLocation, match=re.escape(url)):
         fetch(url, tmp_path / "t.tsv", **FAST)
@@ -524,8 +548,7 @@ def test_invalid_url_is_one_clear_error(tmp_path: Path, url: str) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_disk_full_is_reported_as_such(server: Server, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_is_reported_as_such(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_open = Path.open
 
     def full_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object):
@@ -562,12 +585,21 @@ class _FullDisk(io.BufferedIOBase):
 # ----------------------------------------------------- mistyped URLs (item 10)
 
 
-@pytest.mark.parametrize("location", [
-    "http//host/x", "https//host/x", "HTTP//host/x", "https:/host/x", "http:host/x", "file:/tmp/x",
-    "file:tmp/x", "ftp:/host/x", "mirror//data",
-])
-def test_mistyped_url_is_not_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      location: str) -> None:
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http//host/x",
+        "https//host/x",
+        "HTTP//host/x",
+        "https:/host/x",
+        "http:host/x",
+        "file:/tmp/x",
+        "file:tmp/x",
+        "ftp:/host/x",
+        "mirror//data",
+    ],
+)
+def test_mistyped_url_is_not_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(BadLocation, match=re.escape(repr(location)) + " looks like a mistyped URL"):
         url_for(location, TRUTH)
@@ -594,8 +626,14 @@ def test_real_local_paths_still_work(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([sys.executable, "-m", "spdnn.fetch", *args, "--no-progress"],
-                          capture_output=True, text=True, cwd=root, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "spdnn.fetch", *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_cli_errors_are_one_line_exit_2(server: Server, tmp_path: Path) -> None:
@@ -605,8 +643,10 @@ def test_cli_errors_are_one_line_exit_2(server: Server, tmp_path: Path) -> None:
         (["http//host/x", str(tmp_path / "b.tsv")], "'http//host/x' looks like a mistyped URL"),
         ([url_for(server.base, "dnn/missing.tsv"), str(tmp_path / "c.tsv")], "not found (HTTP 404)"),
         ([TRUTH, str(tmp_path / "d.tsv"), "--base", str(SAMPLE), "--sha256", "0" * 64], "sha256 mismatch"),
-        ([TRUTH, str(tmp_path / "e.tsv"), "--base", str(SAMPLE), "--manifest", str(bad_manifest)],
-         "not a JSON manifest"),
+        (
+            [TRUTH, str(tmp_path / "e.tsv"), "--base", str(SAMPLE), "--manifest", str(bad_manifest)],
+            "not a JSON manifest",
+        ),
     ]
     for args, expected in cases:
         run = _cli(*args)
@@ -617,8 +657,18 @@ def test_cli_errors_are_one_line_exit_2(server: Server, tmp_path: Path) -> None:
 
 
 def test_cli_options(server: Server, tmp_path: Path) -> None:
-    run = _cli(url_for(server.base, TRUTH), str(tmp_path / "t.tsv"), "--retries", "0",
-               "--backoff", "0.1", "--stall-timeout", "5", "--deadline", "30")
+    run = _cli(
+        url_for(server.base, TRUTH),
+        str(tmp_path / "t.tsv"),
+        "--retries",
+        "0",
+        "--backoff",
+        "0.1",
+        "--stall-timeout",
+        "5",
+        "--deadline",
+        "30",
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.tsv").read_bytes() == (SAMPLE / TRUTH).read_bytes()
     for bad in (["--deadline", "0"], ["--stall-timeout", "-1"], ["--retries", "-1"]):

@@ -8,6 +8,7 @@ official nonzeros at every N and give the official category counts (at sizes CI 
 docs/synthetic.md has the 60000-input measurement). The CPU reference split over processes
 must stay bit-identical to the single-process one.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -95,7 +96,7 @@ def group_rule(layers: list[sp.csr_matrix], neurons: int) -> list[np.ndarray]:
     pairs = [row_pairs(m, neurons) for m in layers]
     groups = []
     for start in range(0, len(layers), g):
-        group = pairs[start:start + g]
+        group = pairs[start : start + g]
         common = [np.all([(c[:, None] == q).any(axis=1) for q in group], axis=0) for c in group[0].T]
         assert np.all(common[0] ^ common[1]), "rows must share exactly one position across the group"
         pos = np.where(common[0], group[0][:, 0], group[0][:, 1])
@@ -119,7 +120,7 @@ def kron_layer(positions: np.ndarray, stride: int) -> sp.csr_matrix:
 
 def overlaps(groups: list[np.ndarray]) -> np.ndarray:
     """Fraction of rows keeping their position between every two groups."""
-    return np.array([np.mean(a == b) for i, a in enumerate(groups) for b in groups[i + 1:]])
+    return np.array([np.mean(a == b) for i, a in enumerate(groups) for b in groups[i + 1 :]])
 
 
 def test_real_sample_follows_the_rule(real):
@@ -209,10 +210,13 @@ def geometry(x: sp.csr_matrix) -> dict[str, float]:
     """Rows and columns spanned, centre of mass, ones per image, of 32 x 32 images (neuron x*32+y)."""
     img = x.toarray().reshape(x.shape[0], 32, 32)  # [input, x, y]
     mass = img.sum(axis=(1, 2))
-    return {"height": (img.sum(1) > 0).sum(1).mean(), "width": (img.sum(2) > 0).sum(1).mean(),
-            "y_centre": ((img.sum(1) * np.arange(32)).sum(1) / mass).mean(),
-            "x_centre": ((img.sum(2) * np.arange(32)).sum(1) / mass).mean(),
-            "centre_sd": ((img.sum(1) * np.arange(32)).sum(1) / mass).std()}
+    return {
+        "height": (img.sum(1) > 0).sum(1).mean(),
+        "width": (img.sum(2) > 0).sum(1).mean(),
+        "y_centre": ((img.sum(1) * np.arange(32)).sum(1) / mass).mean(),
+        "x_centre": ((img.sum(2) * np.arange(32)).sum(1) / mass).mean(),
+        "centre_sd": ((img.sum(1) * np.arange(32)).sum(1) / mass).std(),
+    }
 
 
 def test_inputs_look_like_the_real_digits(real):
@@ -236,8 +240,10 @@ def test_input_nonzeros_are_the_official_ones(neurons, n):
     assert abs(x.nnz / n / official - 1) < 0.03, x.nnz / n / official
 
 
-@pytest.mark.parametrize("neurons,shape", [(64, (8, 8)), (128, (8, 16)), (1024, (32, 32)),
-                                           (2048, (32, 64)), (4096, (64, 64)), (65536, (256, 256))])
+@pytest.mark.parametrize(
+    "neurons,shape",
+    [(64, (8, 8)), (128, (8, 16)), (1024, (32, 32)), (2048, (32, 64)), (4096, (64, 64)), (65536, (256, 256))],
+)
 def test_image_shape(neurons, shape):
     assert generate.image_shape(neurons) == shape
 
@@ -288,7 +294,7 @@ def test_official_profile_scaling():
 
 def within(alive: np.ndarray, n: int, tolerance: float) -> np.ndarray:
     """Ratios of the fractions alive to the official profile, asserted within tolerance."""
-    ratio = alive / n / generate.official_profile()[:len(alive)]
+    ratio = alive / n / generate.official_profile()[: len(alive)]
     assert np.all(np.abs(ratio - 1) < tolerance), np.round(ratio, 2)
     return ratio
 
@@ -388,8 +394,11 @@ def test_write_official_layout_round_trip(tmp_path):
     root = tmp_path / "a"
     generate.write_official_layout(root, 1024, counts, n, seed, progress=False, workers=2)
     names = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    assert names == {challenge.weights_archive(1024), challenge.inputs_file(1024),
-                     *(challenge.truth_file(1024, c) for c in counts)}
+    assert names == {
+        challenge.weights_archive(1024),
+        challenge.inputs_file(1024),
+        *(challenge.truth_file(1024, c) for c in counts),
+    }
 
     archive = root / challenge.weights_archive(1024)
     with tarfile.open(archive, "r:gz") as tar:

@@ -1,5 +1,6 @@
 """Hostile and unlucky users of the workflow: shell characters in every path run nothing, a
 failed rerun leaves no stale "passed", odd but legal values work."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,16 +20,35 @@ MARKERS = ["M1", "M2", "M3", "M4", "M5"]
 
 
 def small_config(datadir: Path, outdir: Path, **changes) -> dict:
-    config = {"data": {"source": "synthetic", "seed": 3}, "networks": [{"neurons": 1024, "layers": 6}],
-              "inputs": 300, "engine": "cpu", "repeats": 1, "datadir": str(datadir), "outdir": str(outdir)}
+    config = {
+        "data": {"source": "synthetic", "seed": 3},
+        "networks": [{"neurons": 1024, "layers": 6}],
+        "inputs": 300,
+        "engine": "cpu",
+        "repeats": 1,
+        "datadir": str(datadir),
+        "outdir": str(outdir),
+    }
     config.update(changes)
     return config
 
 
 def snakemake_in(checkout: Path, workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "workflow/Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(checkout / "workflow/Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workdir)
 
 
@@ -38,8 +58,11 @@ def hostile_checkout(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for part in ("workflow", "config", "spdnn"):
         src = ROOT / part
-        (shutil.copytree(src, checkout / part, ignore=ignore) if src.is_dir() else
-         (checkout.mkdir(parents=True, exist_ok=True), shutil.copy(src, checkout / part)))
+        (
+            shutil.copytree(src, checkout / part, ignore=ignore)
+            if src.is_dir()
+            else (checkout.mkdir(parents=True, exist_ok=True), shutil.copy(src, checkout / part))
+        )
     return checkout
 
 
@@ -87,8 +110,13 @@ def test_failed_rerun_leaves_no_stale_passed(tmp_path):
     second = snakemake_in(ROOT, work, config)
     assert second.returncode != 0
     # ... and nothing made from the old result still says it passed.
-    for stale in ("table.md", "table.csv", "published_comparison.csv", "neuron1024-l6/cpu.json",
-                  "neuron1024-l6/cpu.categories.tsv"):
+    for stale in (
+        "table.md",
+        "table.csv",
+        "published_comparison.csv",
+        "neuron1024-l6/cpu.json",
+        "neuron1024-l6/cpu.categories.tsv",
+    ):
         assert not (out / stale).exists(), stale
 
 

@@ -7,6 +7,7 @@ import hides a cycle from Python's loader, not from the reader). `from pkg impor
 edge to pkg.name when that is a module, else to pkg. A package's __init__ is the node named
 after the package.
 """
+
 from __future__ import annotations
 
 import ast
@@ -82,7 +83,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if colour.get(n, black) == grey:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if colour.get(n) == white:
                 cycle = visit(n)
                 if cycle:
@@ -167,4 +168,5 @@ def test_no_import_cycle():
     assert len(graph) > 50  # the whole package was read
     cycles = import_cycles(graph)
     assert not cycles, "import cycles (one per group of modules that import each other):\n" + "\n".join(
-        f"{' -> '.join(cycle)}   (group: {', '.join(group)})" for cycle, group in cycles)
+        f"{' -> '.join(cycle)}   (group: {', '.join(group)})" for cycle, group in cycles
+    )

@@ -1,4 +1,5 @@
 """One network's inference step, shards and their merge, and the aggregated table."""
+
 from __future__ import annotations
 
 import csv
@@ -17,9 +18,18 @@ from .conftest import SAMPLE_INPUTS, SAMPLE_LAYERS
 
 
 def run(sample_cache, tmp_path, name="r", truth=None, shard=Shard(), **kw):
-    return run_network(sample_cache["weights"], sample_cache["inputs"], truth or sample_cache["truth"],
-                       layers=SAMPLE_LAYERS, n_inputs=SAMPLE_INPUTS, engine="cpu", shard=shard,
-                       output=tmp_path / f"{name}.json", categories_path=tmp_path / f"{name}.categories.tsv", **kw)
+    return run_network(
+        sample_cache["weights"],
+        sample_cache["inputs"],
+        truth or sample_cache["truth"],
+        layers=SAMPLE_LAYERS,
+        n_inputs=SAMPLE_INPUTS,
+        engine="cpu",
+        shard=shard,
+        output=tmp_path / f"{name}.json",
+        categories_path=tmp_path / f"{name}.categories.tsv",
+        **kw,
+    )
 
 
 def test_result_record(sample_cache, tmp_path):
@@ -41,8 +51,13 @@ def test_result_record(sample_cache, tmp_path):
 
 
 def test_record_reads_old_and_partial_files(tmp_path):
-    partial = {"network": {"neurons": 1024, "layers": 120}, "engine": "cpu", "edges_per_second": 1.0,
-               "future_key": [1, 2], "_path": "x.json"}
+    partial = {
+        "network": {"neurons": 1024, "layers": 120},
+        "engine": "cpu",
+        "edges_per_second": 1.0,
+        "future_key": [1, 2],
+        "_path": "x.json",
+    }
     record = ResultRecord.from_json(partial)
     assert record.span == ShardSpan(0, 1, 0, 0) and record.shard_count == 1 and record.gpus == 0
     assert record.path == "x.json" and record.extra == {"future_key": [1, 2]}
@@ -64,9 +79,14 @@ def test_mismatch_fails_loudly_and_writes_no_result(sample_cache, tmp_path):
 def test_shards_merge_to_the_whole(sample_cache, tmp_path):
     parts = [run(sample_cache, tmp_path, name=f"s{i}", shard=Shard(i, 3)) for i in range(3)]
     assert sum(p["inputs"] for p in parts) == 600
-    merged = merge_shards([tmp_path / f"s{i}.json" for i in range(3)],
-                          [tmp_path / f"s{i}.categories.tsv" for i in range(3)], sample_cache["truth"],
-                          n_inputs=600, output=tmp_path / "m.json", categories_path=tmp_path / "m.categories.tsv")
+    merged = merge_shards(
+        [tmp_path / f"s{i}.json" for i in range(3)],
+        [tmp_path / f"s{i}.categories.tsv" for i in range(3)],
+        sample_cache["truth"],
+        n_inputs=600,
+        output=tmp_path / "m.json",
+        categories_path=tmp_path / "m.categories.tsv",
+    )
     assert merged["categories"] == 7 and merged["inputs"] == 600
     assert merged["edges"] == challenge.edges(600, 1024, 30)
     assert merged["active_rows"][-1] == 7
@@ -75,9 +95,14 @@ def test_shards_merge_to_the_whole(sample_cache, tmp_path):
     assert list(saved)[-2:] == ["parts", "shards"] and saved["shards"] == 3 and saved["shard"]["count"] == 3
     assert read_record(tmp_path / "m.json").to_json() == saved
     with pytest.raises(ValueError, match="do not tile"):
-        merge_shards([tmp_path / "s0.json", tmp_path / "s2.json"],
-                     [tmp_path / "s0.categories.tsv", tmp_path / "s2.categories.tsv"], sample_cache["truth"],
-                     n_inputs=600, output=tmp_path / "x.json", categories_path=tmp_path / "x.tsv")
+        merge_shards(
+            [tmp_path / "s0.json", tmp_path / "s2.json"],
+            [tmp_path / "s0.categories.tsv", tmp_path / "s2.categories.tsv"],
+            sample_cache["truth"],
+            n_inputs=600,
+            output=tmp_path / "x.json",
+            categories_path=tmp_path / "x.tsv",
+        )
 
 
 def test_shard_parse():
@@ -130,8 +155,15 @@ def test_inputs_width_must_match_the_network(sample_cache, tmp_path):
     wide = tmp_path / "wide.arrow"
     convert_inputs(SAMPLE / "mnist/sparse-images-1024.tsv.gz", wide, 4096, progress=False)
     with pytest.raises(DataError, match="inputs have 4096 columns, the network has 1024 neurons"):
-        run_network(sample_cache["weights"], wide, sample_cache["truth"], layers=30, n_inputs=600, engine="cpu",
-                    output=tmp_path / "x.json")
+        run_network(
+            sample_cache["weights"],
+            wide,
+            sample_cache["truth"],
+            layers=30,
+            n_inputs=600,
+            engine="cpu",
+            output=tmp_path / "x.json",
+        )
 
 
 def test_published_comparison_and_roofline(sample_cache, tmp_path):

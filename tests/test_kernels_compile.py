@@ -1,4 +1,5 @@
 """Every CUDA kernel file compiles for Hopper (sm_90) with nvcc; runs on CI without a GPU."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,7 +21,11 @@ def test_kernel_files_exist():
 def test_compiles_sm90(source, kw, tmp_path):
     """The engine compiles each file once per padded column length KW (-DKW=...)."""
     out = tmp_path / "tmp.cubin"
-    run = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", f"-DKW={kw}", "-DWARPS=8", "-o", str(out), str(source)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-cubin", f"-DKW={kw}", "-DWARPS=8", "-o", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert out.stat().st_size > 0

@@ -1,5 +1,6 @@
 """spdnn.model: hand-computed traffic of the engine's kernels on a tiny layer, constraints,
 vectorised == scalar, tune schema, the engine's files against the engine."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,12 @@ def test_engine_files_match_the_engine():
     assert load_nest("fused").params["FUSE_WIDTH"][0] == cuda.FUSE_WIDTH
     gx = load_nest("gather").section("block").count
     for ucols, warps, gf, rows in ((64, 8, 16, 60000), (4096, 16, 4, 600), (32, 32, 64, 33)):
-        env = {"WARPS": np.asarray(warps), "GF": np.asarray(gf), "SMS": np.asarray(132.0),
-               "Sz": {"j": np.asarray(ucols), "r": np.asarray(rows)}}
+        env = {
+            "WARPS": np.asarray(warps),
+            "GF": np.asarray(gf),
+            "SMS": np.asarray(132.0),
+            "Sz": {"j": np.asarray(ucols), "r": np.asarray(rows)},
+        }
         want = max(1, min(math.ceil(ucols / warps), math.ceil(132 * gf / math.ceil(rows / 32))))
         assert float(gx(env)) == want
 
@@ -140,15 +145,36 @@ def test_policy_matches_engine_counts():
 
 
 def test_directives_roundtrip():
-    for df in (Dataflow(dataflow="fused", variant="merged", warps=4, row_tile=16, fuse=8, grid_factor=32,
-                        check_every=16, check_bytes=16e6, compact_fraction=0.25, batch_rows=15008),
-               Dataflow(dataflow="gather", warps=2, grid_factor=64, check_every=1),
-               Dataflow(dataflow="smem", row_tile=8, warps=4, variant="dedup")):
+    for df in (
+        Dataflow(
+            dataflow="fused",
+            variant="merged",
+            warps=4,
+            row_tile=16,
+            fuse=8,
+            grid_factor=32,
+            check_every=16,
+            check_bytes=16e6,
+            compact_fraction=0.25,
+            batch_rows=15008,
+        ),
+        Dataflow(dataflow="gather", warps=2, grid_factor=64, check_every=1),
+        Dataflow(dataflow="smem", row_tile=8, warps=4, variant="dedup"),
+    ):
         assert parse_directives(df.directives()) == df
 
 
-SMALL = dict(DEFAULT_SPACE, warps=(2, 8, 32), grid_factor=(4, 16), check_every=(1, 8), check_bytes=(64e6,),
-             compact_fraction=(1 / 16,), batch_rows=(0, 15008), fuse=(1, 4, 24), row_tile=(8, 32))
+SMALL = dict(
+    DEFAULT_SPACE,
+    warps=(2, 8, 32),
+    grid_factor=(4, 16),
+    check_every=(1, 8),
+    check_bytes=(64e6,),
+    compact_fraction=(1 / 16,),
+    batch_rows=(0, 15008),
+    fuse=(1, 4, 24),
+    row_tile=(8, 32),
+)
 
 
 @pytest.mark.parametrize("neurons", [1024, 4096])
@@ -179,8 +205,23 @@ def test_tune_schema(tmp_path):
     from spdnn.cli import main
 
     out = tmp_path / "tuned.json"
-    assert main(["model", "tune", "--neurons", "1024", "--layers", "120", "--gpu", "NVIDIA H100 80GB HBM3",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "tune",
+                "--neurons",
+                "1024",
+                "--layers",
+                "120",
+                "--gpu",
+                "NVIDIA H100 80GB HBM3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     d = json.loads(out.read_text())
     assert set(d) >= {"engine_options", "predicted_seconds", "model", "measured"}
     assert d["engine_options"]["variant"] in ("merged", "dedup")
@@ -210,8 +251,9 @@ def test_tune_searches_only_validated_knobs():
                 assert min(values) <= min(space[key]) and max(space[key]) <= max(values), knob
         for knob, value in NOT_VARIED.items():
             assert space[knob] == (value,)
-        assert measured_label(Dataflow(dataflow=dataflow, variant=space["variant"][0],
-                                       fuse=space["fuse"][0])) == MEASURED
+        assert (
+            measured_label(Dataflow(dataflow=dataflow, variant=space["variant"][0], fuse=space["fuse"][0])) == MEASURED
+        )
     assert measured_label(Dataflow(dataflow="smem")).startswith("never")
     assert measured_label(Dataflow(dataflow="fused", fuse=8, row_tile=16)).startswith("never")
 

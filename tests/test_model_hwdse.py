@@ -1,4 +1,5 @@
 """Hardware design-space exploration: the grid equals the scalar model, distinct GPUs, Pareto front, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,18 @@ from spdnn.model.hwdse import AXES, evaluate_hw, grid_axes, pareto, proxy, scale
 
 
 def _axis_point(hw):
-    return {"sms": [hw.sms], "smem_per_sm_kb": [hw.smem_per_sm / 1024], "l2_mb": [hw.l2_bytes / 2 ** 20],
-            "hbm_tbs": [hw.hbm_bandwidth / 1e12], "clock_ghz": [hw.clock_hz / 1e9]}
+    return {
+        "sms": [hw.sms],
+        "smem_per_sm_kb": [hw.smem_per_sm / 1024],
+        "l2_mb": [hw.l2_bytes / 2**20],
+        "hbm_tbs": [hw.hbm_bandwidth / 1e12],
+        "clock_ghz": [hw.clock_hz / 1e9],
+    }
 
 
-@pytest.mark.parametrize("df", [Dataflow(), Dataflow(dataflow="fused", warps=16, fuse=8, check_every=8),
-                                Dataflow(variant="dedup", warps=32)])
+@pytest.mark.parametrize(
+    "df", [Dataflow(), Dataflow(dataflow="fused", warps=16, fuse=8, check_every=8), Dataflow(variant="dedup", warps=32)]
+)
 def test_grid_equals_scalar_model(df):
     """Every grid point is the scalar model on the scaled GPU: checked at the base preset's own
     figures and at a few other points."""
@@ -32,8 +39,9 @@ def test_grid_equals_scalar_model(df):
         idx = np.unravel_index(int(flat), res.seconds.shape)
         one = {k: ax[k][[i]] for k, i in zip(AXES, idx)}
         hw = scaled(base, one)
-        hw = hw.__class__(**{f: (np.asarray(v).ravel()[0] if isinstance(v, np.ndarray) else v)
-                             for f, v in hw.__dict__.items()})
+        hw = hw.__class__(
+            **{f: (np.asarray(v).ravel()[0] if isinstance(v, np.ndarray) else v) for f, v in hw.__dict__.items()}
+        )
         assert res.seconds[idx] == pytest.approx(predict(df, prof, hw).seconds, rel=1e-9)
 
 
@@ -47,7 +55,9 @@ def test_grid_is_distinct_and_proxies_grow():
         assert p.shape == tuple(len(ax[k]) for k in AXES)
         for axis in range(5):  # never cheaper with more of anything (area ignores the clock)
             assert (np.diff(p, axis=axis) >= 0).all()
-    h100 = float(proxy({k: np.asarray(v) for k, v in _axis_point(load_hardware("h100-sxm")).items()}, "area").ravel()[0])
+    h100 = float(
+        proxy({k: np.asarray(v) for k, v in _axis_point(load_hardware("h100-sxm")).items()}, "area").ravel()[0]
+    )
     assert 400 < h100 < 700  # mm2: the order of an H100's enabled die
 
 
@@ -61,13 +71,34 @@ def test_cli_writes_the_front(tmp_path):
     from spdnn.cli import main
 
     png, out = tmp_path / "front.png", tmp_path / "front.json"
-    assert main(["model", "hwdse", "--neurons", "1024", "--layers", "60", "--inputs", "6000", "--proxy", "power",
-                 "--plot", str(png), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "hwdse",
+                "--neurons",
+                "1024",
+                "--layers",
+                "60",
+                "--inputs",
+                "6000",
+                "--proxy",
+                "power",
+                "--plot",
+                str(png),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert png.read_bytes()[:4] == b"\x89PNG"
     d = json.loads(out.read_text())
     assert d["gpus"] == np.prod([len(v) for v in d["axes"].values()])
     front = d["front"]
     assert len(front) > 5
-    assert all(a["proxy"] <= b["proxy"] and a["edges_per_second"] < b["edges_per_second"] for a, b in zip(front, front[1:]))
+    assert all(
+        a["proxy"] <= b["proxy"] and a["edges_per_second"] < b["edges_per_second"] for a, b in zip(front, front[1:])
+    )
     assert all("measured" in f for f in front) and all("measured" in x for x in d["designs"])
     assert set(d["presets"]) >= {"h100-sxm"}

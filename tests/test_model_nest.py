@@ -1,5 +1,6 @@
 """Directive files: parse errors name the file and line; the analysis of small loop nests equals
 reuse computed by hand; changing a directive changes the analysis where it should."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -102,18 +103,28 @@ Stage Yin smem
 
 
 ERRORS = [
-    ("SpatialMap(2, 1) r\nCluster(8) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\n", 1, "offset must equal size"),
+    (
+        "SpatialMap(2, 1) r\nCluster(8) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\n",
+        1,
+        "offset must equal size",
+    ),
     ("Cluster(8) warp\nSpatialMap(1,1) q\n", 2, "unknown dimension"),
     ("Cluster(32) lane\nCluster(8) warp\n", 2, "levels go block, warp, lane"),
     ("Cluster(4) warp\nSpatialMap(1,1) j\nCluster(16) lane\n", 3, "a warp has 32 lanes"),
     ("Cluster(4) warp\nSpatialMap(1,1) j\nTemporalMap(1,1) j\n", 3, "already mapped at this level"),
     ("SpatialMap(1,1) l\n", 1, "layers cannot run side by side"),
-    ("Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nTemporalMap(1,1) l\n", 5,
-     "a layer would start before the previous one finished"),
+    (
+        "Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nTemporalMap(1,1) l\n",
+        5,
+        "a layer would start before the previous one finished",
+    ),
     ("Cluster(WARPZ) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\n", 1, "unknown name"),
     ("Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nStage Yout l1\n", 5, "not write-back"),
-    ("Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nStage W smem\nStage W l2\n", 6,
-     "contradictory"),
+    (
+        "Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nStage W smem\nStage W l2\n",
+        6,
+        "contradictory",
+    ),
     ("Cluster(4) warp\nSpatialMap(1,1) j\nCluster(32) lane\nSpatialMap(1,1) r\nFuse 8\n", 5, "Stage Yin smem"),
     ("SpatialMap r 32 lane\n", 1, "needs the form"),
     ("Cluster(4) warp\nCluster(32) lane\nSpatialMap(1,1) r\n", 1, "no SpatialMap"),
@@ -183,7 +194,9 @@ def test_changing_any_directive_changes_the_analysis(hw):
     an1 = analyse(one, {}, wl, hw)
     assert float(an1.regs) < float(an0.regs) and float(an1.inflight_warp) < float(an0.inflight_warp)
     assert float(an1.warp_steps) == 32 * float(an0.warp_steps)
-    assert _predict_text(GATHER.replace("TemporalMap(Sz(k), Sz(k)) k", "TemporalMap(1, 1) k"), hw).seconds > base.seconds
+    assert (
+        _predict_text(GATHER.replace("TemporalMap(Sz(k), Sz(k)) k", "TemporalMap(1, 1) k"), hw).seconds > base.seconds
+    )
 
     # the grid's SpatialMap over rows removed: one tile's blocks do all rows, far less parallel
     no_grid = GATHER.replace("SpatialMap(32, 32) r\n", "")
@@ -238,4 +251,6 @@ def test_load_nest_errors():
         load_nest("/nonexistent/x.m")
     for name in ("gather", "fused", "smem"):
         assert load_nest(name).kernel == name
-    assert np.isfinite(float(parse_nest("Cluster(1) warp\nCluster(32) lane\nSpatialMap(1,1) r\n").sections[2].maps[0].size({})))
+    assert np.isfinite(
+        float(parse_nest("Cluster(1) warp\nCluster(32) lane\nSpatialMap(1,1) r\n").sections[2].maps[0].size({}))
+    )

@@ -1,5 +1,6 @@
 """The validation scripts end to end on the CPU (a stand-in engine): freeze, measure, analyse, and
 the tuned engine against its defaults; an analysis refuses a model changed after freezing."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,28 @@ def script():
 
 
 def test_freeze_measure_analyse(script, tmp_path):
-    small = ["--cal", "1024x30", "--networks", "4096", "--seen", "1024", "--layers", "24", "--inputs", "600",
-             "--pool", "600", "--reps", "2", "--tvd-networks", "1024x24", "--results", str(tmp_path), "--cal-grid", "4x4"]
+    small = [
+        "--cal",
+        "1024x30",
+        "--networks",
+        "4096",
+        "--seen",
+        "1024",
+        "--layers",
+        "24",
+        "--inputs",
+        "600",
+        "--pool",
+        "600",
+        "--reps",
+        "2",
+        "--tvd-networks",
+        "1024x24",
+        "--results",
+        str(tmp_path),
+        "--cal-grid",
+        "4x4",
+    ]
     freeze = tmp_path / "freeze.json"
     assert script.main(["--freeze", str(freeze)] + small) == 0
     frozen = json.loads(freeze.read_text())
@@ -31,10 +52,25 @@ def test_freeze_measure_analyse(script, tmp_path):
     assert script.main(["--fake", "--out", str(tmp_path)] + small) == 0
     raw = json.loads((tmp_path / "model-validation-raw.json").read_text())
     roles = {(n["role"], n["neurons"], n["seed"], n["held_out"]) for n in raw["networks"]}
-    assert roles == {("calibration", 1024, 2, ""), ("validation", 4096, 3, "N and seed"), ("validation", 1024, 3, "seed")}
+    assert roles == {
+        ("calibration", 1024, 2, ""),
+        ("validation", 4096, 3, "N and seed"),
+        ("validation", 1024, 3, "seed"),
+    }
     packaged = CALIBRATION.read_bytes()
-    assert script.main(["--analyse", str(tmp_path / "model-validation-raw.json"), "--freeze-file", str(freeze),
-                        "--write-calibration"] + small) == 0
+    assert (
+        script.main(
+            [
+                "--analyse",
+                str(tmp_path / "model-validation-raw.json"),
+                "--freeze-file",
+                str(freeze),
+                "--write-calibration",
+            ]
+            + small
+        )
+        == 0
+    )
     assert CALIBRATION.read_bytes() == packaged  # the package is only read
     written = json.loads((tmp_path / "calibration.json").read_text())  # --results' folder by default
     assert set(written) >= set(json.loads(packaged))
@@ -45,8 +81,13 @@ def test_freeze_measure_analyse(script, tmp_path):
     net = res["statistics"]["per_network"]["N=4096 L=24 seed=3"]
     assert {"spearman", "median_signed_error", "first_choice_gap", "targets_met"} <= set(net)
     assert all("dataflow_measured_before" in p for p in res["points"])
-    assert script.main(["--fake", "--out", str(tmp_path), "--tune-vs-default", "--freeze-file", str(freeze)] + small) == 0
-    assert script.main(["--analyse-tune", str(tmp_path / "model-tune-raw.json"), "--freeze-file", str(freeze)] + small) == 0
+    assert (
+        script.main(["--fake", "--out", str(tmp_path), "--tune-vs-default", "--freeze-file", str(freeze)] + small) == 0
+    )
+    assert (
+        script.main(["--analyse-tune", str(tmp_path / "model-tune-raw.json"), "--freeze-file", str(freeze)] + small)
+        == 0
+    )
     tv = json.loads((tmp_path / "model-tune-vs-default-fake.json").read_text())
     assert tv["networks"][0]["speedup"] > 0 and tv["networks"][0]["tuned_measured_before"]
     # a model changed after freezing is refused

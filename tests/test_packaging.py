@@ -1,5 +1,6 @@
 """Packaging: the wheel carries every file the package reads, one version everywhere, a commit in
 an installed copy's provenance, help text on every option, and the project's paperwork."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,21 @@ def _working_tree_files() -> list[str]:
         names = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
         return sorted(n for n in names if n and (ROOT / n).is_file())
     skip = {".git", "build", "__pycache__", ".pytest_cache", ".hypothesis", ".snakemake"}
-    return sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
-                  if p.is_file() and not skip & set(p.relative_to(ROOT).parts) and not p.name.endswith(".egg-info"))
+    return sorted(
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(ROOT).parts) and not p.name.endswith(".egg-info")
+    )
 
 
 def package_data_files() -> list[str]:
     """Every non-Python file in the package's source tree (kernels, data, model files, ...): the
     files it reads at run time. Derived from the tree, so a new one must be packaged too."""
-    return [n for n in _working_tree_files()
-            if n.startswith("spdnn/") and not n.endswith((".py", ".pyc")) and n != "spdnn/_version.py"]
+    return [
+        n
+        for n in _working_tree_files()
+        if n.startswith("spdnn/") and not n.endswith((".py", ".pyc")) and n != "spdnn/_version.py"
+    ]
 
 
 def package_modules() -> list[str]:
@@ -47,6 +54,7 @@ def package_modules() -> list[str]:
 
 
 # --- the command line --------------------------------------------------------------------------
+
 
 def _parsers(parser: argparse.ArgumentParser, name: str):
     """`parser` and every subcommand's parser below it, with their command names."""
@@ -88,8 +96,9 @@ def test_every_help_renders():
 
 
 def test_version_option_prints_the_installed_version():
-    out = subprocess.run([sys.executable, "-m", "spdnn", "--version"], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-m", "spdnn", "--version"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
     import spdnn
 
     assert out == f"spdnn {spdnn.__version__}"
@@ -125,6 +134,7 @@ def test_built_commit_from_the_version_file(monkeypatch):
 
 
 # --- the project's paperwork -------------------------------------------------------------------
+
 
 def _pyproject() -> dict:
     tomllib = pytest.importorskip("tomllib")
@@ -177,6 +187,7 @@ def test_citation_cff():
 
 # --- the wheel ---------------------------------------------------------------------------------
 
+
 def _source_copy(dst: Path) -> Path:
     """The working tree as it is, with its git history where it has one (so setuptools-scm finds
     the same version and commit), in `dst`: the build writes spdnn/_version.py there, not here."""
@@ -194,8 +205,11 @@ def _source_copy(dst: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = _source_copy(tmp / "src")
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     (path,) = (tmp / "dist").glob("spdnn-*.whl")
     return path
@@ -229,8 +243,13 @@ def test_installed_wheel_runs_and_records_its_commit(wheel, tmp_path):
         return done.stdout
 
     wheel_version = wheel.name.split("-")[1]
-    probe = json.loads(run("-c", "import importlib.metadata, json, spdnn, spdnn.provenance as p; print(json.dumps("
-                                 "[spdnn.__file__, spdnn.__version__, importlib.metadata.version('spdnn'), p.git_commit()]))"))
+    probe = json.loads(
+        run(
+            "-c",
+            "import importlib.metadata, json, spdnn, spdnn.provenance as p; print(json.dumps("
+            "[spdnn.__file__, spdnn.__version__, importlib.metadata.version('spdnn'), p.git_commit()]))",
+        )
+    )
     assert Path(probe[0]).is_relative_to(site)
     assert probe[1] == probe[2] == wheel_version
     assert run("-m", "spdnn", "--version").strip() == f"spdnn {wheel_version}"
@@ -239,8 +258,9 @@ def test_installed_wheel_runs_and_records_its_commit(wheel, tmp_path):
         commit = probe[3] or ""
         assert re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", commit) and head.startswith(commit.split("+")[0]), commit
 
-    predicted = json.loads(run("-m", "spdnn", "model", "predict", "--neurons", "1024", "--layers", "120",
-                               "--preset", "h200"))
+    predicted = json.loads(
+        run("-m", "spdnn", "model", "predict", "--neurons", "1024", "--layers", "120", "--preset", "h200")
+    )
     assert predicted["valid"] and predicted["seconds"] > 0
     tuned = json.loads(run("-m", "spdnn", "model", "tune", "--neurons", "1024", "--layers", "120", "--gpu", ""))
     assert tuned["engine_options"]

@@ -1,4 +1,5 @@
 """Property-based: damaged TSV text either parses exactly or raises DataError naming the line."""
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,9 @@ def reference(text: str):
         if len(line.encode()) > MAX_LINE_BYTES:
             return number, None
         fields = line.rstrip("\r").split("\t")
-        if len(fields) != 3 or not (_INT.fullmatch(fields[0]) and _INT.fullmatch(fields[1])
-                                    and _FLOAT.fullmatch(fields[2])):
+        if len(fields) != 3 or not (
+            _INT.fullmatch(fields[0]) and _INT.fullmatch(fields[1]) and _FLOAT.fullmatch(fields[2])
+        ):
             return number, None
         with np.errstate(over="ignore"):
             r, c, v = int(fields[0]), int(fields[1]), np.float32(float(fields[2]))
@@ -41,13 +43,18 @@ def reference(text: str):
     return None, (rows, cols, vals)
 
 
-lines = st.tuples(st.integers(1, N_ROWS), st.integers(1, N_COLS),
-                  st.sampled_from(["0.0625", "1", "-0.3", "2.5e-1", "32"])).map(lambda t: "%d\t%d\t%s\n" % t)
+lines = st.tuples(
+    st.integers(1, N_ROWS), st.integers(1, N_COLS), st.sampled_from(["0.0625", "1", "-0.3", "2.5e-1", "32"])
+).map(lambda t: "%d\t%d\t%s\n" % t)
 damage = st.one_of(
     st.just(("none", 0, "")),
-    st.tuples(st.just("insert"), st.integers(0, 10_000),
-              st.sampled_from(list("0\t\n x.-e9+_\0") + ["nan", "inf", "\t\t", "99999999999999999999", "e39",
-                                                         " " * 300, "0" * 260])),
+    st.tuples(
+        st.just("insert"),
+        st.integers(0, 10_000),
+        st.sampled_from(
+            list("0\t\n x.-e9+_\0") + ["nan", "inf", "\t\t", "99999999999999999999", "e39", " " * 300, "0" * 260]
+        ),
+    ),
     st.tuples(st.just("delete"), st.integers(0, 10_000), st.just("")),
     st.tuples(st.just("truncate"), st.integers(0, 10_000), st.just("")),
 )
@@ -61,7 +68,7 @@ def damaged(text: str, how) -> str:
     if kind == "insert":
         return text[:at] + what + text[at:]
     if kind == "delete":
-        return text[:at] + text[at + 1:]
+        return text[:at] + text[at + 1 :]
     if kind == "truncate":
         return text[:at]
     return text
@@ -112,15 +119,19 @@ class _Chunks(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         step = self.sizes[self.pos % len(self.sizes)] if self.sizes else size
-        piece = self.data[:min(size, step)]
-        self.data = self.data[len(piece):]
+        piece = self.data[: min(size, step)]
+        self.data = self.data[len(piece) :]
         self.pos += 1
         return piece
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(0, 700), min_size=1, max_size=30), st.booleans(),
-       st.lists(st.integers(1, 2000), max_size=5), st.sampled_from([16, 40, 256]))
+@given(
+    st.lists(st.integers(0, 700), min_size=1, max_size=30),
+    st.booleans(),
+    st.lists(st.integers(1, 2000), max_size=5),
+    st.sampled_from([16, 40, 256]),
+)
 def test_line_limit_is_exact_wherever_reads_split_the_text(lengths, final_newline, sizes, max_line):
     from spdnn.io.tsv import LimitedStream, _Overlong
 

@@ -3,6 +3,7 @@
 No GPU and none of the peers' sources are needed: patches are checked for form and applied
 to small trees made here; writers are checked against the official files of the sample.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,9 @@ def test_export_from_a_mirror_patches_once_and_redoes_when_a_patch_changes(tmp_p
 def _toy_layer(n: int = 64, seed: int = 0) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     cols = np.stack([rng.choice(n, 32, replace=False) for _ in range(n)])
-    return sp.csr_matrix((np.full(32 * n, 0.0625, np.float32), (np.repeat(np.arange(n), 32), cols.ravel())),
-                         shape=(n, n))
+    return sp.csr_matrix(
+        (np.full(32 * n, 0.0625, np.float32), (np.repeat(np.arange(n), 32), cols.ravel())), shape=(n, n)
+    )
 
 
 def test_hidayetoglu_layer_is_output_major_and_round_trips():
@@ -118,8 +120,8 @@ def test_hidayetoglu_layer_is_output_major_and_round_trips():
     first = np.frombuffer(blob, "<i4", count=2 * 32 * 64)
     i, j = w.nonzero()
     order = np.lexsort((j, i))  # row-major: the TSV's line order
-    assert np.array_equal(first[:32 * 64], j[order] + 1)  # "row" = the TSV's second column
-    assert np.array_equal(first[32 * 64:], i[order] + 1)  # "col" = the TSV's first column
+    assert np.array_equal(first[: 32 * 64], j[order] + 1)  # "row" = the TSV's second column
+    assert np.array_equal(first[32 * 64 :], i[order] + 1)  # "col" = the TSV's first column
     back = writers.read_hidayetoglu_layer(blob, 64)
     assert (back != w).nnz == 0
 
@@ -130,8 +132,9 @@ def test_hidayetoglu_inputs_and_dataset_folder(tmp_path):
     arr = np.frombuffer(blob, "<i4", count=2 * 4)
     assert list(arr[:4]) == [2, 3, 1, 4] and list(arr[4:]) == [1, 1, 3, 3]  # neuron, then input
     assert list(np.frombuffer(blob, "<f4", offset=32)) == [1.0] * 4
-    env = writers.write_hidayetoglu(tmp_path, [_toy_layer(), _toy_layer(seed=1)], sp.csr_matrix((5, 64), dtype=np.float32),
-                                    np.array([3, 0]), 64, 2)
+    env = writers.write_hidayetoglu(
+        tmp_path, [_toy_layer(), _toy_layer(seed=1)], sp.csr_matrix((5, 64), dtype=np.float32), np.array([3, 0]), 64, 2
+    )
     assert env == {"NEURON": "64", "LAYER": "2", "BATCH": "5", "INPUT": "0"}
     assert (tmp_path / "neuron64.bin").stat().st_size == 2 * 12 * 32 * 64
     assert (tmp_path / "neuron64-l2-categories.tsv").read_text() == "1\n4\n"
@@ -197,12 +200,15 @@ def test_parse_hidayetoglu():
     assert not crashed["complete"] and crashed["self_check"] == "not passed"
 
 
-@pytest.mark.parametrize("mode,line,seconds", [
-    ("XY", "XY info: runtime 14.93ms avgpost 0.11ms", 0.01493),
-    ("SNICIT", "SNICIT info: runtime 1.2345e+03ms avgpost 0.5ms", 1.2345),
-    ("BF", "BF info: runtime 498.2 ms", 0.4982),
-    ("SNIG", "SNIG info: runtime 242 ms", 0.242),
-])
+@pytest.mark.parametrize(
+    "mode,line,seconds",
+    [
+        ("XY", "XY info: runtime 14.93ms avgpost 0.11ms", 0.01493),
+        ("SNICIT", "SNICIT info: runtime 1.2345e+03ms avgpost 0.5ms", 1.2345),
+        ("BF", "BF info: runtime 498.2 ms", 0.4982),
+        ("SNIG", "SNIG info: runtime 242 ms", 0.242),
+    ],
+)
 def test_parse_sdgc_timer(mode, line, seconds):
     got = parsers.parse_sdgc(f"Current mode: {mode}\n{line}\nCHALLENGE FAILED\n", mode)
     assert got["inference_seconds"] == pytest.approx(seconds) and got["complete"]
@@ -210,9 +216,11 @@ def test_parse_sdgc_timer(mode, line, seconds):
 
 
 def test_parse_sdgc_phases_differences_and_missing_timer():
-    text = ("pre-conv Time [SNICIT] = 3.5ms\ncluster-based conversion Time [overhead] = 0.25ms\n"
-            "post-conv Time [SNICIT] = 9ms\nrecover Time [SNICIT] = 0.125ms\n"
-            "SNICIT info: runtime 12.875ms avgpost 0.1ms\nCHALLENGE PASSED\n")
+    text = (
+        "pre-conv Time [SNICIT] = 3.5ms\ncluster-based conversion Time [overhead] = 0.25ms\n"
+        "post-conv Time [SNICIT] = 9ms\nrecover Time [SNICIT] = 0.125ms\n"
+        "SNICIT info: runtime 12.875ms avgpost 0.1ms\nCHALLENGE PASSED\n"
+    )
     got = parsers.parse_sdgc(text, "SNICIT")
     assert got["pre_conv_seconds"] == pytest.approx(3.5e-3) and got["recover_seconds"] == pytest.approx(1.25e-4)
     assert got["self_check"] == "passed"
@@ -273,14 +281,22 @@ def test_synthetic_truth_is_the_reference_and_a_stored_one_is_used_only_when_the
 
 
 def test_invocations(tmp_path):
-    hid = runner.invocation(recipes.METHODS["hidayetoglu"], Path("/bin/hid"),
-                            {"folder": tmp_path, "env": {"NEURON": "1024", "LAYER": "120", "BATCH": "600", "INPUT": "7"}},
-                            1024, 120, 600, tmp_path / "c.txt", 4)
+    hid = runner.invocation(
+        recipes.METHODS["hidayetoglu"],
+        Path("/bin/hid"),
+        {"folder": tmp_path, "env": {"NEURON": "1024", "LAYER": "120", "BATCH": "600", "INPUT": "7"}},
+        1024,
+        120,
+        600,
+        tmp_path / "c.txt",
+        4,
+    )
     assert hid.argv == ["/bin/hid"] and hid.cwd == tmp_path
     assert hid.env["DATASET"] == str(tmp_path) and hid.env["BIAS"] == "-0.3" and hid.env["BATCH"] == "600"
     assert hid.env["PEER_CATEGORIES"] == str(tmp_path / "c.txt") and hid.env["OMP_NUM_THREADS"] == "4"
-    xy = runner.invocation(recipes.METHODS["xy"], Path("/bin/sdgc"), {"cwd": tmp_path / "bin"}, 4096, 480, 60000,
-                           tmp_path / "c.txt", 4)
+    xy = runner.invocation(
+        recipes.METHODS["xy"], Path("/bin/sdgc"), {"cwd": tmp_path / "bin"}, 4096, 480, 60000, tmp_path / "c.txt", 4
+    )
     assert xy.argv == ["/bin/sdgc", "-m", "XY", "-n", "4096", "-l", "480", "-i", "60000"]
     assert xy.cwd == tmp_path / "bin"
 
@@ -290,7 +306,9 @@ def test_run_once_reads_timer_and_categories_of_a_stand_in_program(tmp_path):
     fake = tmp_path / "peer.sh"
     fake.write_text("#!/bin/sh\nprintf '3\\n1\\n' > \"$PEER_CATEGORIES\"\necho 'XY info: runtime 2.5ms avgpost 1ms'\n")
     fake.chmod(0o755)
-    inv = runner.Invocation([str(fake)], tmp_path, {"PEER_CATEGORIES": str(tmp_path / "c.txt"), "PATH": "/bin:/usr/bin"})
+    inv = runner.Invocation(
+        [str(fake)], tmp_path, {"PEER_CATEGORIES": str(tmp_path / "c.txt"), "PATH": "/bin:/usr/bin"}
+    )
     got = runner.run_once(recipes.METHODS["xy"], inv, np.array([0, 2]), timeout=30, log=lambda text: None)
     assert got["returncode"] == 0 and got["inference_seconds"] == pytest.approx(2.5e-3)
     assert got["categories"]["match"]
@@ -300,19 +318,51 @@ def test_run_once_reads_timer_and_categories_of_a_stand_in_program(tmp_path):
 
 
 def _net(results: dict) -> dict:
-    return {"name": "1024x120", "source": "synthetic", "inputs": 60000, "edges": 2.359e11,
-            "truth": {"count": 699, "source": "cpu"}, "results": results}
+    return {
+        "name": "1024x120",
+        "source": "synthetic",
+        "inputs": 60000,
+        "edges": 2.359e11,
+        "truth": {"count": 699, "source": "cpu"},
+        "results": results,
+    }
 
 
 def test_ratios_use_the_best_exact_peer_with_correct_categories():
-    net = _net({
-        "spdnn-default": {"kind": "spdnn", "exact": True, "seconds": 1e-3, "edges_per_second": 200e12, "categories_ok": True},
-        "hidayetoglu": {"kind": "peer", "exact": True, "seconds": 8e-3, "edges_per_second": 25e12, "categories_ok": True},
-        "xy": {"kind": "peer", "exact": True, "seconds": 4e-3, "edges_per_second": 50e12, "categories_ok": False,
-               "categories": {"match": False, "extra": 2, "missing": 0}},
-        "snicit": {"kind": "peer", "exact": False, "seconds": 2e-3, "edges_per_second": 100e12, "categories_ok": True},
-        "bf": {"kind": "peer", "exact": True, "status": "failed: timed out"},
-    })
+    net = _net(
+        {
+            "spdnn-default": {
+                "kind": "spdnn",
+                "exact": True,
+                "seconds": 1e-3,
+                "edges_per_second": 200e12,
+                "categories_ok": True,
+            },
+            "hidayetoglu": {
+                "kind": "peer",
+                "exact": True,
+                "seconds": 8e-3,
+                "edges_per_second": 25e12,
+                "categories_ok": True,
+            },
+            "xy": {
+                "kind": "peer",
+                "exact": True,
+                "seconds": 4e-3,
+                "edges_per_second": 50e12,
+                "categories_ok": False,
+                "categories": {"match": False, "extra": 2, "missing": 0},
+            },
+            "snicit": {
+                "kind": "peer",
+                "exact": False,
+                "seconds": 2e-3,
+                "edges_per_second": 100e12,
+                "categories_ok": True,
+            },
+            "bf": {"kind": "peer", "exact": True, "status": "failed: timed out"},
+        }
+    )
     rows = {r["key"]: r for r in table.summarise(net)}
     assert net["best_exact_peer"] == "hidayetoglu"  # XY is faster but wrong; SNICIT is not exact
     assert rows["spdnn-default"]["vs_best_exact_peer"] == pytest.approx(8.0)
@@ -320,7 +370,11 @@ def test_ratios_use_the_best_exact_peer_with_correct_categories():
     assert rows["bf"]["vs_best_exact_peer"] is None
     text = table.markdown({"networks": [net], "not_run": [{"network": "65536x1920", "reason": "did not fit"}]})
     assert "| spdnn-default | yes | match | 1.00 | 200.00 | 8.00 | 2.00 |" in text
-    assert "| xy | yes | WRONG: 2 extra, 0 missing |" in text and "failed: timed out" in text and "65536x1920: did not fit" in text
+    assert (
+        "| xy | yes | WRONG: 2 extra, 0 missing |" in text
+        and "failed: timed out" in text
+        and "65536x1920: did not fit" in text
+    )
 
 
 def test_a_frozen_generator_copy_makes_the_same_networks(tmp_path):

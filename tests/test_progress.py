@@ -1,4 +1,5 @@
 """Progress of long steps: a bar on a terminal, whole lines at intervals in a log file."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Provenance: the commit recorded in result files, inside a checkout and in a copy without .git."""
+
 from __future__ import annotations
 
 import re

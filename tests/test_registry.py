@@ -1,6 +1,7 @@
 """The engine registry's one "auto" rule (spdnn.engines.registry.auto_engine), for the challenge
 engines and the DAG engines: the GPU engine if it starts, else the CPU engine, said in the log;
 each engine gets the options it has and the others are named in a warning."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +13,9 @@ from spdnn.engines import get_engine
 from spdnn.engines.base import EngineUnavailable
 from spdnn.engines.registry import auto_engine, constructor_options, engine_options, split_options
 
-no_pycuda = pytest.mark.skipif(importlib.util.find_spec("pycuda") is not None,
-                               reason="pycuda present: this test is for machines without it")
+no_pycuda = pytest.mark.skipif(
+    importlib.util.find_spec("pycuda") is not None, reason="pycuda present: this test is for machines without it"
+)
 
 
 def test_constructor_options_and_split():
@@ -45,8 +47,10 @@ def test_auto_gives_each_engine_its_options_and_names_the_rest(caplog):
         chosen = auto_engine(no_gpu, ["variant"], cpu, ["threads", "workers"], options)
     assert chosen == ("cpu", {"threads": 2, "workers": 3})
     assert "using the CPU reference engine, because the CUDA engine is unavailable: no GPU here" in caplog.text
-    assert "the CPU reference engine has no option 'variant', so it is dropped (its options: threads, workers)" \
+    assert (
+        "the CPU reference engine has no option 'variant', so it is dropped (its options: threads, workers)"
         in caplog.text
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="spdnn.engines.registry"):
         auto_engine(no_gpu, [], cpu, ["threads"], {"threads": 1})
@@ -71,8 +75,9 @@ def test_dag_auto_uses_the_same_rule(caplog):
     with caplog.at_level(logging.WARNING, logger="spdnn.engines.registry"):
         engine = get_dag_engine("auto", free_values=False, max_columns=64)
     assert isinstance(engine, VectorisedEngine) and engine.free_values is False
-    assert "dag engine auto: using the vectorised CPU engine, because the cuda-warp engine is unavailable" \
-        in caplog.text
+    assert (
+        "dag engine auto: using the vectorised CPU engine, because the cuda-warp engine is unavailable" in caplog.text
+    )
     assert "has no option 'max_columns', so it is dropped" in caplog.text
     with pytest.raises(ValueError, match="unknown DAG engine"):
         get_dag_engine("nope")

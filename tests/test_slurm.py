@@ -1,4 +1,5 @@
 """The workflow through the SLURM profile on a real SLURM (started by .ci/slurm-up; skipped without one)."""
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,33 @@ def test_sharded_run_through_slurm_profile(tmp_path):
     config = {
         "data": {"source": "synthetic", "seed": 3},
         "networks": [{"neurons": 256, "layers": 24}],
-        "inputs": 1500, "engine": "cpu", "repeats": 1, "shards": 3,
-        "datadir": str(tmp_path / "data"), "outdir": str(tmp_path / "results"),
+        "inputs": 1500,
+        "engine": "cpu",
+        "repeats": 1,
+        "shards": 3,
+        "datadir": str(tmp_path / "data"),
+        "outdir": str(tmp_path / "results"),
     }
     run = snakemake(
-        tmp_path, config,
-        "--profile", str(ROOT / "workflow/profiles/slurm"),
+        tmp_path,
+        config,
+        "--profile",
+        str(ROOT / "workflow/profiles/slurm"),
         # This one-node test SLURM has no accounting and little memory.
-        "--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-        "--slurm-logdir", str(tmp_path / "slurm-logs"),
-        "--default-resources", "mem_mb=1000", "runtime=20", "cpus_per_task=1",
-        "--set-resources", "infer:mem_mb=2000", "convert_weights:mem_mb=2000",
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-logdir",
+        str(tmp_path / "slurm-logs"),
+        "--default-resources",
+        "mem_mb=1000",
+        "runtime=20",
+        "cpus_per_task=1",
+        "--set-resources",
+        "infer:mem_mb=2000",
+        "convert_weights:mem_mb=2000",
         timeout=900,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]

@@ -1,4 +1,5 @@
 """TSV parsing: exact results on good files; one clear error naming file and line on bad ones."""
+
 from __future__ import annotations
 
 import gzip
@@ -15,8 +16,11 @@ from spdnn.io.tsv import iter_triples, read_categories
 def parse(text: str, n_rows: int = 10, n_cols: int = 10, block_size: int = 1 << 20):
     data = text.encode()
     blocks = list(iter_triples(lambda: io.BytesIO(data), "x.tsv", n_rows, n_cols, block_size=block_size))
-    return (np.concatenate([b.rows for b in blocks]), np.concatenate([b.cols for b in blocks]),
-            np.concatenate([b.values for b in blocks]))
+    return (
+        np.concatenate([b.rows for b in blocks]),
+        np.concatenate([b.cols for b in blocks]),
+        np.concatenate([b.values for b in blocks]),
+    )
 
 
 def test_parses_triples_exactly():

@@ -1,4 +1,5 @@
 """The Snakemake workflow run for real: lint, config validation, the real sample downloaded over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,16 @@ SNAKEFILE = ROOT / "workflow/Snakefile"
 DEFAULT_CONFIG = ROOT / "config/config.yaml"
 
 
-def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 600,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, config: dict | None, *args: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
     if config is not None:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(workdir / "config.yaml")]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env})
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=None if env is None else {**os.environ, **env}
+    )
 
 
 def gpu_usable() -> bool:
@@ -39,8 +42,11 @@ def sample_config(tmp_path: Path, url: str) -> dict:
     return {
         "data": {"source": "mirror", "url": url},
         "networks": [{"neurons": 1024, "layers": 30, "truth_layers": 120}],
-        "inputs": 600, "engine": "cpu", "repeats": 1,
-        "datadir": str(tmp_path / "data"), "outdir": str(tmp_path / "results"),
+        "inputs": 600,
+        "engine": "cpu",
+        "repeats": 1,
+        "datadir": str(tmp_path / "data"),
+        "outdir": str(tmp_path / "results"),
     }
 
 
@@ -105,12 +111,17 @@ def test_real_sample_over_http_validates(tmp_path, sample_server):
     comparison = (tmp_path / "results/mirror/published_comparison.csv").read_text()
     assert comparison.startswith("neurons,layers,this_run")  # no published figure for 30 layers
 
-    report = snakemake(tmp_path, sample_config(tmp_path, sample_server.base), "--report",
-                       str(tmp_path / "report.html"))
+    report = snakemake(tmp_path, sample_config(tmp_path, sample_server.base), "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for caption in ("Fraction of the input rows still nonzero", "published", "timed alone", "table.html",
-                    "edges_per_second.svg", "This run: data source"):
+    for caption in (
+        "Fraction of the input rows still nonzero",
+        "published",
+        "timed alone",
+        "table.html",
+        "edges_per_second.svg",
+        "This run: data source",
+    ):
         assert caption in html
     # the CPU engine: no GPU plot or caption
     assert "bandwidth roofline" not in html and "Cost model" not in html and "no GPU results" not in html
@@ -129,7 +140,7 @@ def test_damaged_download_fails_cleanly(tmp_path, damage):
         data = data[: len(data) * 2 // 3]
     else:
         mid = len(data) // 2
-        data = data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 256]) + data[mid + 256:]
+        data = data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 256]) + data[mid + 256 :]
     archive.write_bytes(data)
     work = tmp_path / "work"
     work.mkdir()
@@ -260,9 +271,15 @@ def _job_events(log_text: str) -> list[tuple[str, str, str]]:
 def test_timed_jobs_have_the_machine_to_themselves(tmp_path):
     """Two networks on 2 cores: while an inference job runs (timed), no other job runs; the
     table says the timings were taken alone; the step logs hold whole progress lines."""
-    config = {"data": {"source": "synthetic", "seed": 2}, "engine": "cpu", "repeats": 2, "inputs": 300,
-              "networks": [{"neurons": 256, "layers": 12}, {"neurons": 512, "layers": 12}],
-              "datadir": "data", "outdir": "results"}
+    config = {
+        "data": {"source": "synthetic", "seed": 2},
+        "engine": "cpu",
+        "repeats": 2,
+        "inputs": 300,
+        "networks": [{"neurons": 256, "layers": 12}, {"neurons": 512, "layers": 12}],
+        "datadir": "data",
+        "outdir": "results",
+    }
     run = snakemake(tmp_path, config, "--cores", "2")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     events = _job_events(next((tmp_path / ".snakemake/log").glob("*.log")).read_text())
@@ -295,8 +312,20 @@ def test_every_job_declares_its_share_of_the_machine():
 
 def test_networks_on_the_command_line(tmp_path):
     """`--config networks=[...]` (as the README shows) reaches the schema as numbers."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path), "-n",
-           "--config", 'networks=[{"neurons": 256, "layers": 24}]', "inputs=500", "repeats=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--config",
+        'networks=[{"neurons": 256, "layers": 24}]',
+        "inputs=500",
+        "repeats=1",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
     assert "generate_256" in run.stdout
@@ -309,11 +338,23 @@ def test_scaling_target(tmp_path):
 
     config = sample_config(tmp_path, str(SAMPLE))
     config["scaling"] = {"gpus": [1, 2]}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "2",
+    ]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"})
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     with open(tmp_path / "results/mirror/scaling.csv") as f:
         rows = list(csv.DictReader(f))

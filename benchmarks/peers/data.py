@@ -4,6 +4,7 @@ A network is its layers, its inputs and its truth. The truth of a synthetic netw
 CPU reference engine's categories; it can be computed once on any machine and carried as a
 small JSON file keyed by a digest of the data, so the GPU machine only checks the digest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,14 +60,15 @@ def digest(layers: list[sp.spmatrix], inputs: sp.spmatrix) -> str:
     return h.hexdigest()
 
 
-def reference_truth(layers: list[sp.spmatrix], inputs: sp.spmatrix, bias: float,
-                    at: list[int] | None = None) -> dict[int, np.ndarray]:
+def reference_truth(
+    layers: list[sp.spmatrix], inputs: sp.spmatrix, bias: float, at: list[int] | None = None
+) -> dict[int, np.ndarray]:
     """The CPU reference engine's categories after each layer count in `at` (default: the
     last), its input rows split over all cores (saturated rows carried: spdnn.engines.cpu)."""
     from spdnn.engines.cpu import reference
 
     at = sorted(set(at or [len(layers)]))
-    result = reference(lambda: layers[:at[-1]], bias, inputs, counts=at, workers=None, keep_values=False)
+    result = reference(lambda: layers[: at[-1]], bias, inputs, counts=at, workers=None, keep_values=False)
     return {k: result.alive[k] for k in at}
 
 
@@ -91,22 +93,37 @@ def load_generator(path: Path | None):
     return module
 
 
-def synthetic(neurons: int, layer_count: int, n_inputs: int, seed: int, truth_dir: Path | None,
-              compute_truth: bool = True, generator=None) -> Network:
+def synthetic(
+    neurons: int,
+    layer_count: int,
+    n_inputs: int,
+    seed: int,
+    truth_dir: Path | None,
+    compute_truth: bool = True,
+    generator=None,
+) -> Network:
     """The project's synthetic network (all n_inputs inputs distinct), its truth from truth_dir
     when the digest there matches, else computed now with the CPU reference."""
     gen = generator or load_generator(None)
     layers = list(gen.generate_layers(neurons, layer_count, seed))
     inputs = sp.csr_matrix(gen.generate_inputs(neurons, n_inputs, seed), dtype=np.float32)
-    net = Network(f"{neurons}x{layer_count}", f"synthetic (spdnn.generate, seed {seed}, {n_inputs} distinct inputs)",
-                  neurons, layer_count, layers, inputs)
+    net = Network(
+        f"{neurons}x{layer_count}",
+        f"synthetic (spdnn.generate, seed {seed}, {n_inputs} distinct inputs)",
+        neurons,
+        layer_count,
+        layers,
+        inputs,
+    )
     net.extra["digest"] = digest(layers, inputs)
     path = truth_file(truth_dir, neurons, layer_count, seed, n_inputs) if truth_dir else None
     if path is not None and path.is_file():
         stored = json.loads(path.read_text())
         if stored.get("digest") == net.extra["digest"]:
             net.truth = np.asarray(stored["categories"], dtype=np.int64)
-            net.truth_source = f"CPU reference engine, computed earlier ({stored.get('computed', '')}), same data digest"
+            net.truth_source = (
+                f"CPU reference engine, computed earlier ({stored.get('computed', '')}), same data digest"
+            )
         else:
             net.extra["truth_file_mismatch"] = str(path)
     if net.truth is None and compute_truth:
@@ -118,8 +135,9 @@ def synthetic(neurons: int, layer_count: int, n_inputs: int, seed: int, truth_di
 def save_truth(net: Network, folder: Path, seed: int, note: str = "") -> Path:
     path = truth_file(folder, net.neurons, net.layer_count, seed, net.inputs.shape[0])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"digest": net.extra["digest"], "computed": note,
-                                "categories": [int(i) for i in net.truth]}) + "\n")
+    path.write_text(
+        json.dumps({"digest": net.extra["digest"], "computed": note, "categories": [int(i) for i in net.truth]}) + "\n"
+    )
     return path
 
 
@@ -140,9 +158,16 @@ def real(folder: Path, neurons: int, layer_count: int) -> Network:
         inputs = sp.csr_matrix(load_inputs(ipath), dtype=np.float32, copy=True)
     truth_path = folder / challenge.truth_file(neurons, layer_count)
     truth = np.array(sorted(int(v) - 1 for v in truth_path.read_text().split()), dtype=np.int64)
-    net = Network(f"real-{neurons}x{layer_count}",
-                  f"official network and its first {inputs.shape[0]} official inputs", neurons, layer_count,
-                  layers, inputs, truth, f"official categories file {truth_path.name}")
+    net = Network(
+        f"real-{neurons}x{layer_count}",
+        f"official network and its first {inputs.shape[0]} official inputs",
+        neurons,
+        layer_count,
+        layers,
+        inputs,
+        truth,
+        f"official categories file {truth_path.name}",
+    )
     ref = reference_truth(layers, inputs, challenge.bias(neurons))[layer_count]
     net.extra["reference_matches_official_truth"] = bool(np.array_equal(ref, truth))
     net.extra["digest"] = digest(layers, inputs)

@@ -3,6 +3,7 @@
 Every parser returns a dict; a field the output does not hold is absent (a crash halfway
 leaves a partial dict, and `complete` says whether the timer line was seen).
 """
+
 from __future__ import annotations
 
 import re
@@ -23,11 +24,13 @@ def parse_hidayetoglu(text: str) -> dict:
     KERNEL/COPY TIME, I/O TIME, `all categories: n` and CHALLENGE PASSED! (its own check: the
     first n lines of the truth file equal its categories; a longer truth file still passes)."""
     out: dict = {}
-    for key, pattern in (("inference_seconds", rf"^INFERENCE TIME: {_NUM} s"),
-                         ("printed_edges_per_second", rf"^INFERENCE THRP: {_NUM} EDGES/s"),
-                         ("kernel_seconds", rf"^KERNEL TIME: {_NUM} s"),
-                         ("copy_seconds", rf"^\s*COPY TIME: {_NUM} s"),
-                         ("io_seconds", rf"^\s*I/O TIME: {_NUM} s")):
+    for key, pattern in (
+        ("inference_seconds", rf"^INFERENCE TIME: {_NUM} s"),
+        ("printed_edges_per_second", rf"^INFERENCE THRP: {_NUM} EDGES/s"),
+        ("kernel_seconds", rf"^KERNEL TIME: {_NUM} s"),
+        ("copy_seconds", rf"^\s*COPY TIME: {_NUM} s"),
+        ("io_seconds", rf"^\s*I/O TIME: {_NUM} s"),
+    ):
         value = _last(pattern, text)
         if value is not None:
             out[key] = float(value)
@@ -59,8 +62,12 @@ def parse_sdgc(text: str, mode: str) -> dict:
     if runtime is not None:
         out["inference_seconds"] = float(runtime) / 1e3
     if mode == "SNICIT":
-        for key, label in (("pre_conv", "pre-conv"), ("cluster", "cluster-based conversion"),
-                           ("post_conv", "post-conv"), ("recover", "recover")):
+        for key, label in (
+            ("pre_conv", "pre-conv"),
+            ("cluster", "cluster-based conversion"),
+            ("post_conv", "post-conv"),
+            ("recover", "recover"),
+        ):
             value = _last(rf"^{re.escape(label)} Time \[[^\]]*\] = {_NUM}ms", text)
             if value is not None:
                 out[f"{key}_seconds"] = float(value) / 1e3
@@ -95,6 +102,11 @@ def compare_categories(found: np.ndarray | None, truth: np.ndarray) -> dict:
     found_set = np.unique(found)
     missing = np.setdiff1d(truth, found_set)
     extra = np.setdiff1d(found_set, truth)
-    return {"match": bool(missing.size == 0 and extra.size == 0 and found_set.size == found.size),
-            "found": int(found.size), "truth": int(truth.size), "missing": int(missing.size),
-            "extra": int(extra.size), "duplicates": int(found.size - found_set.size)}
+    return {
+        "match": bool(missing.size == 0 and extra.size == 0 and found_set.size == found.size),
+        "found": int(found.size),
+        "truth": int(truth.size),
+        "missing": int(missing.size),
+        "extra": int(extra.size),
+        "duplicates": int(found.size - found_set.size),
+    }

@@ -1,4 +1,5 @@
 """Recipes: where each peer's code lives, how it is patched and built, and how it is run."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,35 +41,69 @@ class Method:
 
 
 HIDAYETOGLU = Source(
-    name="hidayetoglu", repo="merthidayetoglu/SpDNN_Challenge2020",
-    commit="d3f6e9b799831f52e4efc94dfc5f2535e98af858", paths=("singlegpu",),
+    name="hidayetoglu",
+    repo="merthidayetoglu/SpDNN_Challenge2020",
+    commit="d3f6e9b799831f52e4efc94dfc5f2535e98af858",
+    paths=("singlegpu",),
     patches=("hidayetoglu-build.patch", "hidayetoglu-categories.patch"),
-    build=("make -C singlegpu -f Makefile.ampere "
-           f"NVCCFLAGS='-O3 -std=c++11 {ARCH} -Xcompiler -fopenmp'"),
-    binary="singlegpu/inference", licence="none stated (all rights reserved): run here, never copied")
+    build=(f"make -C singlegpu -f Makefile.ampere NVCCFLAGS='-O3 -std=c++11 {ARCH} -Xcompiler -fopenmp'"),
+    binary="singlegpu/inference",
+    licence="none stated (all rights reserved): run here, never copied",
+)
 
 SNICIT = Source(
-    name="snicit", repo="IDEA-CUHK/SNICIT", commit="0ce20079674a3c6903c0d1bebedce07df8cbcc5c",
+    name="snicit",
+    repo="IDEA-CUHK/SNICIT",
+    commit="0ce20079674a3c6903c0d1bebedce07df8cbcc5c",
     paths=("main", "src/SDGC", "3rd-party", "LICENSE"),
     patches=("snicit-cuda13.patch", "snicit-driver.patch"),
-    build=("mkdir -p build && nvcc -std=c++17 --extended-lambda " + ARCH +
-           " main/SDGC.cu -I 3rd-party -I src/SDGC -O3 -o build/SDGC -lstdc++fs"),
-    binary="build/SDGC", licence="MIT")
+    build=(
+        "mkdir -p build && nvcc -std=c++17 --extended-lambda "
+        + ARCH
+        + " main/SDGC.cu -I 3rd-party -I src/SDGC -O3 -o build/SDGC -lstdc++fs"
+    ),
+    binary="build/SDGC",
+    licence="MIT",
+)
 
 SOURCES = {s.name: s for s in (HIDAYETOGLU, SNICIT)}
 
 _SDGC_EVENTS = "sum of its CUDA event times per layer, weights and inputs already on the GPU"
-METHODS = {m.key: m for m in (
-    Method("hidayetoglu", "Hidayetoglu 2020 (champion)", HIDAYETOGLU, exact=True, inputs="hidayetoglu",
-           timer="host clock around its layer loop; inputs on the GPU, weights streamed per layer (overlapped)"),
-    Method("bf", "BF 2019 (SNIG authors' reimpl.)", SNICIT, exact=True, inputs="sdgc", mode="BF",
-           timer="host clock around its inference (managed memory, inputs prefetched)"),
-    Method("snig", "SNIG 2020", SNICIT, exact=True, inputs="sdgc", mode="SNIG",
-           timer="host clock around its inference (managed memory, inputs prefetched)"),
-    Method("xy", "XY 2021 (champion)", SNICIT, exact=True, inputs="sdgc", mode="XY", timer=_SDGC_EVENTS),
-    Method("snicit", "SNICIT 2023 (approximate)", SNICIT, exact=False, inputs="sdgc", mode="SNICIT",
-           timer=_SDGC_EVENTS),
-)}
+METHODS = {
+    m.key: m
+    for m in (
+        Method(
+            "hidayetoglu",
+            "Hidayetoglu 2020 (champion)",
+            HIDAYETOGLU,
+            exact=True,
+            inputs="hidayetoglu",
+            timer="host clock around its layer loop; inputs on the GPU, weights streamed per layer (overlapped)",
+        ),
+        Method(
+            "bf",
+            "BF 2019 (SNIG authors' reimpl.)",
+            SNICIT,
+            exact=True,
+            inputs="sdgc",
+            mode="BF",
+            timer="host clock around its inference (managed memory, inputs prefetched)",
+        ),
+        Method(
+            "snig",
+            "SNIG 2020",
+            SNICIT,
+            exact=True,
+            inputs="sdgc",
+            mode="SNIG",
+            timer="host clock around its inference (managed memory, inputs prefetched)",
+        ),
+        Method("xy", "XY 2021 (champion)", SNICIT, exact=True, inputs="sdgc", mode="XY", timer=_SDGC_EVENTS),
+        Method(
+            "snicit", "SNICIT 2023 (approximate)", SNICIT, exact=False, inputs="sdgc", mode="SNICIT", timer=_SDGC_EVENTS
+        ),
+    )
+}
 
 
 def methods(keys: str | list[str]) -> list[Method]:

@@ -1,4 +1,5 @@
 """Run one peer program on one network's files, once, and read what it says."""
+
 from __future__ import annotations
 
 import os
@@ -21,14 +22,23 @@ class Invocation:
     env: dict[str, str]
 
 
-def invocation(method: Method, binary: Path, files: dict, neurons: int, layer_count: int, n_inputs: int,
-               categories_out: Path, threads: int) -> Invocation:
+def invocation(
+    method: Method,
+    binary: Path,
+    files: dict,
+    neurons: int,
+    layer_count: int,
+    n_inputs: int,
+    categories_out: Path,
+    threads: int,
+) -> Invocation:
     """The command line and environment of one run (the files come from writers.py)."""
     env = {**os.environ, "PEER_CATEGORIES": str(categories_out), "OMP_NUM_THREADS": str(threads)}
     if method.inputs == "hidayetoglu":
         # its run scripts' tuning for the A100/V100 (BLOCKSIZE 256, BUFFER 24 KB): kept as published
-        env.update(files["env"], DATASET=str(files["folder"]), BIAS=str(challenge.bias(neurons)),
-                   BLOCKSIZE="256", BUFFER="24")
+        env.update(
+            files["env"], DATASET=str(files["folder"]), BIAS=str(challenge.bias(neurons)), BLOCKSIZE="256", BUFFER="24"
+        )
         return Invocation([str(binary)], files["folder"], env)
     argv = [str(binary), "-m", method.mode, "-n", str(neurons), "-l", str(layer_count), "-i", str(n_inputs)]
     return Invocation(argv, files["cwd"], env)
@@ -40,8 +50,9 @@ def run_once(method: Method, inv: Invocation, truth, timeout: float, log) -> dic
     out_path.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        done = subprocess.run(inv.argv, cwd=inv.cwd, env=inv.env, capture_output=True, text=True,
-                              errors="replace", timeout=timeout)
+        done = subprocess.run(
+            inv.argv, cwd=inv.cwd, env=inv.env, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
         text, code, timed_out = done.stdout + done.stderr, done.returncode, False
     except subprocess.TimeoutExpired as err:
         text = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
@@ -49,8 +60,13 @@ def run_once(method: Method, inv: Invocation, truth, timeout: float, log) -> dic
     wall = time.perf_counter() - start
     log(f"$ (cd {inv.cwd} && {' '.join(inv.argv)})  [{wall:.1f} s, exit {code}]\n{text[-6000:]}\n")
     parsed = parse_hidayetoglu(text) if method.inputs == "hidayetoglu" else parse_sdgc(text, method.mode)
-    result = {"returncode": code, "timed_out": timed_out, "wall_seconds": wall, **parsed,
-              "categories": compare_categories(read_categories(out_path), truth)}
+    result = {
+        "returncode": code,
+        "timed_out": timed_out,
+        "wall_seconds": wall,
+        **parsed,
+        "categories": compare_categories(read_categories(out_path), truth),
+    }
     if code not in (0, None) or timed_out:
         result["error_tail"] = text[-800:]
     return result

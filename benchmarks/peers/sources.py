@@ -4,6 +4,7 @@ Layout under the peers root (default .peers/, ignored by git; it travels to the 
   src/<name>/   the exported tree with our patches applied, and .spdnn-source.json saying so
   bin/<name>    the built program (what the benchmark runs)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,9 @@ def apply_patch(tree: Path, patch: Path) -> None:
     """Apply one unified diff (paths a/..., b/...) to a plain folder; an error if it does not apply."""
     env = _git_env(tree)
     for args in (["--check"], []):
-        done = subprocess.run(["git", "apply", *args, str(patch.resolve())], cwd=tree, env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["git", "apply", *args, str(patch.resolve())], cwd=tree, env=env, capture_output=True, text=True
+        )
         if done.returncode:
             raise RuntimeError(f"{patch.name} does not apply to {tree}: {done.stderr.strip()}")
 
@@ -47,8 +49,12 @@ def export(source: Source, root: Path, mirror: Path | None = None, patches_dir: 
     repository is cloned from GitHub into a temporary folder first.
     """
     tree = root / "src" / source.name
-    stamp = {"repo": source.repo, "commit": source.commit, "paths": list(source.paths),
-             "patches": patch_digest(source.patches, patches_dir)}
+    stamp = {
+        "repo": source.repo,
+        "commit": source.commit,
+        "paths": list(source.paths),
+        "patches": patch_digest(source.patches, patches_dir),
+    }
     if (tree / STAMP).is_file() and json.loads((tree / STAMP).read_text()) == stamp:
         return tree
     if tree.exists():
@@ -59,8 +65,11 @@ def export(source: Source, root: Path, mirror: Path | None = None, patches_dir: 
         if git_dir is None:
             git_dir = Path(tmp) / "clone"
             subprocess.run(["git", "clone", "--quiet", "--no-checkout", source.url, str(git_dir)], check=True)
-        archive = subprocess.run(["git", "-C", str(git_dir), "archive", "--format=tar", source.commit,
-                                  *source.paths], check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(git_dir), "archive", "--format=tar", source.commit, *source.paths],
+            check=True,
+            capture_output=True,
+        ).stdout
         tree.mkdir()
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     for name in source.patches:

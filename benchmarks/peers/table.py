@@ -1,4 +1,5 @@
 """Ratios and the Markdown table of a bench_peers.py result file."""
+
 from __future__ import annotations
 
 
@@ -9,10 +10,17 @@ def summarise(network: dict) -> list[dict]:
     SNICIT when it ran (its categories are said next to it: it is approximate inside)."""
     rows = []
     for key, r in network["results"].items():
-        row = {"key": key, "label": r.get("label", key), "kind": r["kind"], "exact": r.get("exact", True),
-               "seconds": r.get("seconds"), "edges_per_second": r.get("edges_per_second"),
-               "categories_ok": r.get("categories_ok"), "categories": r.get("categories") or {},
-               "status": r.get("status", "ran")}
+        row = {
+            "key": key,
+            "label": r.get("label", key),
+            "kind": r["kind"],
+            "exact": r.get("exact", True),
+            "seconds": r.get("seconds"),
+            "edges_per_second": r.get("edges_per_second"),
+            "categories_ok": r.get("categories_ok"),
+            "categories": r.get("categories") or {},
+            "status": r.get("status", "ran"),
+        }
         rows.append(row)
     ok_exact = [r for r in rows if r["kind"] == "peer" and r["exact"] and r["categories_ok"] and r["edges_per_second"]]
     best = max(ok_exact, key=lambda r: r["edges_per_second"], default=None)
@@ -47,19 +55,25 @@ def markdown(record: dict) -> str:
     for net in record["networks"]:
         rows = summarise(net)
         best = net.get("best_exact_peer")
-        lines += [f"### {net['name']}: {net['source']}", "",
-                  f"{net['inputs']} inputs, {net['edges']:.4g} edges per inference; truth: {net['truth']['count']} "
-                  f"categories ({net['truth']['source']}). Best exact peer: {best or 'none with correct categories'}.", "",
-                  "| engine / peer | exact | categories | ms | Tedges/s | x best exact peer | x SNICIT |",
-                  "|---|---|---|---:|---:|---:|---:|"]
+        lines += [
+            f"### {net['name']}: {net['source']}",
+            "",
+            f"{net['inputs']} inputs, {net['edges']:.4g} edges per inference; truth: {net['truth']['count']} "
+            f"categories ({net['truth']['source']}). Best exact peer: {best or 'none with correct categories'}.",
+            "",
+            "| engine / peer | exact | categories | ms | Tedges/s | x best exact peer | x SNICIT |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
         for r in rows:
             if r["status"] != "ran":
                 lines.append(f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {r['status']} | | | | |")
                 continue
             cats = _categories(r)
-            lines.append(f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {cats} | {_fmt(r['seconds'] and r['seconds'] * 1e3, '.2f')} | "
-                         f"{_fmt(r['edges_per_second'] and r['edges_per_second'] / 1e12, '.2f')} | "
-                         f"{_fmt(r['vs_best_exact_peer'], '.2f')} | {_fmt(r['vs_snicit'], '.2f')} |")
+            lines.append(
+                f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {cats} | {_fmt(r['seconds'] and r['seconds'] * 1e3, '.2f')} | "
+                f"{_fmt(r['edges_per_second'] and r['edges_per_second'] / 1e12, '.2f')} | "
+                f"{_fmt(r['vs_best_exact_peer'], '.2f')} | {_fmt(r['vs_snicit'], '.2f')} |"
+            )
         lines.append("")
     if record.get("not_run"):
         lines += ["Not run:", ""] + [f"- {item['network']}: {item['reason']}" for item in record["not_run"]] + [""]

@@ -4,6 +4,7 @@ Both formats come from the same matrices: W_k (N x N CSR, W(i, j) an edge from n
 neuron j, as in the official TSV `i<TAB>j<TAB>value`), the inputs Y_0 (rows = inputs) and
 the truth (0-based rows with any nonzero after the last layer).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,8 +66,9 @@ def hidayetoglu_inputs_bytes(y0: sp.spmatrix) -> bytes:
     return c.astype("<i4").tobytes() + r.astype("<i4").tobytes() + v.astype("<f4").tobytes()
 
 
-def write_hidayetoglu(folder: Path, layers: Iterable[sp.spmatrix], inputs: sp.spmatrix,
-                      truth: np.ndarray, neurons: int, layer_count: int) -> dict[str, str]:
+def write_hidayetoglu(
+    folder: Path, layers: Iterable[sp.spmatrix], inputs: sp.spmatrix, truth: np.ndarray, neurons: int, layer_count: int
+) -> dict[str, str]:
     """DATASET folder of the 2020 champion's singlegpu code; returns the environment it reads
     (besides DATASET, OMP_NUM_THREADS and its tuning BLOCKSIZE/BUFFER)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,8 +81,12 @@ def write_hidayetoglu(folder: Path, layers: Iterable[sp.spmatrix], inputs: sp.sp
         raise ValueError(f"{written} layers written, {layer_count} needed")
     (folder / f"sparse-images-{neurons}.bin").write_bytes(hidayetoglu_inputs_bytes(inputs))
     (folder / f"neuron{neurons}-l{layer_count}-categories.tsv").write_text(truth_text(truth))
-    return {"NEURON": str(neurons), "LAYER": str(layer_count), "BATCH": str(inputs.shape[0]),
-            "INPUT": str(sp.csr_matrix(inputs).nnz)}
+    return {
+        "NEURON": str(neurons),
+        "LAYER": str(layer_count),
+        "BATCH": str(inputs.shape[0]),
+        "INPUT": str(sp.csr_matrix(inputs).nnz),
+    }
 
 
 def read_hidayetoglu_layer(data: bytes, neurons: int) -> sp.csr_matrix:
@@ -99,14 +105,18 @@ def sdgc_paths(root: Path, neurons: int, layer_count: int) -> dict[str, Path]:
     """Where IDEA-CUHK's SDGC driver looks, relative to its working folder root/bin:
     ../dataset/SDGC/{tsv_weights/neuron{N}, MNIST/...}; ../scheduled_bm is XY/SNICIT's cache."""
     data = root / "dataset" / "SDGC"
-    return {"cwd": root / "bin", "weights": data / "tsv_weights" / f"neuron{neurons}",
-            "inputs": data / "MNIST" / f"sparse-images-{neurons}.tsv",
-            "truth": data / "MNIST" / f"neuron{neurons}-l{layer_count}-categories.tsv",
-            "schedule": root / "scheduled_bm"}
+    return {
+        "cwd": root / "bin",
+        "weights": data / "tsv_weights" / f"neuron{neurons}",
+        "inputs": data / "MNIST" / f"sparse-images-{neurons}.tsv",
+        "truth": data / "MNIST" / f"neuron{neurons}-l{layer_count}-categories.tsv",
+        "schedule": root / "scheduled_bm",
+    }
 
 
-def write_sdgc(root: Path, layers: Iterable[sp.spmatrix], inputs: sp.spmatrix, truth: np.ndarray,
-               neurons: int, layer_count: int) -> dict[str, Path]:
+def write_sdgc(
+    root: Path, layers: Iterable[sp.spmatrix], inputs: sp.spmatrix, truth: np.ndarray, neurons: int, layer_count: int
+) -> dict[str, Path]:
     """The SDGC driver's folder tree for one network: one TSV per layer (n{N}-l{k}.tsv), the
     inputs TSV (not gzipped), the truth. XY and SNICIT cache their schedule of the layers in
     ../scheduled_bm/neuron{N}, keyed by N alone, so every network gets its own root."""

@@ -10,6 +10,7 @@ reader (`liveness`). Workloads: `generate` (level = generation), `shapes` (level
 `snicit` + `layered` + `mnist` (real pruned MNIST networks, also as layers), `population`
 (+ `population_cuda`, one launch) and `recurrent` (unrolled over steps). See docs/dag.md.
 """
+
 from __future__ import annotations
 
 from .network import ACTIVATIONS, ROLES, DagNetwork, DagSpec

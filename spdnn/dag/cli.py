@@ -1,4 +1,5 @@
 """`spdnn dag ...`: generate, convert, run (with validation) and tabulate DAG networks."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ def _run(args: argparse.Namespace) -> None:
 
     net = read_cache(args.cache)
     x = random_inputs(net.n_inputs, args.batch, args.seed)
-    record: dict = {"cache": str(args.cache), "network": net.summary(), "batch": args.batch, "seed": args.seed,
-                    "provenance": provenance()}
+    record: dict = {
+        "cache": str(args.cache),
+        "network": net.summary(),
+        "batch": args.batch,
+        "seed": args.seed,
+        "provenance": provenance(),
+    }
     if args.edges and args.nodes:
         from .fileformat import read_spec
 
@@ -52,11 +58,16 @@ def _run(args: argparse.Namespace) -> None:
     engine.infer(x)  # warm-up (kernel load, buffers)
     result = engine.infer(x)
     comparison = compare_outputs(result.outputs, ref.outputs)
-    record.update(engine=result.engine, device=result.device, seconds=result.seconds,
-                  end_to_end_seconds=result.end_to_end_seconds, details=result.details,
-                  reference={"engine": ref.engine, "device": ref.device, "seconds": ref.seconds},
-                  edges_per_second=net.n_edges * args.batch / max(result.seconds, 1e-12),
-                  comparison=comparison.as_dict())
+    record.update(
+        engine=result.engine,
+        device=result.device,
+        seconds=result.seconds,
+        end_to_end_seconds=result.end_to_end_seconds,
+        details=result.details,
+        reference={"engine": ref.engine, "device": ref.device, "seconds": ref.seconds},
+        edges_per_second=net.n_edges * args.batch / max(result.seconds, 1e-12),
+        comparison=comparison.as_dict(),
+    )
     write_text(args.output, json.dumps(record, indent=2) + "\n")
     if not comparison.passed:
         raise DagValidationError(f"{result.engine} disagrees with {ref.engine}: {comparison.as_dict()}")
@@ -67,14 +78,18 @@ def _table(args: argparse.Namespace) -> None:
     from ..io.atomic import write_text
 
     rows = [json.loads(Path(p).read_text()) for p in args.results]
-    lines = ["| network | nodes | edges | groups | batch | engine | device | seconds | reference s | speed-up | edges/s | max rel. error |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| network | nodes | edges | groups | batch | engine | device | seconds | reference s | speed-up | edges/s | max rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         net = r["network"]
-        lines.append(f"| {Path(r['cache']).name.split('.')[0]} | {net['nodes']} | {net['edges']} | {net['levels']} | {r['batch']} | "
-                     f"{r['engine']} | {r['device']} | {r['seconds']:.4g} | {r['reference']['seconds']:.4g} | "
-                     f"{r['reference']['seconds'] / max(r['seconds'], 1e-12):.1f} | {r['edges_per_second']:.3g} | "
-                     f"{r['comparison']['max_rel_error']:.2e} |")
+        lines.append(
+            f"| {Path(r['cache']).name.split('.')[0]} | {net['nodes']} | {net['edges']} | {net['levels']} | {r['batch']} | "
+            f"{r['engine']} | {r['device']} | {r['seconds']:.4g} | {r['reference']['seconds']:.4g} | "
+            f"{r['reference']['seconds'] / max(r['seconds'], 1e-12):.1f} | {r['edges_per_second']:.3g} | "
+            f"{r['comparison']['max_rel_error']:.2e} |"
+        )
     write_text(args.markdown, "\n".join(lines) + "\n")
     if args.plot:
         from ..report import plot_dag_speedups
@@ -93,8 +108,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = dag.add_subparsers(dest="dag_command", required=True)
 
     p = sub.add_parser("generate", help="write a random DAG network as PREFIX.edges.tsv and PREFIX.nodes.tsv")
-    p.add_argument("--kind", choices=KINDS + SHAPES, default="pruned",
-                   help="pruned, evolved: level = generation; random-order, deep-narrow, neat: levels emerge")
+    p.add_argument(
+        "--kind",
+        choices=KINDS + SHAPES,
+        default="pruned",
+        help="pruned, evolved: level = generation; random-order, deep-narrow, neat: levels emerge",
+    )
     p.add_argument("--edges", type=int, required=True, help="about this many edges")
     p.add_argument("--seed", type=int, default=0, help="random seed of the network (default 0)")
     p.add_argument("--prefix", required=True, help="write PREFIX.edges.tsv and PREFIX.nodes.tsv")
@@ -110,11 +129,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", required=True, help="the network's Arrow cache (dag convert)")
     p.add_argument("--batch", type=int, default=100, help="random input vectors to run (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
-    p.add_argument("--engine", choices=ENGINES + ("auto",), default="vectorised",
-                   help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised, "
-                        "said in the log; default vectorised)")
-    p.add_argument("--reference", choices=ENGINES, default="sequential",
-                   help="the engine whose outputs the run is checked against (default sequential)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES + ("auto",),
+        default="vectorised",
+        help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised, "
+        "said in the log; default vectorised)",
+    )
+    p.add_argument(
+        "--reference",
+        choices=ENGINES,
+        default="sequential",
+        help="the engine whose outputs the run is checked against (default sequential)",
+    )
     p.add_argument("--edges", default=None, help="the edge TSV: also check the levels against a per-node walk")
     p.add_argument("--nodes", default=None, help="the node TSV, with --edges")
     p.add_argument("--output", required=True, help="result JSON")

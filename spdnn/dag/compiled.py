@@ -9,6 +9,7 @@ row per node) and accumulate in float32 in edge order.
 `COLUMNS_PER_THREAD` vectors per thread; otherwise it runs group by group and splits the
 nodes of each group with enough work (`GROUP_WORK_TO_SHARE` edges x vectors). `threads` defaults to numba's thread count (the machine's cores).
 """
+
 from __future__ import annotations
 
 import time
@@ -63,8 +64,16 @@ class CompiledEngine(_CompiledBase):
     def _run(self, values: np.ndarray) -> dict:
         from .cpu_kernels import run_sequential
 
-        run_sequential(values, self.net.n_inputs, self.indptr, self.plan.src_slot, self.weights, self.bias,
-                       self.act, self.plan.slot)
+        run_sequential(
+            values,
+            self.net.n_inputs,
+            self.indptr,
+            self.plan.src_slot,
+            self.weights,
+            self.bias,
+            self.act,
+            self.plan.slot,
+        )
         return {"threads": 1}
 
 
@@ -90,13 +99,24 @@ class ThreadedEngine(_CompiledBase):
             # ranges of whole 64-byte lines, so no two threads write one cache line
             bounds = np.minimum(np.arange(threads + 1, dtype=np.int64) * (-(-batch // threads // 16) * 16), batch)
             bounds[-1] = batch
-            run_columns(values, self.net.n_inputs, self.indptr, p.src_slot, self.weights, self.bias, self.act,
-                        p.slot, bounds)
+            run_columns(
+                values, self.net.n_inputs, self.indptr, p.src_slot, self.weights, self.bias, self.act, p.slot, bounds
+            )
             mode = "columns"
         else:
             edges = np.diff(self.indptr[self.level_ptr])
             shared = (edges * batch >= GROUP_WORK_TO_SHARE) & (np.diff(self.level_ptr) >= 2)
-            run_groups(values, self.level_ptr, self.indptr, p.src_slot, self.weights, self.bias, self.act, p.slot,
-                       shared, 4 * threads)  # a few node ranges per thread, for balance
+            run_groups(
+                values,
+                self.level_ptr,
+                self.indptr,
+                p.src_slot,
+                self.weights,
+                self.bias,
+                self.act,
+                p.slot,
+                shared,
+                4 * threads,
+            )  # a few node ranges per thread, for balance
             mode = "groups"
         return {"threads": threads, "mode": mode}

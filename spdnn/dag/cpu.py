@@ -14,6 +14,7 @@ incoming values are whole rows; rows are freed once no later node reads them (li
 
 Neither extrapolates: a run is timed in full or not at all.
 """
+
 from __future__ import annotations
 
 import time
@@ -84,11 +85,13 @@ class VectorisedEngine(_CpuBase):
         for g in range(1, net.n_levels):
             lo, hi = int(lp[g]), int(lp[g + 1])
             a, b = int(ip[lo]), int(ip[hi])
-            mat = sp.csr_matrix((net.weights[a:b], self.plan.src_slot[a:b], ip[lo:hi + 1] - a),
-                                shape=(hi - lo, n_slots))
+            mat = sp.csr_matrix(
+                (net.weights[a:b], self.plan.src_slot[a:b], ip[lo : hi + 1] - a), shape=(hi - lo, n_slots)
+            )
             codes = net.activation[lo:hi]
-            self.groups.append((self.plan.slot[lo:hi], mat, net.bias[lo:hi, None], codes,
-                                bool(np.all(codes == codes[0]))))
+            self.groups.append(
+                (self.plan.slot[lo:hi], mat, net.bias[lo:hi, None], codes, bool(np.all(codes == codes[0])))
+            )
 
     def infer(self, inputs) -> DagResult:
         values, wall = self._start(inputs)

@@ -13,6 +13,7 @@ temporary is needed. Compiled on first use and cached on disk (numba `cache=True
 * run_groups: groups one after another, threads split each group's nodes (small batches);
   a group with too little work (`shared[g]` false) stays on the calling thread.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,5 +87,16 @@ def run_groups(values, level_ptr, indptr, src_slot, weights, bias, act, slot, sh
         else:
             step = (hi - lo + chunks - 1) // chunks
             for c in prange(chunks):
-                _nodes(values, min(hi, lo + c * step), min(hi, lo + (c + 1) * step), 0, batch, indptr, src_slot,
-                       weights, bias, act, slot)
+                _nodes(
+                    values,
+                    min(hi, lo + c * step),
+                    min(hi, lo + (c + 1) * step),
+                    0,
+                    batch,
+                    indptr,
+                    src_slot,
+                    weights,
+                    bias,
+                    act,
+                    slot,
+                )

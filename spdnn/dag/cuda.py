@@ -18,6 +18,7 @@ one contiguous piece of each source row. Rows are value slots (liveness.py): a n
 reused once no later node reads it (`free_values=False`: one row per node). Batches wider than GPU memory
 allows are run in chunks of columns.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,8 @@ from .liveness import plan_values
 from .network import DagNetwork
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
-BLOCK = 256          # threads per block of a one-group launch
-FUSED_BLOCK = 1024   # threads per block of a multi-group segment
+BLOCK = 256  # threads per block of a one-group launch
+FUSED_BLOCK = 1024  # threads per block of a multi-group segment
 
 
 def _pow2_ceil(x: float) -> int:
@@ -43,8 +44,8 @@ def _pow2_ceil(x: float) -> int:
 
 @dataclass
 class Segment:
-    l0: int          # first group (level)
-    l1: int          # one past the last group
+    l0: int  # first group (level)
+    l1: int  # one past the last group
     log_le: int
     grid_x: int
     block: int
@@ -54,7 +55,7 @@ class Segment:
 class WarpPlan:
     vec: int
     log_lb: int
-    tile: int        # input vectors per tile: LB * VEC
+    tile: int  # input vectors per tile: LB * VEC
     segments: list[Segment]
 
 
@@ -92,8 +93,14 @@ def warp_plan(level_ptr: np.ndarray, indptr: np.ndarray, batch: int) -> WarpPlan
 class DagCudaEngine(DagEngine):
     """pycuda engine for levelised DAG networks; see the module docstring."""
 
-    def __init__(self, kernel: str = "warp", device: int = 0, memory_fraction: float = 0.8,
-                 max_columns: int | None = None, free_values: bool = True):
+    def __init__(
+        self,
+        kernel: str = "warp",
+        device: int = 0,
+        memory_fraction: float = 0.8,
+        max_columns: int | None = None,
+        free_values: bool = True,
+    ):
         if kernel not in ("thread", "warp"):
             raise ValueError(f"kernel must be thread or warp, not {kernel!r}")
         self._device = open_device(device, needed_by="the DAG GPU engines")
@@ -160,7 +167,9 @@ class DagCudaEngine(DagEngine):
             return batch
         cols = cols // 128 * 128
         if cols < 1:
-            raise MemoryError(f"the network's {self.plan.n_slots} value rows do not fit on the GPU for 128 input vectors")
+            raise MemoryError(
+                f"the network's {self.plan.n_slots} value rows do not fit on the GPU for 128 input vectors"
+            )
         return cols
 
     def _ld(self, cols: int) -> tuple[int, WarpPlan | None]:
@@ -180,18 +189,44 @@ class DagCudaEngine(DagEngine):
                 lo, hi = int(net.level_ptr[g]), int(net.level_ptr[g + 1])
                 if hi == lo:
                     continue
-                fn.prepared_async_call((math.ceil((hi - lo) / BLOCK), cols), (BLOCK, 1, 1), stream,
-                                       values, np.int32(ld), np.int32(lo), np.int32(hi), self.d_indptr,
-                                       self.d_src, self.d_w, self.d_bias, self.d_act, self.d_dst)
+                fn.prepared_async_call(
+                    (math.ceil((hi - lo) / BLOCK), cols),
+                    (BLOCK, 1, 1),
+                    stream,
+                    values,
+                    np.int32(ld),
+                    np.int32(lo),
+                    np.int32(hi),
+                    self.d_indptr,
+                    self.d_src,
+                    self.d_w,
+                    self.d_bias,
+                    self.d_act,
+                    self.d_dst,
+                )
                 launches += 1
             return launches
         fn = self._fns["dag_warp4" if plan.vec == 4 else "dag_warp1"]
         tiles = ld // plan.tile
         for s in plan.segments:
-            fn.prepared_async_call((s.grid_x, tiles), (s.block, 1, 1), stream, values, np.int32(ld),
-                                   self.d_level_ptr, np.int32(s.l0), np.int32(s.l1), np.int32(plan.log_lb),
-                                   np.int32(s.log_le), self.d_indptr, self.d_src, self.d_w, self.d_bias, self.d_act,
-                                   self.d_dst)
+            fn.prepared_async_call(
+                (s.grid_x, tiles),
+                (s.block, 1, 1),
+                stream,
+                values,
+                np.int32(ld),
+                self.d_level_ptr,
+                np.int32(s.l0),
+                np.int32(s.l1),
+                np.int32(plan.log_lb),
+                np.int32(s.log_le),
+                self.d_indptr,
+                self.d_src,
+                self.d_w,
+                self.d_bias,
+                self.d_act,
+                self.d_dst,
+            )
             launches += 1
         return launches
 
@@ -215,24 +250,36 @@ class DagCudaEngine(DagEngine):
             values = self._buffers.get("values", self.plan.n_slots * ld * 4)
             out = self._buffers.get("out", max(1, n_out) * ld * 4)
             staged = np.zeros((net.n_inputs, ld), dtype=np.float32)
-            staged[:, :cols] = x[c0:c0 + cols].T
+            staged[:, :cols] = x[c0 : c0 + cols].T
             cuda.memcpy_htod(values, staged)  # inputs are rows 0 .. n_inputs - 1
             start.record(stream)
             launches += self._launch(values, ld, cols, plan, stream)
             if n_out:
                 total = n_out * ld
                 self._fns["dag_gather"].prepared_async_call(
-                    (min(65535, math.ceil(total / 256)), 1), (256, 1, 1), stream,
-                    values, np.int32(ld), self.d_out_rows, np.int32(n_out), out)
+                    (min(65535, math.ceil(total / 256)), 1),
+                    (256, 1, 1),
+                    stream,
+                    values,
+                    np.int32(ld),
+                    self.d_out_rows,
+                    np.int32(n_out),
+                    out,
+                )
             end.record(stream)
             end.synchronize()
             seconds += end.time_since(start) / 1e3
             if n_out:
                 host = np.empty((n_out, ld), dtype=np.float32)
                 cuda.memcpy_dtoh(host, out)
-                outputs[c0:c0 + cols] = host[:, :cols].T
-        details = {"chunk_columns": chunk, "launches": launches, "kernel": self.kernel,
-                   "value_slots": self.plan.n_slots, "value_bytes": self.plan.n_slots * ld * 4}
+                outputs[c0 : c0 + cols] = host[:, :cols].T
+        details = {
+            "chunk_columns": chunk,
+            "launches": launches,
+            "kernel": self.kernel,
+            "value_slots": self.plan.n_slots,
+            "value_bytes": self.plan.n_slots * ld * 4,
+        }
         if plan is not None:
             details.update(vec=plan.vec, lanes_batch=1 << plan.log_lb, segments=len(plan.segments))
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

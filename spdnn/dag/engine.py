@@ -7,6 +7,7 @@ Inputs are a batch of input vectors, shape (batch, inputs) (dense array or scipy
 column i being the input node of the i-th smallest id. `infer` returns the output nodes'
 values, shape (batch, outputs), columns in ascending output id.
 """
+
 from __future__ import annotations
 
 import abc

@@ -13,6 +13,7 @@ activation are ignored). Files may be gzip-compressed (name ending in .gz). Empt
 are errors, so entry i of a file is always line i + 1. Structural checks (dangling ids,
 duplicates, cycles, inputs with incoming edges) are in `checks` and `levels`.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -51,8 +52,10 @@ def _read_table(path: str | os.PathLike, columns: tuple[str, ...], types: dict, 
                 stream,
                 read_options=pacsv.ReadOptions(column_names=list(columns), block_size=16 << 20),
                 parse_options=pacsv.ParseOptions(delimiter="\t", ignore_empty_lines=False),
-                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                                     quoted_strings_can_be_null=False))
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+                ),
+            )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         _diagnose(open_text, name, columns, kinds)
         raise DataError(name, None, f"could not parse: {err}") from err
@@ -74,15 +77,18 @@ def _diagnose(open_text: Callable[[], IO[bytes]], name: str, columns: tuple[str,
             text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
             fields = text.split("\t")
             if len(fields) != len(columns):
-                raise DataError(name, number, f"expected {len(columns)} tab-separated fields, "
-                                              f"found {len(fields)}: {text!r}")
+                raise DataError(
+                    name, number, f"expected {len(columns)} tab-separated fields, found {len(fields)}: {text!r}"
+                )
             for label, value, kind in zip(columns, fields, kinds):
                 if kind is str:
                     continue
                 try:
                     kind(value)
                 except ValueError:
-                    raise DataError(name, number, f"{label} {value!r} is not {'an integer' if kind is int else 'a number'}") from None
+                    raise DataError(
+                        name, number, f"{label} {value!r} is not {'an integer' if kind is int else 'a number'}"
+                    ) from None
     if number == 0:
         raise DataError(name, None, "file is empty")
 
@@ -149,25 +155,41 @@ def _write_tsv(path: str | os.PathLike, table: pa.Table) -> None:
         else:
             sink = pa.OSFile(str(tmp), "wb")
         with sink:
-            pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(
-                include_header=False, delimiter="\t", quoting_style="none"))
+            pacsv.write_csv(
+                table,
+                sink,
+                write_options=pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
+            )
 
 
 def write_spec(spec: DagSpec, edges: str | os.PathLike, nodes: str | os.PathLike) -> None:
     """Write both TSVs atomically (floats written so that they read back bit-exact)."""
-    _write_tsv(edges, pa.table({"source": pa.array(spec.source, pa.int64()),
-                                "target": pa.array(spec.target, pa.int64()),
-                                "weight": pa.array(spec.weight.astype(np.float32), pa.float32())}))
+    _write_tsv(
+        edges,
+        pa.table(
+            {
+                "source": pa.array(spec.source, pa.int64()),
+                "target": pa.array(spec.target, pa.int64()),
+                "weight": pa.array(spec.weight.astype(np.float32), pa.float32()),
+            }
+        ),
+    )
     act = pa.DictionaryArray.from_arrays(pa.array(spec.activation.astype(np.int32)), pa.array(ACTIVATIONS))
     role = pa.DictionaryArray.from_arrays(pa.array(spec.role.astype(np.int32)), pa.array(ROLES))
-    _write_tsv(nodes, pa.table({"id": pa.array(spec.ids, pa.int64()),
-                                "bias": pa.array(spec.bias.astype(np.float32), pa.float32()),
-                                "activation": act.cast(pa.string()), "role": role.cast(pa.string())}))
+    _write_tsv(
+        nodes,
+        pa.table(
+            {
+                "id": pa.array(spec.ids, pa.int64()),
+                "bias": pa.array(spec.bias.astype(np.float32), pa.float32()),
+                "activation": act.cast(pa.string()),
+                "role": role.cast(pa.string()),
+            }
+        ),
+    )
 
 
 def default_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
     """`PREFIX.edges.tsv` and `PREFIX.nodes.tsv`."""
     prefix = str(prefix)
     return Path(prefix + ".edges.tsv"), Path(prefix + ".nodes.tsv")
-
-

@@ -15,6 +15,7 @@ geometric law (P(d = 1) = `local`), uniformly inside the generation. Duplicate
   far back (P(d = 1) = 0.5), activations mixed (relu, tanh, sigmoid, identity), ids shuffled.
 Sizes from thousands to tens of millions of edges take seconds (all numpy).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,9 @@ from .network import HIDDEN, IDENTITY, INPUT, OUTPUT, RELU, RELU_CLIP, SIGMOID, 
 KINDS = ("pruned", "evolved")
 
 
-def _dag_from_generations(widths: np.ndarray, degrees: np.ndarray, local: float, weight_scale: str,
-                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dag_from_generations(
+    widths: np.ndarray, degrees: np.ndarray, local: float, weight_scale: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges (source index, target index, weight) for nodes numbered generation by generation.
 
     degrees[v] is the wanted in-degree of node v (ignored for generation 0).
@@ -61,8 +63,14 @@ def _dag_from_generations(widths: np.ndarray, degrees: np.ndarray, local: float,
     return src, tgt, (sign * mag).astype(np.float32)
 
 
-def pruned_layered(n_edges: int, seed: int = 0, depth: int | None = None, mean_degree: float = 32.0,
-                   skip: float = 0.15, n_outputs: int | None = None) -> DagSpec:
+def pruned_layered(
+    n_edges: int,
+    seed: int = 0,
+    depth: int | None = None,
+    mean_degree: float = 32.0,
+    skip: float = 0.15,
+    n_outputs: int | None = None,
+) -> DagSpec:
     """A pruned layered network with skip connections of about `n_edges` edges."""
     rng = np.random.default_rng([seed, 1])
     depth = depth or int(min(32, max(6, round(4 * math.log10(max(n_edges, 10))))))
@@ -76,16 +84,18 @@ def pruned_layered(n_edges: int, seed: int = 0, depth: int | None = None, mean_d
     src, tgt, w = _dag_from_generations(widths, degrees, 1.0 - skip, "pruned", rng)
     role = np.full(n, HIDDEN, dtype=np.int8)
     role[: widths[0]] = INPUT
-    role[n - widths[-1]:] = OUTPUT
+    role[n - widths[-1] :] = OUTPUT
     act = np.where(role == OUTPUT, IDENTITY, RELU).astype(np.int8)
     bias = rng.normal(0.0, 0.05, size=n).astype(np.float32)
     ids = np.arange(1, n + 1, dtype=np.int64)
-    return DagSpec(ids, bias, act, role, ids[src], ids[tgt], w, nodes_name="<pruned nodes>",
-                   edges_name="<pruned edges>")
+    return DagSpec(
+        ids, bias, act, role, ids[src], ids[tgt], w, nodes_name="<pruned nodes>", edges_name="<pruned edges>"
+    )
 
 
-def evolved(n_edges: int, seed: int = 0, depth: int | None = None, mean_degree: float = 12.0,
-            n_outputs: int = 64) -> DagSpec:
+def evolved(
+    n_edges: int, seed: int = 0, depth: int | None = None, mean_degree: float = 12.0, n_outputs: int = 64
+) -> DagSpec:
     """An evolved-style DAG of about `n_edges` edges (varying widths, heavy-tailed in-degrees)."""
     rng = np.random.default_rng([seed, 2])
     depth = depth or int(min(80, max(12, round(10 * math.log10(max(n_edges, 10))))))
@@ -100,13 +110,14 @@ def evolved(n_edges: int, seed: int = 0, depth: int | None = None, mean_degree: 
     src, tgt, w = _dag_from_generations(widths, degrees, 0.5, "evolved", rng)
     role = np.full(n, HIDDEN, dtype=np.int8)
     role[: widths[0]] = INPUT
-    role[n - widths[-1]:] = OUTPUT
+    role[n - widths[-1] :] = OUTPUT
     act = rng.choice(np.array([RELU, TANH, SIGMOID, IDENTITY], dtype=np.int8), size=n, p=[0.4, 0.3, 0.2, 0.1])
     act[role == OUTPUT] = IDENTITY
     bias = rng.normal(0.0, 0.1, size=n).astype(np.float32)
     ids = rng.permutation(n).astype(np.int64) + 1  # arbitrary ids, as an evolved genome would have
-    return DagSpec(ids, bias, act, role, ids[src], ids[tgt], w, nodes_name="<evolved nodes>",
-                   edges_name="<evolved edges>")
+    return DagSpec(
+        ids, bias, act, role, ids[src], ids[tgt], w, nodes_name="<evolved nodes>", edges_name="<evolved edges>"
+    )
 
 
 def generate(kind: str, n_edges: int, seed: int = 0) -> DagSpec:
@@ -147,6 +158,14 @@ def challenge_dag(layers: list[sp.spmatrix], bias: float) -> DagSpec:
     role = np.full(total, HIDDEN, dtype=np.int8)
     role[:n] = INPUT
     role[-n:] = OUTPUT
-    return DagSpec(np.arange(1, total + 1, dtype=np.int64), np.full(total, bias, dtype=np.float32),
-                   np.full(total, RELU_CLIP, dtype=np.int8), role, np.concatenate(src), np.concatenate(tgt),
-                   np.concatenate(w), nodes_name="<challenge nodes>", edges_name="<challenge edges>")
+    return DagSpec(
+        np.arange(1, total + 1, dtype=np.int64),
+        np.full(total, bias, dtype=np.float32),
+        np.full(total, RELU_CLIP, dtype=np.int8),
+        role,
+        np.concatenate(src),
+        np.concatenate(tgt),
+        np.concatenate(w),
+        nodes_name="<challenge nodes>",
+        edges_name="<challenge edges>",
+    )

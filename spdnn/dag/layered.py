@@ -10,6 +10,7 @@ layered engine can be checked against each other.
 LayeredEngine keeps the features node-major (width x batch, float32), like the DAG engines,
 and runs one scipy.sparse product per layer: Z = W_k^T Y.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,7 +41,9 @@ class LayeredNetwork:
             if b.shape != (w.shape[1],):
                 raise ValueError(f"layer {k}: {b.size} biases for {w.shape[1]} neurons")
             if k and w.shape[0] != self.weights[k - 1].shape[1]:
-                raise ValueError(f"layer {k} takes {w.shape[0]} neurons, layer {k - 1} gives {self.weights[k - 1].shape[1]}")
+                raise ValueError(
+                    f"layer {k} takes {w.shape[0]} neurons, layer {k - 1} gives {self.weights[k - 1].shape[1]}"
+                )
             if not 0 <= self.activations[k] < len(ACTIVATIONS):
                 raise ValueError(f"layer {k}: unknown activation code {self.activations[k]}")
 
@@ -53,8 +56,13 @@ class LayeredNetwork:
         return int(sum(w.nnz for w in self.weights))
 
     def summary(self) -> dict:
-        return {"name": self.name, "layers": len(self.weights), "widths": self.widths, "edges": self.n_edges,
-                "nonzeros_per_layer": [int(w.nnz) for w in self.weights]}
+        return {
+            "name": self.name,
+            "layers": len(self.weights),
+            "widths": self.widths,
+            "edges": self.n_edges,
+            "nonzeros_per_layer": [int(w.nnz) for w in self.weights],
+        }
 
     def to_spec(self) -> DagSpec:
         """The same network as a DAG: neuron j of layer k has id offset_k + j + 1 (offsets by widths)."""
@@ -69,15 +77,23 @@ class LayeredNetwork:
             wts.append(coo.data.astype(np.float32))
         role = np.full(n, HIDDEN, dtype=np.int8)
         role[: widths[0]] = INPUT
-        role[offsets[-2]:] = OUTPUT
+        role[offsets[-2] :] = OUTPUT
         act = np.full(n, IDENTITY, dtype=np.int8)
         bias = np.zeros(n, dtype=np.float32)
         for k in range(len(self.weights)):
-            act[offsets[k + 1]:offsets[k + 2]] = self.activations[k]
-            bias[offsets[k + 1]:offsets[k + 2]] = self.biases[k]
-        return DagSpec(np.arange(1, n + 1, dtype=np.int64), bias, act, role, np.concatenate(src),
-                       np.concatenate(tgt), np.concatenate(wts), nodes_name=f"<{self.name} nodes>",
-                       edges_name=f"<{self.name} edges>")
+            act[offsets[k + 1] : offsets[k + 2]] = self.activations[k]
+            bias[offsets[k + 1] : offsets[k + 2]] = self.biases[k]
+        return DagSpec(
+            np.arange(1, n + 1, dtype=np.int64),
+            bias,
+            act,
+            role,
+            np.concatenate(src),
+            np.concatenate(tgt),
+            np.concatenate(wts),
+            nodes_name=f"<{self.name} nodes>",
+            edges_name=f"<{self.name} edges>",
+        )
 
 
 class LayeredEngine(DagEngine):
@@ -90,8 +106,10 @@ class LayeredEngine(DagEngine):
 
     def prepare(self, net: LayeredNetwork) -> None:  # type: ignore[override]
         self.net = net
-        self.layers = [(sp.csr_matrix(w.T, dtype=np.float32), np.asarray(b, np.float32)[:, None], int(a))
-                       for w, b, a in zip(net.weights, net.biases, net.activations)]
+        self.layers = [
+            (sp.csr_matrix(w.T, dtype=np.float32), np.asarray(b, np.float32)[:, None], int(a))
+            for w, b, a in zip(net.weights, net.biases, net.activations)
+        ]
 
     def infer(self, inputs) -> DagResult:
         x = dense_inputs(inputs, self.net.widths[0])
@@ -104,5 +122,6 @@ class LayeredEngine(DagEngine):
             activate(y, code)
         out = np.ascontiguousarray(y.T)
         seconds = time.perf_counter() - t0
-        return DagResult(out, seconds, time.perf_counter() - wall, self.name, self.device(),
-                         details={"layers": len(self.layers)})
+        return DagResult(
+            out, seconds, time.perf_counter() - wall, self.name, self.device(), details={"layers": len(self.layers)}
+        )

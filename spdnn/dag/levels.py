@@ -8,6 +8,7 @@ np.maximum.at and remaining in-degrees lowered with np.subtract.at; the Python l
 once per group, never once per node. Nodes that never reach in-degree 0 lie on or behind a
 cycle: `find_cycle` names one cycle's nodes (and its edges' file lines).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def gather_ranges(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return offsets + np.arange(total, dtype=np.int64)
 
 
-def longest_path_levels(n: int, src: np.ndarray, tgt: np.ndarray,
-                        is_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def longest_path_levels(
+    n: int, src: np.ndarray, tgt: np.ndarray, is_input: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Levels by Kahn's algorithm, frontier by frontier. Returns (level int64[n], placed bool[n]).
 
     Nodes not placed are on or behind a cycle; their level is meaningless.
@@ -87,7 +89,7 @@ def find_cycle(n: int, src: np.ndarray, tgt: np.ndarray, stuck: np.ndarray) -> l
         seen[node] = len(path)
         path.append(node)
         node = int(succ[ptr[node]])
-    return path[seen[node]:]
+    return path[seen[node] :]
 
 
 def _cycle_error(spec: DagSpec, order: np.ndarray, src: np.ndarray, tgt: np.ndarray, stuck: np.ndarray) -> DataError:
@@ -100,12 +102,14 @@ def _cycle_error(spec: DagSpec, order: np.ndarray, src: np.ndarray, tgt: np.ndar
     hits = np.flatnonzero(np.isin(edge_keys, a * n + b))
     by_key = dict(zip(edge_keys[hits].tolist(), hits.tolist()))
     lines = [by_key.get(int(x) * n + int(y)) for x, y in zip(a, b)]
-    shown = " -> ".join(str(i) for i in ids[:MAX_LISTED * 4]) + (" -> ..." if len(ids) > MAX_LISTED * 4 else "")
+    shown = " -> ".join(str(i) for i in ids[: MAX_LISTED * 4]) + (" -> ..." if len(ids) > MAX_LISTED * 4 else "")
     where = ", ".join(str(i + 1) for i in lines if i is not None)
     first = next((i + 1 for i in lines if i is not None), None)
-    return DataError(spec.edges_name, first,
-                     f"cycle: {shown} -> {ids[0]} (edges on lines {where}); "
-                     f"{int(stuck.sum())} nodes lie on or behind cycles")
+    return DataError(
+        spec.edges_name,
+        first,
+        f"cycle: {shown} -> {ids[0]} (edges on lines {where}); {int(stuck.sum())} nodes lie on or behind cycles",
+    )
 
 
 def levelise(spec: DagSpec) -> DagNetwork:
@@ -130,11 +134,17 @@ def levelise(spec: DagSpec) -> DagNetwork:
     np.cumsum(np.bincount(lv, minlength=n_levels), out=level_ptr[1:])
     file_rows = order[layout]
     return DagNetwork(
-        ids=spec.ids[file_rows].astype(np.int64), bias=spec.bias[file_rows].astype(np.float32),
-        activation=spec.activation[file_rows].astype(np.int8), role=spec.role[file_rows].astype(np.int8),
-        level=lv.astype(np.int32), level_ptr=level_ptr, indptr=indptr,
-        sources=rsrc[by_edge].astype(np.int32), weights=spec.weight[by_edge].astype(np.float32),
-        meta={"nodes_source": spec.nodes_name, "edges_source": spec.edges_name})
+        ids=spec.ids[file_rows].astype(np.int64),
+        bias=spec.bias[file_rows].astype(np.float32),
+        activation=spec.activation[file_rows].astype(np.int8),
+        role=spec.role[file_rows].astype(np.int8),
+        level=lv.astype(np.int32),
+        level_ptr=level_ptr,
+        indptr=indptr,
+        sources=rsrc[by_edge].astype(np.int32),
+        weights=spec.weight[by_edge].astype(np.float32),
+        meta={"nodes_source": spec.nodes_name, "edges_source": spec.edges_name},
+    )
 
 
 def levels_by_walk(spec: DagSpec) -> dict[int, int]:

@@ -12,6 +12,7 @@ Slots are handed out group by group from a stack of released ones (newest first)
 ones; the Python loop runs once per group. Inputs get slots 0 .. inputs - 1 in order, so the
 batch is copied in as before. `free=False` gives the identity plan (one row per node).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from .network import OUTPUT, DagNetwork
 class ValuePlan:
     """slot[r]: the value row of node r; src_slot[e]: slot of edge e's source (for the kernels)."""
 
-    slot: np.ndarray        # int32[nodes]
-    src_slot: np.ndarray    # int32[edges]
+    slot: np.ndarray  # int32[nodes]
+    src_slot: np.ndarray  # int32[edges]
     n_slots: int
     freed: bool
 
@@ -62,16 +63,16 @@ def plan_values(net: DagNetwork, free: bool = True) -> ValuePlan:
     lp = net.level_ptr
     for g in range(net.n_levels):
         if g:
-            done = by_release[release_ptr[g - 1]:release_ptr[g]]
-            stack[top:top + done.size] = slot[done]
+            done = by_release[release_ptr[g - 1] : release_ptr[g]]
+            stack[top : top + done.size] = slot[done]
             top += done.size
         lo, hi = int(lp[g]), int(lp[g + 1])
         size = hi - lo
         reuse = min(size, top)
-        slot[lo:lo + reuse] = stack[top - reuse:top][::-1]
+        slot[lo : lo + reuse] = stack[top - reuse : top][::-1]
         top -= reuse
         fresh = size - reuse
-        slot[lo + reuse:hi] = np.arange(n_slots, n_slots + fresh, dtype=np.int32)
+        slot[lo + reuse : hi] = np.arange(n_slots, n_slots + fresh, dtype=np.int32)
         n_slots += fresh
     return ValuePlan(slot, slot[net.sources].astype(np.int32), int(n_slots), True)
 

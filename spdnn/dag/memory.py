@@ -5,6 +5,7 @@ as numpy arrays (the compiled kernels allocate nothing), so the traced peak of a
 call is the memory the call itself needed: value rows, the output block, temporaries. GPU
 memory is not seen here.
 """
+
 from __future__ import annotations
 
 import tracemalloc

@@ -3,6 +3,7 @@
 Pixels become p / 255 in float32, as SNICIT feeds them. Never committed here: the test set
 is exported into the ignored folder .peers/ (docs/dag.md says from where).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -42,7 +43,7 @@ def read_idx(path: Path | str) -> np.ndarray:
     if magic not in _MAGIC:
         raise DataError(str(path), None, f"magic number {magic} is not an IDX file of unsigned bytes")
     ndim = _MAGIC[magic]
-    dims = [int.from_bytes(raw[4 + 4 * d: 8 + 4 * d], "big") for d in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * d : 8 + 4 * d], "big") for d in range(ndim)]
     start = 4 + 4 * ndim
     size = int(np.prod(dims))
     if len(raw) - start != size:

@@ -6,6 +6,7 @@ nodes in layout order (level ascending, then id), incoming edges of each node co
 (CSR by target, sources ascending), so a dependency group is one contiguous slice of nodes
 and of edges.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,13 +30,13 @@ class DagSpec:
     array came from line i + 1 of its file.
     """
 
-    ids: np.ndarray          # int64[n], unique positive ids
-    bias: np.ndarray         # float32[n]
-    activation: np.ndarray   # int8[n], index into ACTIVATIONS
-    role: np.ndarray         # int8[n], index into ROLES
-    source: np.ndarray       # int64[E], node ids
-    target: np.ndarray       # int64[E], node ids
-    weight: np.ndarray       # float32[E]
+    ids: np.ndarray  # int64[n], unique positive ids
+    bias: np.ndarray  # float32[n]
+    activation: np.ndarray  # int8[n], index into ACTIVATIONS
+    role: np.ndarray  # int8[n], index into ROLES
+    source: np.ndarray  # int64[E], node ids
+    target: np.ndarray  # int64[E], node ids
+    weight: np.ndarray  # float32[E]
     nodes_name: str = "<nodes>"
     edges_name: str = "<edges>"
 
@@ -58,15 +59,15 @@ class DagNetwork:
     `weights`. output_rows lists the output nodes' rows in ascending id (output column order).
     """
 
-    ids: np.ndarray          # int64[n]
-    bias: np.ndarray         # float32[n]
-    activation: np.ndarray   # int8[n]
-    role: np.ndarray         # int8[n]
-    level: np.ndarray        # int32[n]
-    level_ptr: np.ndarray    # int64[levels + 1]
-    indptr: np.ndarray       # int64[n + 1]
-    sources: np.ndarray      # int32[E]
-    weights: np.ndarray      # float32[E]
+    ids: np.ndarray  # int64[n]
+    bias: np.ndarray  # float32[n]
+    activation: np.ndarray  # int8[n]
+    role: np.ndarray  # int8[n]
+    level: np.ndarray  # int32[n]
+    level_ptr: np.ndarray  # int64[levels + 1]
+    indptr: np.ndarray  # int64[n + 1]
+    sources: np.ndarray  # int32[E]
+    weights: np.ndarray  # float32[E]
     meta: dict = field(default_factory=dict)
 
     @property
@@ -99,10 +100,17 @@ class DagNetwork:
 
     def summary(self) -> dict:
         sizes = self.group_sizes()
-        indeg = np.diff(self.indptr)[self.n_inputs:]
-        return {"nodes": self.n_nodes, "edges": self.n_edges, "inputs": self.n_inputs, "outputs": self.n_outputs,
-                "levels": self.n_levels, "max_group": int(sizes.max()), "mean_in_degree": float(indeg.mean()) if indeg.size else 0.0,
-                "max_in_degree": int(indeg.max()) if indeg.size else 0}
+        indeg = np.diff(self.indptr)[self.n_inputs :]
+        return {
+            "nodes": self.n_nodes,
+            "edges": self.n_edges,
+            "inputs": self.n_inputs,
+            "outputs": self.n_outputs,
+            "levels": self.n_levels,
+            "max_group": int(sizes.max()),
+            "mean_in_degree": float(indeg.mean()) if indeg.size else 0.0,
+            "max_in_degree": int(indeg.max()) if indeg.size else 0,
+        }
 
 
 def activate(z: np.ndarray, code: int) -> np.ndarray:

@@ -6,6 +6,7 @@ C order), Z = A_g @ Vg with A_g the group's incoming edges as a cupyx CSR matrix
 column-major first), then one fused element-wise kernel for bias and activation that
 writes the group's rows of V. Timed with CUDA events like the pycuda engines.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,10 +61,24 @@ class CupyEngine(DagEngine):
             used, local = np.unique(src, return_inverse=True)
             if used.size == 0:  # bias-only group: A_g @ V is zero
                 used = np.zeros(1, dtype=np.int32)
-            mat = csp.csr_matrix((cp.asarray(net.weights[a:b]), cp.asarray(local.astype(np.int32)),
-                                  cp.asarray((ip[lo:hi + 1] - a).astype(np.int32))), shape=(hi - lo, used.size))
-            self.groups.append((lo, hi, mat, cp.asarray(used.astype(np.int64)),
-                                cp.asarray(net.bias[lo:hi, None]), cp.asarray(net.activation[lo:hi, None])))
+            mat = csp.csr_matrix(
+                (
+                    cp.asarray(net.weights[a:b]),
+                    cp.asarray(local.astype(np.int32)),
+                    cp.asarray((ip[lo : hi + 1] - a).astype(np.int32)),
+                ),
+                shape=(hi - lo, used.size),
+            )
+            self.groups.append(
+                (
+                    lo,
+                    hi,
+                    mat,
+                    cp.asarray(used.astype(np.int64)),
+                    cp.asarray(net.bias[lo:hi, None]),
+                    cp.asarray(net.activation[lo:hi, None]),
+                )
+            )
         self.out_rows = cp.asarray(net.output_rows)
 
     def infer(self, inputs) -> DagResult:
@@ -83,5 +98,6 @@ class CupyEngine(DagEngine):
         seconds = cp.cuda.get_elapsed_time(start, end) / 1e3
         outputs = np.ascontiguousarray(cp.asnumpy(out).T)
         del values
-        return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(),
-                         details={"groups": len(self.groups)})
+        return DagResult(
+            outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details={"groups": len(self.groups)}
+        )

@@ -12,6 +12,7 @@ population:
   kernel walks, one block per member and tile of input vectors (population_cuda.py). It is a
   topological order, so the compiled sequential kernel runs it as it is (the CPU check).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class Population:
     def split(self, outputs: np.ndarray) -> list[np.ndarray]:
         """The population's (batch, all outputs) block as one (batch, outputs) array per member."""
         p = self.out_ptr
-        return [outputs[:, p[k]:p[k + 1]] for k in range(len(self.members))]
+        return [outputs[:, p[k] : p[k + 1]] for k in range(len(self.members))]
 
 
 def population(specs: list[DagSpec]) -> Population:
@@ -53,8 +54,15 @@ def population(specs: list[DagSpec]) -> Population:
 def union_spec(pop: Population) -> DagSpec:
     """One DAG of the whole population (see the module docstring): inputs 1 .. n, then the members' nodes."""
     n_in = pop.n_inputs
-    ids, bias, act, role, src, tgt, w = [np.arange(1, n_in + 1)], [np.zeros(n_in, np.float32)], \
-        [np.zeros(n_in, np.int8)], [np.full(n_in, INPUT, np.int8)], [], [], []
+    ids, bias, act, role, src, tgt, w = (
+        [np.arange(1, n_in + 1)],
+        [np.zeros(n_in, np.float32)],
+        [np.zeros(n_in, np.int8)],
+        [np.full(n_in, INPUT, np.int8)],
+        [],
+        [],
+        [],
+    )
     base = n_in
     for m in pop.members:
         # member rows keep their layout order; id = base + rank of the id among the member's nodes,
@@ -72,9 +80,17 @@ def union_spec(pop: Population) -> DagSpec:
         tgt.append(new_id[tgt_rows])
         w.append(m.weights)
         base += m.n_nodes
-    return DagSpec(np.concatenate(ids), np.concatenate(bias), np.concatenate(act), np.concatenate(role),
-                   np.concatenate(src), np.concatenate(tgt), np.concatenate(w),
-                   nodes_name="<population nodes>", edges_name="<population edges>")
+    return DagSpec(
+        np.concatenate(ids),
+        np.concatenate(bias),
+        np.concatenate(act),
+        np.concatenate(role),
+        np.concatenate(src),
+        np.concatenate(tgt),
+        np.concatenate(w),
+        nodes_name="<population nodes>",
+        edges_name="<population edges>",
+    )
 
 
 @dataclass
@@ -85,14 +101,14 @@ class BlockedPopulation:
     from its first computed group to one past its last row. output_rows: member by member.
     """
 
-    indptr: np.ndarray        # int64[rows + 1]
-    sources: np.ndarray       # int32[edges]
-    weights: np.ndarray       # float32[edges]
-    bias: np.ndarray          # float32[rows]
-    activation: np.ndarray    # int8[rows]
-    level_ptr: np.ndarray     # int64[sum of (levels - 1) + members]
+    indptr: np.ndarray  # int64[rows + 1]
+    sources: np.ndarray  # int32[edges]
+    weights: np.ndarray  # float32[edges]
+    bias: np.ndarray  # float32[rows]
+    activation: np.ndarray  # int8[rows]
+    level_ptr: np.ndarray  # int64[sum of (levels - 1) + members]
     member_levels: np.ndarray  # int64[members + 1]
-    output_rows: np.ndarray   # int64[all outputs]
+    output_rows: np.ndarray  # int64[all outputs]
     n_inputs: int
 
     @property
@@ -112,21 +128,28 @@ def blocked(pop: Population) -> BlockedPopulation:
     for m in pop.members:
         shift = row0 - n_in  # member row r >= n_inputs goes to r + shift; inputs stay
         e0 = int(m.indptr[m.n_inputs])
-        indptr.append(m.indptr[m.n_inputs + 1:] - e0 + edge0)
+        indptr.append(m.indptr[m.n_inputs + 1 :] - e0 + edge0)
         s = m.sources[e0:].astype(np.int64)
         sources.append(np.where(s < n_in, s, s + shift))
         weights.append(m.weights[e0:])
-        bias.append(m.bias[m.n_inputs:])
-        act.append(m.activation[m.n_inputs:])
+        bias.append(m.bias[m.n_inputs :])
+        act.append(m.activation[m.n_inputs :])
         lps.append(m.level_ptr[1:] + shift)
         member_levels.append(member_levels[-1] + m.level_ptr.size - 1)
         outs.append(m.output_rows + shift)
         row0 += m.n_nodes - n_in
         edge0 += m.n_edges - e0
-    return BlockedPopulation(np.concatenate(indptr), np.concatenate(sources).astype(np.int32),
-                             np.concatenate(weights).astype(np.float32), np.concatenate(bias),
-                             np.concatenate(act), np.concatenate(lps), np.asarray(member_levels, np.int64),
-                             np.concatenate(outs), n_in)
+    return BlockedPopulation(
+        np.concatenate(indptr),
+        np.concatenate(sources).astype(np.int32),
+        np.concatenate(weights).astype(np.float32),
+        np.concatenate(bias),
+        np.concatenate(act),
+        np.concatenate(lps),
+        np.asarray(member_levels, np.int64),
+        np.concatenate(outs),
+        n_in,
+    )
 
 
 def run_blocked_cpu(b: BlockedPopulation, x: np.ndarray) -> np.ndarray:
@@ -136,7 +159,7 @@ def run_blocked_cpu(b: BlockedPopulation, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     values = np.empty((b.n_rows, x.shape[0]), dtype=np.float32)
     values[: b.n_inputs] = x.T
-    run_sequential(values, b.n_inputs, b.indptr, b.sources, b.weights, b.bias, b.activation,
-                   np.arange(b.n_rows, dtype=np.int32))
+    run_sequential(
+        values, b.n_inputs, b.indptr, b.sources, b.weights, b.bias, b.activation, np.arange(b.n_rows, dtype=np.int32)
+    )
     return np.ascontiguousarray(values[b.output_rows].T)
-

@@ -7,6 +7,7 @@ out as in cuda-warp (cuda.warp_plan): LB lanes along the batch (VEC = 4 from bat
 lanes over a node's edges, LE from the population's mean in-degree. Batches wider than GPU
 memory allows run in chunks of columns, one launch per chunk.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,26 +108,53 @@ class PopulationCudaEngine(DagEngine):
             values = self._buffers.get("values", b.n_rows * ld * 4)
             out = self._buffers.get("out", max(1, n_out) * ld * 4)
             staged = np.zeros((b.n_inputs, ld), dtype=np.float32)
-            staged[:, :cols] = x[c0:c0 + cols].T
+            staged[:, :cols] = x[c0 : c0 + cols].T
             cuda.memcpy_htod(values, staged)  # the shared inputs are rows 0 .. n_inputs - 1
             start.record(stream)
             self._fns["dag_population4" if vec == 4 else "dag_population1"].prepared_async_call(
-                (members, ld // tile), (self.block, 1, 1), stream, values, np.int32(ld), self.d_level_ptr,
-                self.d_member_levels, np.int32(log_lb), np.int32(log_le), self.d_indptr, self.d_src, self.d_w,
-                self.d_bias, self.d_act, self.d_dst)
+                (members, ld // tile),
+                (self.block, 1, 1),
+                stream,
+                values,
+                np.int32(ld),
+                self.d_level_ptr,
+                self.d_member_levels,
+                np.int32(log_lb),
+                np.int32(log_le),
+                self.d_indptr,
+                self.d_src,
+                self.d_w,
+                self.d_bias,
+                self.d_act,
+                self.d_dst,
+            )
             launches += 1
             if n_out:
                 total = n_out * ld
                 self._fns["dag_gather"].prepared_async_call(
-                    (min(65535, math.ceil(total / 256)), 1), (256, 1, 1), stream,
-                    values, np.int32(ld), self.d_out_rows, np.int32(n_out), out)
+                    (min(65535, math.ceil(total / 256)), 1),
+                    (256, 1, 1),
+                    stream,
+                    values,
+                    np.int32(ld),
+                    self.d_out_rows,
+                    np.int32(n_out),
+                    out,
+                )
             end.record(stream)
             end.synchronize()
             seconds += end.time_since(start) / 1e3
             if n_out:
                 host = np.empty((n_out, ld), dtype=np.float32)
                 cuda.memcpy_dtoh(host, out)
-                outputs[c0:c0 + cols] = host[:, :cols].T
-        details = {"members": members, "launches": launches, "chunk_columns": chunk, "block": self.block,
-                   "vec": vec, "lanes_batch": 1 << log_lb, "lanes_edges": 1 << log_le}
+                outputs[c0 : c0 + cols] = host[:, :cols].T
+        details = {
+            "members": members,
+            "launches": launches,
+            "chunk_columns": chunk,
+            "block": self.block,
+            "vec": vec,
+            "lanes_batch": 1 << log_lb,
+            "lanes_edges": 1 << log_le,
+        }
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

@@ -12,6 +12,7 @@ recurrent edges go from copy t - 1 to copy t, and only the last copy's outputs s
 Any DAG engine then runs it. `simulate` is the independent reference: step by step, node by
 node, carrying the previous step's values.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,17 @@ def _check(spec: DagSpec, recurrent: np.ndarray, steps: int) -> None:
 def feed_forward(spec: DagSpec, recurrent: np.ndarray) -> DagSpec:
     """The spec without its recurrent edges (one step, nothing carried over)."""
     keep = ~recurrent
-    return DagSpec(spec.ids, spec.bias, spec.activation, spec.role, spec.source[keep], spec.target[keep],
-                   spec.weight[keep], spec.nodes_name, spec.edges_name)
+    return DagSpec(
+        spec.ids,
+        spec.bias,
+        spec.activation,
+        spec.role,
+        spec.source[keep],
+        spec.target[keep],
+        spec.weight[keep],
+        spec.nodes_name,
+        spec.edges_name,
+    )
 
 
 def unroll(spec: DagSpec, recurrent: np.ndarray, steps: int) -> DagSpec:
@@ -59,9 +69,17 @@ def unroll(spec: DagSpec, recurrent: np.ndarray, steps: int) -> DagSpec:
             src.append(np.where(src_input[rec], spec.source[rec], spec.source[rec] + (t - 1) * m))
             tgt.append(spec.target[rec] + t * m)
             w.append(spec.weight[rec])
-    return DagSpec(np.concatenate(ids), np.concatenate(bias), np.concatenate(act), np.concatenate(role),
-                   np.concatenate(src), np.concatenate(tgt), np.concatenate(w),
-                   nodes_name=spec.nodes_name, edges_name=f"{spec.edges_name} (unrolled x{steps})")
+    return DagSpec(
+        np.concatenate(ids),
+        np.concatenate(bias),
+        np.concatenate(act),
+        np.concatenate(role),
+        np.concatenate(src),
+        np.concatenate(tgt),
+        np.concatenate(w),
+        nodes_name=spec.nodes_name,
+        edges_name=f"{spec.edges_name} (unrolled x{steps})",
+    )
 
 
 def simulate(spec: DagSpec, recurrent: np.ndarray, steps: int, x: np.ndarray) -> np.ndarray:
@@ -104,7 +122,15 @@ def add_recurrent_links(spec: DagSpec, n_links: int, seed: int = 0) -> tuple[Dag
     n_links = src.size
     w = (rng.normal(0, 0.5, size=n_links)).astype(np.float32)
     mask = np.concatenate([np.zeros(spec.n_edges, bool), np.ones(n_links, bool)])
-    out = DagSpec(spec.ids, spec.bias, spec.activation, spec.role, np.concatenate([spec.source, src]),
-                  np.concatenate([spec.target, tgt]), np.concatenate([spec.weight, w]), spec.nodes_name,
-                  spec.edges_name)
+    out = DagSpec(
+        spec.ids,
+        spec.bias,
+        spec.activation,
+        spec.role,
+        np.concatenate([spec.source, src]),
+        np.concatenate([spec.target, tgt]),
+        np.concatenate([spec.weight, w]),
+        spec.nodes_name,
+        spec.edges_name,
+    )
     return out, mask

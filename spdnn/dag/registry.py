@@ -3,6 +3,7 @@
 Imported by none of the engines (they import the interface, spdnn.dag.engine), so the import
 graph has no cycle (tests/test_imports.py).
 """
+
 from __future__ import annotations
 
 from ..engines.registry import auto_engine, constructor_options
@@ -54,7 +55,13 @@ def get_dag_engine(name: str, **options) -> DagEngine:
     from .cuda import DagCudaEngine
 
     gpu_options = [p for p in constructor_options(DagCudaEngine) if p != "kernel"]
-    return auto_engine(lambda **kept: _engine(AUTO_GPU, **kept), gpu_options,
-                       lambda **kept: _engine(AUTO_CPU, **kept), constructor_options(VectorisedEngine), options,
-                       label="dag engine auto", gpu_name=f"the {AUTO_GPU} engine",
-                       cpu_name=f"the {AUTO_CPU} CPU engine")
+    return auto_engine(
+        lambda **kept: _engine(AUTO_GPU, **kept),
+        gpu_options,
+        lambda **kept: _engine(AUTO_CPU, **kept),
+        constructor_options(VectorisedEngine),
+        options,
+        label="dag engine auto",
+        gpu_name=f"the {AUTO_GPU} engine",
+        cpu_name=f"the {AUTO_CPU} CPU engine",
+    )

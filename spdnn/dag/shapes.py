@@ -13,6 +13,7 @@ shallow by construction. Here the levels come out of the edges:
   ends), so the graph stays acyclic; its depth is whatever the splits made.
 All vectorised per round; ids are shuffled; activations mixed; outputs identity.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,7 @@ SHAPES = ("random-order", "deep-narrow", "neat")
 _MIXED = np.array([RELU, TANH, SIGMOID, IDENTITY], dtype=np.int8)
 
 
-def _spec(n: int, src: np.ndarray, tgt: np.ndarray, role: np.ndarray, rng: np.random.Generator,
-          name: str) -> DagSpec:
+def _spec(n: int, src: np.ndarray, tgt: np.ndarray, role: np.ndarray, rng: np.random.Generator, name: str) -> DagSpec:
     """A DagSpec over nodes 0 .. n - 1 (in a topological order): dedupe, weights, ids shuffled."""
     key = np.unique(tgt.astype(np.int64) * n + src)
     tgt, src = key // n, key % n
@@ -34,12 +34,28 @@ def _spec(n: int, src: np.ndarray, tgt: np.ndarray, role: np.ndarray, rng: np.ra
     act[role == OUTPUT] = IDENTITY
     bias = rng.normal(0.0, 0.1, size=n).astype(np.float32)
     ids = rng.permutation(n).astype(np.int64) + 1
-    return DagSpec(ids, bias, act, role, ids[src], ids[tgt], w.astype(np.float32),
-                   nodes_name=f"<{name} nodes>", edges_name=f"<{name} edges>")
+    return DagSpec(
+        ids,
+        bias,
+        act,
+        role,
+        ids[src],
+        ids[tgt],
+        w.astype(np.float32),
+        nodes_name=f"<{name} nodes>",
+        edges_name=f"<{name} edges>",
+    )
 
 
-def random_order(n_edges: int, seed: int = 0, window: int | None = None, skip: float = 0.1,
-                 mean_degree: float = 16.0, n_inputs: int = 256, n_outputs: int = 64) -> DagSpec:
+def random_order(
+    n_edges: int,
+    seed: int = 0,
+    window: int | None = None,
+    skip: float = 0.1,
+    mean_degree: float = 16.0,
+    n_inputs: int = 256,
+    n_outputs: int = 64,
+) -> DagSpec:
     """A DAG of about n_edges edges over a random topological order (see the module docstring)."""
     rng = np.random.default_rng([seed, 11])
     n = max(n_inputs + n_outputs + 1, int(n_edges / mean_degree) + n_inputs)
@@ -52,7 +68,7 @@ def random_order(n_edges: int, seed: int = 0, window: int | None = None, skip: f
     src = tgt - 1 - (rng.random(tgt.size) * reach).astype(np.int64)
     role = np.full(n, HIDDEN, dtype=np.int8)
     role[:n_inputs] = INPUT
-    role[n - n_outputs:] = OUTPUT
+    role[n - n_outputs :] = OUTPUT
     return _spec(n, src, tgt, role, rng, "random-order")
 
 
@@ -61,8 +77,9 @@ def deep_narrow(n_edges: int, seed: int = 0, window: int = 48, skip: float = 0.0
     return random_order(n_edges, seed, window=window, skip=skip, mean_degree=12.0, n_inputs=32, n_outputs=16)
 
 
-def neat(n_edges: int, seed: int = 0, n_inputs: int = 64, n_outputs: int = 16, split: float = 0.03,
-         connect: float = 0.12) -> DagSpec:
+def neat(
+    n_edges: int, seed: int = 0, n_inputs: int = 64, n_outputs: int = 16, split: float = 0.03, connect: float = 0.12
+) -> DagSpec:
     """A NEAT-grown DAG of about n_edges edges (see the module docstring)."""
     rng = np.random.default_rng([seed, 12])
     pos = np.concatenate([np.zeros(n_inputs), np.ones(n_outputs)])
@@ -91,7 +108,7 @@ def neat(n_edges: int, seed: int = 0, n_inputs: int = 64, n_outputs: int = 16, s
     rank[order] = np.arange(n)
     role = np.full(n, HIDDEN, dtype=np.int8)
     role[:n_inputs] = INPUT
-    role[n_inputs:n_inputs + n_outputs] = OUTPUT
+    role[n_inputs : n_inputs + n_outputs] = OUTPUT
     return _spec(n, rank[src], rank[tgt], role[order], rng, "neat")
 
 

@@ -13,6 +13,7 @@ Never committed here: exported from the pinned commit into the ignored folder
 Networks: A n128-l18-acc94.94, B n256-l18-acc96.88, C n256-l12-acc95.61 (MNIST: a dense
 784 -> N first layer) and D n256-l12-acc75.86 (CIFAR-10: 256 features, no dense first layer).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,9 +45,12 @@ def default_root() -> Path:
 def _read_columns(path: Path, types: list[pa.DataType]) -> list[np.ndarray]:
     names = [f"c{i}" for i in range(len(types))]
     try:
-        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=names),
-                               parse_options=pacsv.ParseOptions(delimiter="\t"),
-                               convert_options=pacsv.ConvertOptions(column_types=dict(zip(names, types))))
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            convert_options=pacsv.ConvertOptions(column_types=dict(zip(names, types))),
+        )
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(str(path), None, f"cannot read as {len(types)} tab-separated columns: {err}") from None
     cols = [table.column(n).to_numpy() for n in names]
@@ -88,8 +92,11 @@ def _sparse(path: Path, n_in: int, n_out: int) -> sp.csr_matrix:
     if np.unique(key).size != key.size:
         order = np.argsort(key, kind="stable")
         d = int(np.flatnonzero(np.diff(key[order]) == 0)[0])
-        raise DataError(str(path), int(order[d + 1]) + 1, f"duplicate weight {i[order[d]]} -> {j[order[d]]} "
-                        f"(lines {order[d] + 1} and {order[d + 1] + 1})")
+        raise DataError(
+            str(path),
+            int(order[d + 1]) + 1,
+            f"duplicate weight {i[order[d]]} -> {j[order[d]]} (lines {order[d] + 1} and {order[d + 1] + 1})",
+        )
     return sp.csr_matrix((w, (i, j)), shape=(n_in, n_out))
 
 
@@ -124,10 +131,16 @@ def read_snicit(name: str, root: Path | str | None = None, allow_missing_input_l
             n_in = weights[-1].shape[1] if weights else bias.size  # a first sparse layer is square
             w = _sparse(wpath, n_in, bias.size)
         if weights and w.shape[0] != weights[-1].shape[1]:
-            raise DataError(str(wpath), None, f"takes {w.shape[0]} neurons, the layer before gives {weights[-1].shape[1]}")
+            raise DataError(
+                str(wpath), None, f"takes {w.shape[0]} neurons, the layer before gives {weights[-1].shape[1]}"
+            )
         weights.append(w)
         biases.append(bias)
         acts.append(IDENTITY if last else RELU_CLIP1)
-    return LayeredNetwork(weights, biases, acts, name=name,
-                          meta={"source": "IDEA-CUHK/SNICIT", "commit": PINNED_COMMIT, "input_layer": input_layer,
-                                "root": str(root)})
+    return LayeredNetwork(
+        weights,
+        biases,
+        acts,
+        name=name,
+        meta={"source": "IDEA-CUHK/SNICIT", "commit": PINNED_COMMIT, "input_layer": input_layer, "root": str(root)},
+    )

@@ -8,6 +8,7 @@ scale the RMS of the reference outputs. An argmax may differ only where the refe
 two best outputs lie within that tolerance (a tie at float32 precision): such rows are
 counted and reported, never silently accepted beyond that.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -66,8 +67,9 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, rtol: float = RTOL) -> Com
         nz_ref = np.any(np.abs(ref) > rtol * scale, axis=1)
         nz_mism = int(np.count_nonzero(nz_out != nz_ref))
     rel = float((err / np.maximum(np.abs(ref) + scale, 1e-30)).max()) if ref.size else 0.0
-    return Comparison(float(err.max()) if err.size else 0.0, rel, scale, mism, ties, nz_mism,
-                      ok_values and mism == 0 and nz_mism == 0)
+    return Comparison(
+        float(err.max()) if err.size else 0.0, rel, scale, mism, ties, nz_mism, ok_values and mism == 0 and nz_mism == 0
+    )
 
 
 def check_levels(spec: DagSpec, net: DagNetwork) -> int:

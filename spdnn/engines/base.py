@@ -3,6 +3,7 @@
 It knows no engine: the engines by name, their options and the "auto" rule are in
 spdnn.engines.registry, which imports the engines (they import this module, never the registry).
 """
+
 from __future__ import annotations
 
 import abc

@@ -20,6 +20,7 @@ policy classes (every rule takes numpy arrays as well as scalars).
   layer, flags / positions / ids, two staged input batches), memory_fraction of it, in whole
   tiles of 32 rows; or batch_rows, rounded up to a tile.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -103,8 +104,9 @@ class CheckPolicy:
         free = free_bytes()
         rows = int(self.rows_that_fit(free, max_width, nnz_per_row))
         if rows < TILE_ROWS:
-            raise MemoryError(f"GPU memory too small: {free} bytes free, "
-                              f"{self.row_bytes(max_width, nnz_per_row):.0f} per row")
+            raise MemoryError(
+                f"GPU memory too small: {free} bytes free, {self.row_bytes(max_width, nnz_per_row):.0f} per row"
+            )
         return min(rows, (n_inputs + TILE_ROWS - 1) // TILE_ROWS * TILE_ROWS)
 
 
@@ -151,8 +153,14 @@ class CheckPoints:
         self.since = 0
         return True
 
-    def check_point(self, k: int, last: bool, nrows: int, peeked: Callable[[int], tuple[int, int]],
-                    counts: Callable[[int], tuple[int, int]]) -> Decision:
+    def check_point(
+        self,
+        k: int,
+        last: bool,
+        nrows: int,
+        peeked: Callable[[int], tuple[int, int]],
+        counts: Callable[[int], tuple[int, int]],
+    ) -> Decision:
         """The check point after layer k of a batch holding `nrows` rows.
 
         peeked(j): (active, saturated) after layer j as the pending peek copied them (called only
@@ -162,7 +170,8 @@ class CheckPoints:
         """
         p = self.policy
         if p.peeks_first(self.quiet, last) and not (
-                self.peeked_at is not None and p.worth_stopping(self._gone(nrows, peeked(self.peeked_at)), nrows)):
+            self.peeked_at is not None and p.worth_stopping(self._gone(nrows, peeked(self.peeked_at)), nrows)
+        ):
             self.peeked_at = k
             self.interval = p.next_interval(self.interval, False)
             return PEEK

@@ -10,6 +10,7 @@ and processes scale with either (docs/synthetic.md). Each row goes through the s
 operations whichever rows share its part, so any split gives bit-identical values,
 categories and counts.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -62,9 +63,15 @@ def saturated(y: sp.csr_matrix) -> np.ndarray:
     return full[below[y.indptr[full + 1]] == below[y.indptr[full]]]
 
 
-def reference_rows(layers: Iterable[sp.csr_matrix], bias: float, inputs: sp.csr_matrix,
-                   rows: np.ndarray | None = None, counts: Iterable[int] = (),
-                   keep_values: bool = True, carry_saturated: bool = True) -> ReferenceResult:
+def reference_rows(
+    layers: Iterable[sp.csr_matrix],
+    bias: float,
+    inputs: sp.csr_matrix,
+    rows: np.ndarray | None = None,
+    counts: Iterable[int] = (),
+    keep_values: bool = True,
+    carry_saturated: bool = True,
+) -> ReferenceResult:
     """Run `layers` on inputs[rows] (all rows by default) in this process, with compaction.
 
     Indices in the result are rows of `inputs`; `counts` are the layer counts whose alive
@@ -151,8 +158,9 @@ _JOB: dict = {}
 def _run_part(part: int) -> ReferenceResult:
     job = _JOB
     rows = np.arange(part, job["inputs"].shape[0], job["parts"], dtype=np.int64)
-    return reference_rows(job["layers"](), job["bias"], job["inputs"], rows, job["counts"], job["keep_values"],
-                         job["carry_saturated"])
+    return reference_rows(
+        job["layers"](), job["bias"], job["inputs"], rows, job["counts"], job["keep_values"], job["carry_saturated"]
+    )
 
 
 def _merge(parts: list[ReferenceResult], keep_values: bool) -> ReferenceResult:
@@ -175,12 +183,26 @@ class ParallelReference:
     work (write files) while the workers run.
     """
 
-    def __init__(self, layers: Callable[[], Iterable[sp.csr_matrix]], bias: float, inputs: sp.csr_matrix,
-                 counts: Iterable[int] = (), workers: int | None = None, keep_values: bool = True,
-                 carry_saturated: bool = True):
+    def __init__(
+        self,
+        layers: Callable[[], Iterable[sp.csr_matrix]],
+        bias: float,
+        inputs: sp.csr_matrix,
+        counts: Iterable[int] = (),
+        workers: int | None = None,
+        keep_values: bool = True,
+        carry_saturated: bool = True,
+    ):
         self.workers = max(1, min(workers or default_workers(), inputs.shape[0]))
-        self.job = dict(layers=layers, bias=float(bias), inputs=inputs, counts=tuple(counts),
-                        keep_values=keep_values, carry_saturated=carry_saturated, parts=self.workers)
+        self.job = dict(
+            layers=layers,
+            bias=float(bias),
+            inputs=inputs,
+            counts=tuple(counts),
+            keep_values=keep_values,
+            carry_saturated=carry_saturated,
+            parts=self.workers,
+        )
         self.futures: list = []
         self.pool: ProcessPoolExecutor | None = None
 
@@ -208,14 +230,27 @@ class ParallelReference:
         """Wait for the workers and merge their rows (or run here if there is one worker)."""
         if not self.futures:
             job = self.job
-            return reference_rows(job["layers"](), job["bias"], job["inputs"], None, job["counts"], job["keep_values"],
-                         job["carry_saturated"])
+            return reference_rows(
+                job["layers"](),
+                job["bias"],
+                job["inputs"],
+                None,
+                job["counts"],
+                job["keep_values"],
+                job["carry_saturated"],
+            )
         return _merge([f.result() for f in self.futures], self.job["keep_values"])
 
 
-def reference(layers: Callable[[], Iterable[sp.csr_matrix]], bias: float, inputs: sp.csr_matrix,
-              counts: Iterable[int] = (), workers: int | None = 1, keep_values: bool = True,
-              carry_saturated: bool = True) -> ReferenceResult:
+def reference(
+    layers: Callable[[], Iterable[sp.csr_matrix]],
+    bias: float,
+    inputs: sp.csr_matrix,
+    counts: Iterable[int] = (),
+    workers: int | None = 1,
+    keep_values: bool = True,
+    carry_saturated: bool = True,
+) -> ReferenceResult:
     """The reference on all inputs, split over `workers` processes (None: all cores)."""
     with ParallelReference(layers, bias, inputs, counts, workers, keep_values, carry_saturated) as run:
         run.submit()
@@ -246,8 +281,15 @@ class CpuEngine(Engine):
         weights, layers = self.weights, self.n_layers
         mats = [weights.layer(k) for k in range(layers)]  # zero-copy views, built outside the timer
         start = time.perf_counter()
-        result = reference(lambda: mats, weights.bias, inputs, workers=self.workers,
-                           carry_saturated=self.carry_saturated)
+        result = reference(
+            lambda: mats, weights.bias, inputs, workers=self.workers, carry_saturated=self.carry_saturated
+        )
         seconds = time.perf_counter() - start
-        return InferenceResult(categories=result.alive[layers], active_rows=result.active_rows, seconds=seconds,
-                               engine=self.name, device=self.device(), values=result.values)
+        return InferenceResult(
+            categories=result.alive[layers],
+            active_rows=result.active_rows,
+            seconds=seconds,
+            engine=self.name,
+            device=self.device(),
+            values=result.values,
+        )

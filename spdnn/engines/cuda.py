@@ -64,6 +64,7 @@ measurements: docs/benchmarks-gpu.md.
   inputs are staged in pinned memory and copied on a second stream while the current batch
   computes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -184,10 +185,21 @@ class CudaEngine(Engine):
 
     name = "cuda"
 
-    def __init__(self, device: int = 0, variant: str = "auto", batch_rows: int | None = None,
-                 check_every: int = 8, check_bytes: float = 64e6, compact_fraction: float = 1 / 16,
-                 memory_fraction: float = 0.85, warps: int = WARPS, grid_factor: int = 16,
-                 fuse_width: int | None = None, stage_weights: bool = True, carry_saturated: bool = True):
+    def __init__(
+        self,
+        device: int = 0,
+        variant: str = "auto",
+        batch_rows: int | None = None,
+        check_every: int = 8,
+        check_bytes: float = 64e6,
+        compact_fraction: float = 1 / 16,
+        memory_fraction: float = 0.85,
+        warps: int = WARPS,
+        grid_factor: int = 16,
+        fuse_width: int | None = None,
+        stage_weights: bool = True,
+        carry_saturated: bool = True,
+    ):
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
         self._device = open_device(device)
@@ -212,8 +224,9 @@ class CudaEngine(Engine):
         self.smem_optin = self.dev.get_attribute(cuda.device_attribute.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
         limit = fuse_width_limit(self.smem_optin)
         if fuse_width is not None and not 0 <= int(fuse_width) <= limit:
-            raise ValueError(f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), "
-                             f"not {fuse_width!r}")
+            raise ValueError(
+                f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), not {fuse_width!r}"
+            )
         self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
         # fused segments copy each layer's columns to shared memory ahead of use (cp.async)
         self.stage_weights = bool(stage_weights)
@@ -240,8 +253,11 @@ class CudaEngine(Engine):
     def _module(self, kw: int):
         key = (kw, self.warps, self.stage_weights)
         if key not in self._modules:
-            mod = compile_module(KERNEL_FILE, self.arch, [f"-DKW={kw}", f"-DWARPS={self.warps}",
-                                                          f"-DFUSE_STAGE={int(self.stage_weights)}", "-O3"])
+            mod = compile_module(
+                KERNEL_FILE,
+                self.arch,
+                [f"-DKW={kw}", f"-DWARPS={self.warps}", f"-DFUSE_STAGE={int(self.stage_weights)}", "-O3"],
+            )
             fns = {
                 "layer": mod.get_function("spdnn_layer"),
                 "count": mod.get_function("spdnn_count"),
@@ -284,8 +300,15 @@ class CudaEngine(Engine):
         self.bias = np.float32(weights.bias)
         self._layers, self._allocs = [], []
         t0 = time.perf_counter()
-        net = plan_network(weights, layers, self.variant, fuse_width=self.fuse_width, smem_optin=self.smem_optin,
-                           stage_weights=self.stage_weights, carry_saturated=self.carry_saturated)
+        net = plan_network(
+            weights,
+            layers,
+            self.variant,
+            fuse_width=self.fuse_width,
+            smem_optin=self.smem_optin,
+            stage_weights=self.stage_weights,
+            carry_saturated=self.carry_saturated,
+        )
         self._upload(net)
         self.chosen, self.carry_from, self.fuse_wmax = net.variant, net.carry_from, net.fuse_wmax
         self.max_width = net.max_width
@@ -304,25 +327,41 @@ class CudaEngine(Engine):
         cidx_host = np.zeros(int(woff[-1]), dtype=np.int32)
         cval_host = np.zeros(int(woff[-1]), dtype=np.float32)
         for k, p in enumerate(plan):
-            cidx_host[woff[k]:woff[k] + len(p.cidx)] = p.cidx
-            cval_host[woff[k]:woff[k] + len(p.cval)] = p.cval
+            cidx_host[woff[k] : woff[k] + len(p.cidx)] = p.cidx
+            cval_host[woff[k] : woff[k] + len(p.cval)] = p.cval
         cidx_all, cval_all = self._to_device(cidx_host), self._to_device(cval_host)
-        self._weights_dev = dict(cidx=cidx_all, cval=cval_all, woff=self._to_device(woff),
-                                 widths=self._to_device(np.array([plan[0].win] + [p.wout for p in plan],
-                                                                 dtype=np.int32)))
+        self._weights_dev = dict(
+            cidx=cidx_all,
+            cval=cval_all,
+            woff=self._to_device(woff),
+            widths=self._to_device(np.array([plan[0].win] + [p.wout for p in plan], dtype=np.int32)),
+        )
         for k, p in enumerate(plan):
-            self._layers.append(_DeviceLayer(
-                kw=p.kw, ucols=p.ucols, win=p.win, wout=p.wout,
-                cidx=np.intp(int(cidx_all) + 4 * int(woff[k])), cval=np.intp(int(cval_all) + 4 * int(woff[k])),
-                out_ptr=self._to_device(p.out_ptr), out_list=self._to_device(p.out_list), fused=p.fused))
+            self._layers.append(
+                _DeviceLayer(
+                    kw=p.kw,
+                    ucols=p.ucols,
+                    win=p.win,
+                    wout=p.wout,
+                    cidx=np.intp(int(cidx_all) + 4 * int(woff[k])),
+                    cval=np.intp(int(cval_all) + 4 * int(woff[k])),
+                    out_ptr=self._to_device(p.out_ptr),
+                    out_list=self._to_device(p.out_list),
+                    fused=p.fused,
+                )
+            )
 
     # --------------------------------------------------------------------------- infer
 
     def _policy(self) -> CheckPolicy:
         """The check-point and batch policy of the engine's current settings."""
-        return CheckPolicy(check_every=self.check_every, check_bytes=self.check_bytes,
-                           compact_fraction=self.compact_fraction, memory_fraction=self.memory_fraction,
-                           batch_rows=self.batch_rows)
+        return CheckPolicy(
+            check_every=self.check_every,
+            check_bytes=self.check_bytes,
+            compact_fraction=self.compact_fraction,
+            memory_fraction=self.memory_fraction,
+            batch_rows=self.batch_rows,
+        )
 
     def _plan_batch(self, inputs: sp.csr_matrix) -> int:
         nnz_row = inputs.nnz / max(1, inputs.shape[0])
@@ -365,18 +404,25 @@ class CudaEngine(Engine):
             except self.cuda.MemoryError as err:
                 self.release()
                 if batch <= 32:
-                    raise MemoryError(f"GPU memory too small even for one tile of 32 rows of {self.max_width} "
-                                      f"features ({self.device()}): {err}") from err
+                    raise MemoryError(
+                        f"GPU memory too small even for one tile of 32 rows of {self.max_width} "
+                        f"features ({self.device()}): {err}"
+                    ) from err
                 smaller = max(32, batch // 2 // 32 * 32)
-                log.warning("a batch of %d rows does not fit in GPU memory (%s); shrinking it to %d rows",
-                            batch, err, smaller)
+                log.warning(
+                    "a batch of %d rows does not fit in GPU memory (%s); shrinking it to %d rows", batch, err, smaller
+                )
                 batch = smaller
             except self.cuda.Error as err:
-                where = self._launch if isinstance(self._launch, str) else (
-                    "kernel {} for layer {} (KW {}, {} blocks)".format(*self._launch))
+                where = (
+                    self._launch
+                    if isinstance(self._launch, str)
+                    else ("kernel {} for layer {} (KW {}, {} blocks)".format(*self._launch))
+                )
                 raise RuntimeError(
                     f"CUDA error at or after {where} on {self.device()} (variant {self.chosen}, "
-                    f"warps {self.warps}, grid factor {self.grid_factor}, batch {batch} rows): {err}") from err
+                    f"warps {self.warps}, grid factor {self.grid_factor}, batch {batch} rows): {err}"
+                ) from err
 
     def _run(self, inputs: sp.csr_matrix, batch: int, return_values: bool) -> InferenceResult:
         """Every batch through every layer (_batch_layers), timed from the first batch's first
@@ -406,15 +452,35 @@ class CudaEngine(Engine):
             vals = sp.csr_matrix(dense)
         else:
             vals = sp.csr_matrix((0, n), dtype=np.float32)
-        details = dict(variant=self.chosen, batch_rows=batch, batches=len(run.starts), checks=run.checks,
-                       compactions=run.compactions, peeks=run.peeks, carried_rows=run.carried_rows,
-                       carry_from=self.carry_from, wall_seconds=wall, arch=self.arch, warps=run.warps,
-                       grid_factor=self.grid_factor, fuse_width=self.fuse_width, fused_layers=self.fused_layers,
-                       stage_weights=self.stage_weights,
-                       prepare_seconds=getattr(self, "prepare_seconds", None),
-                       widths=sorted(set(self.widths)), kw=sorted(set(self.kws)))
-        return InferenceResult(categories=cats, active_rows=[int(a) for a in run.active_total], seconds=seconds,
-                               engine=self.name, device=self.device(), values=vals, details=details)
+        details = dict(
+            variant=self.chosen,
+            batch_rows=batch,
+            batches=len(run.starts),
+            checks=run.checks,
+            compactions=run.compactions,
+            peeks=run.peeks,
+            carried_rows=run.carried_rows,
+            carry_from=self.carry_from,
+            wall_seconds=wall,
+            arch=self.arch,
+            warps=run.warps,
+            grid_factor=self.grid_factor,
+            fuse_width=self.fuse_width,
+            fused_layers=self.fused_layers,
+            stage_weights=self.stage_weights,
+            prepare_seconds=getattr(self, "prepare_seconds", None),
+            widths=sorted(set(self.widths)),
+            kw=sorted(set(self.kws)),
+        )
+        return InferenceResult(
+            categories=cats,
+            active_rows=[int(a) for a in run.active_total],
+            seconds=seconds,
+            engine=self.name,
+            device=self.device(),
+            values=vals,
+            details=details,
+        )
 
     def _allocate(self, inputs: sp.csr_matrix, batch: int) -> _Run:
         """The run's device buffers (kept between calls, grown when too small) and pinned arrays."""
@@ -435,15 +501,36 @@ class CudaEngine(Engine):
         carried = get("carried", batch * 4)
         sat_at = np.intp(int(counts) + 4 * (layers + 1))
         nstage = 1 if len(starts) == 1 else 2
-        stage_dev = [[get(f"st{i}ptr", (batch + 1) * 8), get(f"st{i}col", max_nnz * 4),
-                      get(f"st{i}val", max_nnz * 4)] for i in range(nstage)]
+        stage_dev = [
+            [get(f"st{i}ptr", (batch + 1) * 8), get(f"st{i}col", max_nnz * 4), get(f"st{i}val", max_nnz * 4)]
+            for i in range(nstage)
+        ]
         staged = [cuda.Event(), cuda.Event()]
         counts_host = self._pinned("counts_host", 2 * (layers + 1), np.uint32)
         peek_host = self._pinned("peek_host", 2 * (layers + 1), np.uint32)
-        return _Run(inputs=inputs, batch=batch, starts=starts, layers=layers, max_nnz=max_nnz, warps=self.warps,
-                    policy=self._policy(), buf=buf, flags=flags, pos=pos, alive=alive, total=total, counts=counts,
-                    sat=sat, carried=carried, sat_at=sat_at, nstage=nstage, stage_dev=stage_dev, staged=staged,
-                    counts_host=counts_host, peek_host=peek_host)
+        return _Run(
+            inputs=inputs,
+            batch=batch,
+            starts=starts,
+            layers=layers,
+            max_nnz=max_nnz,
+            warps=self.warps,
+            policy=self._policy(),
+            buf=buf,
+            flags=flags,
+            pos=pos,
+            alive=alive,
+            total=total,
+            counts=counts,
+            sat=sat,
+            carried=carried,
+            sat_at=sat_at,
+            nstage=nstage,
+            stage_dev=stage_dev,
+            staged=staged,
+            counts_host=counts_host,
+            peek_host=peek_host,
+        )
 
     def _stage(self, run: _Run, b: int) -> None:
         """Upload batch b's inputs (CSR rows) to its staging slot; its event marks the end."""
@@ -451,7 +538,7 @@ class CudaEngine(Engine):
         s = run.starts[b]
         e = min(s + run.batch, inputs.shape[0])
         lo, hi = int(inputs.indptr[s]), int(inputs.indptr[e])
-        ptr = (inputs.indptr[s:e + 1] - lo).astype(np.int64)
+        ptr = (inputs.indptr[s : e + 1] - lo).astype(np.int64)
         parts = (ptr, inputs.indices[lo:hi].astype(np.int32, copy=False), inputs.data[lo:hi])
         if run.nstage == 1:  # one batch: plain copies, finished before the timer starts
             for dev, host in zip(run.stage_dev[0], parts):
@@ -474,18 +561,29 @@ class CudaEngine(Engine):
         if b == 0:
             run.start.record(self.compute)
         tiles = (nrows + 31) // 32
-        bt = _Batch(index=b, start=s, nrows=nrows, checks=CheckPoints(run.policy),
-                    active=np.zeros(run.layers, dtype=np.int64))
+        bt = _Batch(
+            index=b, start=s, nrows=nrows, checks=CheckPoints(run.policy), active=np.zeros(run.layers, dtype=np.int64)
+        )
         first_fns = run.fns[self._layers[0].kw]
         p_d, c_d, v_d = run.stage_dev[b % run.nstage]
         win0 = self._layers[0].win
         gxd = math.ceil(win0 / (DENSIFY_COLS * warps))
         self._launch = ("spdnn_densify", "input", 0, tiles * gxd)
         first_fns["densify"].prepared_async_call(
-            (tiles * gxd, 1), (warps * 32, 1, 1), self.compute,
-            p_d, c_d, v_d, np.int32(nrows), np.int32(win0), np.int32(gxd), run.buf[bt.cur])
-        first_fns["iota"].prepared_async_call((min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
-                                              run.alive[0], np.int32(nrows), np.int32(s))
+            (tiles * gxd, 1),
+            (warps * 32, 1, 1),
+            self.compute,
+            p_d,
+            c_d,
+            v_d,
+            np.int32(nrows),
+            np.int32(win0),
+            np.int32(gxd),
+            run.buf[bt.cur],
+        )
+        first_fns["iota"].prepared_async_call(
+            (min(1024, (nrows + 255) // 256), 1), (256, 1, 1), self.compute, run.alive[0], np.int32(nrows), np.int32(s)
+        )
         if b + 1 < len(run.starts):
             # the next batch's staging buffers were last read by batch b-1's densify,
             # which finished before batch b-1's last check point synchronised
@@ -522,27 +620,58 @@ class CudaEngine(Engine):
         if first.fused:
             # one launch for the fusable layers up to the next check point
             k1, room = k0 + 1, bt.checks.room()
-            while (k1 < run.layers and k1 - k0 < room and self._layers[k1].fused
-                   and self._layers[k1].kw == first.kw):
+            while k1 < run.layers and k1 - k0 < room and self._layers[k1].fused and self._layers[k1].kw == first.kw:
                 k1 += 1
             wd = self._weights_dev
             self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first.kw, tiles)
             fns["fused"].prepared_async_call(
-                (tiles, 1), (warps * 32, 1, 1), self.compute,
-                run.buf[cur], run.buf[1 - cur], wd["cidx"], wd["cval"], wd["woff"], wd["widths"],
-                np.int32(k0), np.int32(k1), np.int32(nrows), np.int32(self.fuse_wmax), self.bias,
-                flags[(k0 - 1) % 3], flags[(k1 - 1) % 3], flags[k1 % 3], run.counts, count_ptr,
-                shared_size=self._fuse_smem(fns, first.kw))
+                (tiles, 1),
+                (warps * 32, 1, 1),
+                self.compute,
+                run.buf[cur],
+                run.buf[1 - cur],
+                wd["cidx"],
+                wd["cval"],
+                wd["woff"],
+                wd["widths"],
+                np.int32(k0),
+                np.int32(k1),
+                np.int32(nrows),
+                np.int32(self.fuse_wmax),
+                self.bias,
+                flags[(k0 - 1) % 3],
+                flags[(k1 - 1) % 3],
+                flags[k1 % 3],
+                run.counts,
+                count_ptr,
+                shared_size=self._fuse_smem(fns, first.kw),
+            )
             bt.counted_prev = True  # every layer of the segment counted its rows
         else:
             k1 = k0 + 1
             gx = max(1, min(math.ceil(first.ucols / warps), math.ceil(self.sms * self.grid_factor / tiles)))
             self._launch = ("spdnn_layer", k0, first.kw, tiles * gx)  # named in a CUDA error
             fns["layer"].prepared_async_call(
-                (tiles * gx, 1), (warps * 32, 1, 1), self.compute,
-                run.buf[cur], run.buf[1 - cur], first.cidx, first.cval, first.out_ptr, first.out_list,
-                np.int32(first.ucols), np.int32(first.win), np.int32(first.wout), np.int32(nrows),
-                np.int32(gx), self.bias, flags[(k0 - 1) % 3], flags[k0 % 3], flags[(k0 + 1) % 3], count_ptr)
+                (tiles * gx, 1),
+                (warps * 32, 1, 1),
+                self.compute,
+                run.buf[cur],
+                run.buf[1 - cur],
+                first.cidx,
+                first.cval,
+                first.out_ptr,
+                first.out_list,
+                np.int32(first.ucols),
+                np.int32(first.win),
+                np.int32(first.wout),
+                np.int32(nrows),
+                np.int32(gx),
+                self.bias,
+                flags[(k0 - 1) % 3],
+                flags[k0 % 3],
+                flags[(k0 + 1) % 3],
+                count_ptr,
+            )
             bt.counted_prev = False
         bt.cur = 1 - cur
         return k1, fns
@@ -555,8 +684,14 @@ class CudaEngine(Engine):
         tiles = (nrows + 31) // 32
         fcur = run.flags[k % 3]
         if not bt.counted_prev:
-            fns["count"].prepared_async_call((min(256, (nrows + 255) // 256), 1), (256, 1, 1), self.compute,
-                                             fcur, np.int32(nrows), np.intp(int(run.counts) + 4 * k))
+            fns["count"].prepared_async_call(
+                (min(256, (nrows + 255) // 256), 1),
+                (256, 1, 1),
+                self.compute,
+                fcur,
+                np.int32(nrows),
+                np.intp(int(run.counts) + 4 * k),
+            )
             bt.counted_prev = True
         # Saturated rows are counted at check points from which every later layer keeps them
         # so; a check point that can drop them (with the dead ones) does.
@@ -564,11 +699,23 @@ class CudaEngine(Engine):
         if carry:
             self._launch = ("spdnn_saturated", k, lay.kw, tiles)
             fns["saturated"].prepared_async_call(
-                (tiles, 1), (run.warps * 32, 1, 1), self.compute,
-                run.buf[bt.cur], np.int32(lay.wout), np.int32(nrows), fcur,
-                np.intp(0), np.intp(int(run.sat_at) + 4 * k))
-        d = bt.checks.check_point(k, last, nrows, peeked=lambda j: self._peeked(run, bt, j),
-                                  counts=lambda j: self._read_counts(run, bt, j, carry))
+                (tiles, 1),
+                (run.warps * 32, 1, 1),
+                self.compute,
+                run.buf[bt.cur],
+                np.int32(lay.wout),
+                np.int32(nrows),
+                fcur,
+                np.intp(0),
+                np.intp(int(run.sat_at) + 4 * k),
+            )
+        d = bt.checks.check_point(
+            k,
+            last,
+            nrows,
+            peeked=lambda j: self._peeked(run, bt, j),
+            counts=lambda j: self._read_counts(run, bt, j, carry),
+        )
         if not d.block:
             self._peek(run, bt, k)
             return True
@@ -607,8 +754,8 @@ class CudaEngine(Engine):
         self.cuda.memcpy_dtoh_async(run.counts_host[: 2 * (run.layers + 1)], run.counts, self.compute)
         self.compute.synchronize()
         counts_host, known = run.counts_host, bt.known
-        bt.active[known:k + 1] = counts_host[known:k + 1]
-        bt.active[known:k + 1] += bt.n_carried
+        bt.active[known : k + 1] = counts_host[known : k + 1]
+        bt.active[known : k + 1] += bt.n_carried
         bt.known = k + 1
         return int(counts_host[k]), (int(counts_host[run.layers + 1 + k]) if carry else 0)
 
@@ -620,14 +767,33 @@ class CudaEngine(Engine):
         fcur = run.flags[k % 3]
         self._launch = ("spdnn_saturated/spdnn_compact", k, lay.kw, tiles)
         fns["saturated"].prepared_async_call(
-            (tiles, 1), (warps * 32, 1, 1), self.compute,
-            run.buf[cur], np.int32(lay.wout), np.int32(nrows), fcur, run.sat, run.total)  # (count: scratch)
-        fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
-                                        run.sat, np.int32(nrows), run.pos, run.total)
+            (tiles, 1),
+            (warps * 32, 1, 1),
+            self.compute,
+            run.buf[cur],
+            np.int32(lay.wout),
+            np.int32(nrows),
+            fcur,
+            run.sat,
+            run.total,
+        )  # (count: scratch)
+        fns["scan"].prepared_async_call(
+            (1, 1), (1024, 1, 1), self.compute, run.sat, np.int32(nrows), run.pos, run.total
+        )
         fns["compact"].prepared_async_call(
-            (tiles, 1), (warps * 32, 1, 1), self.compute,
-            run.buf[cur], run.buf[1 - cur], np.int32(0), np.int32(nrows), np.int32(1),
-            run.sat, run.pos, run.alive[bt.a_cur], np.intp(int(run.carried) + 4 * bt.n_carried))
+            (tiles, 1),
+            (warps * 32, 1, 1),
+            self.compute,
+            run.buf[cur],
+            run.buf[1 - cur],
+            np.int32(0),
+            np.int32(nrows),
+            np.int32(1),
+            run.sat,
+            run.pos,
+            run.alive[bt.a_cur],
+            np.intp(int(run.carried) + 4 * bt.n_carried),
+        )
         bt.n_carried += saturated
         run.carried_rows += saturated
 
@@ -639,13 +805,22 @@ class CudaEngine(Engine):
         fcur = run.flags[k % 3]
         run.compactions += 1
         self._launch = ("spdnn_scan/spdnn_compact", k, lay.kw, tiles)
-        fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute,
-                                        fcur, np.int32(nrows), run.pos, run.total)
+        fns["scan"].prepared_async_call((1, 1), (1024, 1, 1), self.compute, fcur, np.int32(nrows), run.pos, run.total)
         gxc = max(1, min(math.ceil(lay.wout / warps), math.ceil(self.sms * 16 / tiles)))
         fns["compact"].prepared_async_call(
-            (tiles * gxc, 1), (warps * 32, 1, 1), self.compute,
-            run.buf[cur], run.buf[1 - cur], np.int32(lay.wout), np.int32(nrows), np.int32(gxc),
-            fcur, run.pos, run.alive[a_cur], run.alive[1 - a_cur])
+            (tiles * gxc, 1),
+            (warps * 32, 1, 1),
+            self.compute,
+            run.buf[cur],
+            run.buf[1 - cur],
+            np.int32(lay.wout),
+            np.int32(nrows),
+            np.int32(gxc),
+            fcur,
+            run.pos,
+            run.alive[a_cur],
+            run.alive[1 - a_cur],
+        )
         bt.cur, bt.a_cur = 1 - cur, 1 - a_cur
         bt.nrows = rows
         # the next layer's "previous" flags: every compacted row is live
@@ -655,16 +830,16 @@ class CudaEngine(Engine):
         """The batch's categories (its live rows' and carried rows' original indices) and, when
         asked, its final values (read outside the timed span)."""
         cuda, nrows, n_carried = self.cuda, bt.nrows, bt.n_carried
-        bt.active[bt.known:] += n_carried  # layers after the batch ended early: the carried rows
+        bt.active[bt.known :] += n_carried  # layers after the batch ended early: the carried rows
         run.active_total += bt.active
         wlast = self._layers[-1].wout
         ids = self._pinned("ids", 2 * run.batch, np.int32)
         if nrows:  # rows here are exactly the active ones (the last check point compacted them)
             cuda.memcpy_dtoh_async(ids[:nrows], run.alive[bt.a_cur], self.compute)
         if n_carried:
-            cuda.memcpy_dtoh_async(ids[nrows:nrows + n_carried], run.carried, self.compute)
+            cuda.memcpy_dtoh_async(ids[nrows : nrows + n_carried], run.carried, self.compute)
         self.compute.synchronize()
-        batch_ids = ids[:nrows + n_carried].astype(np.int64)
+        batch_ids = ids[: nrows + n_carried].astype(np.int64)
         order = np.argsort(batch_ids, kind="stable")
         run.categories.append(batch_ids[order])
         if return_values and len(batch_ids):  # outside the timed span

@@ -3,6 +3,7 @@
 pycuda is imported here, inside `open_device`, and nowhere at module level: machines without
 it (or without a GPU) get EngineUnavailable with the reason, never a silent fallback.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,10 @@ def open_device(index: int = 0, needed_by: str = "the cuda engine") -> CudaDevic
     try:
         import pycuda.driver as cuda
     except ImportError as err:
-        raise EngineUnavailable(f"{needed_by} needs pycuda, which is not installed ({err}); "
-                                "pip install 'spdnn[gpu]' on a machine with an NVIDIA GPU") from err
+        raise EngineUnavailable(
+            f"{needed_by} needs pycuda, which is not installed ({err}); "
+            "pip install 'spdnn[gpu]' on a machine with an NVIDIA GPU"
+        ) from err
     try:
         cuda.init()
         count = cuda.Device.count()

@@ -19,6 +19,7 @@ run in fused multi-layer segments (merged layers no wider than the fuse width, w
 shared memory fits one block) and from which layer saturated rows are carried (carry_start).
 Nothing here imports pycuda: the plan is tested on the CPU (tests/test_cuda.py, test_model.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,12 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
         idx[cols, pos] = csc.indices
         val[cols, pos] = csc.data
     first, umap = distinct_rows(np.concatenate([idx, val.view(np.int32)], axis=1))
-    return (np.ascontiguousarray(idx[first]).ravel(), np.ascontiguousarray(val[first]).ravel(), kw,
-            umap.astype(np.int32).ravel())
+    return (
+        np.ascontiguousarray(idx[first]).ravel(),
+        np.ascontiguousarray(val[first]).ravel(),
+        kw,
+        umap.astype(np.int32).ravel(),
+    )
 
 
 def keeps_saturated(cval: np.ndarray, kw: int, bias: np.float32) -> bool:
@@ -109,8 +114,11 @@ def keeps_saturated(cval: np.ndarray, kw: int, bias: np.float32) -> bool:
     acc = np.zeros(vals.shape[0], dtype=np.float32)
     for j in range(kw):  # padding is (0, 0.0f): adds an exact 0
         acc = acc + np.float32(challenge.CLIP) * vals[:, j]
-    out = np.where(acc != 0, np.minimum(np.maximum(acc + np.float32(bias), np.float32(0)), np.float32(challenge.CLIP)),
-                   np.float32(0))
+    out = np.where(
+        acc != 0,
+        np.minimum(np.maximum(acc + np.float32(bias), np.float32(0)), np.float32(challenge.CLIP)),
+        np.float32(0),
+    )
     return bool(vals.shape[0]) and bool(np.all(out == np.float32(challenge.CLIP)))
 
 
@@ -142,8 +150,9 @@ def distinct_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         digest = (words * mult).sum(axis=1, dtype=np.uint64)
     _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
     if not np.array_equal(key[first[inverse]], key):
-        _, first, inverse = np.unique(key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(),
-                                      return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(
+            key.view(np.dtype((np.void, key.shape[1] * 4))).ravel(), return_index=True, return_inverse=True
+        )
     order = np.argsort(first)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -236,9 +245,20 @@ def plan_layers(weights, layers: int, variant: str) -> list[LayerPlan]:
             out_ptr = np.zeros(u + 1, dtype=np.int32)
             np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
             out_list, wout = order, n
-        plan.append(LayerPlan(cidx=cidx, cval=cval, kw=kw, ucols=u, out_ptr=out_ptr, out_list=out_list,
-                              keeps_saturated=keeps_saturated(cval, kw, bias),
-                              win=n if k == 0 or variant == "dedup" else plan[-1].wout, wout=wout, umap=umap))
+        plan.append(
+            LayerPlan(
+                cidx=cidx,
+                cval=cval,
+                kw=kw,
+                ucols=u,
+                out_ptr=out_ptr,
+                out_list=out_list,
+                keeps_saturated=keeps_saturated(cval, kw, bias),
+                win=n if k == 0 or variant == "dedup" else plan[-1].wout,
+                wout=wout,
+                umap=umap,
+            )
+        )
     return plan
 
 
@@ -275,8 +295,15 @@ def fusable(plan: list[LayerPlan], variant: str, fuse_width: int, smem_optin: in
     return max([max(p.win, p.wout) for p in plan if p.fused], default=0)
 
 
-def plan_network(weights, layers: int, variant: str = "auto", fuse_width: int = 0, smem_optin: int = 0,
-                 stage_weights: bool = True, carry_saturated: bool = True) -> NetworkPlan:
+def plan_network(
+    weights,
+    layers: int,
+    variant: str = "auto",
+    fuse_width: int = 0,
+    smem_optin: int = 0,
+    stage_weights: bool = True,
+    carry_saturated: bool = True,
+) -> NetworkPlan:
     """The plan the engine uploads: the variant ("auto": merging_pays), the fused layers
     (fusable, for a device with smem_optin bytes of shared memory per block) and carry_from
     (carry_start of the layers' keeps_saturated; len(layers) when carry_saturated is off)."""

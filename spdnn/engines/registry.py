@@ -8,6 +8,7 @@ The "auto" rule (`auto_engine`): the GPU engine if it can start, else the CPU en
 log. Each engine gets the options it has (read from its constructor); the ones it has none of
 are named in a warning, never passed (a TypeError) nor dropped in silence.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,8 +20,17 @@ from .base import Engine, EngineOptionError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENGINES", "EngineOptionError", "auto_engine", "check_engine_options", "constructor_options",
-           "engine_class", "engine_options", "get_engine", "split_options"]
+__all__ = [
+    "ENGINES",
+    "EngineOptionError",
+    "auto_engine",
+    "check_engine_options",
+    "constructor_options",
+    "engine_class",
+    "engine_options",
+    "get_engine",
+    "split_options",
+]
 
 # Where each engine lives; its constructor's keyword parameters are its options.
 _ENGINE_CLASSES = {"cpu": ("spdnn.engines.cpu", "CpuEngine"), "cuda": ("spdnn.engines.cuda", "CudaEngine")}
@@ -40,9 +50,17 @@ def split_options(options: dict, known: list[str]) -> tuple[dict, list[str]]:
     return {k: v for k, v in options.items() if k in known}, [k for k in options if k not in known]
 
 
-def auto_engine(gpu: Callable[..., E], gpu_options: list[str], cpu: Callable[..., E], cpu_options: list[str],
-                options: dict, *, label: str = "engine auto", gpu_name: str = "the CUDA engine",
-                cpu_name: str = "the CPU reference engine") -> E:
+def auto_engine(
+    gpu: Callable[..., E],
+    gpu_options: list[str],
+    cpu: Callable[..., E],
+    cpu_options: list[str],
+    options: dict,
+    *,
+    label: str = "engine auto",
+    gpu_name: str = "the CUDA engine",
+    cpu_name: str = "the CPU reference engine",
+) -> E:
     """The one "auto" rule: `gpu(**its options)` if it starts, else `cpu(**its options)`, the
     fallback said in the log (a warning with the reason). Options the chosen engine has none of
     (`gpu_options` / `cpu_options`: its option names) are left out and named in a warning."""
@@ -56,9 +74,14 @@ def auto_engine(gpu: Callable[..., E], gpu_options: list[str], cpu: Callable[...
         engine = cpu(**kept)
         chosen, known = cpu_name, cpu_options
     if dropped:
-        log.warning("%s: %s has no option %s, so %s dropped (its options: %s)", label, chosen,
-                    ", ".join(map(repr, dropped)), "it is" if len(dropped) == 1 else "they are",
-                    ", ".join(known) or "none")
+        log.warning(
+            "%s: %s has no option %s, so %s dropped (its options: %s)",
+            label,
+            chosen,
+            ", ".join(map(repr, dropped)),
+            "it is" if len(dropped) == 1 else "they are",
+            ", ".join(known) or "none",
+        )
     return engine
 
 
@@ -86,8 +109,9 @@ def check_engine_options(name: str, options: dict) -> None:
     known = engine_options(name)
     unknown = [k for k in options if k not in known]
     if unknown:
-        raise EngineOptionError(f"engine {name} has no option {', '.join(map(repr, unknown))} "
-                                f"(its options: {', '.join(known)})")
+        raise EngineOptionError(
+            f"engine {name} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(known)})"
+        )
 
 
 def get_engine(name: str, **options) -> Engine:

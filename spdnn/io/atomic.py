@@ -5,6 +5,7 @@ the same file removes the leftovers of processes on this host that no longer exi
 killed with SIGKILL cannot clean up after itself), and never touches a live writer's file,
 nor one of another host sharing the folder (a cluster file system).
 """
+
 from __future__ import annotations
 
 import contextlib

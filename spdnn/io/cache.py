@@ -6,6 +6,7 @@ row i owns entries 32*i .. 32*i+31 (columns ascending) and the pointer is implic
 Inputs live in one file of (row, col, value) triples sorted by row. Both carry the
 network's metadata (N, layers, bias, source, checksums) in the Arrow schema metadata.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,7 +97,7 @@ class GzipStream(io.RawIOBase):
                 self._buffer, self._pos = self._inflate_some(max(want, self._OUT)), 0
                 if not self._buffer:
                     break
-            piece = self._buffer[self._pos:self._pos + want]
+            piece = self._buffer[self._pos : self._pos + want]
             self._pos += len(piece)
             want -= len(piece)
             parts.append(piece)
@@ -104,7 +105,7 @@ class GzipStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def _inflate_some(self, limit: int) -> bytes:
@@ -206,8 +207,9 @@ def verify_cache(path: str | os.PathLike, full: bool = True) -> None:
     problem = cache_problem(path, full)
     if problem is not None:
         checksum_path(path).unlink(missing_ok=True)
-        raise DataError(str(path), None, f"damaged cache file ({problem}); removed its checksum file: "
-                                         "re-run to rebuild it")
+        raise DataError(
+            str(path), None, f"damaged cache file ({problem}); removed its checksum file: re-run to rebuild it"
+        )
 
 
 def _metadata(**items: object) -> dict[bytes, bytes]:
@@ -227,8 +229,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- weights
 
 
-def layer_to_csr_arrays(block_rows: np.ndarray, block_cols: np.ndarray, values: np.ndarray,
-                        first_lines: np.ndarray, neurons: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+def layer_to_csr_arrays(
+    block_rows: np.ndarray, block_cols: np.ndarray, values: np.ndarray, first_lines: np.ndarray, neurons: int, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Sort one layer's 1-based triples by (row, col) and check 32 nonzeros per row, no duplicates.
 
     Returns 0-based column indices (int32) and values (float32) in row-major order.
@@ -246,8 +249,11 @@ def layer_to_csr_arrays(block_rows: np.ndarray, block_cols: np.ndarray, values: 
     repeat = _first_repeat(rows, cols, order)
     if repeat is not None:
         k, later, earlier = repeat
-        raise DataError(name, int(first_lines[later]),
-                        f"entry ({rows[k]}, {cols[k]}) appears twice (also on line {int(first_lines[earlier])})")
+        raise DataError(
+            name,
+            int(first_lines[later]),
+            f"entry ({rows[k]}, {cols[k]}) appears twice (also on line {int(first_lines[earlier])})",
+        )
     return (cols - 1).astype(np.int32), values[order].astype(np.float32)
 
 
@@ -268,12 +274,19 @@ def _read_layer(open_text, name: str, neurons: int) -> tuple[np.ndarray, np.ndar
         cols.append(block.cols)
         vals.append(block.values)
         lines.append(np.arange(block.first_line, block.first_line + len(block.rows)))
-    return layer_to_csr_arrays(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals),
-                               np.concatenate(lines), neurons, name)
+    return layer_to_csr_arrays(
+        np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), np.concatenate(lines), neurons, name
+    )
 
 
-def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neurons: int, layers: int,
-                    source: str = "", progress: bool = True) -> None:
+def convert_weights(
+    archive: str | os.PathLike,
+    output: str | os.PathLike,
+    neurons: int,
+    layers: int,
+    source: str = "",
+    progress: bool = True,
+) -> None:
     """Convert the first `layers` layers of a weights tarball into one Arrow IPC file.
 
     The tarball is read as a stream (never unpacked to disk); layers that arrive out of
@@ -283,8 +296,15 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
     challenge.check_neurons(neurons)
     archive = Path(archive)
     wanted = {challenge.layer_member(neurons, k): k for k in range(1, layers + 1)}
-    meta = _metadata(kind="weights", neurons=neurons, layers=layers, bias=challenge.bias(neurons),
-                     source=source, source_file=archive.name, source_sha256=sha256_file(archive))
+    meta = _metadata(
+        kind="weights",
+        neurons=neurons,
+        layers=layers,
+        bias=challenge.bias(neurons),
+        source=source,
+        source_file=archive.name,
+        source_sha256=sha256_file(archive),
+    )
     schema = WEIGHTS_SCHEMA.with_metadata(meta)
     with _cache_output(output) as tmp, _park_folder(Path(output)) as park:
         next_layer = 1
@@ -292,6 +312,7 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
         bar = progress_bar(total=layers, desc=f"convert neuron{neurons} layers", unit="layer", disable=not progress)
         try:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+
                 def write(cols: np.ndarray, vals: np.ndarray) -> None:
                     writer.write_batch(pa.record_batch([pa.array(cols), pa.array(vals)], schema=schema))
                     bar.update(1)
@@ -319,8 +340,11 @@ def convert_weights(archive: str | os.PathLike, output: str | os.PathLike, neuro
         finally:
             bar.close()
         if next_layer <= layers:
-            raise DataError(str(archive), None,
-                            f"holds only layers 1..{next_layer - 1} in order; layer {next_layer} of {layers} is missing")
+            raise DataError(
+                str(archive),
+                None,
+                f"holds only layers 1..{next_layer - 1} in order; layer {next_layer} of {layers} is missing",
+            )
 
 
 @contextlib.contextmanager
@@ -361,9 +385,12 @@ def _stream_members(archive: Path, wanted: dict[str, int], max_member_bytes: int
                 if member.name not in wanted:
                     continue
                 if member.size > limit:
-                    raise DataError(f"{name}!{member.name}", None,
-                                    f"member of {member.size} bytes is larger than the {limit} bytes a legal "
-                                    f"layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)")
+                    raise DataError(
+                        f"{name}!{member.name}",
+                        None,
+                        f"member of {member.size} bytes is larger than the {limit} bytes a legal "
+                        f"layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)",
+                    )
                 data = tar.extractfile(member).read()  # tarfile reads exactly member.size bytes
                 yield member.name, (lambda data=data: io.BytesIO(data))
         _drain(gz, name)
@@ -413,8 +440,9 @@ class Weights:
         batches = [pa.record_batch(list(csr_layer_arrays(m)), schema=WEIGHTS_SCHEMA) for m in matrices]
         n = matrices[0].shape[0]
         b = challenge.bias(n) if bias is None else bias
-        return cls(neurons=n, bias=b, metadata={"neurons": n, "layers": len(matrices), "bias": b, **metadata},
-                   _batches=batches)
+        return cls(
+            neurons=n, bias=b, metadata={"neurons": n, "layers": len(matrices), "bias": b, **metadata}, _batches=batches
+        )
 
 
 def csr_layer_arrays(matrix: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -449,8 +477,14 @@ def load_weights(path: str | os.PathLike, layers: int | None = None) -> Weights:
 # ----------------------------------------------------------------------------- inputs
 
 
-def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons: int,
-                   n_inputs: int | None = None, source: str = "", progress: bool = True) -> None:
+def convert_inputs(
+    tsv_gz: str | os.PathLike,
+    output: str | os.PathLike,
+    neurons: int,
+    n_inputs: int | None = None,
+    source: str = "",
+    progress: bool = True,
+) -> None:
     """Convert a gzipped input TSV into an Arrow IPC file of 0-based (row, col, value) triples.
 
     Rows beyond `n_inputs` (default: the challenge's 60000) are an error, as are more entries
@@ -471,14 +505,19 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     rows, cols, vals = [], [], []
     count = 0
     try:
-        with progress_bar(total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True,
-                          disable=not progress) as bar:
-            for block in iter_triples(open_text, name, max_rows, neurons,
-                                      max_bytes=inputs_max_bytes(max_rows, neurons)):
+        with progress_bar(
+            total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True, disable=not progress
+        ) as bar:
+            for block in iter_triples(
+                open_text, name, max_rows, neurons, max_bytes=inputs_max_bytes(max_rows, neurons)
+            ):
                 count += len(block.rows)
                 if count > max_entries:  # memory stays bounded by what a legal file needs
-                    raise DataError(name, max_entries + 1, f"more entries than a {max_rows} x {neurons} "
-                                                           "matrix holds: some must repeat")
+                    raise DataError(
+                        name,
+                        max_entries + 1,
+                        f"more entries than a {max_rows} x {neurons} matrix holds: some must repeat",
+                    )
                 rows.append((block.rows - 1).astype(np.int32))
                 cols.append((block.cols - 1).astype(np.int32))
                 vals.append(block.values)
@@ -496,10 +535,18 @@ def convert_inputs(tsv_gz: str | os.PathLike, output: str | os.PathLike, neurons
     repeat = _first_repeat(row, col, order)
     if repeat is not None:  # entry i of the file is on line i + 1
         k, later, earlier = repeat
-        raise DataError(name, later + 1, f"entry ({row[k] + 1}, {col[k] + 1}) appears twice "
-                                         f"(also on line {earlier + 1})")
-    meta = _metadata(kind="inputs", neurons=neurons, rows=n_inputs, nnz=int(len(row)), source=source,
-                     source_file=tsv_gz.name, source_sha256=sha256_file(tsv_gz))
+        raise DataError(
+            name, later + 1, f"entry ({row[k] + 1}, {col[k] + 1}) appears twice (also on line {earlier + 1})"
+        )
+    meta = _metadata(
+        kind="inputs",
+        neurons=neurons,
+        rows=n_inputs,
+        nnz=int(len(row)),
+        source=source,
+        source_file=tsv_gz.name,
+        source_sha256=sha256_file(tsv_gz),
+    )
     table = pa.table([row, col, val], schema=INPUTS_SCHEMA.with_metadata(meta))
     with _cache_output(output) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:

@@ -7,6 +7,7 @@ decompression bomb of NUL bytes, one endless line) costs no more memory than one
 When a block is rejected, `diagnose` re-reads the text line by line from that block on to
 name the first bad line; that slow scan runs only on the error path.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,9 @@ QUOTE_CHARS = 80  # an error message quotes at most this much of a line
 _COLUMNS = ["row", "col", "value"]
 # What a field may look like (as pyarrow reads numbers: spaces around them are allowed; no '_')
 _INT = re.compile(r" *-?[0-9]+ *")
-_FLOAT = re.compile(r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan|infinity)) *",
-                    re.IGNORECASE)
+_FLOAT = re.compile(
+    r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan|infinity)) *", re.IGNORECASE
+)
 _DIGITS = re.compile(r"[0-9]+")  # a truth row index: plain ASCII digits (int() also takes '2_87', '٣')
 _TYPES = {"row": pa.int64(), "col": pa.int64(), "value": pa.float32()}
 _NEWLINE = 10
@@ -59,8 +61,7 @@ class LimitedStream(io.RawIOBase):
     while parsing, before any consumer buffers an endless line.
     """
 
-    def __init__(self, stream: IO[bytes], name: str, max_bytes: int | None = None,
-                 max_line: int = MAX_LINE_BYTES):
+    def __init__(self, stream: IO[bytes], name: str, max_bytes: int | None = None, max_line: int = MAX_LINE_BYTES):
         super().__init__()
         self._stream, self._name = stream, name
         self._max_bytes, self._max_line = max_bytes, max_line
@@ -78,19 +79,21 @@ class LimitedStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def _check(self, data: bytes) -> None:
         self._total += len(data)
         if self._max_bytes is not None and self._total > self._max_bytes:
-            raise DataError(self._name, None, f"more than {self._max_bytes} bytes of text, the most a legal "
-                                              "file can hold")
+            raise DataError(
+                self._name, None, f"more than {self._max_bytes} bytes of text, the most a legal file can hold"
+            )
         first, last = data.find(b"\n"), data.rfind(b"\n")
         if first < 0:
             self._run += len(data)
-        elif self._run + first > self._max_line or not _lines_within(memoryview(data)[first:last + 1],
-                                                                     self._max_line):
+        elif self._run + first > self._max_line or not _lines_within(
+            memoryview(data)[first : last + 1], self._max_line
+        ):
             raise _Overlong()
         else:
             self._run = len(data) - last - 1
@@ -112,8 +115,12 @@ def _lines_within(text: memoryview, max_line: int, piece: int = 1 << 20) -> bool
         # two windows. 8 booleans read as one uint64 make the per-window test one OR-reduce.
         whole = len(data) // window * window
         step = max(window, piece // window * window)
-        if all(np.bitwise_or.reduce((data[lo:min(lo + step, whole)] == _NEWLINE).view(np.uint64)
-                                    .reshape(-1, window // 8), axis=1).all() for lo in range(0, whole, step)):
+        if all(
+            np.bitwise_or.reduce(
+                (data[lo : min(lo + step, whole)] == _NEWLINE).view(np.uint64).reshape(-1, window // 8), axis=1
+            ).all()
+            for lo in range(0, whole, step)
+        ):
             return True
     ends = np.flatnonzero(data == _NEWLINE)
     return int(np.diff(ends).max(initial=1)) - 1 <= max_line
@@ -187,8 +194,13 @@ def iter_triples(
 
 def _block_ok(block: Block, n_rows: int, n_cols: int) -> bool:
     rows, cols = block.rows, block.cols
-    return bool(rows.min() >= 1 and rows.max() <= n_rows and cols.min() >= 1 and cols.max() <= n_cols
-                and np.isfinite(block.values).all())
+    return bool(
+        rows.min() >= 1
+        and rows.max() <= n_rows
+        and cols.min() >= 1
+        and cols.max() <= n_cols
+        and np.isfinite(block.values).all()
+    )
 
 
 def _check_block(block: Block, name: str, n_rows: int, n_cols: int) -> None:
@@ -204,8 +216,9 @@ def _check_block(block: Block, name: str, n_rows: int, n_cols: int) -> None:
         raise DataError(name, block.first_line + i, f"value '{block.values[i]}' is not finite")
 
 
-def scan_lines(stream: IO[bytes], start_line: int = 1, chunk: int = 1 << 20,
-               max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+def scan_lines(
+    stream: IO[bytes], start_line: int = 1, chunk: int = 1 << 20, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes]]:
     """Yield (line number, line without its newline) from `start_line` on, in bounded memory.
 
     Lines before `start_line` are skipped by counting newlines. A line longer than
@@ -217,19 +230,19 @@ def scan_lines(stream: IO[bytes], start_line: int = 1, chunk: int = 1 << 20,
         newlines = data.count(b"\n")
         if number + newlines < start_line:  # the whole chunk is before start_line
             number += newlines
-            carry = data[data.rfind(b"\n") + 1:] if newlines else carry + data
+            carry = data[data.rfind(b"\n") + 1 :] if newlines else carry + data
         else:
             pieces = (carry + data).split(b"\n")
             carry = pieces.pop()
             for piece in pieces:
                 if number >= start_line:
-                    yield number, piece[:max_line + 1]
+                    yield number, piece[: max_line + 1]
                     if len(piece) > max_line:
                         return
                 number += 1
         if len(carry) > max_line:
             if number >= start_line:
-                yield number, carry[:max_line + 1]
+                yield number, carry[: max_line + 1]
             return
     if carry and number >= start_line:
         yield number, carry
@@ -259,8 +272,9 @@ def line_problem(raw: bytes, n_rows: int | None = None, n_cols: int | None = Non
     return None
 
 
-def diagnose(open_text: Opener, name: str, n_rows: int | None = None, n_cols: int | None = None,
-             start_line: int = 1) -> None:
+def diagnose(
+    open_text: Opener, name: str, n_rows: int | None = None, n_cols: int | None = None, start_line: int = 1
+) -> None:
     """Scan the text from `start_line` on and raise DataError at the first bad line (too long,
     not `int int float`, an index outside 1..n_rows or 1..n_cols, a value not a finite float32)."""
     number = start_line - 1
@@ -303,6 +317,7 @@ def read_categories(open_text: Opener, name: str, n_inputs: int | None = None) -
     dup = np.flatnonzero(np.diff(ordered) == 0)
     if dup.size:
         k = dup[np.argmin(order[dup + 1])]  # the earliest line that repeats an earlier one
-        raise DataError(name, lines[order[k + 1]],
-                        f"row index {ordered[k] + 1} appears twice (also on line {lines[order[k]]})")
+        raise DataError(
+            name, lines[order[k + 1]], f"row index {ordered[k] + 1} appears twice (also on line {lines[order[k]]})"
+        )
     return ordered

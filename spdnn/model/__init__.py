@@ -9,10 +9,20 @@ profile (network.py, policy.py). explore.py evaluates millions of mappings at on
 hwdse.py millions of GPUs, tune.py turns the best the engine can run into cuda-engine options.
 See docs/model.md.
 """
+
 from .directives import Dataflow, parse_directives
 from .hardware import Hardware, load_hardware, preset_for_gpu
 from .nest import DirectiveError, load_nest, parse_nest
 from .network import NetworkProfile
 
-__all__ = ["Dataflow", "parse_directives", "Hardware", "load_hardware", "preset_for_gpu", "NetworkProfile",
-           "DirectiveError", "load_nest", "parse_nest"]
+__all__ = [
+    "Dataflow",
+    "parse_directives",
+    "Hardware",
+    "load_hardware",
+    "preset_for_gpu",
+    "NetworkProfile",
+    "DirectiveError",
+    "load_nest",
+    "parse_nest",
+]

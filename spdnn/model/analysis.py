@@ -35,6 +35,7 @@ The rules (docs/model.md has them with their reasons):
    accumulators; shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
    kernel is sized for, + 128 B; blocks per SM by the usual limits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def _fills(loops: list, tensor: str, avg: bool = True, skip=()) -> np.ndarray:
         if lp.dim in rel and id(lp) not in skip:
             inner = i
     out = np.asarray(1.0)
-    for lp in loops[:inner + 1]:
+    for lp in loops[: inner + 1]:
         if id(lp) in skip:
             continue
         out = out * (lp.avg if avg else lp.trips)
@@ -184,8 +185,16 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     env = {k: np.asarray(v[0], float) for k, v in nest.params.items()}
     env.update({k: np.asarray(v, float) for k, v in params.items()})
     ext = wl.extents
-    env.update(SMS=np.asarray(hw.sms, float), KW=wl.kw, WIN=wl.win, WOUT=wl.wout, UCOLS=wl.ucols, ROWS=wl.n,
-               FUSE=wl.seg, Sz=ext)
+    env.update(
+        SMS=np.asarray(hw.sms, float),
+        KW=wl.kw,
+        WIN=wl.win,
+        WOUT=wl.wout,
+        UCOLS=wl.ucols,
+        ROWS=wl.n,
+        FUSE=wl.seg,
+        Sz=ext,
+    )
     violations = []
 
     # --- rule 1: chunks, units, loops -------------------------------------------------------
@@ -271,8 +280,13 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         mc = _prod(act for d, act in lane_spatial.items() if d not in RELEVANT[t])
         fills = _fills(loops, t)
         moved = lanes * fills * tile / mc
-        entry = {"volume": tile, "accesses": lanes * steps_lane * tile, "traffic": moved, "multicast": mc,
-                 "reuse": steps_lane / np.maximum(fills, 1e-30)}
+        entry = {
+            "volume": tile,
+            "accesses": lanes * steps_lane * tile,
+            "traffic": moved,
+            "multicast": mc,
+            "reuse": steps_lane / np.maximum(fills, 1e-30),
+        }
         src = nest.stage(t)
         per_step = fills / np.maximum(steps_lane, 1e-30)  # fraction of a lane's steps that refill t
         if t == "Yout":
@@ -313,8 +327,10 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     for t in TENSORS:
         if nest.stage(t) != "smem":
             continue
-        loops_t = [Loop(lp.section, lp.dim if lp.dim in dense_rel[t] else "_", lp.trips, lp.avg, lp.spatial,
-                        lp.line, lp.index) for lp in outside]
+        loops_t = [
+            Loop(lp.section, lp.dim if lp.dim in dense_rel[t] else "_", lp.trips, lp.avg, lp.spatial, lp.line, lp.index)
+            for lp in outside
+        ]
         skip = {id(x) for x, lp in zip(loops_t, outside) if id(lp) in in_launch_l and t in ("Yin", "Yout")}
         tile = _footprint(t, pos, wl, dense=True) * BYTES[t]
         fills = _fills(loops_t, t, skip=skip)
@@ -326,8 +342,14 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
             if not nest.double(t):  # the block waits for its tile
                 fill_lat = fill_lat + _fills(loops_t, t, avg=False, skip=skip) * hw.dram_latency_s
         acc = to_block[t]
-        tensors[t]["smem"] = {"volume": tile, "accesses": acc, "traffic": moved, "fills_per_block": fills,
-                              "reuse": acc / np.maximum(moved, 1e-30), "multicast": np.asarray(1.0)}
+        tensors[t]["smem"] = {
+            "volume": tile,
+            "accesses": acc,
+            "traffic": moved,
+            "fills_per_block": fills,
+            "reuse": acc / np.maximum(moved, 1e-30),
+            "multicast": np.asarray(1.0),
+        }
         level["smem"] = level["smem"] + acc + moved
         to_l2[t] = moved
         if t == "Yout":
@@ -337,9 +359,13 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     threads = 32.0 * warps
     wline = nest.sections[wsec].line
     violations.append((wline, "more threads per block than the GPU allows", (threads > hw.max_threads_block)))
-    violations.append((staged_lines[0] if staged_lines else wline,
-                       "the staged tiles need more shared memory than one block may have",
-                       smem_block > hw.smem_per_block))
+    violations.append(
+        (
+            staged_lines[0] if staged_lines else wline,
+            "the staged tiles need more shared memory than one block may have",
+            smem_block > hw.smem_per_block,
+        )
+    )
     need = REGS_BASE + _footprint("Yin", lane_chunk, wl) + lane_chunk["l"] * lane_chunk["r"] * lane_chunk["j"]
     regs = np.minimum(need, np.minimum(hw.max_regs_thread, hw.regs_per_sm // np.maximum(threads, 32.0)))
     bsm = np.minimum(hw.max_blocks_sm, hw.max_threads_sm // np.maximum(threads, 32.0))
@@ -364,8 +390,14 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         hits = _greedy_hits(acc, ws, np.maximum(hw.l1_bytes - bsm1 * smem_block, 0.0))
         for t in cached:
             miss = comp[t] + np.maximum(acc[t] - comp[t], 0.0) * (1.0 - hits[t])
-            tensors[t]["smem"] = {"volume": ws[t], "accesses": acc[t], "traffic": miss, "hit": hits[t],
-                                  "reuse": acc[t] / np.maximum(miss, 1e-30), "multicast": np.asarray(1.0)}
+            tensors[t]["smem"] = {
+                "volume": ws[t],
+                "accesses": acc[t],
+                "traffic": miss,
+                "hit": hits[t],
+                "reuse": acc[t] / np.maximum(miss, 1e-30),
+                "multicast": np.asarray(1.0),
+            }
             level["smem"] = level["smem"] + acc[t]
             to_l2[t] = miss
     for t in TENSORS:
@@ -397,13 +429,24 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     hits2 = _greedy_hits(acc2, ws2, hw.l2_fraction * hw.l2_bytes) if reads else {}
     for t in reads:
         dram_t = comp2[t] + np.maximum(acc2[t] - comp2[t], 0.0) * (1.0 - hits2[t])
-        tensors[t]["l2"] = {"volume": ws2[t], "accesses": acc2[t], "traffic": dram_t, "hit": hits2[t],
-                            "reuse": acc2[t] / np.maximum(dram_t, 1e-30), "multicast": np.asarray(1.0)}
+        tensors[t]["l2"] = {
+            "volume": ws2[t],
+            "accesses": acc2[t],
+            "traffic": dram_t,
+            "hit": hits2[t],
+            "reuse": acc2[t] / np.maximum(dram_t, 1e-30),
+            "multicast": np.asarray(1.0),
+        }
         level["l2"] = level["l2"] + acc2[t]
         level["dram"] = level["dram"] + dram_t
     out_l2 = to_l2.get("Yout", np.asarray(0.0))
-    tensors["Yout"]["l2"] = {"volume": out_l2, "accesses": out_l2, "traffic": out_final,
-                             "reuse": out_l2 / np.maximum(out_final, 1e-30), "multicast": np.asarray(1.0)}
+    tensors["Yout"]["l2"] = {
+        "volume": out_l2,
+        "accesses": out_l2,
+        "traffic": out_final,
+        "reuse": out_l2 / np.maximum(out_final, 1e-30),
+        "multicast": np.asarray(1.0),
+    }
     level["l2"] = level["l2"] + out_l2
     # outputs, and the metadata of every layer: out_ptr / out_list, the rows' flags
     level["dram"] = level["dram"] + out_final + ext["l"] * (4.0 * (wl.ucols + wl.wout) + 16.0 * wl.n)
@@ -411,10 +454,25 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         tensors[t]["dram"] = {"accesses": tensors[t]["l2"]["traffic"]} if "l2" in tensors[t] else {}
 
     launches = _prod(lp.trips for lp in loops if lp.section == 0 and not lp.spatial)
-    return Analysis(tensors=tensors, level_bytes=level, smem_wavefront_bytes=wavefronts * WAVEFRONT, macs=macs,
-                    warp_instructions=warps_active * steps_lane * instr_step, blocks=blocks,
-                    blocks_per_cluster=per_cluster, warps=warps, threads=threads, regs=regs, smem_block=smem_block,
-                    bsm=bsm, inflight_warp=np.maximum(inflight, 128.0), warp_steps=_prod(lp.trips for lp in loops),
-                    step_latency=step_lat, fill_latency=fill_lat,
-                    lockstep=any(not m.spatial for m in nest.sections[wsec].maps), launches=launches,
-                    exact_order=exact, violations=violations)
+    return Analysis(
+        tensors=tensors,
+        level_bytes=level,
+        smem_wavefront_bytes=wavefronts * WAVEFRONT,
+        macs=macs,
+        warp_instructions=warps_active * steps_lane * instr_step,
+        blocks=blocks,
+        blocks_per_cluster=per_cluster,
+        warps=warps,
+        threads=threads,
+        regs=regs,
+        smem_block=smem_block,
+        bsm=bsm,
+        inflight_warp=np.maximum(inflight, 128.0),
+        warp_steps=_prod(lp.trips for lp in loops),
+        step_latency=step_lat,
+        fill_latency=fill_lat,
+        lockstep=any(not m.spatial for m in nest.sections[wsec].maps),
+        launches=launches,
+        exact_order=exact,
+        violations=violations,
+    )

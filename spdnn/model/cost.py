@@ -18,6 +18,7 @@ by its layers):
 Per batch: check points (a host round trip each), compactions (scan + copy), the input load.
 Energy = bytes per level x pJ/byte + FMAs x pJ (hardware.json): for comparing designs only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,8 +55,12 @@ def time_terms(hw: Hardware, an: Analysis, wl: Workload) -> dict:
         t_fma=an.macs / (hw.fma_rate * util) / seg,
         t_issue=an.warp_instructions / (4.0 * hw.sms * hw.clock_hz * util) / seg,
         t_lat=waves * (an.warp_steps * an.step_latency + an.fill_latency) / seg,
-        t_min=hw.kernel_min_s * an.launches / seg, t_launch=hw.launch_s * an.launches / seg,
-        present=wl.n > 0, live=blocks > 0, eta_dram=eta_d)
+        t_min=hw.kernel_min_s * an.launches / seg,
+        t_launch=hw.launch_s * an.launches / seg,
+        present=wl.n > 0,
+        live=blocks > 0,
+        eta_dram=eta_d,
+    )
 
 
 def combine(t: dict, lockstep: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +82,18 @@ def layer_cost(hw: Hardware, nest: Nest, params: dict, wl: Workload, capacity: W
     t_layer, t_kernel = combine(terms, an.lockstep)
     seg = np.maximum(wl.seg, 1.0)
     out = {lv: an.level_bytes[lv] / seg for lv in LEVELS}
-    out.update(terms, macs=an.macs / seg, t_layer=t_layer, t_kernel=t_kernel, ok=an.ok(), analysis=an,
-               blocks=an.blocks, gx=an.blocks_per_cluster, bsm=an.bsm, smem_block=an.smem_block)
+    out.update(
+        terms,
+        macs=an.macs / seg,
+        t_layer=t_layer,
+        t_kernel=t_kernel,
+        ok=an.ok(),
+        analysis=an,
+        blocks=an.blocks,
+        gx=an.blocks_per_cluster,
+        bsm=an.bsm,
+        smem_block=an.smem_block,
+    )
     return out
 
 
@@ -103,8 +118,9 @@ def fusable(nest: Nest, params: dict, win, wout) -> np.ndarray:
     return np.maximum(win, wout) <= float(width)
 
 
-def design_cost(hw: Hardware, nest: Nest, fallback: Nest | None, params: dict, wl: Workload, fused_mask,
-                capacity: Workload) -> dict:
+def design_cost(
+    hw: Hardware, nest: Nest, fallback: Nest | None, params: dict, wl: Workload, fused_mask, capacity: Workload
+) -> dict:
     """A layer of a design: the nest's cost where it runs the layer, its fallback kernel's elsewhere
     (a launch per layer); the fallback's validity counts only where it runs."""
     own = layer_cost(hw, nest, params, wl, capacity)
@@ -161,10 +177,20 @@ class Prediction:
     measured: str = ""
 
     def to_dict(self) -> dict:
-        return dict(dataflow=self.dataflow.to_dict(), measured=self.measured, valid=self.valid, seconds=self.seconds,
-                    joules=self.joules, bytes=self.bytes, reuse=self.reuse, tensors=self.tensors,
-                    occupancy=self.occupancy, policy=self.policy, reason=self.reason,
-                    layer_seconds=[float(x) for x in self.layer_seconds])
+        return dict(
+            dataflow=self.dataflow.to_dict(),
+            measured=self.measured,
+            valid=self.valid,
+            seconds=self.seconds,
+            joules=self.joules,
+            bytes=self.bytes,
+            reuse=self.reuse,
+            tensors=self.tensors,
+            occupancy=self.occupancy,
+            policy=self.policy,
+            reason=self.reason,
+            layer_seconds=[float(x) for x in self.layer_seconds],
+        )
 
 
 def network_shapes(prof: NetworkProfile, variant: str):
@@ -234,8 +260,12 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
         parts.append((fb, np.where(fmask, 0.0, 1.0)))
     ok = bool(np.all(c["ok"]))
     nb = float(pol.batches[0])
-    sub = PolicyResult(*(np.asarray(getattr(pol, f))[0] for f in ("batch", "batches", "present", "alive_in", "checks",
-                                                                  "compactions", "compact_rows", "scan_rows")))
+    sub = PolicyResult(
+        *(
+            np.asarray(getattr(pol, f))[0]
+            for f in ("batch", "batches", "present", "alive_in", "checks", "compactions", "compact_rows", "scan_rows")
+        )
+    )
     t_over, dram_over = overhead_cost(hw, sub, win[0], prof.neurons)
     layer_seconds = nb * np.asarray(c["t_layer"], float)
     seconds = float(layer_seconds.sum() + nb * t_over)
@@ -257,11 +287,33 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
         "Yout_on_chip_layers": float(seg if nest.staged("Yout") and nest.staged("Yin") else 1.0),
         "macs_per_dram_byte": macs / max(1.0, tot["dram"]),
     }
-    occ = {"blocks_per_sm": bsm0, "warps_per_sm": bsm0 * df.warps,
-           "occupancy": bsm0 * df.warps * 32 / hw.max_threads_sm, "smem_per_block": sb,
-           "regs_per_thread": float(np.broadcast_to(an.regs, win.shape)[last])}
-    polinfo = {"batch_rows": float(pol.batch[0]), "batches": nb, "checks": float(pol.checks[0]),
-               "compactions": float(pol.compactions[0]), "segment_layers": seg,
-               "fused_layers": int(fmask.sum()) if nest.fuse.width is not None else None}
-    return Prediction(df, ok, seconds if ok else float("inf"), joules, layer_seconds, tot, layer_bytes, reuse,
-                      _tensor_totals([(a_, w_ * per_layer) for a_, w_ in parts]), occ, polinfo, "; ".join(reasons), measured_label(df))
+    occ = {
+        "blocks_per_sm": bsm0,
+        "warps_per_sm": bsm0 * df.warps,
+        "occupancy": bsm0 * df.warps * 32 / hw.max_threads_sm,
+        "smem_per_block": sb,
+        "regs_per_thread": float(np.broadcast_to(an.regs, win.shape)[last]),
+    }
+    polinfo = {
+        "batch_rows": float(pol.batch[0]),
+        "batches": nb,
+        "checks": float(pol.checks[0]),
+        "compactions": float(pol.compactions[0]),
+        "segment_layers": seg,
+        "fused_layers": int(fmask.sum()) if nest.fuse.width is not None else None,
+    }
+    return Prediction(
+        df,
+        ok,
+        seconds if ok else float("inf"),
+        joules,
+        layer_seconds,
+        tot,
+        layer_bytes,
+        reuse,
+        _tensor_totals([(a_, w_ * per_layer) for a_, w_ in parts]),
+        occ,
+        polinfo,
+        "; ".join(reasons),
+        measured_label(df),
+    )

@@ -7,6 +7,7 @@ grid_factor -> GF, row_tile -> R) and the engine's policy (Fuse, Compact, Batch)
 file that is not one of the three (`parse_directives` of any text) is carried as `custom`: it
 is analysed the same way, but it is no engine configuration.
 """
+
 from __future__ import annotations
 
 import re
@@ -93,9 +94,14 @@ class Dataflow:
             raise ValueError("the cuda engine has no 'smem' kernel (row tile staged per layer): model only")
         if self.dataflow == "fused" and (self.variant != "merged" or self.row_tile != 32):
             raise ValueError("the cuda engine fuses layers of the merged network in tiles of 32 rows only")
-        opts = dict(variant=self.variant, warps=self.warps, grid_factor=self.grid_factor,
-                    check_every=self.fuse if self.dataflow == "fused" else self.check_every,
-                    check_bytes=float(self.check_bytes), compact_fraction=float(self.compact_fraction))
+        opts = dict(
+            variant=self.variant,
+            warps=self.warps,
+            grid_factor=self.grid_factor,
+            check_every=self.fuse if self.dataflow == "fused" else self.check_every,
+            check_bytes=float(self.check_bytes),
+            compact_fraction=float(self.compact_fraction),
+        )
         if self.dataflow == "gather":
             opts["fuse_width"] = 0
         if self.batch_rows:

@@ -9,6 +9,7 @@ then the analysis of the directive file and the time model (cost.design_cost -- 
 the scalar model) run once per kernel file on (mappings x distinct tuples) arrays, and a sparse
 count matrix sums them per design (_layer_tuples).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,8 +38,13 @@ DEFAULT_SPACE = dict(
     compact_fraction=(1 / 32, 1 / 16, 1 / 8, 1 / 4),
     batch_rows=(0, 30016, 15008, 7520),
 )
-CANDIDATES = dict(warps=(1, 2, 4, 8, 16, 32), check_every=(1, 2, 4, 8, 16, 32), grid_factor=(2, 4, 8, 16, 32, 64, 128),
-                  fuse=(2, 4, 8, 16, 32, 64), batch_rows=(0, 30016, 15008, 7520))
+CANDIDATES = dict(
+    warps=(1, 2, 4, 8, 16, 32),
+    check_every=(1, 2, 4, 8, 16, 32),
+    grid_factor=(2, 4, 8, 16, 32, 64, 128),
+    fuse=(2, 4, 8, 16, 32, 64),
+    batch_rows=(0, 30016, 15008, 7520),
+)
 
 
 def _inside(dataflow: str, knob: str) -> tuple:
@@ -55,11 +61,30 @@ def engine_spaces() -> list[dict]:
     tiles of 32 rows) whose length is the check interval (check_every = fuse). check_bytes and
     compact_fraction stay at the engine's defaults (never varied)."""
     fixed = dict(check_bytes=(NOT_VARIED["check_bytes"],), compact_fraction=(NOT_VARIED["compact_fraction"],))
-    gather = dict(DEFAULT_SPACE, dataflow=("gather",), variant=VALIDATED["gather"]["variant"], fuse=(1,),
-                  row_tile=(32,), warps=_inside("gather", "warps"), check_every=_inside("gather", "check_every"),
-                  grid_factor=_inside("gather", "grid_factor"), batch_rows=_inside("gather", "batch_rows"), **fixed)
-    fused = [dict(gather, dataflow=("fused",), variant=VALIDATED["fused"]["variant"], row_tile=VALIDATED["fused"]["row_tile"],
-                  warps=_inside("fused", "warps"), fuse=(f,), check_every=(f,)) for f in _inside("fused", "fuse")]
+    gather = dict(
+        DEFAULT_SPACE,
+        dataflow=("gather",),
+        variant=VALIDATED["gather"]["variant"],
+        fuse=(1,),
+        row_tile=(32,),
+        warps=_inside("gather", "warps"),
+        check_every=_inside("gather", "check_every"),
+        grid_factor=_inside("gather", "grid_factor"),
+        batch_rows=_inside("gather", "batch_rows"),
+        **fixed,
+    )
+    fused = [
+        dict(
+            gather,
+            dataflow=("fused",),
+            variant=VALIDATED["fused"]["variant"],
+            row_tile=VALIDATED["fused"]["row_tile"],
+            warps=_inside("fused", "warps"),
+            fuse=(f,),
+            check_every=(f,),
+        )
+        for f in _inside("fused", "fuse")
+    ]
     return [gather] + fused
 
 
@@ -81,10 +106,18 @@ class Result:
 
     def design(self, i: int) -> Dataflow:
         p = {k: v[i] for k, v in self.params.items()}
-        return Dataflow(dataflow=str(p["dataflow"]), variant=str(p["variant"]), warps=int(p["warps"]),
-                        row_tile=int(p["row_tile"]), fuse=int(p["fuse"]), grid_factor=int(p["grid_factor"]),
-                        check_every=int(p["check_every"]), check_bytes=float(p["check_bytes"]),
-                        compact_fraction=float(p["compact_fraction"]), batch_rows=int(p["batch_rows"]))
+        return Dataflow(
+            dataflow=str(p["dataflow"]),
+            variant=str(p["variant"]),
+            warps=int(p["warps"]),
+            row_tile=int(p["row_tile"]),
+            fuse=int(p["fuse"]),
+            grid_factor=int(p["grid_factor"]),
+            check_every=int(p["check_every"]),
+            check_bytes=float(p["check_bytes"]),
+            compact_fraction=float(p["compact_fraction"]),
+            batch_rows=int(p["batch_rows"]),
+        )
 
     def best(self, k: int = 1, key: str = "seconds") -> list[int]:
         score = np.where(self.valid, getattr(self, key), np.inf)
@@ -93,8 +126,11 @@ class Result:
         return [int(i) for i in idx[np.argsort(score[idx], kind="stable")]]
 
 
-TEMPLATE_KNOBS = {"gather": ("warps", "grid_factor"), "smem": ("row_tile", "warps", "grid_factor"),
-                  "fused": ("row_tile", "warps", "grid_factor")}
+TEMPLATE_KNOBS = {
+    "gather": ("warps", "grid_factor"),
+    "smem": ("row_tile", "warps", "grid_factor"),
+    "fused": ("row_tile", "warps", "grid_factor"),
+}
 
 
 def _mappings(space: dict, dataflow: str) -> list[tuple]:
@@ -130,8 +166,12 @@ def _layer_tuples(pol: PolicyResult, shapes: tuple, classes: np.ndarray, fuse: n
     h = pres @ rng.random(pres.shape[1]) + alive @ rng.random(pres.shape[1]) + fuse * np.pi
     _, rep, inv = np.unique(h, return_index=True, return_inverse=True)
     inv = inv.ravel()
-    if (np.array_equal(pres, pres[rep][inv]) and np.array_equal(alive, alive[rep][inv])
-            and np.array_equal(fuse, fuse[rep][inv]) and len(rep) < len(classes)):
+    if (
+        np.array_equal(pres, pres[rep][inv])
+        and np.array_equal(alive, alive[rep][inv])
+        and np.array_equal(fuse, fuse[rep][inv])
+        and len(rep) < len(classes)
+    ):
         counts, tup = _layer_tuples(pol, shapes, np.asarray(classes)[rep], fuse[rep])
         return counts[inv], tup
     shp = np.stack(shapes, axis=1)  # (L, 4)
@@ -205,8 +245,21 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
                 return np.asarray(weights @ np.broadcast_to(x, shape).T)
 
             nb = pol.batches[cls][:, None]
-            sub = PolicyResult(*(getattr(pol, f)[cls] for f in ("batch", "batches", "present", "alive_in", "checks",
-                                                                  "compactions", "compact_rows", "scan_rows")))
+            sub = PolicyResult(
+                *(
+                    getattr(pol, f)[cls]
+                    for f in (
+                        "batch",
+                        "batches",
+                        "present",
+                        "alive_in",
+                        "checks",
+                        "compactions",
+                        "compact_rows",
+                        "scan_rows",
+                    )
+                )
+            )
             t_over, d_over = overhead_cost(hw, sub, win[0], prof.neurons)
             t = nb * (per_design(c["t_layer"]) + np.broadcast_to(t_over, (len(cls),))[:, None])
             byl = {lv: nb * per_design(c[lv]) for lv in LEVELS}

@@ -8,6 +8,7 @@ min, max (elementwise), cdiv(a, b) = ceil(a / b). Operators + - * / // and unary
 Expressions are parsed once (Python's ast, a whitelist of node types: nothing else runs) and
 evaluated many times on numpy arrays, so one file serves a single design or millions.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,10 +17,20 @@ from typing import Callable
 
 import numpy as np
 
-_FUNCS = {"ceil": np.ceil, "floor": np.floor, "min": np.minimum, "max": np.maximum,
-          "cdiv": lambda a, b: np.ceil(np.divide(a, b))}
-_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide,
-           ast.FloorDiv: np.floor_divide}
+_FUNCS = {
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "min": np.minimum,
+    "max": np.maximum,
+    "cdiv": lambda a, b: np.ceil(np.divide(a, b)),
+}
+_BINOPS = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.divide,
+    ast.FloorDiv: np.floor_divide,
+}
 
 
 class ExprError(ValueError):
@@ -85,6 +96,7 @@ def parse_expr(text: str) -> Expr:
                         for a in args[1:]:
                             out = f(out, a(env))
                         return out
+
                     return fold
                 want = 2 if name == "cdiv" else 1
                 if len(args) != want:

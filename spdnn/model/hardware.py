@@ -1,4 +1,5 @@
 """Hardware descriptions: presets for H100 SXM, H200, A100, V100 (hardware.json) and energy figures."""
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ Speed: the analysis depends on the hardware only through a few axes at a time (b
 shared memory x L2, times on those and bandwidth or clock), so it runs on broadcast shapes; only
 the final max/sum per distinct layer tuple touches the whole grid, one tuple at a time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -50,6 +51,7 @@ def scaled(base: Hardware, axes: dict) -> Hardware:
     L2 bandwidth scales with SMs x clock (its slices and their clock); L1 is the per-SM SRAM left
     by shared memory (as on the base: unified); latencies in cycles stay (L2, shared memory), DRAM's
     in nanoseconds; host costs and the HBM capacity stay."""
+
     def ax(i, v):
         shape = [1] * 6
         shape[i] = len(v)
@@ -57,15 +59,24 @@ def scaled(base: Hardware, axes: dict) -> Hardware:
 
     sms = ax(0, axes["sms"])
     smem = ax(1, axes["smem_per_sm_kb"]) * 1024.0
-    l2 = ax(2, axes["l2_mb"]) * 2.0 ** 20
+    l2 = ax(2, axes["l2_mb"]) * 2.0**20
     hbm = ax(3, axes["hbm_tbs"]) * 1e12
     clock = ax(4, axes["clock_ghz"]) * 1e9
     r = base.clock_hz / clock
-    return replace(base, sms=sms, smem_per_sm=smem, smem_per_block=smem - (base.smem_per_sm - base.smem_per_block),
-                   l1_bytes=smem + (base.l1_bytes - base.smem_per_sm), l2_bytes=l2, hbm_bandwidth=hbm,
-                   clock_hz=clock, l2_bandwidth=base.l2_bandwidth * (sms / base.sms) / r,
-                   l2_latency_s=base.l2_latency_s * r, smem_latency_s=base.smem_latency_s * r,
-                   name=f"{base.name} (scaled)")
+    return replace(
+        base,
+        sms=sms,
+        smem_per_sm=smem,
+        smem_per_block=smem - (base.smem_per_sm - base.smem_per_block),
+        l1_bytes=smem + (base.l1_bytes - base.smem_per_sm),
+        l2_bytes=l2,
+        hbm_bandwidth=hbm,
+        clock_hz=clock,
+        l2_bandwidth=base.l2_bandwidth * (sms / base.sms) / r,
+        l2_latency_s=base.l2_latency_s * r,
+        smem_latency_s=base.smem_latency_s * r,
+        name=f"{base.name} (scaled)",
+    )
 
 
 def proxy(axes: dict, kind: str = "area") -> np.ndarray:
@@ -74,11 +85,18 @@ def proxy(axes: dict, kind: str = "area") -> np.ndarray:
     sms, smem_kb, l2_mb, hbm, ghz = g
     if kind == "area":
         a = dse_config()["area_mm2"]
-        return sms * (a["sm_logic"] + a["sram_per_mb"] * smem_kb / 1024.0) + a["l2_per_mb"] * l2_mb + a["hbm_per_tbs"] * hbm
+        return (
+            sms * (a["sm_logic"] + a["sram_per_mb"] * smem_kb / 1024.0)
+            + a["l2_per_mb"] * l2_mb
+            + a["hbm_per_tbs"] * hbm
+        )
     if kind == "power":
         p = dse_config()["power_w"]
-        return (sms * p["sm_at_base_clock"] * (ghz / p["base_clock_ghz"]) ** p["clock_exponent"]
-                + p["l2_per_mb"] * l2_mb + p["hbm_per_tbs"] * hbm)
+        return (
+            sms * p["sm_at_base_clock"] * (ghz / p["base_clock_ghz"]) ** p["clock_exponent"]
+            + p["l2_per_mb"] * l2_mb
+            + p["hbm_per_tbs"] * hbm
+        )
     raise ValueError(f"proxy must be 'area' or 'power', not {kind!r}")
 
 
@@ -139,7 +157,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
         return v[s0] if v.shape[0] > 1 else v
 
     # the whole grid one distinct layer at a time, a few SM counts at a time (cache-sized arrays)
-    step = max(1, int(2 ** 17 // max(1, np.prod(grid[1:]))))
+    step = max(1, int(2**17 // max(1, np.prod(grid[1:]))))
     for a in range(0, grid[0], step):
         s0 = slice(a, a + step)
         acc = total[s0]
@@ -153,10 +171,19 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
             used = np.ones_like(fm) if len(parts) == 1 else (fm if i == 0 else ~fm)
             v = v[..., used].all(axis=-1) if v.shape[-1] > 1 else v[..., 0]
         ok &= v
-    sub = PolicyResult(*(np.asarray(getattr(pol, f))[0] for f in ("batch", "batches", "present", "alive_in", "checks",
-                                                                  "compactions", "compact_rows", "scan_rows")))
-    hw5 = replace(hw, **{f: (np.asarray(getattr(hw, f))[..., 0] if np.ndim(getattr(hw, f)) == 6 else getattr(hw, f))
-                         for f in ("hbm_bandwidth", "clock_hz", "sms")})
+    sub = PolicyResult(
+        *(
+            np.asarray(getattr(pol, f))[0]
+            for f in ("batch", "batches", "present", "alive_in", "checks", "compactions", "compact_rows", "scan_rows")
+        )
+    )
+    hw5 = replace(
+        hw,
+        **{
+            f: (np.asarray(getattr(hw, f))[..., 0] if np.ndim(getattr(hw, f)) == 6 else getattr(hw, f))
+            for f in ("hbm_bandwidth", "clock_hz", "sms")
+        },
+    )
     t_over, _ = overhead_cost(hw5, sub, win[0], prof.neurons)
     seconds = float(pol.batches[0]) * (total + t_over)
     return np.where(ok, seconds, np.inf), ok

@@ -35,6 +35,7 @@ iterations twice, a larger one skips some). Directive order is loop order.
 parse_nest() checks the structure and raises DirectiveError naming the file and line; the
 analysis (spdnn.model.analysis) checks what depends on values (threads, shared memory, lanes).
 """
+
 from __future__ import annotations
 
 import ast
@@ -152,8 +153,10 @@ class Nest:
 
     def structure(self) -> tuple:
         """The loop nest without Param values or policy: equal structures analyse alike."""
-        secs = tuple((s.kind, s.count.text if s.count else None,
-                      tuple((m.kind, m.dim, m.size.text) for m in s.maps)) for s in self.sections)
+        secs = tuple(
+            (s.kind, s.count.text if s.count else None, tuple((m.kind, m.dim, m.size.text) for m in s.maps))
+            for s in self.sections
+        )
         stages = tuple(sorted((t, s.level, s.double) for t, s in self.stages.items()))
         fuse = (self.fuse.width.text if self.fuse.width else None, self.fuse.fallback)
         return secs, stages, fuse, tuple(sorted(self.params))
@@ -174,8 +177,18 @@ class Nest:
             if k not in p:
                 raise self.error(None, f"no Param {k} in this file (it has {', '.join(p) or 'none'})")
             p[k] = (float(v), p[k][1])
-        return Nest(self.source, self.kernel, p, self.sections, self.stages, self.fuse, self.variant, self.policy,
-                    self.lines, self.text)
+        return Nest(
+            self.source,
+            self.kernel,
+            p,
+            self.sections,
+            self.stages,
+            self.fuse,
+            self.variant,
+            self.policy,
+            self.lines,
+            self.text,
+        )
 
 
 _MAP_RE = re.compile(r"^(SpatialMap|TemporalMap)\s*\((.*)\)\s*([A-Za-z_]\w*)\s*$")
@@ -207,6 +220,7 @@ def _same_expr(a: Expr, b: Expr) -> bool:
 
 def parse_nest(text: str, source: str = "<directives>") -> Nest:
     """Parse a directive file (see the module docstring); raises DirectiveError naming the line."""
+
     def err(line, msg):
         return DirectiveError(source, line, msg)
 
@@ -244,20 +258,26 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
                 raise err(no, f"unknown dimension {dim!r} (dimensions: {', '.join(DIMS)})")
             size, offset = expr(parts[0], no), expr(parts[1], no)
             if not _same_expr(size, offset):
-                raise err(no, f"{kind}({parts[0]}, {parts[1]}) {dim}: offset must equal size "
-                              f"({dim} has no sliding window: a smaller offset computes iterations twice, "
-                              "a larger one skips some)")
+                raise err(
+                    no,
+                    f"{kind}({parts[0]}, {parts[1]}) {dim}: offset must equal size "
+                    f"({dim} has no sliding window: a smaller offset computes iterations twice, "
+                    "a larger one skips some)",
+                )
             if size.constant and float(size({})) < 1:
                 raise err(no, f"{kind} size must be at least 1, not {parts[0]}")
             spatial = kind == "SpatialMap"
             if spatial and dim == "l":
-                raise err(no, "SpatialMap over l: a layer needs the previous layer's outputs, so layers "
-                              "cannot run side by side")
+                raise err(
+                    no,
+                    "SpatialMap over l: a layer needs the previous layer's outputs, so layers cannot run side by side",
+                )
             sec = sections[-1]
             for other in sec["maps"]:
                 if other.dim == dim:
-                    raise err(no, f"{dim} is already mapped at this level (line {other.line}): "
-                                  "contradictory directives")
+                    raise err(
+                        no, f"{dim} is already mapped at this level (line {other.line}): contradictory directives"
+                    )
             sec["maps"].append(Map(spatial, dim, size, offset, no))
             continue
         m = _CLUSTER_RE.match(line)
@@ -268,8 +288,11 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
             prev = sections[-1]["kind"]
             order = ("grid",) + UNITS
             if order.index(unit) <= order.index(prev):
-                raise err(no, f"Cluster(...) {unit} after Cluster(...) {prev}: levels go block, warp, lane "
-                              "(outer to inner), each once")
+                raise err(
+                    no,
+                    f"Cluster(...) {unit} after Cluster(...) {prev}: levels go block, warp, lane "
+                    "(outer to inner), each once",
+                )
             count = expr(count_text, no)
             if unit == "lane" and count.constant and float(count({})) != 32:
                 raise err(no, f"Cluster({count_text}) lane: a warp has 32 lanes")
@@ -280,14 +303,20 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
         t = line.split()
         try:
             if head in ("SpatialMap", "TemporalMap", "Cluster"):
-                raise err(no, f"{head} needs the form {head}(size, offset) dim" if head != "Cluster"
-                              else "Cluster needs the form Cluster(n) block|warp|lane")
+                raise err(
+                    no,
+                    f"{head} needs the form {head}(size, offset) dim"
+                    if head != "Cluster"
+                    else "Cluster needs the form Cluster(n) block|warp|lane",
+                )
             if head == "Kernel":
                 kernel = t[1]
             elif head == "Param":
                 name, value = t[1], t[2]
                 if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or name in BUILTIN_NAMES:
-                    raise err(no, f"Param {name}: names are upper case and not one of {', '.join(sorted(BUILTIN_NAMES))}")
+                    raise err(
+                        no, f"Param {name}: names are upper case and not one of {', '.join(sorted(BUILTIN_NAMES))}"
+                    )
                 if name in params:
                     raise err(no, f"Param {name} already set at line {params[name][1]}")
                 try:
@@ -300,15 +329,17 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
                 if tensor not in TENSORS:
                     raise err(no, f"Stage {tensor}: tensor must be one of {', '.join(TENSORS)}")
                 if level not in STAGE_LEVELS:
-                    raise err(no, f"Stage {tensor} {level}: level must be one of {', '.join(STAGE_LEVELS)} "
-                                  "(registers always hold a lane's tile; L2 and HBM hold everything)")
+                    raise err(
+                        no,
+                        f"Stage {tensor} {level}: level must be one of {', '.join(STAGE_LEVELS)} "
+                        "(registers always hold a lane's tile; L2 and HBM hold everything)",
+                    )
                 if rest not in ([], ["double"]):
                     raise err(no, f"Stage: unexpected {' '.join(rest)!r} (only 'double', after smem)")
                 if rest and level != "smem":
                     raise err(no, "Stage ... double: only a shared-memory tile can be double-buffered")
                 if tensor == "Yout" and level == "l1":
-                    raise err(no, "Stage Yout l1: stores do not allocate in L1 (it is not write-back); "
-                                  "use smem or l2")
+                    raise err(no, "Stage Yout l1: stores do not allocate in L1 (it is not write-back); use smem or l2")
                 if tensor in stages:
                     raise err(no, f"Stage {tensor} already given at line {stages[tensor].line}: contradictory")
                 stages[tensor] = Stage(tensor, level, bool(rest), no)
@@ -356,8 +387,11 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
             raise err(None, f"no Cluster(...) {unit}: every kernel maps its warps and their lanes")
     for s in nest_sections[1:]:
         if not s.spatial() and not (s.count.constant and float(s.count({})) == 1):
-            raise err(s.line, f"Cluster({s.count.text}) {s.kind} has no SpatialMap after it: its units would "
-                              "all compute the same iterations")
+            raise err(
+                s.line,
+                f"Cluster({s.count.text}) {s.kind} has no SpatialMap after it: its units would "
+                "all compute the same iterations",
+            )
     for no, e in used_names:
         unknown = set(e.names) - set(params) - BUILTIN_NAMES
         if unknown:
@@ -366,11 +400,16 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
     if fuse.depth > 1:
         for t_ in ("Yin", "Yout"):
             if stages.get(t_) is None or stages[t_].level != "smem":
-                raise err(fuse.line, f"Fuse {fuse.depth}: layer l + 1 reads layer l's outputs inside the launch, "
-                                     f"so Yin and Yout must be staged in shared memory (Stage {t_} smem)")
+                raise err(
+                    fuse.line,
+                    f"Fuse {fuse.depth}: layer l + 1 reads layer l's outputs inside the launch, "
+                    f"so Yin and Yout must be staged in shared memory (Stage {t_} smem)",
+                )
         if not any(m.dim == "l" and not m.spatial for s in nest_sections[1:] for m in s.maps):
-            raise err(fuse.line, f"Fuse {fuse.depth}: no TemporalMap over l inside the kernel steps through the "
-                                 "launch's layers")
+            raise err(
+                fuse.line,
+                f"Fuse {fuse.depth}: no TemporalMap over l inside the kernel steps through the launch's layers",
+            )
     return Nest(source, kernel, params, nest_sections, stages, fuse, variant, policy, lines, text)
 
 
@@ -386,10 +425,13 @@ def _check_dependences(sections, source: str) -> None:
             split_above = [x for s2 in sections[:upto] for x in s2.spatial() if x.dim in "jk"]
             if split_above:
                 x = split_above[0]
-                raise DirectiveError(source, m.line,
-                                     f"TemporalMap over l at level {s.kind} while {x.text()} (line {x.line}) splits "
-                                     f"{x.dim} across units that cannot wait for each other: a layer would start "
-                                     "before the previous one finished")
+                raise DirectiveError(
+                    source,
+                    m.line,
+                    f"TemporalMap over l at level {s.kind} while {x.text()} (line {x.line}) splits "
+                    f"{x.dim} across units that cannot wait for each other: a layer would start "
+                    "before the previous one finished",
+                )
 
 
 def load_nest(name_or_path: str | Path) -> Nest:

@@ -7,6 +7,7 @@ nonzeros. Variant 'dedup': features N wide, KW = 32, each distinct column writte
 outputs. Variant 'merged': features ucols wide, KW = 32 on every layer (the engine keeps all 32
 original terms of a column, re-pointed at the merged inputs, never summed: bit-identical sums).
 """
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,9 @@ class NetworkProfile:
         return cls(neurons, layers, inputs, a, src)
 
     @classmethod
-    def from_reference(cls, neurons: int, layers: int, inputs: int, seed: int = 1, sample: int = 2000) -> "NetworkProfile":
+    def from_reference(
+        cls, neurons: int, layers: int, inputs: int, seed: int = 1, sample: int = 2000
+    ) -> "NetworkProfile":
         """Run the CPU reference on `sample` generated inputs and scale the active counts to `inputs`."""
         import scipy.sparse as sp
 
@@ -107,8 +110,13 @@ class NetworkProfile:
         for w in generate_layers(neurons, layers, seed):
             y = layer_step(y, sp.csr_matrix(w, dtype=np.float32), bias(neurons))
             act.append(int(np.count_nonzero(np.diff(y.indptr))))
-        return cls(neurons, layers, inputs, np.asarray(act, float) * inputs / rows,
-                   f"CPU reference on {rows} generated inputs (seed {seed}), scaled")
+        return cls(
+            neurons,
+            layers,
+            inputs,
+            np.asarray(act, float) * inputs / rows,
+            f"CPU reference on {rows} generated inputs (seed {seed}), scaled",
+        )
 
     def shapes(self, variant: str) -> LayerShapes:
         return layer_shapes(self.neurons, self.layers, variant)

@@ -15,6 +15,7 @@ died). A fused dataflow (F layers per launch) can stop only at the end of a laun
 batch are a uniform sample of the inputs: a batch of b rows has active[k] * b / inputs rows
 after layer k.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) ->
     return np.minimum(rows, np.ceil(prof.inputs / 32) * 32)
 
 
-def simulate(prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, compact_fraction,
-             batch_rows, fuse) -> PolicyResult:
+def simulate(
+    prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, compact_fraction, batch_rows, fuse
+) -> PolicyResult:
     """wout: (C, L) output width per class and layer; the other arguments: (C,) arrays (batch_rows > 0)."""
     ce = np.asarray(check_every, float)
     cb = np.asarray(check_bytes, float)

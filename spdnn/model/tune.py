@@ -1,4 +1,5 @@
 """Tune: the predicted-best cuda-engine configuration for a network on a GPU."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from .validated import measured_label
 def detect_gpu() -> str | None:
     """The first GPU's name from nvidia-smi, or None without one."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
@@ -42,20 +44,43 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
             best = (res, i)
     res, i = best
     df = res.design(i)
-    searched = {k: sorted({v for s in spaces for v in s[k]}, key=str) for k in
-                ("dataflow", "variant", "warps", "grid_factor", "check_every", "fuse", "batch_rows", "check_bytes",
-                 "compact_fraction")}
+    searched = {
+        k: sorted({v for s in spaces for v in s[k]}, key=str)
+        for k in (
+            "dataflow",
+            "variant",
+            "warps",
+            "grid_factor",
+            "check_every",
+            "fuse",
+            "batch_rows",
+            "check_bytes",
+            "compact_fraction",
+        )
+    }
     return {
         "engine_options": df.engine_options(),
         "predicted_seconds": float(res.seconds[i]),
         "predicted_joules": float(res.joules[i]),
         "measured": measured_label(df),
-        "model": {"gpu": gpu, "gpu_slug": gpu_slug(gpu), "preset": preset, "hardware": hw.name,
-                  "calibrated": list(hw.calibrated), "neurons": neurons, "layers": layers, "inputs": inputs,
-                  "profile": prof.source, "designs": designs, "valid_designs": valid, "dataflow": df.dataflow,
-                  "dataflow_measured": measured_label(df), "searched": searched,
-                  "fused_layers": predict(df, prof, hw).policy["fused_layers"],
-                  "directives": df.directives()},
+        "model": {
+            "gpu": gpu,
+            "gpu_slug": gpu_slug(gpu),
+            "preset": preset,
+            "hardware": hw.name,
+            "calibrated": list(hw.calibrated),
+            "neurons": neurons,
+            "layers": layers,
+            "inputs": inputs,
+            "profile": prof.source,
+            "designs": designs,
+            "valid_designs": valid,
+            "dataflow": df.dataflow,
+            "dataflow_measured": measured_label(df),
+            "searched": searched,
+            "fused_layers": predict(df, prof, hw).policy["fused_layers"],
+            "directives": df.directives(),
+        },
     }
 
 

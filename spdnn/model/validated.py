@@ -6,14 +6,20 @@ the kernel per layer (gather) on both variants with warps 2..32, check_every 1..
 4..64 and batch_rows auto or 15008; fused segments of the merged network (tiles of 32 rows) with
 warps 4..32 and segments of 4..32 layers. check_bytes and compact_fraction were never varied.
 """
+
 from __future__ import annotations
 
 from .directives import Dataflow
 
 # per measured dataflow: the values each varied knob took (tune stays inside their range)
 VALIDATED = {
-    "gather": {"variant": ("merged", "dedup"), "warps": (2, 8, 32), "check_every": (1, 8, 32),
-               "grid_factor": (4, 16, 64), "batch_rows": (0, 15008)},
+    "gather": {
+        "variant": ("merged", "dedup"),
+        "warps": (2, 8, 32),
+        "check_every": (1, 8, 32),
+        "grid_factor": (4, 16, 64),
+        "batch_rows": (0, 15008),
+    },
     "fused": {"variant": ("merged",), "row_tile": (32,), "warps": (4, 8, 16, 32), "fuse": (4, 8, 32)},
 }
 NOT_VARIED = {"check_bytes": 64e6, "compact_fraction": 1 / 16}  # the engine's defaults, never varied

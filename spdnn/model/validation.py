@@ -17,6 +17,7 @@ The packaged calibration (spdnn/model/calibration.json) is only read here: fitte
 constants go to a file the caller names (`write_calibration`), to be reviewed and copied into the
 package by hand (which changes the model's fingerprint, so a freeze comes after it).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -51,9 +52,15 @@ def fingerprint() -> str:
 def dataflow_of(cfg: dict) -> Dataflow:
     """The model's design for a measured engine configuration (fused: one segment per check interval)."""
     fused = cfg.get("dataflow", "gather") == "fused"
-    return Dataflow(variant=cfg["variant"], warps=int(cfg.get("warps", 16)), grid_factor=int(cfg.get("grid_factor", 16)),
-                    check_every=int(cfg.get("check_every", 8)), batch_rows=int(cfg.get("batch_rows") or 0),
-                    dataflow="fused" if fused else "gather", fuse=int(cfg.get("check_every", 8)) if fused else 1)
+    return Dataflow(
+        variant=cfg["variant"],
+        warps=int(cfg.get("warps", 16)),
+        grid_factor=int(cfg.get("grid_factor", 16)),
+        check_every=int(cfg.get("check_every", 8)),
+        batch_rows=int(cfg.get("batch_rows") or 0),
+        dataflow="fused" if fused else "gather",
+        fuse=int(cfg.get("check_every", 8)) if fused else 1,
+    )
 
 
 def points(raw: dict, hw: Hardware, role: str | tuple) -> list[dict]:
@@ -68,24 +75,38 @@ def points(raw: dict, hw: Hardware, role: str | tuple) -> list[dict]:
             if run["config"].get("dataflow") == "fused" and not run["details"].get("fused_layers", 1):
                 continue  # nothing fitted on chip (N >= 16384): the engine ran its kernel per layer
             cfg = run["config"]
-            prof = NetworkProfile.from_active(net["neurons"], net["active_rows"][cfg["variant"]], net["inputs"],
-                                              "measured active rows")
+            prof = NetworkProfile.from_active(
+                net["neurons"], net["active_rows"][cfg["variant"]], net["inputs"], "measured active rows"
+            )
             df = dataflow_of(cfg)
             p = predict(df, prof, hw)
-            out.append(dict(neurons=net["neurons"], layers=net["layers"], seed=net.get("seed"),
-                            held_out=net.get("held_out", ""), config=cfg, measured=run["seconds"],
-                            predicted=p.seconds, dataflow_measured_before=measured_label(df),
-                            checks_measured=run["details"].get("checks"),
-                            checks_predicted=p.policy["checks"] * p.policy["batches"],
-                            compactions_measured=run["details"].get("compactions"),
-                            compactions_predicted=p.policy["compactions"] * p.policy["batches"]))
+            out.append(
+                dict(
+                    neurons=net["neurons"],
+                    layers=net["layers"],
+                    seed=net.get("seed"),
+                    held_out=net.get("held_out", ""),
+                    config=cfg,
+                    measured=run["seconds"],
+                    predicted=p.seconds,
+                    dataflow_measured_before=measured_label(df),
+                    checks_measured=run["details"].get("checks"),
+                    checks_predicted=p.policy["checks"] * p.policy["batches"],
+                    compactions_measured=run["details"].get("compactions"),
+                    compactions_predicted=p.policy["compactions"] * p.policy["batches"],
+                )
+            )
     return out
 
 
 def micro_constants(raw: dict, base: Hardware) -> dict:
     cal = raw["calibration"]
-    return {"launch_s": cal["launch_s"], "kernel_min_s": cal["kernel_min_s"], "sync_s": cal["sync_s"],
-            "hbm_efficiency": min(1.0, cal["copy_bandwidth"] / base.hbm_bandwidth)}
+    return {
+        "launch_s": cal["launch_s"],
+        "kernel_min_s": cal["kernel_min_s"],
+        "sync_s": cal["sync_s"],
+        "hbm_efficiency": min(1.0, cal["copy_bandwidth"] / base.hbm_bandwidth),
+    }
 
 
 def calibrate(raw: dict, preset: str | None = None, grid: tuple = (31, 25)) -> tuple[Hardware, dict]:
@@ -118,12 +139,16 @@ def calibrate(raw: dict, preset: str | None = None, grid: tuple = (31, 25)) -> t
     consts = {k: float(v) for k, v in consts.items()}
     hw = replace(base, **consts, calibrated=tuple(sorted(consts)))
     nets = sorted({(n["neurons"], n["layers"], n.get("seed")) for n in raw["networks"] if n["role"] == "calibration"})
-    return hw, {"preset": key, "constants": consts, "gpu": cal.get("gpu"),
-                "launch_s_microbenchmark": float(cal["launch_s"]),
-                "source": "benchmarks/validate_model.py microbenchmarks (kernel_min_s, sync_s, copy bandwidth "
-                          "-> hbm_efficiency); l2_bandwidth and launch_s fitted on the calibration networks only "
-                          f"(N, L, seed: {nets})",
-                "calibration_fit_mean_abs_log_error": best[0] if best else None}
+    return hw, {
+        "preset": key,
+        "constants": consts,
+        "gpu": cal.get("gpu"),
+        "launch_s_microbenchmark": float(cal["launch_s"]),
+        "source": "benchmarks/validate_model.py microbenchmarks (kernel_min_s, sync_s, copy bandwidth "
+        "-> hbm_efficiency); l2_bandwidth and launch_s fitted on the calibration networks only "
+        f"(N, L, seed: {nets})",
+        "calibration_fit_mean_abs_log_error": best[0] if best else None,
+    }
 
 
 def transferred(raw: dict, frozen_calibration: dict, preset: str) -> Hardware:
@@ -165,10 +190,14 @@ def transfer_calibration(src: str, dst: str, out: Path | None = None) -> dict:
     from `out` if that file exists, else from the packaged calibration; with `out`, the entry is
     written there (write_calibration)."""
     other = read_calibration(out)[src]
-    entry = {"preset": dst, "constants": dict(other["constants"]), "transferred_from": src,
-             "launch_s_microbenchmark": other["launch_s_microbenchmark"],
-             "source": f"transferred from {src} ({other.get('gpu')}): nothing measured on {dst}; "
-                       "benchmarks/validate_model.py --analyse on a run there fits its own"}
+    entry = {
+        "preset": dst,
+        "constants": dict(other["constants"]),
+        "transferred_from": src,
+        "launch_s_microbenchmark": other["launch_s_microbenchmark"],
+        "source": f"transferred from {src} ({other.get('gpu')}): nothing measured on {dst}; "
+        "benchmarks/validate_model.py --analyse on a run there fits its own",
+    }
     if out is not None:
         write_calibration(out, dst, entry)
     return entry
@@ -187,25 +216,38 @@ def statistics(pts: list[dict]) -> dict:
     pred = np.array([p["predicted"] for p in pts])
     signed = pred / meas - 1
     rel = np.abs(signed)
-    out = {"points": len(pts), "spearman": spearman(pred, meas) if len(pts) > 2 else None,
-           "median_relative_error": float(np.median(rel)), "median_signed_error": float(np.median(signed)),
-           "mean_relative_error": float(np.mean(rel)), "within_25pct": float(np.mean(rel <= 0.25)), "per_network": {}}
+    out = {
+        "points": len(pts),
+        "spearman": spearman(pred, meas) if len(pts) > 2 else None,
+        "median_relative_error": float(np.median(rel)),
+        "median_signed_error": float(np.median(signed)),
+        "mean_relative_error": float(np.mean(rel)),
+        "within_25pct": float(np.mean(rel <= 0.25)),
+        "per_network": {},
+    }
     for key in sorted({(p["neurons"], p["layers"], p.get("seed")) for p in pts}):
         sub = [p for p in pts if (p["neurons"], p["layers"], p.get("seed")) == key]
         m = np.array([p["measured"] for p in sub])
         q = np.array([p["predicted"] for p in sub])
         pick = int(np.argmin(q))
         s = q / m - 1
-        row = {"points": len(sub), "held_out": sub[0].get("held_out", ""),
-               "spearman": spearman(q, m) if len(sub) > 2 else None,
-               "median_relative_error": float(np.median(np.abs(s))), "median_signed_error": float(np.median(s)),
-               "model_choice": sub[pick]["config"], "model_choice_measured": float(m[pick]),
-               "best_measured": float(m.min()), "best_config": sub[int(np.argmin(m))]["config"],
-               "first_choice_gap": float(m[pick] / m.min() - 1)}
+        row = {
+            "points": len(sub),
+            "held_out": sub[0].get("held_out", ""),
+            "spearman": spearman(q, m) if len(sub) > 2 else None,
+            "median_relative_error": float(np.median(np.abs(s))),
+            "median_signed_error": float(np.median(s)),
+            "model_choice": sub[pick]["config"],
+            "model_choice_measured": float(m[pick]),
+            "best_measured": float(m.min()),
+            "best_config": sub[int(np.argmin(m))]["config"],
+            "first_choice_gap": float(m[pick] / m.min() - 1),
+        }
         row["targets_met"] = {
             "spearman": row["spearman"] is not None and row["spearman"] >= TARGETS["spearman_min"],
             "median_signed_error": abs(row["median_signed_error"]) <= TARGETS["abs_median_signed_error_max"],
-            "first_choice": row["first_choice_gap"] <= TARGETS["first_choice_gap_max"]}
+            "first_choice": row["first_choice_gap"] <= TARGETS["first_choice_gap_max"],
+        }
         out["per_network"]["N={} L={} seed={}".format(*key)] = row
     return out
 
@@ -222,8 +264,14 @@ def plot(pts: list[dict], path: Path, title: str) -> None:
         for variant, color in (("merged", "tab:blue"), ("dedup", "tab:orange")):
             s = [p for p in sub if p["config"]["variant"] == variant]
             if s:
-                ax.scatter([p["measured"] * 1e3 for p in s], [p["predicted"] * 1e3 for p in s], marker=mk, c=color,
-                           alpha=0.75, label=f"N={n} {variant}")
+                ax.scatter(
+                    [p["measured"] * 1e3 for p in s],
+                    [p["predicted"] * 1e3 for p in s],
+                    marker=mk,
+                    c=color,
+                    alpha=0.75,
+                    label=f"N={n} {variant}",
+                )
     lo = min(min(p["measured"], p["predicted"]) for p in pts) * 1e3 * 0.8
     hi = max(max(p["measured"], p["predicted"]) for p in pts) * 1e3 * 1.25
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -251,14 +299,24 @@ def freeze(path: Path, gpu: str, plan: dict, networks: list | None = None) -> di
         t = tune(n, layers, gpu)
         hw = load_hardware(t["model"]["preset"])
         default = predict(ENGINE_DEFAULT, NetworkProfile.stored(n, layers), hw)
-        tuned[f"{n}x{layers}"] = {"engine_options": t["engine_options"], "predicted_seconds": t["predicted_seconds"],
-                                  "measured": t["measured"], "dataflow": t["model"]["dataflow"],
-                                  "default_predicted_seconds": default.seconds}
+        tuned[f"{n}x{layers}"] = {
+            "engine_options": t["engine_options"],
+            "predicted_seconds": t["predicted_seconds"],
+            "measured": t["measured"],
+            "dataflow": t["model"]["dataflow"],
+            "default_predicted_seconds": default.seconds,
+        }
     cal = read_calibration()
-    rec = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "fingerprint": fingerprint(), "gpu": gpu, "preset": preset_for_gpu(gpu), "calibration": cal,
-           "plan": plan, "tuned": tuned,
-           "note": "written before measuring; benchmarks/validate_model.py --analyse checks the fingerprint"}
+    rec = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint(),
+        "gpu": gpu,
+        "preset": preset_for_gpu(gpu),
+        "calibration": cal,
+        "plan": plan,
+        "tuned": tuned,
+        "note": "written before measuring; benchmarks/validate_model.py --analyse checks the fingerprint",
+    }
     Path(path).write_text(json.dumps(rec, indent=1, default=float) + "\n")
     return rec
 
@@ -269,14 +327,23 @@ def _check_frozen(raw: dict, frozen: dict | None, allow_changed: bool) -> str:
     fp = raw.get("model_fingerprint")
     if fp != frozen["fingerprint"] or fingerprint() != frozen["fingerprint"]:
         if not allow_changed:
-            raise ValueError("the model changed since it was frozen (fingerprints differ): analyse with the "
-                             "frozen commit, or pass allow_changed to label the result")
+            raise ValueError(
+                "the model changed since it was frozen (fingerprints differ): analyse with the "
+                "frozen commit, or pass allow_changed to label the result"
+            )
         return "MODEL CHANGED AFTER FREEZING"
     return "frozen (fingerprints match)"
 
 
-def analyse(raw_path: Path, out_json: Path, png: Path | None, calibration_out: Path | None = None,
-            frozen_path: Path | None = None, allow_changed: bool = False, grid: tuple = (31, 25)) -> dict:
+def analyse(
+    raw_path: Path,
+    out_json: Path,
+    png: Path | None,
+    calibration_out: Path | None = None,
+    frozen_path: Path | None = None,
+    allow_changed: bool = False,
+    grid: tuple = (31, 25),
+) -> dict:
     """Calibrate on the run's calibration networks, validate on the others; with a freeze file, also
     the transfer of the frozen calibration of another GPU to this one (fitted on nothing here).
     With `calibration_out`, the fitted constants are written there (write_calibration)."""
@@ -287,22 +354,27 @@ def analyse(raw_path: Path, out_json: Path, png: Path | None, calibration_out: P
     if calibration_out is not None:
         write_calibration(calibration_out, cal["preset"], cal)
     pts = points(raw, hw, "validation")
-    res = {"gpu": raw.get("gpu"), "model": status, "calibration": cal, "targets": TARGETS,
-           "statistics": statistics(pts),
-           "statistics_held_out_n": statistics([p for p in pts if "N" in p["held_out"]]),
-           "statistics_held_out_seed_only": statistics([p for p in pts if p["held_out"] == "seed"]),
-           "statistics_uncalibrated_preset": statistics(points(raw, load_hardware(cal["preset"], calibrated=False),
-                                                               "validation")),
-           "statistics_without_batch_points": statistics([p for p in pts if not p["config"].get("batch_rows")]),
-           "points": pts}
+    res = {
+        "gpu": raw.get("gpu"),
+        "model": status,
+        "calibration": cal,
+        "targets": TARGETS,
+        "statistics": statistics(pts),
+        "statistics_held_out_n": statistics([p for p in pts if "N" in p["held_out"]]),
+        "statistics_held_out_seed_only": statistics([p for p in pts if p["held_out"] == "seed"]),
+        "statistics_uncalibrated_preset": statistics(
+            points(raw, load_hardware(cal["preset"], calibrated=False), "validation")
+        ),
+        "statistics_without_batch_points": statistics([p for p in pts if not p["config"].get("batch_rows")]),
+        "points": pts,
+    }
     if frozen is not None:
         mine = frozen["calibration"].get(cal["preset"])
         if mine:  # the frozen model exactly: its constants for this GPU, nothing measured here used
             hf = replace(load_hardware(cal["preset"], calibrated=False), **mine["constants"])
             res["statistics_frozen"] = statistics(points(raw, hf, "validation"))
             res["frozen_constants"] = mine
-        others = {k: v for k, v in frozen["calibration"].items()
-                  if k != cal["preset"] and "transferred_from" not in v}
+        others = {k: v for k, v in frozen["calibration"].items() if k != cal["preset"] and "transferred_from" not in v}
         for key, other in others.items():
             th = transferred(raw, other, cal["preset"])
             tp = points(raw, th, "validation")
@@ -311,8 +383,12 @@ def analyse(raw_path: Path, out_json: Path, png: Path | None, calibration_out: P
     Path(out_json).write_text(json.dumps(res, indent=1, default=float))
     if png:
         s = res["statistics"]
-        plot(pts, Path(png), f"{raw.get('gpu')}: Spearman {s['spearman']:.3f}, median rel. error "
-                             f"{s['median_relative_error']:.1%} ({s['points']} runs; {status})")
+        plot(
+            pts,
+            Path(png),
+            f"{raw.get('gpu')}: Spearman {s['spearman']:.3f}, median rel. error "
+            f"{s['median_relative_error']:.1%} ({s['points']} runs; {status})",
+        )
     return res
 
 
@@ -326,18 +402,32 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
     for net in raw["networks"]:
         runs = {r["which"]: r for r in net["runs"] if "seconds" in r}
         if not {"default", "tuned"} <= set(runs):
-            rows.append({"network": f"{net['neurons']}x{net['layers']}", "missing": sorted({"default", "tuned"} - set(runs))})
+            rows.append(
+                {"network": f"{net['neurons']}x{net['layers']}", "missing": sorted({"default", "tuned"} - set(runs))}
+            )
             continue
         d, t = runs["default"], runs["tuned"]
-        rows.append({"network": f"{net['neurons']}x{net['layers']}", "default_seconds": d["seconds"],
-                     "tuned_seconds": t["seconds"], "speedup": d["seconds"] / t["seconds"],
-                     "tuned_options": t["options"], "tuned_dataflow": t.get("dataflow"),
-                     "tuned_measured_before": t.get("measured"),
-                     "predicted_default": net.get("predicted_default"), "predicted_tuned": net.get("predicted_tuned"),
-                     "same_categories": d.get("categories") == t.get("categories")})
+        rows.append(
+            {
+                "network": f"{net['neurons']}x{net['layers']}",
+                "default_seconds": d["seconds"],
+                "tuned_seconds": t["seconds"],
+                "speedup": d["seconds"] / t["seconds"],
+                "tuned_options": t["options"],
+                "tuned_dataflow": t.get("dataflow"),
+                "tuned_measured_before": t.get("measured"),
+                "predicted_default": net.get("predicted_default"),
+                "predicted_tuned": net.get("predicted_tuned"),
+                "same_categories": d.get("categories") == t.get("categories"),
+            }
+        )
     done = [r for r in rows if "speedup" in r]
-    out = {"gpu": raw.get("gpu"), "model": status, "networks": rows,
-           "geometric_mean_speedup": float(np.exp(np.mean([np.log(r["speedup"]) for r in done]))) if done else None,
-           "tuned_slower": [r["network"] for r in done if r["speedup"] < 1]}
+    out = {
+        "gpu": raw.get("gpu"),
+        "model": status,
+        "networks": rows,
+        "geometric_mean_speedup": float(np.exp(np.mean([np.log(r["speedup"]) for r in done]))) if done else None,
+        "tuned_slower": [r["network"] for r in done if r["speedup"] < 1],
+    }
     Path(out_json).write_text(json.dumps(out, indent=1, default=float))
     return out
