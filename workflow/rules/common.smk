@@ -21,7 +21,7 @@ SHARDS = config.get("shards", 1)
 # (installed, conda, a cluster node). Quoted, so a checkout path with spaces or shell characters
 # stays one path; braces doubled, since Snakemake formats the prefix like the commands.
 _REPO_QUOTED = shlex.quote(REPO).replace("{", "{{").replace("}", "}}")
-shell.prefix(f'export PYTHONPATH={_REPO_QUOTED}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ')
+shell.prefix(f"export PYTHONPATH={_REPO_QUOTED}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 ENV = f"{workflow.basedir}/envs/spdnn.yaml"
 GPU_ENV = f"{workflow.basedir}/envs/spdnn-gpu.yaml"  # the same with pycuda and nvcc
 TABLE_CSV = f"{OUT}/table.csv"
@@ -50,14 +50,21 @@ def decide_gpu():
         return False
     if CLUSTER:  # this host (a login node) says nothing about the nodes' GPUs
         expected = ENGINE == "cuda" or isinstance(config.get("gpus", "all"), int)
-        log_choice(f"engine {ENGINE} on a cluster: " + (
-            "GPU steps planned (the jobs ask for GPUs)" if expected else
-            "CPU steps planned: set gpus to a number to plan the GPU steps (the engine still picks at run time)"))
+        log_choice(
+            f"engine {ENGINE} on a cluster: "
+            + (
+                "GPU steps planned (the jobs ask for GPUs)"
+                if expected
+                else "CPU steps planned: set gpus to a number to plan the GPU steps (the engine still picks at run time)"
+            )
+        )
         return expected
     usable, why = gpu_status(conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
     if ENGINE == "cuda" and not usable:
-        raise WorkflowError(f"engine cuda needs a usable GPU, and there is none: {why}. "
-                            "Use engine: auto (the CPU reference without a GPU) or engine: cpu.")
+        raise WorkflowError(
+            f"engine cuda needs a usable GPU, and there is none: {why}. "
+            "Use engine: auto (the CPU reference without a GPU) or engine: cpu."
+        )
     log_choice(f"engine {ENGINE}: " + ("the CUDA engine" if usable else "the CPU reference engine") + f" ({why})")
     return usable
 
@@ -190,10 +197,16 @@ def scheduling(rule):
     override = _value(workflow.resource_settings.overwrite_resources.get(rule, {}).get("machine"))
     taken = min(whole, WHOLE_MACHINE if override is None else int(override))
     alone = not CLUSTER and taken >= whole
-    why = ("no other job of this workflow ran beside it (it took the whole `machine` resource); "
-           "programs outside the workflow are not excluded" if alone else
-           "cluster job: the node may have run other jobs" if CLUSTER else
-           f"it took {taken} of {whole} `machine` units, so other jobs could run beside it")
+    why = (
+        "no other job of this workflow ran beside it (it took the whole `machine` resource); "
+        "programs outside the workflow are not excluded"
+        if alone
+        else (
+            "cluster job: the node may have run other jobs"
+            if CLUSTER
+            else f"it took {taken} of {whole} `machine` units, so other jobs could run beside it"
+        )
+    )
     return {"timed_alone": alone, "why": why}
 
 

@@ -22,9 +22,8 @@ rule dag_generate:
     output:
         edges=f"{DAG_RAW}/{{kind}}-e{{edges}}.edges.tsv",
         nodes=f"{DAG_RAW}/{{kind}}-e{{edges}}.nodes.tsv",
-    params:
-        prefix=lambda w: f"{DAG_RAW}/{w.kind}-e{w.edges}",
-        seed=DAG_SEED,
+    log:
+        f"{DAG_OUT}/logs/generate-{{kind}}-e{{edges}}.log",
     wildcard_constraints:
         kind="pruned|evolved|random-order|deep-narrow|neat",
         edges=r"\d+",
@@ -32,8 +31,9 @@ rule dag_generate:
         ENV
     resources:
         machine=1,
-    log:
-        f"{DAG_OUT}/logs/generate-{{kind}}-e{{edges}}.log",
+    params:
+        prefix=lambda w: f"{DAG_RAW}/{w.kind}-e{w.edges}",
+        seed=DAG_SEED,
     shell:
         "python -m spdnn --quiet dag generate --kind {wildcards.kind:q} --edges {wildcards.edges:q}"
         " --seed {params.seed:q} --prefix {params.prefix:q} 2> {log:q}"
@@ -45,12 +45,12 @@ rule dag_convert:
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:
         f"{DAG_CACHE}/{{net}}.dag.arrow",
+    log:
+        f"{DAG_OUT}/logs/convert-{{net}}.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{DAG_OUT}/logs/convert-{{net}}.log",
     shell:
         "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output:q} 2> {log:q}"
 
@@ -62,17 +62,17 @@ rule dag_run:
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:
         f"{DAG_OUT}/{{net}}.{DAG_ENGINE}.json",
-    params:
-        batch=DAG_BATCH,
-        engine=DAG_ENGINE,
-        seed=DAG_SEED,
+    log:
+        f"{DAG_OUT}/logs/run-{{net}}.log",
     conda:
         DAG_ENV
     resources:
         gpu=0 if DAG_ENGINE in DAG_CPU_ENGINES else 1,
         machine=WHOLE_MACHINE,  # timed: the machine to itself (common.smk)
-    log:
-        f"{DAG_OUT}/logs/run-{{net}}.log",
+    params:
+        batch=DAG_BATCH,
+        engine=DAG_ENGINE,
+        seed=DAG_SEED,
     shell:
         "python -m spdnn --quiet dag run --cache {input.cache:q} --edges {input.edges:q} --nodes {input.nodes:q}"
         " --batch {params.batch:q} --engine {params.engine:q} --reference sequential --seed {params.seed:q}"
@@ -85,14 +85,18 @@ rule dag_table:
     output:
         markdown=f"{DAG_OUT}/table.md",
         plot=f"{DAG_OUT}/speedups.png",
-        plot_svg=report(f"{DAG_OUT}/speedups.svg", caption="../report/dag.rst", category="Arbitrary networks",
-                        labels={"what": "speed-ups"}),
+        plot_svg=report(
+            f"{DAG_OUT}/speedups.svg",
+            caption="../report/dag.rst",
+            category="Arbitrary networks",
+            labels={"what": "speed-ups"},
+        ),
+    log:
+        f"{DAG_OUT}/logs/table.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{DAG_OUT}/logs/table.log",
     shell:
         "python -m spdnn --quiet dag table {input:q} --markdown {output.markdown:q} --plot {output.plot:q} 2> {log:q}"
 

@@ -14,18 +14,18 @@ if SOURCE == "synthetic":
                 weights=f"{RAW}/{challenge.weights_archive(_N)}",
                 inputs=f"{RAW}/{challenge.inputs_file(_N)}",
                 truth=[f"{RAW}/{challenge.truth_file(_N, L)}" for L in _truth_layers],
+            log:
+                f"{config['datadir']}/logs/generate-{_N}.log",
+            conda:
+                ENV
+            resources:
+                machine=1,
             params:
                 neurons=_N,
                 layers=_truth_layers,  # a list: `:q` quotes each
                 inputs=config["inputs"],
                 seed=config["data"].get("seed", DEFAULT_SEED),
                 root=lambda w, output: Path(output.weights).parents[1],
-            conda:
-                ENV
-            resources:
-                machine=1,
-            log:
-                f"{config['datadir']}/logs/generate-{_N}.log",
             shell:
                 "python -m spdnn generate --root {params.root:q} --neurons {params.neurons:q} --layers {params.layers:q}"
                 " --inputs {params.inputs:q} --seed {params.seed:q} 2> {log:q}"
@@ -35,20 +35,20 @@ else:
     rule download:
         output:
             f"{RAW}/{{path}}",
+        log:
+            f"{config['datadir']}/logs/download/{{path}}.log",
         wildcard_constraints:
             path=r"(dnn|mnist)/[^/]+",
-        params:
-            url=lambda w: fetch_url(w.path),
-            sha256=lambda w: sha256_option(w.path),
-            manifest=f"{RAW}/manifest.json",
         # no Snakemake retries: spdnn.fetch retries what can succeed (within its deadline) and
         # fails at once on what cannot (404, bad gzip, checksum mismatch)
         conda:
             ENV
         resources:
             machine=1,
-        log:
-            f"{config['datadir']}/logs/download/{{path}}.log",
+        params:
+            url=lambda w: fetch_url(w.path),
+            sha256=lambda w: sha256_option(w.path),
+            manifest=f"{RAW}/manifest.json",
         shell:
             "python -m spdnn.fetch {params.url:q} {output:q} --manifest {params.manifest:q}"
             " {params.sha256:q} 2> {log:q}"
@@ -60,14 +60,14 @@ rule convert_weights:
     output:
         arrow=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
         checksum=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow.sha256",
-    params:
-        source=SOURCE,
+    log:
+        f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
+    params:
+        source=SOURCE,
     shell:
         "python -m spdnn convert-weights {input:q} {output.arrow:q} --neurons {wildcards.N:q} --layers {wildcards.L:q}"
         " --source {params.source:q} 2> {log:q}"
@@ -79,14 +79,14 @@ rule convert_inputs:
     output:
         arrow=f"{CACHE}/sparse-images-{{N}}.arrow",
         checksum=f"{CACHE}/sparse-images-{{N}}.arrow.sha256",
-    params:
-        source=SOURCE,
+    log:
+        f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
+    params:
+        source=SOURCE,
     shell:
         "python -m spdnn convert-inputs {input:q} {output.arrow:q} --neurons {wildcards.N:q} --source {params.source:q}"
         " 2> {log:q}"

@@ -6,16 +6,16 @@
 rule run_config:
     output:
         f"{OUT}/run-config/{{timed}}.json",
-    params:
-        json=recorded_config,
+    log:
+        f"{OUT}/logs/run-config-{{timed}}.log",
     wildcard_constraints:
         timed="infer|scaling_infer",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/run-config-{{timed}}.log",
+    params:
+        json=recorded_config,
     shell:
         "printf '%s\\n' {params.json:q} > {output:q} 2> {log:q}"
 
@@ -31,6 +31,13 @@ rule infer:
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.shard{{shard}}.categories.tsv",
+    log:
+        f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
+    conda:
+        INFER_ENV
+    resources:
+        gpu=gpu_count(),
+        machine=WHOLE_MACHINE,  # the whole machine: nothing else runs beside a timing (common.smk)
     params:
         shard=lambda w: f"{w.shard}/{SHARDS}",
         options=json.dumps(config.get("engine_options", {})),
@@ -40,23 +47,21 @@ rule infer:
         gpus=lambda w, resources: max(1, int(resources.gpu)),
         tuned=tuned_options_args,
         # made from this result: gone before it reruns, so a failure never leaves them saying "passed"
-        stale=lambda w: [f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.json", f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.categories.tsv",
-                         TABLE_CSV, TABLE_MD, COMPARISON],
+        stale=lambda w: [
+            f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.json",
+            f"{OUT}/neuron{w.N}-l{w.L}/{ENGINE}.categories.tsv",
+            TABLE_CSV,
+            TABLE_MD,
+            COMPARISON,
+        ],
     message:
         f"timing N={{wildcards.N}} L={{wildcards.L}} (shard {{params.shard}}, engine {{params.engine}},"
         f" {{params.repeats}} repeats) {TIMED_WHERE}; log: {{log}}"
-    conda:
-        INFER_ENV
-    resources:
-        gpu=gpu_count(),
-        machine=WHOLE_MACHINE,  # the whole machine: nothing else runs beside a timing (common.smk)
-    log:
-        f"{OUT}/logs/infer-neuron{{N}}-l{{L}}-shard{{shard}}.log",
     shell:
         "python -m spdnn --quiet infer --weights {input.weights:q} --inputs-cache {input.inputs:q} --truth {input.truth:q}"
         " --layers {wildcards.L:q} --inputs {params.inputs:q} --engine {params.engine:q} --repeats {params.repeats:q}"
         " --engine-options {params.options:q} --shard {params.shard:q} --gpus {params.gpus:q} --output {output.result:q}"
-        " --categories {output.categories:q} --config \"$(cat {input.run_config:q})\" {params.tuned:q}"
+        ' --categories {output.categories:q} --config "$(cat {input.run_config:q})" {params.tuned:q}'
         " --invalidates {params.stale:q}"
         " 2> {log:q}"
 
@@ -71,15 +76,15 @@ rule merge_shards:
     output:
         result=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.json",
         categories=f"{OUT}/neuron{{N}}-l{{L}}/{ENGINE}.categories.tsv",
-    params:
-        inputs=config["inputs"],
-        stale=[TABLE_CSV, TABLE_MD, COMPARISON],
+    log:
+        f"{OUT}/logs/merge-neuron{{N}}-l{{L}}.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/merge-neuron{{N}}-l{{L}}.log",
+    params:
+        inputs=config["inputs"],
+        stale=[TABLE_CSV, TABLE_MD, COMPARISON],
     shell:
         "python -m spdnn merge {input.results:q} --truth {input.truth:q} --inputs {params.inputs:q}"
         " --output {output.result:q} --categories {output.categories:q} --invalidates {params.stale:q} 2> {log:q}"
@@ -93,6 +98,11 @@ use rule infer as scaling_infer with:
     output:
         result=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.json",
         categories=f"{OUT}/scaling/neuron{{N}}-l{{L}}/gpus{{G}}.categories.tsv",
+    log:
+        f"{OUT}/logs/scaling-neuron{{N}}-l{{L}}-gpus{{G}}.log",
+    resources:
+        gpu=lambda w: int(w.G),
+        machine=WHOLE_MACHINE,
     params:
         shard="0/1",
         options=json.dumps(config.get("engine_options", {})),
@@ -105,8 +115,3 @@ use rule infer as scaling_infer with:
     message:
         f"timing N={{wildcards.N}} L={{wildcards.L}} on {{wildcards.G}} GPUs (engine {{params.engine}}) {TIMED_WHERE};"
         " log: {log}"
-    resources:
-        gpu=lambda w: int(w.G),
-        machine=WHOLE_MACHINE,
-    log:
-        f"{OUT}/logs/scaling-neuron{{N}}-l{{L}}-gpus{{G}}.log",

@@ -18,16 +18,16 @@ else:
 rule tune:
     output:
         f"{OUT}/tuned/neuron{{N}}-l{{L}}.{{gpu_slug}}.json",
-    params:
-        # without a GPU the model's documented default preset is used (no --gpu)
-        gpu=["--gpu", GPU_NAME] if GPU_NAME else [],  # a list: `:q` quotes each
-        inputs=config["inputs"],
+    log:
+        f"{OUT}/logs/tune-neuron{{N}}-l{{L}}.{{gpu_slug}}.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/tune-neuron{{N}}-l{{L}}.{{gpu_slug}}.log",
+    params:
+        # without a GPU the model's documented default preset is used (no --gpu)
+        gpu=["--gpu", GPU_NAME] if GPU_NAME else [],  # a list: `:q` quotes each
+        inputs=config["inputs"],
     shell:
         "python -m spdnn model tune --neurons {wildcards.N:q} --layers {wildcards.L:q} --inputs {params.inputs:q}"
         " {params.gpu:q} --output {output:q} 2> {log:q}"
