@@ -63,7 +63,7 @@ def gpu_info() -> dict:
         dev = cuda.Device(0)
         return {
             "gpu": dev.name(),
-            "compute_capability": "%d.%d" % dev.compute_capability(),
+            "compute_capability": "{}.{}".format(*dev.compute_capability()),
             "memory_bytes": dev.total_memory(),
             "driver_cuda_version": cuda.get_driver_version(),
         }

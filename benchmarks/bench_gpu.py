@@ -36,7 +36,6 @@ from spdnn.engines.cuda import CudaEngine  # noqa: E402
 from spdnn.io.cache import Weights  # noqa: E402
 from spdnn.provenance import git_commit  # noqa: E402
 
-
 # engine configurations compared: the default rule, the merged network one kernel per layer
 # (no fused segments), and the full-width layer-at-a-time kernel
 ENGINE_VARIANTS = {
@@ -155,6 +154,7 @@ def main(argv=None) -> int:
     import cupy as cp
     import cupyx.scipy.sparse as cpsp
     import pycuda
+
     from spdnn.generate import generate_layers
 
     out = Path(args.out)
@@ -248,7 +248,8 @@ def main(argv=None) -> int:
             log(
                 f"cuda-{name:7s} {med * 1e3:9.2f} ms  {eps / 1e12:8.2f} Tedges/s  roofline {roof / 1e12:8.1f}"
                 f"  ({eps / roof:5.1%})  prepare {prep:.1f} s  active mean {frac:.4f}  cats {len(r.categories)}"
-                f"  {r.details.get('variant')} checks {r.details.get('checks')} peeks {r.details.get('peeks')} compactions {r.details.get('compactions')}"
+                f"  {r.details.get('variant')} checks {r.details.get('checks')} peeks {r.details.get('peeks')}"
+                f" compactions {r.details.get('compactions')}"
             )
         cats = res.pop("categories")
         for eng in engines.values():
@@ -316,7 +317,8 @@ def main(argv=None) -> int:
                 continue
             bad = "" if v.get("categories_match_cuda", True) else " (wrong categories)"
             log(
-                f"| {res['neurons']} | {res['layers']} | {v.get('inputs', res['inputs'])} | {k}{bad} | {v['seconds'] * 1e3:.2f} | "
+                f"| {res['neurons']} | {res['layers']} | {v.get('inputs', res['inputs'])} | {k}{bad} | "
+                f"{v['seconds'] * 1e3:.2f} | "
                 f"{v['edges_per_second'] / 1e12:.3f} | {v.get('ratio_to_best_peer', float('nan')):.1f} | "
                 f"{100 * v.get('roofline_fraction', float('nan')):.1f} |"
             )

@@ -180,7 +180,8 @@ def run_engines(net: data.Network, names: list[str], reps: int, budget: float) -
             "timer": "CUDA events, first kernel to categories (inputs staged on the host, weights on the GPU)",
         }
         log(
-            f"{key:18s} {med * 1e3:9.2f} ms  {net.edges / med / 1e12:8.2f} Tedges/s  categories {'ok' if cats['match'] else cats}"
+            f"{key:18s} {med * 1e3:9.2f} ms  {net.edges / med / 1e12:8.2f} Tedges/s"
+            f"  categories {'ok' if cats['match'] else cats}"
         )
     return results
 
@@ -232,7 +233,8 @@ def run_peer(method: recipes.Method, binary: Path, net: data.Network, files: dic
             # while scheduling leaves a partial one that fails the next (seen at 16384 x 120)
             runner.reset_schedule(files["schedule"])
         log(
-            f"{method.key:18s} run {rep + 1}: exit {r['returncode']}  {r.get('inference_seconds', float('nan')) * 1e3:9.2f} ms"
+            f"{method.key:18s} run {rep + 1}: exit {r['returncode']}"
+            f"  {r.get('inference_seconds', float('nan')) * 1e3:9.2f} ms"
             f"  wall {r['wall_seconds']:.1f} s  categories {r['categories']}  own check {r.get('self_check')}"
         )
         if not r["complete"] or r["wall_seconds"] > args.rep_wall or out_of_time(args):

@@ -316,7 +316,8 @@ def measure_network(
                 }
             )
             log(
-                f"   {cfg}: {statistics.median(secs) * 1e3:8.3f} ms  checks {d['checks']} compactions {d['compactions']}"
+                f"   {cfg}: {statistics.median(secs) * 1e3:8.3f} ms"
+                f"  checks {d['checks']} compactions {d['compactions']}"
             )
         eng.release()
         del eng
@@ -433,7 +434,8 @@ def main(argv=None) -> int:
     ap.add_argument("--freeze-file", default=None, help="the frozen model (tune-vs-default, analyses)")
     ap.add_argument("--tune-vs-default", action="store_true")
     ap.add_argument(
-        "--tvd-networks", default=",".join(f"{n}x{l}" for n in (1024, 4096, 16384, 65536) for l in (120, 480, 1920))
+        "--tvd-networks",
+        default=",".join(f"{n}x{layers}" for n in (1024, 4096, 16384, 65536) for layers in (120, 480, 1920)),
     )
     ap.add_argument(
         "--analyse", default=None, metavar="RAW_JSON", help="on any machine: calibrate and validate from RAW_JSON"

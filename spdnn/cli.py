@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from .config import ConfigError
     from .engines.base import EngineUnavailable
-    from .io.errors import DataError
     from .fetch import FetchError
+    from .io.errors import DataError
     from .validate import ValidationError
 
     try:

@@ -12,7 +12,6 @@ import yaml
 
 from .errors import ConfigError  # noqa: F401  (its home is the leaf spdnn.errors, shared without a cycle)
 
-
 # The synthetic data's seed wherever none is given: `spdnn run`, `spdnn generate` and the
 # workflow (config/config.yaml, the schema's default) give the same N, L and inputs the same network.
 DEFAULT_SEED = 1

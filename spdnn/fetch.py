@@ -36,13 +36,13 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 from urllib.error import HTTPError, URLError
 
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
-from tenacity import stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 from spdnn.io.atomic import atomic_path
@@ -437,8 +437,8 @@ def fetch(
     MAX_BACKOFF), connection errors, timeouts, HTTP 5xx/408/425/429 and truncated bodies,
     resuming with a Range request; anything else fails at once. A read waiting more than
     `stall_timeout` seconds fails the attempt, and the whole fetch stops at `deadline`
-    seconds (overrun by at most one stalled read; the .part is kept for a rerun). `size` and `sha256`, when given, must match
-    or nothing is kept. `gzip_check` (default: when `dest` ends in .gz and no sha256 is
+    seconds (overrun by at most one stalled read; the .part is kept for a rerun). `size` and `sha256`, when given,
+    must match or nothing is kept. `gzip_check` (default: when `dest` ends in .gz and no sha256 is
     given) decompresses the result to reject a truncated or corrupt archive. `text_check`
     (default: when `dest` ends in .tsv, a truth file) requires one positive integer per line
     and, when the server sent no length, a final newline. Raises FetchError.

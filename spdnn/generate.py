@@ -27,18 +27,18 @@ import functools
 import gzip
 import io
 import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import scipy.sparse as sp
-from .progress import progress as progress_bar
 
 from . import challenge
 from .engines.cpu import ParallelReference, can_fork, default_workers, fork_pool
 from .io.atomic import atomic_path, write_text
+from .progress import progress as progress_bar
 
 BLOCKS = 16  # blocks per layer; each row touches all of them (16 blocks x 2 positions = 32)
 _LAYER_STREAM, _INPUT_STREAM = 0, 1  # separate random streams, so inputs never shift the layers

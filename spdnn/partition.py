@@ -15,8 +15,8 @@ import contextlib
 import multiprocessing as mp
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def _worker(run_one: Callable[..., dict], gpu: str, kwargs: dict, barrier, error
     except BaseException as err:  # reported by the parent, which fails the job
         barrier.abort()
         errors.put(f"GPU {gpu}: {type(err).__name__}: {err}")
-        raise SystemExit(1)
+        raise SystemExit(1) from err
 
 
 @contextlib.contextmanager

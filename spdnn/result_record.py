@@ -32,7 +32,7 @@ class NetworkInfo:
         return {"neurons": self.neurons, "layers": self.layers, "bias": self.bias, "source": self.source}
 
     @classmethod
-    def from_json(cls, data: dict) -> "NetworkInfo":
+    def from_json(cls, data: dict) -> NetworkInfo:
         try:
             return cls(
                 neurons=data["neurons"], layers=data["layers"], bias=data.get("bias"), source=data.get("source", "")
@@ -54,7 +54,7 @@ class ShardSpan:
         return {"index": self.index, "count": self.count, "first_row": self.first_row, "end_row": self.end_row}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ShardSpan":
+    def from_json(cls, data: dict) -> ShardSpan:
         return cls(**{k: data[k] for k in ("index", "count", "first_row", "end_row") if k in data})
 
 
@@ -80,7 +80,7 @@ class Part:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Part":
+    def from_json(cls, data: dict) -> Part:
         return cls(
             shard=ShardSpan.from_json(data.get("shard", {})),
             device=data.get("device", ""),
@@ -180,7 +180,7 @@ class ResultRecord:
         return out
 
     @classmethod
-    def from_json(cls, data: dict, path: str | Path | None = None) -> "ResultRecord":
+    def from_json(cls, data: dict, path: str | Path | None = None) -> ResultRecord:
         """Read a result file's object; unknown keys go to `extra`, `_path` (the report's) to `path`."""
         known = {k: data[k] for k in cls._KEYS if k in data}
         known["network"] = NetworkInfo.from_json(data.get("network") or {})

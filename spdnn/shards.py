@@ -30,7 +30,7 @@ class Shard:
     count: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """'i/k' with 0 <= i < k."""
         try:
             index, count = (int(part) for part in text.split("/"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,10 @@ def test_endless_line_at_the_end_of_a_block_is_caught_in_the_fast_path():
 def test_line_limit_is_exact(length):
     line = b"1\t1\t" + b"0" * (length - 5) + b"1"
     assert len(line) == length
-    parse = lambda: list(iter_triples(lambda: io.BytesIO(b"1\t1\t1\n" + line + b"\n"), "x.tsv", 9, 9))
+
+    def parse():
+        return list(iter_triples(lambda: io.BytesIO(b"1\t1\t1\n" + line + b"\n"), "x.tsv", 9, 9))
+
     if length <= MAX_LINE_BYTES:
         assert sum(len(b.rows) for b in parse()) == 2
     else:

@@ -149,7 +149,6 @@ def test_keeps_saturated_agrees_with_the_reference_on_one_row():
     from spdnn.engines.layer_plan import carry_start, keeps_saturated
     from spdnn.generate import generate_layers
 
-    rng = np.random.default_rng(5)
     layers = list(generate_layers(256, 6, seed=1))
     cases = [(w, -0.3) for w in layers] + [
         (layers[0] * np.float32(0.4), -0.3),

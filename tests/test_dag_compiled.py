@@ -12,12 +12,12 @@ pytest.importorskip("numba")
 
 from spdnn.dag.compiled import CompiledEngine, ThreadedEngine  # noqa: E402
 from spdnn.dag.cpu import SequentialEngine  # noqa: E402
-from spdnn.dag.registry import get_dag_engine  # noqa: E402
 from spdnn.dag.generate import evolved, generate, random_inputs  # noqa: E402
 from spdnn.dag.levels import levelise  # noqa: E402
 from spdnn.dag.liveness import check_plan, plan_values, release_groups  # noqa: E402
 from spdnn.dag.memory import measure_peak  # noqa: E402
 from spdnn.dag.network import ACTIVATIONS, HIDDEN, INPUT, OUTPUT, DagSpec  # noqa: E402
+from spdnn.dag.registry import get_dag_engine  # noqa: E402
 from spdnn.dag.validate import compare_outputs  # noqa: E402
 
 

@@ -72,7 +72,7 @@ def test_recurrent_unrolled_equals_step_by_step():
 
 def test_recurrent_self_loop_by_hand():
     # input 1 -> 2 (w 1), self-loop 2 -> 2 (w 0.5), identity: v_t = x + 0.5 v_{t-1}
-    from spdnn.dag.network import DagSpec, IDENTITY, INPUT, OUTPUT
+    from spdnn.dag.network import IDENTITY, INPUT, OUTPUT, DagSpec
 
     spec = DagSpec(
         np.array([1, 2]),

@@ -14,10 +14,10 @@ import pytest
 import scipy.sparse as sp
 
 from spdnn.dag import mnist, snicit
-from spdnn.dag.registry import get_dag_engine
 from spdnn.dag.layered import LayeredEngine, LayeredNetwork
 from spdnn.dag.levels import levelise
 from spdnn.dag.network import IDENTITY, RELU, RELU_CLIP, RELU_CLIP1, TANH
+from spdnn.dag.registry import get_dag_engine
 from spdnn.dag.validate import compare_outputs
 from spdnn.io.errors import DataError
 

@@ -9,12 +9,12 @@ a byte at a time and one that never answers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import http.server
-import json
-import errno
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -24,9 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

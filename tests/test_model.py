@@ -229,8 +229,9 @@ def test_tune_schema(tmp_path):
     assert d["predicted_seconds"] > 0
     assert d["model"]["preset"] == "h100-sxm"
     assert d["measured"].startswith("measured")
-    from spdnn.engines.cuda import CudaEngine  # the options are the engine's keyword arguments
     import inspect
+
+    from spdnn.engines.cuda import CudaEngine  # the options are the engine's keyword arguments
 
     assert set(d["engine_options"]) <= set(inspect.signature(CudaEngine.__init__).parameters)
 

@@ -45,7 +45,7 @@ def reference(text: str):
 
 lines = st.tuples(
     st.integers(1, N_ROWS), st.integers(1, N_COLS), st.sampled_from(["0.0625", "1", "-0.3", "2.5e-1", "32"])
-).map(lambda t: "%d\t%d\t%s\n" % t)
+).map(lambda t: "{}\t{}\t{}\n".format(*t))
 damage = st.one_of(
     st.just(("none", 0, "")),
     st.tuples(

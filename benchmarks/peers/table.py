@@ -70,7 +70,8 @@ def markdown(record: dict) -> str:
                 continue
             cats = _categories(r)
             lines.append(
-                f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {cats} | {_fmt(r['seconds'] and r['seconds'] * 1e3, '.2f')} | "
+                f"| {r['label']} | {'yes' if r['exact'] else 'no'} | {cats} | "
+                f"{_fmt(r['seconds'] and r['seconds'] * 1e3, '.2f')} | "
                 f"{_fmt(r['edges_per_second'] and r['edges_per_second'] / 1e12, '.2f')} | "
                 f"{_fmt(r['vs_best_exact_peer'], '.2f')} | {_fmt(r['vs_snicit'], '.2f')} |"
             )

@@ -7,8 +7,8 @@ the truth (0-based rows with any nonzero after the last layer).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow as pa

@@ -79,13 +79,15 @@ def _table(args: argparse.Namespace) -> None:
 
     rows = [json.loads(Path(p).read_text()) for p in args.results]
     lines = [
-        "| network | nodes | edges | groups | batch | engine | device | seconds | reference s | speed-up | edges/s | max rel. error |",
+        "| network | nodes | edges | groups | batch | engine | device | seconds | reference s | speed-up | edges/s"
+        " | max rel. error |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         net = r["network"]
         lines.append(
-            f"| {Path(r['cache']).name.split('.')[0]} | {net['nodes']} | {net['edges']} | {net['levels']} | {r['batch']} | "
+            f"| {Path(r['cache']).name.split('.')[0]} | {net['nodes']} | {net['edges']} | {net['levels']} | "
+            f"{r['batch']} | "
             f"{r['engine']} | {r['device']} | {r['seconds']:.4g} | {r['reference']['seconds']:.4g} | "
             f"{r['reference']['seconds'] / max(r['seconds'], 1e-12):.1f} | {r['edges_per_second']:.3g} | "
             f"{r['comparison']['max_rel_error']:.2e} |"

@@ -7,7 +7,8 @@ row per node) and accumulate in float32 in edge order.
 
 `threaded` splits the batch into column ranges, one per thread, when the batch is at least
 `COLUMNS_PER_THREAD` vectors per thread; otherwise it runs group by group and splits the
-nodes of each group with enough work (`GROUP_WORK_TO_SHARE` edges x vectors). `threads` defaults to numba's thread count (the machine's cores).
+nodes of each group with enough work (`GROUP_WORK_TO_SHARE` edges x vectors). `threads` defaults to numba's
+thread count (the machine's cores).
 """
 
 from __future__ import annotations

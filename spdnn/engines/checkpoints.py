@@ -23,8 +23,9 @@ policy classes (every rule takes numpy arrays as well as scalars).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

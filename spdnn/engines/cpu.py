@@ -16,9 +16,9 @@ from __future__ import annotations
 import multiprocessing
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -206,7 +206,7 @@ class ParallelReference:
         self.futures: list = []
         self.pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "ParallelReference":
+    def __enter__(self) -> ParallelReference:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,16 +18,16 @@ import posixpath
 import shutil
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from ..progress import progress as progress_bar
 
 from .. import challenge
+from ..progress import progress as progress_bar
 from .atomic import atomic_path, remove_stale, temporary_name, write_text
 from .errors import DataError
 from .tsv import MAX_LINE_BYTES, iter_triples
@@ -435,7 +435,7 @@ class Weights:
             yield self.layer(k)
 
     @classmethod
-    def from_matrices(cls, matrices: list[sp.spmatrix], bias: float | None = None, **metadata) -> "Weights":
+    def from_matrices(cls, matrices: list[sp.spmatrix], bias: float | None = None, **metadata) -> Weights:
         """In-memory weights from N x N sparse matrices with 32 nonzeros per row (tests, benchmarks)."""
         batches = [pa.record_batch(list(csr_layer_arrays(m)), schema=WEIGHTS_SCHEMA) for m in matrices]
         n = matrices[0].shape[0]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import numpy as np
 import pyarrow as pa

@@ -28,8 +28,8 @@ import numpy as np
 from .analysis import Analysis, Workload, analyse
 from .directives import Dataflow
 from .hardware import Hardware, energy_table
-from .network import NetworkProfile
 from .nest import Nest
+from .network import NetworkProfile
 from .policy import PolicyResult, auto_batch, segment_length, simulate
 
 LEVELS = ("dram", "l2", "smem", "reg")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from .nest import DIRECTIVE_DIR, Nest, load_nest, parse_nest
 
@@ -46,7 +46,7 @@ class Dataflow:
         if not self.custom and self.dataflow != "fused" and self.fuse != 1:
             raise ValueError("Fuse > 1 needs the fused dataflow")
 
-    def with_(self, **changes) -> "Dataflow":
+    def with_(self, **changes) -> Dataflow:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -146,7 +146,7 @@ def _parse_cached(text: str, source: str) -> Nest:
     return parse_nest(text, source)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template_structures() -> dict:
     return {name: load_nest(name).structure() for name in DATAFLOWS}
 

@@ -20,8 +20,8 @@ import numpy as np
 from .analysis import Workload
 from .cost import LEVELS, capacity_of, design_cost, energy, fusable, network_shapes, overhead_cost
 from .directives import Dataflow
-from .nest import load_nest
 from .hardware import Hardware
+from .nest import load_nest
 from .network import NetworkProfile
 from .policy import PolicyResult, auto_batch, segment_length, simulate
 from .validated import NOT_VARIED, VALIDATED, knob_range

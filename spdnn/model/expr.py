@@ -12,8 +12,8 @@ evaluated many times on numpy arrays, so one file serves a single design or mill
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

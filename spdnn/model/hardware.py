@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).with_name("hardware.json")
@@ -59,7 +59,7 @@ class Hardware:
         return d
 
 
-@lru_cache(maxsize=None)
+@cache
 def _data() -> dict:
     return json.loads(DATA.read_text())
 

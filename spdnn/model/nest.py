@@ -170,7 +170,7 @@ class Nest:
     def error(self, line: int | None, message: str) -> DirectiveError:
         return DirectiveError(self.source, line, message)
 
-    def with_params(self, **values) -> "Nest":
+    def with_params(self, **values) -> Nest:
         """The same nest with other Param defaults (unknown names are an error)."""
         p = dict(self.params)
         for k, v in values.items():

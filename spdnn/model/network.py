@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ def layer_shapes(neurons: int, layers: int, variant: str) -> LayerShapes:
     return LayerShapes(win=win, wout=wout, ucols=ucols, kw=kw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profiles() -> dict:
     return json.loads(PROFILES.read_text())
 
@@ -70,12 +70,12 @@ class NetworkProfile:
             raise ValueError(f"active rows: {len(self.active)} values for {self.layers} layers")
 
     @classmethod
-    def from_active(cls, neurons: int, active, inputs: int, source: str = "given") -> "NetworkProfile":
+    def from_active(cls, neurons: int, active, inputs: int, source: str = "given") -> NetworkProfile:
         a = np.asarray(active, dtype=np.float64)
         return cls(neurons, len(a), int(inputs), a, source)
 
     @classmethod
-    def stored(cls, neurons: int, layers: int, inputs: int = 60000) -> "NetworkProfile":
+    def stored(cls, neurons: int, layers: int, inputs: int = 60000) -> NetworkProfile:
         """The measured survival profile of the synthetic network (profiles.json), scaled to `inputs`.
 
         N without a stored profile takes the nearest stored N (log scale); layers past the stored
@@ -96,7 +96,7 @@ class NetworkProfile:
     @classmethod
     def from_reference(
         cls, neurons: int, layers: int, inputs: int, seed: int = 1, sample: int = 2000
-    ) -> "NetworkProfile":
+    ) -> NetworkProfile:
         """Run the CPU reference on `sample` generated inputs and scale the active counts to `inputs`."""
         import scipy.sparse as sp
 
