@@ -39,13 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from spdnn.dag.generate import generate, random_inputs  # noqa: E402
-from spdnn.dag.levels import levelise  # noqa: E402
-from spdnn.dag.registry import get_dag_engine  # noqa: E402
-from spdnn.dag.shapes import SHAPES, generate_shape  # noqa: E402
-from spdnn.dag.validate import compare_outputs  # noqa: E402
+from spdnn.dag.generate import generate, random_inputs
+from spdnn.dag.levels import levelise
+from spdnn.dag.registry import get_dag_engine
+from spdnn.dag.shapes import SHAPES, generate_shape
+from spdnn.dag.validate import compare_outputs
 
 GPU_ENGINES = ("cuda-warp", "cuda-thread", "cupy")
 CPU_ENGINES = ("compiled", "threaded", "vectorised", "sequential")

@@ -22,19 +22,16 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from spdnn import challenge  # noqa: E402
-from spdnn.engines.cuda import CudaEngine  # noqa: E402
-from spdnn.io.cache import Weights  # noqa: E402
-from spdnn.provenance import git_commit  # noqa: E402
+from spdnn import challenge
+from spdnn.engines.cuda import CudaEngine
+from spdnn.io.cache import Weights
+from spdnn.provenance import git_commit
 
 # engine configurations compared: the default rule, the merged network one kernel per layer
 # (no fused segments), and the full-width layer-at-a-time kernel

@@ -19,14 +19,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from spdnn.model import NetworkProfile, load_hardware  # noqa: E402
-from spdnn.model.explore import evaluate  # noqa: E402
+from spdnn.model import NetworkProfile, load_hardware
+from spdnn.model.explore import evaluate
 
 
 def main(argv=None) -> int:

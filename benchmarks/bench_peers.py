@@ -29,21 +29,20 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+# the local package benchmarks/peers: importable as the script's folder is the first on sys.path
+# (python benchmarks/bench_peers.py); spdnn is the installed package (pip install -e .)
+from peers import data, parsers, recipes, runner, sources, table, writers
 
-from peers import data, parsers, recipes, runner, sources, table, writers  # noqa: E402
+from spdnn import challenge
+from spdnn.devices import gpu_info
+from spdnn.provenance import git_commit, package_versions
 
-from spdnn import challenge  # noqa: E402
-from spdnn.devices import gpu_info  # noqa: E402
-from spdnn.provenance import git_commit, package_versions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: .peers/ and spdnn/generate.py
 
 # dedup: full width, duplicate neurons not merged; *-nocarry: every row computed at every layer
 # (saturated rows not carried), to show what carrying them gives

@@ -36,13 +36,11 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from spdnn import challenge, generate  # noqa: E402
-from spdnn.devices import cpu_model, default_workers  # noqa: E402
-from spdnn.engines.cpu import reference, reference_rows  # noqa: E402
-from spdnn.io.cache import Weights  # noqa: E402
-from spdnn.provenance import git_commit  # noqa: E402
+from spdnn import challenge, generate
+from spdnn.devices import cpu_model, default_workers
+from spdnn.engines.cpu import reference, reference_rows
+from spdnn.io.cache import Weights
+from spdnn.provenance import git_commit
 
 
 def log(*a):

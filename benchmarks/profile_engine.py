@@ -13,18 +13,14 @@ import argparse
 import collections
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
+from bench_gpu import make_inputs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_gpu import make_inputs  # noqa: E402
-
-from spdnn.engines.cuda import CudaEngine  # noqa: E402
-from spdnn.generate import generate_layers  # noqa: E402
-from spdnn.io.cache import Weights  # noqa: E402
+from spdnn.engines.cuda import CudaEngine
+from spdnn.generate import generate_layers
+from spdnn.io.cache import Weights
 
 
 def parse_option(text: str):
