@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from spdnn.io.atomic import atomic_path, remove_stale, temporary_name, write_text
 
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+from .conftest import dead_pid
 
 
 def test_leftovers_of_dead_writers_are_removed_live_ones_kept(tmp_path):

@@ -17,7 +17,7 @@ from spdnn.io import cache
 from spdnn.io.errors import DataError
 from spdnn.io.tsv import MAX_LINE_BYTES, iter_triples, quote
 
-from .test_cache import butterfly_tsv, write_tar
+from .conftest import butterfly_tsv, write_tar
 
 MB = 1 << 20
 

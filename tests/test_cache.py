@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from spdnn.io import cache
 from spdnn.io.errors import DataError
 
-from .conftest import SAMPLE, SAMPLE_INPUTS, SAMPLE_LAYERS
+from .conftest import SAMPLE, SAMPLE_INPUTS, SAMPLE_LAYERS, butterfly_tsv, dead_pid, write_tar
 
 
 def sample_layer_tsv(k: int) -> sp.csr_matrix:
@@ -53,23 +53,6 @@ def test_fewer_layers_and_too_many(sample_cache):
     assert len(list(cache.load_weights(sample_cache["weights"], 5).layers())) == 5
     with pytest.raises(DataError, match="holds 30 layers, 31 requested"):
         cache.load_weights(sample_cache["weights"], 31)
-
-
-def write_tar(path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def butterfly_tsv(n: int, shift: int = 1) -> list[str]:
-    """A valid 32-per-row layer for N=n as TSV lines (1-based)."""
-    lines = []
-    for i in range(n):
-        for j in sorted({(i + shift * t) % n for t in range(32)}):
-            lines.append(f"{i + 1}\t{j + 1}\t0.0625\n")
-    return lines
 
 
 def test_layers_out_of_order_are_reordered(tmp_path):
@@ -294,8 +277,6 @@ def test_park_folder_of_a_killed_conversion_is_removed(tmp_path):
     # A conversion killed with SIGKILL leaves its folder of early layers behind; the next
     # conversion of the same file removes it (its name carries a dead pid of this host).
     from spdnn.io.atomic import temporary_name
-
-    from .test_atomic import dead_pid
 
     pid = dead_pid()
     left = tmp_path / temporary_name("w.arrow.park").replace(f".{os.getpid()}.", f".{pid}.")

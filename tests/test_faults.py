@@ -16,9 +16,7 @@ import yaml
 
 from spdnn.io import cache
 
-from .conftest import SAMPLE
-from .test_fetch import _serve
-from .test_workflow import ROOT
+from .conftest import ROOT, SAMPLE, serve
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow/Snakefile")]
 
@@ -124,7 +122,7 @@ def test_killed_during_inference_resumes(generated, tmp_path):
 def test_killed_during_download_resumes(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    for server in _serve(SAMPLE.parent.parent):
+    for server in serve(SAMPLE.parent.parent):
         server.faults.throttle = 0.05  # ~1.3 MB/s: the 2.5 MB tarball takes about 2 s
         config = config_for(
             work,

@@ -8,11 +8,8 @@ a byte at a time and one that never answers.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import functools
 import hashlib
-import http.server
 import io
 import json
 import multiprocessing
@@ -22,10 +19,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -43,122 +38,18 @@ from spdnn.fetch import (
     url_for,
 )
 
-SAMPLE = Path(__file__).parent / "data" / "challenge-sample" / "synthetic" / "sparsechallenge_2019"
+from .conftest import SAMPLE, Server, serve
+
 WEIGHTS = challenge.weights_archive(1024)
 INPUTS = challenge.inputs_file(1024)
 TRUTH = challenge.truth_file(1024, 120)
 FAST = dict(backoff=0.001, stall_timeout=10, progress=False)
 
 
-@dataclass
-class Faults:
-    """Switches read by the handler; `requests` logs (path, Range header, status) per GET."""
-
-    fail_first: int = 0  # answer this many requests with 503
-    cut_after: int | None = None  # send only this many body bytes, then close
-    cut_times: int = 1  # ...on this many requests
-    ignore_range: bool = False
-    throttle: float = 0.0  # seconds to sleep after every 64 KiB of body (a slow server)
-    requests: list[tuple[str, str | None, int]] = field(default_factory=list)
-    status: int = 503  # the status fail_first answers with
-    no_length: bool = False  # send no Content-Length: the body ends when the connection closes
-    chunked: bool = False  # HTTP/1.1 chunked; a cut body then lacks the terminating chunk
-    trickle: float = 0.0  # send one byte every `trickle` seconds
-    silent: float = 0.0  # accept the request, then say nothing for this many seconds
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    faults: Faults  # set on a per-server subclass
-
-    def log_message(self, *args: object) -> None:  # keep pytest output quiet
-        pass
-
-    def do_GET(self) -> None:
-        f, rng = self.faults, self.headers.get("Range")
-        if f.silent:
-            f.requests.append((self.path, rng, 0))
-            return self._say_nothing(f.silent)
-        if f.fail_first > 0:
-            f.fail_first -= 1
-            return self._error(f.status, rng)
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            return self._error(404, rng)
-        data = path.read_bytes()
-        start = 0
-        if rng and not f.ignore_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", rng)[1])
-            if start >= len(data):
-                self.faults.requests.append((self.path, rng, 416))
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        status = 206 if start else 200
-        f.requests.append((self.path, rng, status))
-        if f.chunked:
-            self.protocol_version = "HTTP/1.1"  # chunked needs it; urllib asks to close anyway
-        self.send_response(status)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        if f.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        elif not f.no_length:
-            self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body, cut = data[start:], False
-        if f.cut_after is not None and f.cut_times > 0:
-            f.cut_times -= 1
-            body, cut = body[: f.cut_after], True  # returning closes the connection
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._send(body, final_chunk=not cut)
-
-    def _send(self, body: bytes, final_chunk: bool) -> None:
-        f, step = self.faults, 1 if self.faults.trickle else 1 << 16
-        for at in range(0, len(body), step):
-            piece = body[at : at + step]
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if f.chunked else piece)
-            self.wfile.flush()
-            time.sleep(f.trickle or f.throttle)
-        if f.chunked and final_chunk:
-            self.wfile.write(b"0\r\n\r\n")
-
-    def _say_nothing(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:  # short naps: the test's server shuts down promptly
-            time.sleep(0.05)
-
-    def _error(self, code: int, rng: str | None) -> None:
-        self.faults.requests.append((self.path, rng, code))
-        self.send_error(code)
-
-
-@dataclass
-class Server:
-    base: str
-    root: Path
-    faults: Faults
-
-
-def _serve(root: Path) -> Iterator[Server]:
-    faults = Faults()
-    handler = type("Handler", (RangeHandler,), {"faults": faults})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        host, port = httpd.server_address[:2]
-        yield Server(f"http://{host}:{port}/synthetic/sparsechallenge_2019/", root, faults)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
     """The real sample, served as is (layout: <root>/synthetic/sparsechallenge_2019/...)."""
-    yield from _serve(SAMPLE.parent.parent)
+    yield from serve(SAMPLE.parent.parent)
 
 
 def _sha(path: Path) -> str:
@@ -313,7 +204,7 @@ def test_corrupt_served_archive_rejected_without_checksum(tmp_path: Path) -> Non
     root = tmp_path / "mirror"
     shutil.copytree(SAMPLE.parent.parent, root)
     _corrupt(SAMPLE / WEIGHTS, root / "synthetic" / "sparsechallenge_2019" / WEIGHTS)
-    for srv in _serve(root):
+    for srv in serve(root):
         dest = tmp_path / "out" / "w.tar.gz"
         with pytest.raises(FetchError, match="corrupt or truncated gzip"):
             fetch(url_for(srv.base, WEIGHTS), dest, **FAST)
@@ -435,7 +326,7 @@ def _mirror_with(tmp_path: Path, rel: str, data: bytes) -> Path:
     ],
 )
 def test_truth_that_is_not_a_truth_file_is_refused(tmp_path: Path, body: bytes, line: int) -> None:
-    for srv in _serve(_mirror_with(tmp_path, TRUTH, body)):
+    for srv in serve(_mirror_with(tmp_path, TRUTH, body)):
         srv.faults.no_length = True
         dest = tmp_path / "out" / "t.tsv"
         with pytest.raises(FetchError, match=f"line {line}: .* not a row index"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_workflow import ROOT
+from .conftest import ROOT
 
 # Every character a shell gives meaning to, each trying to create a marker file. (Braces and
 # line breaks are refused by the config schema: Snakemake reads braces as wildcards.)

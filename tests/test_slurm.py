@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .test_workflow import ROOT, snakemake
+from .conftest import ROOT, snakemake
 
 pytestmark = pytest.mark.slurm
 

@@ -12,24 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SAMPLE
-from .test_fetch import _serve
+from .conftest import ROOT, SAMPLE, SNAKEFILE, serve, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "workflow/Snakefile"
 DEFAULT_CONFIG = ROOT / "config/config.yaml"
-
-
-def snakemake(
-    workdir: Path, config: dict | None, *args: str, timeout: int = 600, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
-    if config is not None:
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(workdir / "config.yaml")]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=None if env is None else {**os.environ, **env}
-    )
 
 
 def gpu_usable() -> bool:
@@ -95,7 +80,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, named)
 
 @pytest.fixture
 def sample_server():
-    yield from _serve(SAMPLE.parent.parent)
+    yield from serve(SAMPLE.parent.parent)
 
 
 def test_real_sample_over_http_validates(tmp_path, sample_server):
@@ -144,7 +129,7 @@ def test_damaged_download_fails_cleanly(tmp_path, damage):
     archive.write_bytes(data)
     work = tmp_path / "work"
     work.mkdir()
-    for server in _serve(served):
+    for server in serve(served):
         run = snakemake(work, sample_config(work, server.base), "--cores", "1")
     assert run.returncode != 0
     log = (work / "data/logs/download/dnn/neuron1024.tar.gz.log").read_text()
