@@ -197,6 +197,7 @@ def _int_header(value: str | None) -> int | None:
 def _open_file(url: str, offset: int) -> _Response:
     """Open a file:// URL at `offset`; a local file honours a range exactly."""
     path = local_path(url)
+    assert path is not None  # a file:// URL
     try:
         stream = path.open("rb")
     except FileNotFoundError:
@@ -355,7 +356,7 @@ def _attempt(job: _Job) -> None:
 def _read(job: _Job, stream: BinaryIO) -> bytes:
     """The next piece of the body: read1 returns what has arrived, so a trickle meets the deadline."""
     try:
-        chunk = stream.read1(CHUNK)
+        chunk = stream.read1(CHUNK)  # type: ignore[attr-defined]  # a buffered stream: a file or an HTTP response
     except _NETWORK_ERRORS as err:
         raise _network_failure(job.url, err) from err
     job.remaining()
@@ -479,15 +480,15 @@ def _download(job: _Job, retries: int, backoff: float) -> None:
         log.warning(
             "%s: %s; retry %d/%d in %.3gs",
             job.url,
-            state.outcome.exception(),
+            state.outcome.exception(),  # type: ignore[union-attr]  # set before a sleep
             state.attempt_number,
             retries,
-            state.next_action.sleep,
+            state.next_action.sleep,  # type: ignore[union-attr]
         )
 
     retrying = Retrying(
         retry=retry_if_exception_type(_Transient),  # FetchError and the rest: at once
-        stop=stop_after_attempt(retries + 1) | past_deadline,
+        stop=stop_after_attempt(retries + 1) | past_deadline,  # type: ignore[operator]  # stop_base.__or__
         wait=wait,
         before_sleep=log_retry,
     )

@@ -29,6 +29,7 @@ import io
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -95,11 +96,12 @@ def butterfly_layer(positions: np.ndarray, stride: int) -> sp.csr_matrix:
 def generate_layers(neurons: int, layers: int, seed: int) -> Iterator[sp.csr_matrix]:
     """Yield layers 1..`layers` of the synthetic N-neuron network, one at a time (constant memory)."""
     g_len = group_length(neurons)
-    positions = None
+    positions: np.ndarray | None = None
     for k in range(1, layers + 1):
         t = (k - 1) % g_len
         if t == 0:  # a new group: a new permutation of the rows
             positions = group_positions(neurons, (k - 1) // g_len, seed)
+        assert positions is not None  # set at t = 0, the first layer
         yield butterfly_layer(positions, 1 << t)
 
 
@@ -202,7 +204,8 @@ def size_fit(neurons: int) -> tuple[float, float]:
     sizes = sorted(_SIZE_FIT)
     m = np.log2(np.clip(neurons, sizes[0], sizes[-1]))
     logs = np.log2(sizes)
-    return tuple(float(np.interp(m, logs, [_SIZE_FIT[n][i] for n in sizes])) for i in range(2))
+    width, pen = (float(np.interp(m, logs, [_SIZE_FIT[n][i] for n in sizes])) for i in range(2))
+    return width, pen
 
 
 _SEGMENT_COUNT = [sum(len(stroke) - 1 for stroke in _DIGITS[d]) for d in range(10)]
@@ -365,7 +368,7 @@ def folded_survival(
         folded = np.zeros((count, 2, hb), dtype=np.float32)
         np.add.at(folded, (img, xb % 2, yb), 1.0)
         s = np.repeat(np.repeat(folded, f, axis=1), f, axis=2).reshape(count, p)
-        y = None
+        y: Any = None  # the previous layer's output, from k = 0 on
         for k in range(layers):
             group, t = divmod(k, g_len)
             if k > 0 and group == 0:

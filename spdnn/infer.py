@@ -156,7 +156,10 @@ def merge_shards(
     """Merge the shard results of one network (jobs that may have run on different nodes); returns
     the merged record's JSON object, as written to `output`."""
     records = [read_record(p) for p in result_paths]
-    rows = [read_categories(lambda p=p: open(p, "rb"), str(p)) for p in categories_paths]
+    rows = [
+        read_categories(lambda p=p: open(p, "rb"), str(p))  # type: ignore[misc]
+        for p in categories_paths
+    ]
     truth = read_truth(truth_path, n_inputs)
     merged, categories = combine_records(records, rows, truth, 0, n_inputs, f"{records[0].label()} (merged shards)")
     merged.shard = ShardSpan(0, len(records), 0, n_inputs)

@@ -114,7 +114,7 @@ def run_on_gpus(
             raise RuntimeError("GPU processes failed: " + "; ".join(messages or ["(no message)"]))
         records = [read_record(Path(tmp) / f"gpu{g}.json") for g in range(gpus)]
         rows = [
-            read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")
+            read_categories(lambda g=g: open(Path(tmp) / f"gpu{g}.categories.tsv", "rb"), f"gpu{g}")  # type: ignore[misc]
             for g in range(gpus)
         ]
     lo, hi = shard.rows(n_inputs)

@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace) -> None:
     engine.prepare(net)
     engine.infer(x)  # warm-up (kernel load, buffers)
     result = engine.infer(x)
+    assert result.outputs is not None and ref.outputs is not None  # every engine returns its outputs
     comparison = compare_outputs(result.outputs, ref.outputs)
     record.update(
         engine=result.engine,

@@ -92,7 +92,7 @@ class ThreadedEngine(_CompiledBase):
 
         from .cpu_kernels import run_columns, run_groups
 
-        threads = self.threads or numba.config.NUMBA_NUM_THREADS
+        threads = self.threads or numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
         numba.set_num_threads(threads)
         batch = values.shape[1]
         p = self.plan

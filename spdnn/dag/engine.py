@@ -58,7 +58,7 @@ class DagEngine(abc.ABC):
 
 def dense_inputs(inputs: np.ndarray | sp.spmatrix, n_inputs: int) -> np.ndarray:
     """The batch as a C-contiguous float32 (batch, n_inputs) array, checked."""
-    x = inputs.toarray() if sp.issparse(inputs) else np.asarray(inputs)
+    x = inputs.toarray() if sp.issparse(inputs) else np.asarray(inputs)  # type: ignore[union-attr]
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != n_inputs:

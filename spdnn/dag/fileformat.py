@@ -40,7 +40,7 @@ _NODE_TYPES = {"id": pa.int64(), "bias": pa.float32(), "activation": pa.string()
 def _opener(path: str | os.PathLike) -> Callable[[], IO[bytes]]:
     path = str(path)
     if path.endswith(".gz"):
-        return lambda: gzip.open(path, "rb")
+        return lambda: gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile reads as IO[bytes]
     return lambda: open(path, "rb")
 
 
@@ -150,7 +150,7 @@ def read_spec(edges: str | os.PathLike, nodes: str | os.PathLike) -> DagSpec:
 
 def _write_tsv(path: str | os.PathLike, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
-        sink: object
+        sink: pa.NativeFile
         if str(path).endswith(".gz"):
             sink = pa.CompressedOutputStream(str(tmp), "gzip")
         else:

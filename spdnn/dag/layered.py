@@ -100,6 +100,7 @@ class LayeredEngine(DagEngine):
     """One sparse product per layer on node-major dense features (CPU); see the module docstring."""
 
     name = "layered"
+    net: LayeredNetwork  # type: ignore[assignment]  # prepare takes the layered form
 
     def device(self) -> str:
         return cpu_model()

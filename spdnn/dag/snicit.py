@@ -111,7 +111,9 @@ def read_snicit(name: str, root: Path | str | None = None, allow_missing_input_l
     root = Path(root) if root is not None else default_root()
     wdir, bdir = root / "tsv_weights" / name, root / "tsv_biases" / name
     layers = _layer_files(bdir)
-    weights, biases, acts = [], [], []
+    weights: list = []
+    biases: list = []
+    acts: list = []
     input_layer = "none"
     for pos, (k, kind) in enumerate(layers):
         fname = f"l{k}-{kind}.tsv"

@@ -233,7 +233,7 @@ class CudaEngine(Engine):
         # rows that are 32 at every feature are carried, not computed, through the layers that
         # keep them so (every layer of the challenge's networks; see carry_start)
         self.carry_saturated = bool(carry_saturated)
-        self._modules: dict[tuple[int, int, bool], object] = {}
+        self._modules: dict[tuple[int, int, bool], tuple] = {}
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
         self._layers: list[_DeviceLayer] = []
@@ -398,7 +398,7 @@ class CudaEngine(Engine):
             raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
         batch = self._plan_batch(inputs)
         while True:
-            self._launch = "setup"
+            self._launch: str | tuple = "setup"
             try:
                 return self._run(inputs, batch, return_values)
             except self.cuda.MemoryError as err:

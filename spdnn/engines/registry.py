@@ -42,7 +42,7 @@ E = TypeVar("E")
 
 def constructor_options(cls: type) -> list[str]:
     """The keyword parameters of `cls`'s constructor (its options), without creating one."""
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]  # a class, not an instance
     return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 

@@ -391,7 +391,7 @@ def _stream_members(archive: Path, wanted: dict[str, int], max_member_bytes: int
                         f"member of {member.size} bytes is larger than the {limit} bytes a legal "
                         f"layer can hold (32 x N lines of at most {MAX_LINE_BYTES} bytes)",
                     )
-                data = tar.extractfile(member).read()  # tarfile reads exactly member.size bytes
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]  # a regular file: exactly member.size bytes
                 yield member.name, (lambda data=data: io.BytesIO(data))
         _drain(gz, name)
 
@@ -509,7 +509,11 @@ def convert_inputs(
             total=tsv_gz.stat().st_size, desc=f"convert {tsv_gz.name}", unit="B", unit_scale=True, disable=not progress
         ) as bar:
             for block in iter_triples(
-                open_text, name, max_rows, neurons, max_bytes=inputs_max_bytes(max_rows, neurons)
+                open_text,  # type: ignore[arg-type]  # a GzipStream reads as IO[bytes]
+                name,
+                max_rows,
+                neurons,
+                max_bytes=inputs_max_bytes(max_rows, neurons),
             ):
                 count += len(block.rows)
                 if count > max_entries:  # memory stays bounded by what a legal file needs

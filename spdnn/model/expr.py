@@ -14,10 +14,11 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-_FUNCS = {
+_FUNCS: dict[str, Callable] = {
     "ceil": np.ceil,
     "floor": np.floor,
     "min": np.minimum,
@@ -44,7 +45,7 @@ class Expr:
     text: str
     names: frozenset
     dims: frozenset
-    fn: Callable = None
+    fn: Callable[[dict], Any]
 
     def __call__(self, env: dict):
         return self.fn(env)

@@ -92,7 +92,8 @@ def load_hardware(preset: str | None = None, calibrated: bool = True) -> Hardwar
     if calibrated:
         cal = _calibration().get(key, {}).get("constants", {})
         if cal:
-            hw = replace(hw, **{k: float(v) for k, v in cal.items() if k in names}, calibrated=tuple(sorted(cal)))
+            constants = {k: float(v) for k, v in cal.items() if k in names}
+            hw = replace(hw, **constants, calibrated=tuple(sorted(cal)))  # type: ignore[arg-type]  # float fields
     return hw
 
 

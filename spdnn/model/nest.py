@@ -42,6 +42,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .expr import Expr, ExprError, parse_expr
 
@@ -226,10 +227,12 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
 
     kernel = ""
     params: dict = {}
-    sections = [dict(kind="grid", count=None, line=0, maps=[])]
+    sections: list[dict[str, Any]] = [dict(kind="grid", count=None, line=0, maps=[])]
     stages: dict = {}
     fuse = Fuse(1, None, None, 0)
-    variant, policy, lines = "merged", {}, {}
+    variant = "merged"
+    policy: dict[str, float] = {}
+    lines: dict[str, int] = {}
     used_names: list[tuple[int, Expr]] = []
 
     def expr(t: str, line: int) -> Expr:
@@ -386,6 +389,7 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
         if unit not in kinds:
             raise err(None, f"no Cluster(...) {unit}: every kernel maps its warps and their lanes")
     for s in nest_sections[1:]:
+        assert s.count is not None  # every Cluster(...) has a count; only the grid has none
         if not s.spatial() and not (s.count.constant and float(s.count({})) == 1):
             raise err(
                 s.line,

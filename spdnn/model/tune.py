@@ -33,7 +33,8 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
     preset = preset_for_gpu(gpu)
     hw = load_hardware(preset)
     prof = NetworkProfile.stored(neurons, layers, inputs)
-    best, designs, valid = None, 0, 0
+    best: tuple | None = None
+    designs, valid = 0, 0
     spaces = engine_spaces()  # the knobs validation varied, in their measured ranges
     for space in spaces:  # the kernel per layer, then each fused segment length
         res = evaluate(prof, hw, space)
@@ -42,6 +43,7 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
         i = res.best(1)[0]
         if best is None or res.seconds[i] < best[0].seconds[best[1]]:
             best = (res, i)
+    assert best is not None  # engine_spaces() is never empty
     res, i = best
     df = res.design(i)
     searched = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .directives import Dataflow
 
 # per measured dataflow: the values each varied knob took (tune stays inside their range)
-VALIDATED = {
+VALIDATED: dict[str, dict[str, tuple]] = {
     "gather": {
         "variant": ("merged", "dedup"),
         "warps": (2, 8, 32),

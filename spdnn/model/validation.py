@@ -160,7 +160,8 @@ def transferred(raw: dict, frozen_calibration: dict, preset: str) -> Hardware:
     other = frozen_calibration["constants"]
     consts["l2_bandwidth"] = other["l2_bandwidth"]
     consts["launch_s"] = consts["launch_s"] * other["launch_s"] / frozen_calibration["launch_s_microbenchmark"]
-    return replace(base, **{k: float(v) for k, v in consts.items()}, calibrated=tuple(sorted(consts)))
+    constants = {k: float(v) for k, v in consts.items()}
+    return replace(base, **constants, calibrated=tuple(sorted(consts)))  # type: ignore[arg-type]  # float fields
 
 
 def read_calibration(path: Path | None = None) -> dict:
@@ -216,7 +217,7 @@ def statistics(pts: list[dict]) -> dict:
     pred = np.array([p["predicted"] for p in pts])
     signed = pred / meas - 1
     rel = np.abs(signed)
-    out = {
+    out: dict = {
         "points": len(pts),
         "spearman": spearman(pred, meas) if len(pts) > 2 else None,
         "median_relative_error": float(np.median(rel)),
@@ -398,7 +399,7 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
     raw = json.loads(Path(raw_path).read_text())
     frozen = json.loads(Path(frozen_path).read_text()) if frozen_path else None
     status = _check_frozen(raw, frozen, allow_changed) if frozen is not None else "no freeze file given"
-    rows = []
+    rows: list[dict] = []
     for net in raw["networks"]:
         runs = {r["which"]: r for r in net["runs"] if "seconds" in r}
         if not {"default", "tuned"} <= set(runs):
