@@ -39,6 +39,7 @@ The rules (docs/model.md has them with their reasons):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class Workload:
     wout: np.ndarray
     ucols: np.ndarray
     kw: np.ndarray
-    seg: np.ndarray = 1.0
+    seg: np.ndarray = 1.0  # type: ignore[assignment]  # made an array in __post_init__
 
     def __post_init__(self):
         for f in ("n", "a", "win", "wout", "ucols", "kw", "seg"):
@@ -81,8 +82,8 @@ class Loop:
     spatial: bool
     line: int
     index: int  # position of its map inside the section
-    size: np.ndarray = 1.0  # the map's chunk
-    act: np.ndarray = 1.0  # units it runs on (spatial)
+    size: np.ndarray = 1.0  # type: ignore[assignment]  # the map's chunk
+    act: np.ndarray = 1.0  # type: ignore[assignment]  # units it runs on (spatial)
 
 
 @dataclass
@@ -182,7 +183,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     capacity: the widest layer the kernel's shared memory is sized for (default: wl itself).
     """
     cap = capacity or wl
-    env = {k: np.asarray(v[0], float) for k, v in nest.params.items()}
+    env: dict[str, Any] = {k: np.asarray(v[0], float) for k, v in nest.params.items()}
     env.update({k: np.asarray(v, float) for k, v in params.items()})
     ext = wl.extents
     env.update(
@@ -200,7 +201,10 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     # --- rule 1: chunks, units, loops -------------------------------------------------------
     P = dict(ext)
     loops: list[Loop] = []
-    sec_units, sec_count, sec_lc, sec_out = [], [], [], []
+    sec_units: list = []
+    sec_count: list = []  # per section: its unit count (None for the grid)
+    sec_lc: list = []
+    sec_out: list = []
     lane_spatial = {}  # dim -> active lanes
     last_temporal_warp = None
     units = np.asarray(1.0)
@@ -264,7 +268,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     k_splits = [lp for lp in loops if lp.spatial and lp.dim == "k"]
     exact = not k_splits
 
-    tensors = {t: {} for t in TENSORS}
+    tensors: dict[str, dict[str, Any]] = {t: {} for t in TENSORS}
     level = {"reg": 8.0 * macs, "smem": np.asarray(0.0), "l2": np.asarray(0.0), "dram": np.asarray(0.0)}
     wavefronts = np.asarray(0.0)
     instr_step = 2.0 * lane_elems  # a multiply and an add per nonzero per lane (never an FMA)

@@ -127,7 +127,7 @@ def design_cost(
     if fallback is None or bool(np.all(fused_mask)):
         own.pop("analysis")
         return own
-    wl1 = Workload(wl.n, wl.a, wl.win, wl.wout, wl.ucols, wl.kw, 1.0)
+    wl1 = Workload(wl.n, wl.a, wl.win, wl.wout, wl.ucols, wl.kw, 1.0)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
     other = layer_cost(hw, fallback, params, wl1)
     other.pop("analysis")
     return _select(fused_mask, own, other)
@@ -203,7 +203,7 @@ def capacity_of(nest: Nest, params: dict, shapes) -> tuple[np.ndarray, Workload]
     win, wout, ucols, kw = shapes
     mask = fusable(nest, params, win, wout)
     pick = mask if mask.any() else np.ones_like(mask)
-    cap = Workload(1.0, 1.0, win[pick].max(), wout[pick].max(), ucols[pick].max(), kw[pick].max())
+    cap = Workload(1.0, 1.0, win[pick].max(), wout[pick].max(), ucols[pick].max(), kw[pick].max())  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
     return mask, cap
 
 
@@ -248,6 +248,7 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
     pol = simulate(prof, wout[None, :], [check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
+    assert pol.points is not None  # simulate() gives the check points
     seg = float(segment_length(fuse, pol.points[0], prof.layers))
     wl = Workload(pol.present[0], pol.alive_in[0], win, wout, ucols, kw, np.where(fmask, seg, 1.0))
     c = design_cost(hw, nest, fallback, params, wl, fmask, cap)
@@ -255,7 +256,7 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     reasons = an.reasons() if fmask.any() else []
     parts = [(an, np.where(fmask, 1.0, 0.0))]
     if fallback is not None and not fmask.all():
-        fb = analyse(fallback, params, Workload(wl.n, wl.a, win, wout, ucols, kw, 1.0), hw)
+        fb = analyse(fallback, params, Workload(wl.n, wl.a, win, wout, ucols, kw, 1.0), hw)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
         reasons += [f"{fallback.source} {r}" for r in fb.reasons()]
         parts.append((fb, np.where(fmask, 0.0, 1.0)))
     ok = bool(np.all(c["ok"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .network import NetworkProfile
 from .policy import PolicyResult, auto_batch, segment_length, simulate
 from .validated import NOT_VARIED, VALIDATED, knob_range
 
-DEFAULT_SPACE = dict(
+DEFAULT_SPACE: dict[str, Any] = dict(
     dataflow=("gather", "smem", "fused"),
     variant=("merged", "dedup"),
     warps=(1, 2, 4, 8, 16, 32),
@@ -199,7 +200,7 @@ def _layer_tuples(pol: PolicyResult, shapes: tuple, classes: np.ndarray, fuse: n
 def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> Result:
     """Every design of `space` (default DEFAULT_SPACE) on `prof` with `hw`: valid, seconds, joules."""
     space = space or DEFAULT_SPACE
-    out_params = {k: [] for k in POLICY_KEYS + MAPPING_KEYS}
+    out_params: dict[str, list] = {k: [] for k in POLICY_KEYS + MAPPING_KEYS}
     out_valid, out_sec, out_j = [], [], []
     pols = _policies(space)
     for variant in space["variant"]:
@@ -232,6 +233,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             params = {"WARPS": W, "GF": G, "R": R}
             params = {k: v for k, v in params.items() if k in nest.params or (fallback and k in fallback.params)}
             _, cap = capacity_of(nest, {}, shapes)
+            assert pol.points is not None  # simulate() gives the check points
             if fused not in groups:  # gather and smem share the classes without fusion
                 groups[fused] = _layer_tuples(pol, shapes, cls, segment_length(fz[cls], pol.points[cls], prof.layers))
             weights, tup = groups[fused]
@@ -266,7 +268,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             byl["dram"] = byl["dram"] + nb * np.broadcast_to(d_over, (len(cls),))[:, None]
             macs = nb * per_design(c["macs"])
             ok = np.broadcast_to(c["ok"], shape).all(axis=1)
-            ok = np.broadcast_to(ok[None, :], t.shape)
+            ok = np.broadcast_to(ok[None, :], t.shape)  # type: ignore[index]  # all(axis=1) of a 2-D array
             out_sec.append(np.where(ok, t, np.inf).ravel())
             out_j.append(energy(byl, macs).ravel())
             out_valid.append(ok.ravel())

@@ -142,7 +142,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     an = analyse(nest, params, wl, hw, cap)
     parts.append((time_terms(hw, an, wl), an.lockstep, an.ok()))
     if fallback is not None and not fmask.all():
-        wl1 = Workload(n, a, lw, lwo, lu, lk, 1.0)
+        wl1 = Workload(n, a, lw, lwo, lu, lk, 1.0)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
         an1 = analyse(fallback, params, wl1, hw)
         parts.append((time_terms(hw, an1, wl1), an1.lockstep, an1.ok()))
     grid = np.broadcast_shapes(*(np.shape(v) for p in parts for v in p[0].values()))[:5]
@@ -157,7 +157,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
         return v[s0] if v.shape[0] > 1 else v
 
     # the whole grid one distinct layer at a time, a few SM counts at a time (cache-sized arrays)
-    step = max(1, int(2**17 // max(1, np.prod(grid[1:]))))
+    step = max(1, int(2**17 // max(1, int(np.prod(grid[1:])))))
     for a in range(0, grid[0], step):
         s0 = slice(a, a + step)
         acc = total[s0]
@@ -169,7 +169,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
         v = np.asarray(valid)
         if v.ndim == 6:
             used = np.ones_like(fm) if len(parts) == 1 else (fm if i == 0 else ~fm)
-            v = v[..., used].all(axis=-1) if v.shape[-1] > 1 else v[..., 0]
+            v = v[..., used].all(axis=-1) if v.shape[-1] > 1 else v[..., 0]  # type: ignore[assignment]
         ok &= v
     sub = PolicyResult(
         *(
@@ -179,7 +179,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     )
     hw5 = replace(
         hw,
-        **{
+        **{  # type: ignore[arg-type]  # ** of the fields, each its own type
             f: (np.asarray(getattr(hw, f))[..., 0] if np.ndim(getattr(hw, f)) == 6 else getattr(hw, f))
             for f in ("hbm_bandwidth", "clock_hz", "sms")
         },
