@@ -397,3 +397,25 @@ def test_a_partial_schedule_cache_is_emptied(tmp_path):
     (cache / "neuron16384" / "n16384-weight-l0.tsv").write_text("0.0625\n")
     runner.reset_schedule(cache)
     assert cache.is_dir() and not any(cache.iterdir())
+
+
+# ----------------------------------------------------------------------------- CPU peers
+
+
+def test_graphblas_peer_finds_the_references_categories():
+    """SuiteSparse:GraphBLAS as LAGraph's dnn does it (skipped without python-graphblas, which
+    CI does not install): the same categories as the CPU reference, on layers whose clip at 32
+    and bias are exercised, and the peers table exported for the report reads back."""
+    pytest.importorskip("graphblas")
+    from peers import graphblas
+
+    from spdnn.engines.cpu import reference
+    from spdnn.generate import generate_inputs, generate_layers
+
+    layers = list(generate_layers(256, 30, seed=4))
+    inputs = generate_inputs(256, 800, seed=4)
+    found, seconds = graphblas.infer(layers, inputs, -0.3)
+    expect = reference(lambda: layers, -0.3, inputs).alive[30]
+    assert seconds > 0 and len(expect) > 0
+    np.testing.assert_array_equal(found, expect)
+    assert set(graphblas.versions()) == {"python-graphblas", "suitesparse-graphblas"}
