@@ -404,8 +404,7 @@ def test_a_partial_schedule_cache_is_emptied(tmp_path):
 
 def test_graphblas_peer_finds_the_references_categories():
     """SuiteSparse:GraphBLAS as LAGraph's dnn does it (skipped without python-graphblas, which
-    CI does not install): the same categories as the CPU reference, on layers whose clip at 32
-    and bias are exercised, and the peers table exported for the report reads back."""
+    CI does not install): the same categories as the CPU reference on a generated network."""
     pytest.importorskip("graphblas")
     from peers import graphblas
 
