@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 from .io.atomic import atomic_path, write_text
@@ -313,22 +314,29 @@ def _gpu_count(p: dict) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def published_comparison(records: list[Record], published_csv: str | Path) -> list[dict]:
-    """This run's edges/s next to every published figure for the same (N, L)."""
-    with open(published_csv, newline="") as handle:
-        published = list(csv.DictReader(handle))
-    rows = []
+def same_networks(records: list[Record], table_csv: str | Path) -> Iterator[tuple[ResultRecord, dict, dict]]:
+    """(record, row of the CSV with the same N and L, the start of a comparison row: N, L, this
+    run's edges/s and device, the ratio to the row's edges_per_second) for every such pair."""
+    with open(table_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
     for r in map(typed, records):
         n, layers = r.network.neurons, r.network.layers
-        for p in published:
-            if int(p["neurons"]) == n and int(p["layers"]) == layers:
-                theirs, gpus = float(p["edges_per_second"]), _gpu_count(p)
-                hardware = p["hardware"] if not gpus else f"{gpus} x {p['hardware']}"  # 0: a CPU result
-                rows.append({"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
-                             "this_device": r.device, "this_inputs": r.inputs,
-                             "published": f"{theirs:.4g}", "ratio": f"{r.edges_per_second / theirs:.3g}",
-                             "citation": p["citation"], "hardware": hardware, "gpus": gpus,
-                             "exact": p.get("exact", "yes") or "yes", "measure": p["measure"], "url": p["url"]})
+        for row in rows:
+            if int(row["neurons"]) == n and int(row["layers"]) == layers:
+                theirs = float(row["edges_per_second"])
+                yield r, row, {"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
+                               "this_device": r.device, "ratio": f"{r.edges_per_second / theirs:.3g}"}
+
+
+def published_comparison(records: list[Record], published_csv: str | Path) -> list[dict]:
+    """This run's edges/s next to every published figure for the same (N, L)."""
+    rows = []
+    for r, p, start in same_networks(records, published_csv):
+        gpus = _gpu_count(p)
+        hardware = p["hardware"] if not gpus else f"{gpus} x {p['hardware']}"  # 0: a CPU result
+        rows.append({**start, "this_inputs": r.inputs, "published": f"{float(p['edges_per_second']):.4g}",
+                     "citation": p["citation"], "hardware": hardware, "gpus": gpus,
+                     "exact": p.get("exact", "yes") or "yes", "measure": p["measure"], "url": p["url"]})
     return rows
 
 
@@ -360,19 +368,9 @@ PEERS_NOTE = ("Measured by this project with benchmarks/bench_peers.py (docs/pee
 def peers_comparison(records: list[Record], peers_csv: str | Path) -> list[dict]:
     """This run's edges/s next to every program measured by the project's peers benchmark on the
     same (N, L): the record holders' codes and spdnn's own engines (spdnn/data/peers.csv)."""
-    with open(peers_csv, newline="") as handle:
-        measured = list(csv.DictReader(handle))
-    rows = []
-    for r in map(typed, records):
-        n, layers = r.network.neurons, r.network.layers
-        for p in measured:
-            if int(p["neurons"]) == n and int(p["layers"]) == layers:
-                theirs = float(p["edges_per_second"])
-                rows.append({"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
-                             "this_device": r.device, **{k: p[k] for k in ("label", "data", "inputs", "gpu", "exact",
-                                                                           "categories_ok", "date", "source")},
-                             "edges_per_second": f"{theirs:.4g}", "ratio": f"{r.edges_per_second / theirs:.3g}"})
-    return rows
+    return [{**start, **{k: p[k] for k in ("label", "data", "inputs", "gpu", "exact", "categories_ok", "date", "source")},
+             "edges_per_second": f"{float(p['edges_per_second']):.4g}"}
+            for _r, p, start in same_networks(records, peers_csv)]
 
 
 def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_path: str | Path,
