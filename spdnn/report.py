@@ -1,12 +1,13 @@
 """Aggregate per-network result files into the edges/s table (CSV, Markdown, HTML) and plots
 (each PNG with an SVG twin beside it, for the Snakemake report)."""
+
 from __future__ import annotations
 
 import csv
 import html
 import io
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .io.atomic import atomic_path, write_text
@@ -15,12 +16,26 @@ from .result_record import ResultRecord, read_record
 Record = ResultRecord | dict  # a result record, typed or as its JSON object (read through the type)
 
 COLUMNS = [
-    ("source", "source"), ("neurons", "N"), ("layers", "L"), ("engine", "engine"), ("device", "device"),
-    ("inputs", "inputs"), ("edges", "edges"), ("inference_seconds", "inference s"),
-    ("end_to_end_seconds", "end-to-end s"), ("edges_per_second", "edges/s (inference)"),
-    ("spread", "repeats min..max"), ("timed_alone", "timed alone"), ("roofline", "of roofline"),
-    ("validation", "validation"), ("shards", "shards"), ("gpus", "GPUs"), ("spdnn", "spdnn"), ("commit", "commit"),
-    ("versions", "versions"), ("date", "date"),
+    ("source", "source"),
+    ("neurons", "N"),
+    ("layers", "L"),
+    ("engine", "engine"),
+    ("device", "device"),
+    ("inputs", "inputs"),
+    ("edges", "edges"),
+    ("inference_seconds", "inference s"),
+    ("end_to_end_seconds", "end-to-end s"),
+    ("edges_per_second", "edges/s (inference)"),
+    ("spread", "repeats min..max"),
+    ("timed_alone", "timed alone"),
+    ("roofline", "of roofline"),
+    ("validation", "validation"),
+    ("shards", "shards"),
+    ("gpus", "GPUs"),
+    ("spdnn", "spdnn"),
+    ("commit", "commit"),
+    ("versions", "versions"),
+    ("date", "date"),
 ]
 
 
@@ -128,15 +143,17 @@ def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
 def shown_columns(rows: list[dict]) -> list[tuple[str, str]]:
     """The result columns a reader's table shows: without versions and date, and without
     `of roofline` when no row has one (CPU results: there is no bandwidth roofline)."""
-    return [c for c in COLUMNS if c[0] not in ("versions", "date")
-            and (c[0] != "roofline" or any(row.get("roofline") for row in rows))]
+    return [
+        c
+        for c in COLUMNS
+        if c[0] not in ("versions", "date") and (c[0] != "roofline" or any(row.get("roofline") for row in rows))
+    ]
 
 
 def to_markdown(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
     """A Markdown table; by default the shown_columns."""
     shown = columns or shown_columns(rows)
-    lines = ["| " + " | ".join(title for _, title in shown) + " |",
-             "|" + "|".join("---" for _ in shown) + "|"]
+    lines = ["| " + " | ".join(title for _, title in shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
     lines += ["| " + " | ".join(str(row[key]) for key, _ in shown) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -144,53 +161,72 @@ def to_markdown(rows: list[dict], columns: list[tuple[str, str]] | None = None) 
 def to_html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """An HTML table (escaped), for the Snakemake report to show inline."""
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row.get(key, '')))}</td>" for key, _ in columns) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row.get(key, '')))}</td>" for key, _ in columns) + "</tr>"
+        for row in rows
+    )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n"
 
 
-_HTML_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:8px}table{border-collapse:collapse;margin:8px 0}"
-               "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f2f2f2}")
+_HTML_STYLE = (
+    "body{font-family:sans-serif;font-size:13px;margin:8px}table{border-collapse:collapse;margin:8px 0}"
+    "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f2f2f2}"
+)
 
 
 def html_page(title: str, parts: list[str]) -> str:
     """A small standalone HTML page: a title, then paragraphs (plain text, escaped) and tables (HTML)."""
     body = "\n".join(p if p.startswith("<table>") else f"<p>{html.escape(p)}</p>" for p in parts)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_HTML_STYLE}</style></head>\n<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_HTML_STYLE}</style></head>\n<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n"
+    )
 
 
-TIMED_ALONE_NOTE = ("timed alone: yes = no other job of this workflow ran beside the timed runs (the workflow's "
-                    "`machine` resource; programs outside it are not excluded); no = other jobs may have run "
-                    "beside them (a cluster node, or the resource lowered); blank = not recorded.")
+TIMED_ALONE_NOTE = (
+    "timed alone: yes = no other job of this workflow ran beside the timed runs (the workflow's "
+    "`machine` resource; programs outside it are not excluded); no = other jobs may have run "
+    "beside them (a cluster node, or the resource lowered); blank = not recorded."
+)
 
 
-def plot_edges_per_second(records: list[Record], path: str | Path) -> None:
+def plot_edges_per_second(records: Sequence[Record], path: str | Path) -> None:
     """Bar chart of inference edges/s per network, one bar per engine/device, on a linear axis
     from 0 (bar lengths compare), each with the range of its repeats (slowest..fastest) as an
     error bar where the repeats are known."""
-    records = [typed(r) for r in records]
-    labels = sorted({f"N={r.network.neurons}\nL={r.network.layers}" for r in records},
-                    key=lambda s: tuple(int(x.split("=")[1]) for x in s.split("\n")))
-    series = sorted({f"{r.engine} ({r.device})" for r in records})
+    recs = [typed(r) for r in records]
+    labels = sorted(
+        {f"N={r.network.neurons}\nL={r.network.layers}" for r in recs},
+        key=lambda s: tuple(int(x.split("=")[1]) for x in s.split("\n")),
+    )
+    series = sorted({f"{r.engine} ({r.device})" for r in recs})
     plt, fig, ax = _figure(max(5, 1.4 * len(labels) * max(1, len(series)) ** 0.5), 4)
     width = 0.8 / max(1, len(series))
     for s_index, name in enumerate(series):
         xs, ys, below, above = [], [], [], []
-        for r in records:
+        for r in recs:
             if f"{r.engine} ({r.device})" == name:
                 xs.append(labels.index(f"N={r.network.neurons}\nL={r.network.layers}") + s_index * width)
                 ys.append(r.edges_per_second)
                 spread = repeat_range(r)
                 below.append(r.edges_per_second - spread[0] if spread else 0)
                 above.append(spread[1] - r.edges_per_second if spread else 0)
-        ax.bar(xs, ys, width=width, label=name, yerr=[below, above] if any(below) or any(above) else None,
-               capsize=4, error_kw={"elinewidth": 1})
+        ax.bar(
+            xs,
+            ys,
+            width=width,
+            label=name,
+            yerr=[below, above] if any(below) or any(above) else None,
+            capsize=4,
+            error_kw={"elinewidth": 1},
+        )
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("edges per second (inference only)")
-    ax.set_title("Sparse DNN inference throughput\n(median of the repeats; error bars: slowest..fastest repeat)",
-                 fontsize="medium")
+    ax.set_title(
+        "Sparse DNN inference throughput\n(median of the repeats; error bars: slowest..fastest repeat)",
+        fontsize="medium",
+    )
     ax.legend(fontsize="small")
     _save(plt, fig, path)
 
@@ -249,28 +285,40 @@ def _metadata(target: Path) -> dict:
     return {"Date": None} if target.suffix.lower() == ".svg" else {}
 
 
-def plot_roofline(records: list[Record], path: str | Path) -> None:
+def plot_roofline(records: Sequence[Record], path: str | Path) -> None:
     """Each result at (mean active fraction, edges/s) under its GPU's bandwidth roofline 4B/f."""
     import numpy as np
 
-    records = [typed(r) for r in records]
+    recs = [typed(r) for r in records]
     plt, fig, ax = _figure()
-    fractions = [active_fraction(r) for r in records]
+    fractions = [active_fraction(r) for r in recs]
     xs = np.logspace(np.log10(max(min(fractions) / 3, 1e-4)), 0, 50)
     drawn = False
     for model, bandwidth in PEAK_BANDWIDTH.items():
-        if any(model in r.device for r in records):
+        if any(model in r.device for r in recs):
             ax.plot(xs, 4 * bandwidth / xs, "--", label=f"{model} roofline ({bandwidth / 1e12:.2f} TB/s)")
             drawn = True
     if not drawn:  # the workflow asks for this plot only with the GPU engine; say why it has no line
-        ax.text(0.5, 0.95, "no roofline: no result ran on a GPU of known bandwidth (" + ", ".join(PEAK_BANDWIDTH)
-                + ")", ha="center", va="top", transform=ax.transAxes, fontsize=8)
-    for r, f in zip(records, fractions):
+        ax.text(
+            0.5,
+            0.95,
+            "no roofline: no result ran on a GPU of known bandwidth (" + ", ".join(PEAK_BANDWIDTH) + ")",
+            ha="center",
+            va="top",
+            transform=ax.transAxes,
+            fontsize=8,
+        )
+    for r, f in zip(recs, fractions):
         bound = roofline_bound(r)
         note = f" ({r.edges_per_second / bound:.0%})" if bound else ""
         ax.plot(f, r.edges_per_second, "o")
-        ax.annotate(f"N={r.network.neurons} L={r.network.layers} {r.engine}{note}",
-                    (f, r.edges_per_second), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.annotate(
+            f"N={r.network.neurons} L={r.network.layers} {r.engine}{note}",
+            (f, r.edges_per_second),
+            fontsize=7,
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("mean fraction of input rows active per layer")
@@ -281,7 +329,7 @@ def plot_roofline(records: list[Record], path: str | Path) -> None:
     _save(plt, fig, path)
 
 
-def plot_active_rows(records: list[Record], path: str | Path) -> None:
+def plot_active_rows(records: Sequence[Record], path: str | Path) -> None:
     """Fraction of input rows still active after every layer, one line per network."""
     plt, fig, ax = _figure()
     seen = set()
@@ -302,9 +350,18 @@ def plot_active_rows(records: list[Record], path: str | Path) -> None:
 
 
 COMPARISON_COLUMNS = [
-    ("neurons", "N"), ("layers", "L"), ("this_run", "this run (edges/s)"), ("this_device", "device"),
-    ("this_inputs", "inputs"), ("published", "published (edges/s)"), ("ratio", "ratio"), ("citation", "source"),
-    ("hardware", "hardware"), ("exact", "exact"), ("measure", "measure"), ("url", "url"),
+    ("neurons", "N"),
+    ("layers", "L"),
+    ("this_run", "this run (edges/s)"),
+    ("this_device", "device"),
+    ("this_inputs", "inputs"),
+    ("published", "published (edges/s)"),
+    ("ratio", "ratio"),
+    ("citation", "source"),
+    ("hardware", "hardware"),
+    ("exact", "exact"),
+    ("measure", "measure"),
+    ("url", "url"),
 ]
 
 
@@ -314,7 +371,7 @@ def _gpu_count(p: dict) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def same_networks(records: list[Record], table_csv: str | Path) -> Iterator[tuple[ResultRecord, dict, dict]]:
+def same_networks(records: Sequence[Record], table_csv: str | Path) -> Iterator[tuple[ResultRecord, dict, dict]]:
     """(record, row of the CSV with the same N and L, the start of a comparison row: N, L, this
     run's edges/s and device, the ratio to the row's edges_per_second) for every such pair."""
     with open(table_csv, newline="") as handle:
@@ -324,19 +381,38 @@ def same_networks(records: list[Record], table_csv: str | Path) -> Iterator[tupl
         for row in rows:
             if int(row["neurons"]) == n and int(row["layers"]) == layers:
                 theirs = float(row["edges_per_second"])
-                yield r, row, {"neurons": n, "layers": layers, "this_run": f"{r.edges_per_second:.4g}",
-                               "this_device": r.device, "ratio": f"{r.edges_per_second / theirs:.3g}"}
+                yield (
+                    r,
+                    row,
+                    {
+                        "neurons": n,
+                        "layers": layers,
+                        "this_run": f"{r.edges_per_second:.4g}",
+                        "this_device": r.device,
+                        "ratio": f"{r.edges_per_second / theirs:.3g}",
+                    },
+                )
 
 
-def published_comparison(records: list[Record], published_csv: str | Path) -> list[dict]:
+def published_comparison(records: Sequence[Record], published_csv: str | Path) -> list[dict]:
     """This run's edges/s next to every published figure for the same (N, L)."""
     rows = []
     for r, p, start in same_networks(records, published_csv):
         gpus = _gpu_count(p)
         hardware = p["hardware"] if not gpus else f"{gpus} x {p['hardware']}"  # 0: a CPU result
-        rows.append({**start, "this_inputs": r.inputs, "published": f"{float(p['edges_per_second']):.4g}",
-                     "citation": p["citation"], "hardware": hardware, "gpus": gpus,
-                     "exact": p.get("exact", "yes") or "yes", "measure": p["measure"], "url": p["url"]})
+        rows.append(
+            {
+                **start,
+                "this_inputs": r.inputs,
+                "published": f"{float(p['edges_per_second']):.4g}",
+                "citation": p["citation"],
+                "hardware": hardware,
+                "gpus": gpus,
+                "exact": p.get("exact", "yes") or "yes",
+                "measure": p["measure"],
+                "url": p["url"],
+            }
+        )
     return rows
 
 
@@ -354,30 +430,54 @@ def best_single_gpu(comparison: list[dict]) -> list[dict]:
 
 
 PEERS_COLUMNS = [
-    ("neurons", "N"), ("layers", "L"), ("this_run", "this run (edges/s)"), ("this_device", "device"),
-    ("label", "program measured by spdnn"), ("data", "its data"), ("inputs", "its inputs"), ("gpu", "its GPU"),
-    ("edges_per_second", "its edges/s"), ("ratio", "ratio"), ("exact", "exact"), ("categories_ok", "categories ok"),
-    ("date", "date"), ("source", "raw result"),
+    ("neurons", "N"),
+    ("layers", "L"),
+    ("this_run", "this run (edges/s)"),
+    ("this_device", "device"),
+    ("label", "program measured by spdnn"),
+    ("data", "its data"),
+    ("inputs", "its inputs"),
+    ("gpu", "its GPU"),
+    ("edges_per_second", "its edges/s"),
+    ("ratio", "ratio"),
+    ("exact", "exact"),
+    ("categories_ok", "categories ok"),
+    ("date", "date"),
+    ("source", "raw result"),
 ]
-PEERS_NOTE = ("Measured by this project with benchmarks/bench_peers.py (docs/peers.md): the field's own codes and "
-              "spdnn's engines in one run on one GPU, on the project's synthetic networks (seed 1, 60000 distinct "
-              "inputs) or the official network's first 600 inputs, every category checked against the truth. "
-              "This run's data, inputs and GPU may differ: the ratio is context, not a measurement.")
+PEERS_NOTE = (
+    "Measured by this project with benchmarks/bench_peers.py (docs/peers.md): the field's own codes and "
+    "spdnn's engines in one run on one GPU, on the project's synthetic networks (seed 1, 60000 distinct "
+    "inputs) or the official network's first 600 inputs, every category checked against the truth. "
+    "This run's data, inputs and GPU may differ: the ratio is context, not a measurement."
+)
 
 
-def peers_comparison(records: list[Record], peers_csv: str | Path) -> list[dict]:
+def peers_comparison(records: Sequence[Record], peers_csv: str | Path) -> list[dict]:
     """This run's edges/s next to every program measured by the project's peers benchmark on the
     same (N, L): the record holders' codes and spdnn's own engines (spdnn/data/peers.csv)."""
-    return [{**start, **{k: p[k] for k in ("label", "data", "inputs", "gpu", "exact", "categories_ok", "date", "source")},
-             "edges_per_second": f"{float(p['edges_per_second']):.4g}"}
-            for _r, p, start in same_networks(records, peers_csv)]
+    return [
+        {
+            **start,
+            **{k: p[k] for k in ("label", "data", "inputs", "gpu", "exact", "categories_ok", "date", "source")},
+            "edges_per_second": f"{float(p['edges_per_second']):.4g}",
+        }
+        for _r, p, start in same_networks(records, peers_csv)
+    ]
 
 
-def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_path: str | Path,
-              plot_path: str | Path | None = None, roofline_path: str | Path | None = None,
-              active_rows_path: str | Path | None = None, published_csv: str | Path | None = None,
-              comparison_path: str | Path | None = None, peers_csv: str | Path | None = None,
-              peers_path: str | Path | None = None) -> list[dict]:
+def aggregate(
+    result_paths: list[str | Path],
+    csv_path: str | Path,
+    markdown_path: str | Path,
+    plot_path: str | Path | None = None,
+    roofline_path: str | Path | None = None,
+    active_rows_path: str | Path | None = None,
+    published_csv: str | Path | None = None,
+    comparison_path: str | Path | None = None,
+    peers_csv: str | Path | None = None,
+    peers_path: str | Path | None = None,
+) -> list[dict]:
     """Write the table as CSV, Markdown and HTML (the Markdown's name with .html, shown in the
     report), the plots (each PNG with its SVG twin), the comparison with published figures
     (CSV, and HTML beside it) and with the programs the project's peers benchmark measured
@@ -391,23 +491,42 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
         comparison = published_comparison(records, published_csv)
         write_text(comparison_path, to_csv(comparison, [key for key, _ in COMPARISON_COLUMNS]))
         comparison_title = "This run next to every published figure for the same networks"
-        write_text(Path(comparison_path).with_suffix(".html"), html_page(comparison_title, [
-            to_html_table(comparison, COMPARISON_COLUMNS) if comparison else
-            "No published figure for these networks (published rows have 120, 480 or 1920 layers)."]))
+        write_text(
+            Path(comparison_path).with_suffix(".html"),
+            html_page(
+                comparison_title,
+                [
+                    to_html_table(comparison, COMPARISON_COLUMNS)
+                    if comparison
+                    else "No published figure for these networks (published rows have 120, 480 or 1920 layers)."
+                ],
+            ),
+        )
         best = best_single_gpu(comparison)
         if best:
-            intro = ("The best published single-GPU figures for the same networks (ratio = this run / "
-                     "published; every published row is on the official data and an older GPU, this run "
-                     f"on its own data; all {len(comparison)} rows in {Path(comparison_path).name}):")
+            intro = (
+                "The best published single-GPU figures for the same networks (ratio = this run / "
+                "published; every published row is on the official data and an older GPU, this run "
+                f"on its own data; all {len(comparison)} rows in {Path(comparison_path).name}):"
+            )
             best_columns = [("kind", "published best")] + [c for c in COMPARISON_COLUMNS if c[0] != "url"]
             markdown += f"\n{intro}\n\n" + to_markdown(best, best_columns)
             page += [intro, to_html_table(best, best_columns)]
     if peers_csv is not None and peers_path is not None:
         peers = peers_comparison(records, peers_csv)
         write_text(peers_path, to_csv(peers, [key for key, _ in PEERS_COLUMNS]))
-        write_text(Path(peers_path).with_suffix(".html"), html_page("This run next to the field's codes", [
-            PEERS_NOTE, to_html_table(peers, PEERS_COLUMNS) if peers else
-            "The peers benchmark has measured none of these networks."]))
+        write_text(
+            Path(peers_path).with_suffix(".html"),
+            html_page(
+                "This run next to the field's codes",
+                [
+                    PEERS_NOTE,
+                    to_html_table(peers, PEERS_COLUMNS)
+                    if peers
+                    else "The peers benchmark has measured none of these networks.",
+                ],
+            ),
+        )
         if peers:
             intro = f"Next to the programs this project measured on the same networks ({PEERS_NOTE})"
             markdown += f"\n{intro}\n\n" + to_markdown(peers, [c for c in PEERS_COLUMNS if c[0] != "source"])
@@ -422,8 +541,7 @@ def aggregate(result_paths: list[str | Path], csv_path: str | Path, markdown_pat
     return rows
 
 
-
-def plot_model_check(records: list[Record], tuned: list[dict], path: str | Path) -> list[dict]:
+def plot_model_check(records: Sequence[Record], tuned: list[dict], path: str | Path) -> list[dict]:
     """The cost model's predicted time for the configuration it chose, next to the measured time,
     for every network run on a GPU; returns the pairs (an empty plot says why when there are none)."""
     predicted = {(t["model"]["neurons"], t["model"]["layers"]): t for t in tuned}
@@ -431,9 +549,16 @@ def plot_model_check(records: list[Record], tuned: list[dict], path: str | Path)
     for r in map(typed, records):
         t = predicted.get((r.network.neurons, r.network.layers))
         if t is not None and r.engine == "cuda":
-            pairs.append({"neurons": r.network.neurons, "layers": r.network.layers,
-                          "predicted_s": t["predicted_seconds"], "measured_s": r.inference_seconds,
-                          "gpu": r.device, "model_gpu": t["model"].get("hardware", "")})
+            pairs.append(
+                {
+                    "neurons": r.network.neurons,
+                    "layers": r.network.layers,
+                    "predicted_s": t["predicted_seconds"],
+                    "measured_s": r.inference_seconds,
+                    "gpu": r.device,
+                    "model_gpu": t["model"].get("hardware", ""),
+                }
+            )
     plt, fig, ax = _figure(5, 4.5)
     if pairs:
         xs = [p["predicted_s"] for p in pairs]
@@ -442,14 +567,20 @@ def plot_model_check(records: list[Record], tuned: list[dict], path: str | Path)
         ax.plot([lo, hi], [lo, hi], "k:", label="measured = predicted")
         for p in pairs:
             ax.plot(p["predicted_s"], p["measured_s"], "o")
-            ax.annotate(f"N={p['neurons']} L={p['layers']} ({p['measured_s'] / p['predicted_s'] - 1:+.0%})",
-                        (p["predicted_s"], p["measured_s"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+            ax.annotate(
+                f"N={p['neurons']} L={p['layers']} ({p['measured_s'] / p['predicted_s'] - 1:+.0%})",
+                (p["predicted_s"], p["measured_s"]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend(fontsize="small")
     else:
-        ax.text(0.5, 0.5, "no GPU results: the model predicts GPU times", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no GPU results: the model predicts GPU times", ha="center", va="center", transform=ax.transAxes
+        )
     ax.set_xlabel("predicted inference seconds (cost model)")
     ax.set_ylabel("measured inference seconds")
     ax.set_title("Cost model: its chosen configuration, predicted vs measured")
@@ -466,11 +597,13 @@ def plot_dag_speedups(results: list[dict], path: str | Path) -> None:
     ax.set_xticks(range(len(results)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(f"speed-up over {results[0]['reference']['engine'] if results else 'reference'}")
-    ax.set_title("Arbitrary sparse networks: " + ", ".join(sorted({f"{r['engine']} on {r['device']}" for r in results})))
+    ax.set_title(
+        "Arbitrary sparse networks: " + ", ".join(sorted({f"{r['engine']} on {r['device']}" for r in results}))
+    )
     _save(plt, fig, path)
 
 
-def scaling_table(records: list[Record]) -> list[dict]:
+def scaling_table(records: Sequence[Record]) -> list[dict]:
     """Edges/s per (network, GPU count) and the parallel efficiency against the fewest GPUs run
     (a CPU result, 0 GPUs, counts as 1)."""
     rows = []
@@ -483,10 +616,17 @@ def scaling_table(records: list[Record]) -> list[dict]:
         per_gpu = base.edges_per_second / max(1, base.gpus)
         for r in group:
             g = max(1, r.gpus)
-            rows.append({"neurons": n, "layers": layers, "gpus": g, "device": r.device,
-                         "edges_per_second": f"{r.edges_per_second:.4g}",
-                         "speedup": f"{r.edges_per_second / base.edges_per_second:.3g}",
-                         "efficiency": f"{r.edges_per_second / (g * per_gpu):.1%}"})
+            rows.append(
+                {
+                    "neurons": n,
+                    "layers": layers,
+                    "gpus": g,
+                    "device": r.device,
+                    "edges_per_second": f"{r.edges_per_second:.4g}",
+                    "speedup": f"{r.edges_per_second / base.edges_per_second:.3g}",
+                    "efficiency": f"{r.edges_per_second / (g * per_gpu):.1%}",
+                }
+            )
     return rows
 
 

@@ -1,5 +1,6 @@
 """The report's comparison with published figures: every row in the CSV, the best single-GPU
 ones (any method, exact) in the table, rows without a GPU count accepted."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,19 @@ import pytest
 
 from spdnn.report import best_single_gpu, published_comparison
 
-FIELDS = ["citation", "year", "hardware", "gpus", "neurons", "layers", "edges_per_second", "measure", "url",
-          "note", "exact"]
+FIELDS = [
+    "citation",
+    "year",
+    "hardware",
+    "gpus",
+    "neurons",
+    "layers",
+    "edges_per_second",
+    "measure",
+    "url",
+    "note",
+    "exact",
+]
 
 
 def write_published(path: Path, rows: list[dict]) -> Path:
@@ -24,22 +36,66 @@ def write_published(path: Path, rows: list[dict]) -> Path:
 
 
 def test_best_single_gpu_per_network(tmp_path):
-    published = write_published(tmp_path / "p.csv", [
-        {"citation": "exact slow", "hardware": "V100", "gpus": "1", "neurons": 1024, "layers": 120,
-         "edges_per_second": 1e12, "exact": "yes"},
-        {"citation": "exact fast", "hardware": "A100", "gpus": "1", "neurons": 1024, "layers": 120,
-         "edges_per_second": 2e12, "exact": "yes"},
-        {"citation": "approximate", "hardware": "3090", "gpus": "1", "neurons": 1024, "layers": 120,
-         "edges_per_second": 5e12, "exact": "no"},
-        {"citation": "many GPUs", "hardware": "V100", "gpus": "768", "neurons": 1024, "layers": 120,
-         "edges_per_second": 9e14, "exact": "yes"},
-        {"citation": "no count", "hardware": "V100", "gpus": "", "neurons": 1024, "layers": 120,
-         "edges_per_second": 8e14, "exact": "yes"},
-        {"citation": "other network", "hardware": "A100", "gpus": "1", "neurons": 4096, "layers": 120,
-         "edges_per_second": 3e12, "exact": "yes"},
-    ])
-    record = {"network": {"neurons": 1024, "layers": 120}, "edges_per_second": 1e14, "device": "H200",
-              "inputs": 60000}
+    published = write_published(
+        tmp_path / "p.csv",
+        [
+            {
+                "citation": "exact slow",
+                "hardware": "V100",
+                "gpus": "1",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 1e12,
+                "exact": "yes",
+            },
+            {
+                "citation": "exact fast",
+                "hardware": "A100",
+                "gpus": "1",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 2e12,
+                "exact": "yes",
+            },
+            {
+                "citation": "approximate",
+                "hardware": "3090",
+                "gpus": "1",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 5e12,
+                "exact": "no",
+            },
+            {
+                "citation": "many GPUs",
+                "hardware": "V100",
+                "gpus": "768",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 9e14,
+                "exact": "yes",
+            },
+            {
+                "citation": "no count",
+                "hardware": "V100",
+                "gpus": "",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 8e14,
+                "exact": "yes",
+            },
+            {
+                "citation": "other network",
+                "hardware": "A100",
+                "gpus": "1",
+                "neurons": 4096,
+                "layers": 120,
+                "edges_per_second": 3e12,
+                "exact": "yes",
+            },
+        ],
+    )
+    record = {"network": {"neurons": 1024, "layers": 120}, "edges_per_second": 1e14, "device": "H200", "inputs": 60000}
     rows = published_comparison([record], published)
     assert len(rows) == 5 and {r["gpus"] for r in rows} == {1, 768, None}
     best = best_single_gpu(rows)
@@ -49,11 +105,22 @@ def test_best_single_gpu_per_network(tmp_path):
 
 def result_record(seconds: list[float], device: str = "cpu (2 cores)", **extra) -> dict:
     edges, median = 100 * 32 * 1024 * 120, sorted(seconds)[len(seconds) // 2]
-    record = {"network": {"neurons": 1024, "layers": 120, "source": "synthetic"}, "engine": "cpu", "device": device,
-              "inputs": 100, "edges": edges, "repeats": len(seconds),
-              "inference_seconds": median, "inference_seconds_all": seconds,
-              "end_to_end_seconds": 1.0, "edges_per_second": edges / median, "validation": "passed",
-              "active_rows": [50, 40], "provenance": {}, "config": {}}
+    record = {
+        "network": {"neurons": 1024, "layers": 120, "source": "synthetic"},
+        "engine": "cpu",
+        "device": device,
+        "inputs": 100,
+        "edges": edges,
+        "repeats": len(seconds),
+        "inference_seconds": median,
+        "inference_seconds_all": seconds,
+        "end_to_end_seconds": 1.0,
+        "edges_per_second": edges / median,
+        "validation": "passed",
+        "active_rows": [50, 40],
+        "provenance": {},
+        "config": {},
+    }
     record.update(extra)
     return record
 
@@ -84,11 +151,28 @@ def test_table_html_svg_and_timed_alone(tmp_path):
         record["network"]["neurons"] = 1024 if name == "a" else 4096
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(record))
-    published = write_published(tmp_path / "p.csv", [
-        {"citation": "c <b>", "hardware": "V100", "gpus": "1", "neurons": 1024, "layers": 120,
-         "edges_per_second": 1e12, "exact": "yes"}])
-    rows = aggregate(paths, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "p.png", published_csv=published,
-                     comparison_path=tmp_path / "c.csv")
+    published = write_published(
+        tmp_path / "p.csv",
+        [
+            {
+                "citation": "c <b>",
+                "hardware": "V100",
+                "gpus": "1",
+                "neurons": 1024,
+                "layers": 120,
+                "edges_per_second": 1e12,
+                "exact": "yes",
+            }
+        ],
+    )
+    rows = aggregate(
+        paths,
+        tmp_path / "t.csv",
+        tmp_path / "t.md",
+        tmp_path / "p.png",
+        published_csv=published,
+        comparison_path=tmp_path / "c.csv",
+    )
     assert [r["timed_alone"] for r in rows] == ["yes", ""]
     markdown = (tmp_path / "t.md").read_text()
     assert "of roofline" not in markdown and "timed alone" in markdown  # CPU rows: no roofline column
@@ -113,8 +197,9 @@ def test_edges_per_second_axis_is_linear_from_zero(tmp_path, monkeypatch):
     def spy(fig, *args, **kwargs):
         ax = fig.axes[0]
         caps = [len(c.lines[1]) for c in ax.containers if isinstance(c, ErrorbarContainer)]
-        seen.update(scale=ax.get_yscale(), bottom=ax.get_ylim()[0], caps=caps,
-                    layout=fig.get_layout_engine().__class__.__name__)
+        seen.update(
+            scale=ax.get_yscale(), bottom=ax.get_ylim()[0], caps=caps, layout=fig.get_layout_engine().__class__.__name__
+        )
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
@@ -150,8 +235,9 @@ def test_peers_measured_here_next_to_this_run(tmp_path):
     expect = [r for r in rows if (r["neurons"], r["layers"]) == ("1024", "120")]
     assert len(found) == len(expect) > 0
     champion = next(f for f in found if f["label"].startswith("Hidayetoglu") and f["data"] == "synthetic")
-    assert float(champion["ratio"]) == pytest.approx(record["edges_per_second"] / float(champion["edges_per_second"]),
-                                                     rel=1e-3)
+    assert float(champion["ratio"]) == pytest.approx(
+        record["edges_per_second"] / float(champion["edges_per_second"]), rel=1e-3
+    )
     aggregate([path], tmp_path / "t.csv", tmp_path / "t.md", peers_csv=packaged, peers_path=tmp_path / "peers.csv")
     assert "Hidayetoglu" in (tmp_path / "peers.html").read_text()
     assert "measured" in (tmp_path / "t.md").read_text()

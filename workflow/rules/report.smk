@@ -13,33 +13,55 @@ rule aggregate:
     output:
         csv=TABLE_CSV,
         markdown=TABLE_MD,
-        html=report(f"{OUT}/table.html", caption="../report/table.rst", category="Throughput",
-                    labels={"what": "table"}),
+        html=report(f"{OUT}/table.html", caption="../report/table.rst", category="Throughput", labels={"what": "table"}),
         plot=PLOT,
-        plot_svg=report(svg(PLOT), caption="../report/edges_per_second.rst", category="Throughput",
-                        labels={"what": "edges/s by network"}),
+        plot_svg=report(
+            svg(PLOT),
+            caption="../report/edges_per_second.rst",
+            category="Throughput",
+            labels={"what": "edges/s by network"},
+        ),
         active_rows=f"{OUT}/active_rows.png",
-        active_rows_svg=report(f"{OUT}/active_rows.svg", caption="../report/active_rows.rst",
-                               category="Active rows", labels={"what": "active rows per layer"}),
+        active_rows_svg=report(
+            f"{OUT}/active_rows.svg",
+            caption="../report/active_rows.rst",
+            category="Active rows",
+            labels={"what": "active rows per layer"},
+        ),
         comparison=COMPARISON,
-        comparison_html=report(f"{OUT}/published_comparison.html", caption="../report/published.rst",
-                               category="Published figures", labels={"what": "comparison"}),
+        comparison_html=report(
+            f"{OUT}/published_comparison.html",
+            caption="../report/published.rst",
+            category="Published figures",
+            labels={"what": "comparison"},
+        ),
         peers=f"{OUT}/peers_comparison.csv",
-        peers_html=report(f"{OUT}/peers_comparison.html", caption="../report/peers.rst",
-                          category="Published figures", labels={"what": "the field's codes, measured here"}),
+        peers_html=report(
+            f"{OUT}/peers_comparison.html",
+            caption="../report/peers.rst",
+            category="Published figures",
+            labels={"what": "the field's codes, measured here"},
+        ),
         # the bandwidth roofline: GPUs only
         roofline=[ROOFLINE] if USE_GPU else [],
-        roofline_svg=[report(svg(ROOFLINE), caption="../report/roofline.rst", category="Throughput",
-                             labels={"what": "roofline"})] if USE_GPU else [],
-    params:
-        roofline=["--roofline", ROOFLINE] if USE_GPU else [],  # a list: `:q` quotes each
-        gpu=USE_GPU,  # for the captions
+        roofline_svg=(
+            [
+                report(
+                    svg(ROOFLINE), caption="../report/roofline.rst", category="Throughput", labels={"what": "roofline"}
+                )
+            ]
+            if USE_GPU
+            else []
+        ),
+    log:
+        f"{OUT}/logs/aggregate.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/aggregate.log",
+    params:
+        roofline=["--roofline", ROOFLINE] if USE_GPU else [],  # a list: `:q` quotes each
+        gpu=USE_GPU,  # for the captions
     shell:
         "python -m spdnn aggregate {input.results:q} --csv {output.csv:q} --markdown {output.markdown:q}"
         " --plot {output.plot:q} {params.roofline:q} --active-rows {output.active_rows:q}"
@@ -53,14 +75,18 @@ rule model_check:
         tuned=[f"{OUT}/tuned/neuron{n['neurons']}-l{n['layers']}.{GPU_SLUG}.json" for n in NETWORKS],
     output:
         png=f"{OUT}/model_check.png",
-        svg=report(f"{OUT}/model_check.svg", caption="../report/model_check.rst", category="Cost model",
-                   labels={"what": "predicted vs measured"}),
+        svg=report(
+            f"{OUT}/model_check.svg",
+            caption="../report/model_check.rst",
+            category="Cost model",
+            labels={"what": "predicted vs measured"},
+        ),
+    log:
+        f"{OUT}/logs/model_check.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/model_check.log",
     shell:
         "python -m spdnn model-check {input.results:q} --tuned {input.tuned:q} --plot {output.png:q} 2> {log:q}"
 
@@ -75,13 +101,17 @@ rule scaling:
     output:
         csv=f"{OUT}/scaling.csv",
         plot=f"{OUT}/scaling.png",
-        svg=report(f"{OUT}/scaling.svg", caption="../report/scaling.rst", category="Multi-GPU scaling",
-                   labels={"what": "scaling"}),
+        svg=report(
+            f"{OUT}/scaling.svg",
+            caption="../report/scaling.rst",
+            category="Multi-GPU scaling",
+            labels={"what": "scaling"},
+        ),
+    log:
+        f"{OUT}/logs/scaling.log",
     conda:
         ENV
     resources:
         machine=1,
-    log:
-        f"{OUT}/logs/scaling.log",
     shell:
         "python -m spdnn scaling {input:q} --csv {output.csv:q} --plot {output.plot:q} 2> {log:q}"
