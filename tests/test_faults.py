@@ -96,7 +96,13 @@ def test_killed_during_conversion_resumes(generated, tmp_path, sig):
     work = fresh_copy(generated, tmp_path)
     cache_dir = work / "data/cache/synthetic"
     proc = start(work, config_for(work), "--until", "convert_weights")
-    kill_when(proc, lambda: any(cache_dir.glob(".neuron4096-l40.weights.arrow.*.tmp")), sig)
+    # the Arrow file's own temporary (not its checksum sidecar's, ".<name>.sha256.*.tmp", written
+    # after the Arrow file is in place: a kill then leaves a finished file without a checksum)
+    kill_when(
+        proc,
+        lambda: any(p for p in cache_dir.glob(".neuron4096-l40.weights.arrow.*.tmp") if ".sha256." not in p.name),
+        sig,
+    )
     assert not (cache_dir / "neuron4096-l40.weights.arrow").exists()  # nothing that looks finished
     if sig == signal.SIGKILL:  # no chance to clean up: Snakemake's lock stays until --unlock
         finish(start(work, config_for(work), "--unlock"))
