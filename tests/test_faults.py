@@ -21,6 +21,12 @@ from .conftest import ROOT, SAMPLE, serve
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow/Snakefile")]
 
 
+def _default_sigint() -> None:
+    # A shell that starts pytest in the background (`pytest &`, CI runners) leaves SIGINT
+    # ignored, and children inherit that: the workflow must see Ctrl-C as a terminal gives it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(workdir: Path, config: dict, *args: str) -> subprocess.Popen:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return subprocess.Popen(
@@ -29,6 +35,7 @@ def start(workdir: Path, config: dict, *args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
 
 
