@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -233,7 +234,14 @@ def plot_edges_per_second(records: Sequence[Record], path: str | Path) -> None:
 
 # Peak DRAM bandwidth (bytes/s) from vendor data sheets, for the roofline (docs/design.md#roofline): a
 # layer-at-a-time kernel moves 8 N bytes per active row per layer for 32 N edges.
-PEAK_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.039e12, "V100": 0.9e12}
+def _peak_bandwidths() -> dict[str, float]:
+    """GPU name fragment -> data-sheet HBM bandwidth, from the cost model's hardware presets
+    (spdnn/model/hardware.json: the one home of these figures), read without importing the model."""
+    presets = json.loads((Path(__file__).parent / "model" / "hardware.json").read_text())["presets"]
+    return {p["match"][0]: float(p["hbm_bandwidth"]) for p in presets.values() if p.get("match")}
+
+
+PEAK_BANDWIDTH = _peak_bandwidths()
 
 
 def peak_bandwidth(device: str) -> float | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from .. import challenge
+from ..devices import gpu_names
 from .cost import predict
 from .explore import engine_spaces, evaluate
 from .hardware import gpu_slug, load_hardware, preset_for_gpu
@@ -15,15 +15,9 @@ from .validated import measured_label
 
 
 def detect_gpu() -> str | None:
-    """The first GPU's name from nvidia-smi, or None without one."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return names[0] if out.returncode == 0 and names else None
+    """The first GPU's name from nvidia-smi (spdnn.devices), or None without one."""
+    names = gpu_names()
+    return names[0] if names else None
 
 
 def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS) -> dict:
