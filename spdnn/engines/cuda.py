@@ -698,17 +698,7 @@ class CudaEngine(Engine):
         carry = self.carry_from <= k + 1 < run.layers
         if carry:
             self._launch = ("spdnn_saturated", k, lay.kw, tiles)
-            fns["saturated"].prepared_async_call(
-                (tiles, 1),
-                (run.warps * 32, 1, 1),
-                self.compute,
-                run.buf[bt.cur],
-                np.int32(lay.wout),
-                np.int32(nrows),
-                fcur,
-                np.intp(0),
-                np.intp(int(run.sat_at) + 4 * k),
-            )
+            self._saturated(run, bt, fns, k, np.intp(0), np.intp(int(run.sat_at) + 4 * k))  # count only
         d = bt.checks.check_point(
             k,
             last,
@@ -727,6 +717,22 @@ class CudaEngine(Engine):
         if d.compact:
             self._compact(run, bt, fns, k, d.rows)
         return True
+
+    def _saturated(self, run: _Run, bt: _Batch, fns: dict, k: int, sat, count) -> None:
+        """spdnn_saturated on the batch's rows after layer k: adds their number to `count` and,
+        with `sat` (not 0), marks them there and clears their flags."""
+        nrows = bt.nrows
+        fns["saturated"].prepared_async_call(
+            ((nrows + 31) // 32, 1),
+            (run.warps * 32, 1, 1),
+            self.compute,
+            run.buf[bt.cur],
+            np.int32(self._layers[k].wout),
+            np.int32(nrows),
+            run.flags[k % 3],
+            sat,
+            count,
+        )
 
     def _peek(self, run: _Run, bt: _Batch, k: int) -> None:
         """Copy the counts back without waiting (read at the next check point, see _peeked).
@@ -764,19 +770,8 @@ class CudaEngine(Engine):
         so that the compaction drops them."""
         lay, nrows, cur, warps = self._layers[k], bt.nrows, bt.cur, run.warps
         tiles = (nrows + 31) // 32
-        fcur = run.flags[k % 3]
         self._launch = ("spdnn_saturated/spdnn_compact", k, lay.kw, tiles)
-        fns["saturated"].prepared_async_call(
-            (tiles, 1),
-            (warps * 32, 1, 1),
-            self.compute,
-            run.buf[cur],
-            np.int32(lay.wout),
-            np.int32(nrows),
-            fcur,
-            run.sat,
-            run.total,
-        )  # (count: scratch)
+        self._saturated(run, bt, fns, k, run.sat, run.total)  # (count: scratch, the scan overwrites it)
         fns["scan"].prepared_async_call(
             (1, 1), (1024, 1, 1), self.compute, run.sat, np.int32(nrows), run.pos, run.total
         )
