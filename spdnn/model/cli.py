@@ -192,7 +192,7 @@ def register(subparsers) -> None:
     )
     msub = model.add_subparsers(dest="model_command", required=True)
 
-    def common(p):
+    def network(p):  # the network a subcommand models
         p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
         p.add_argument("--layers", type=int, required=True, help="layers (L)")
         p.add_argument(
@@ -201,6 +201,9 @@ def register(subparsers) -> None:
             default=challenge.N_INPUTS,
             help=f"input rows the stored survival profile is scaled to (default {challenge.N_INPUTS})",
         )
+
+    def common(p):
+        network(p)
         p.add_argument("--preset", default=None, help="hardware preset: h100-sxm, h200, a100, v100")
         p.add_argument("--gpu", default=None, help="GPU name (nvidia-smi) to pick the preset")
 
@@ -262,14 +265,7 @@ def register(subparsers) -> None:
     p = msub.add_parser(
         "hwdse", help="hardware design-space exploration: Pareto front of throughput vs an area or power proxy (a plot)"
     )
-    p.add_argument("--neurons", type=int, required=True, help="neurons per layer (N)")
-    p.add_argument("--layers", type=int, required=True, help="layers (L)")
-    p.add_argument(
-        "--inputs",
-        type=int,
-        default=challenge.N_INPUTS,
-        help=f"input rows the stored survival profile is scaled to (default {challenge.N_INPUTS})",
-    )
+    network(p)
     p.add_argument("--preset", default="h100-sxm", help="the GPU the grid scales (hardware.json)")
     p.add_argument(
         "--design",
