@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -387,7 +388,7 @@ print("HEAVY", heavy)
         run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
         line = next((x for x in run.stdout.splitlines() if x.startswith("HEAVY ")), None)
         assert line is not None, (run.stdout + run.stderr)[-3000:]
-        return set(eval(line[len("HEAVY ") :]))
+        return set(ast.literal_eval(line[len("HEAVY ") :]))
 
     trivial = tmp_path / "trivial"
     trivial.mkdir()
