@@ -34,6 +34,7 @@ from spdnn.dag.network import (
     activate,
 )
 from spdnn.dag.validate import DagValidationError, check_levels, compare_outputs
+from spdnn.io.checksum import checksum_path, checksum_problem
 from spdnn.io.errors import DataError
 
 
@@ -99,8 +100,48 @@ def test_round_trip_tsv_and_cache(tmp_path):
 def test_cache_rejects_other_files(tmp_path):
     bad = tmp_path / "x.arrow"
     bad.write_bytes(b"not arrow")
-    with pytest.raises(DataError, match="x.arrow"):
-        cache.read_cache(bad)
+    with pytest.raises(DataError, match="x.arrow: not an Arrow IPC file"):
+        cache.read_cache(bad, verify=False)
+
+
+def _cached_network(tmp_path: Path) -> Path:
+    path = tmp_path / "e.dag.arrow"
+    cache.write_cache(levelise(evolved(2000, seed=5)), path)
+    return path
+
+
+def test_dag_cache_writes_checksum_file(tmp_path):
+    path = _cached_network(tmp_path)
+    assert checksum_problem(path) is None
+    assert checksum_path(path).exists()
+
+
+def test_damaged_dag_cache_is_detected(tmp_path):
+    # Same size, one byte of the edge weights flipped: only the sha256 can tell
+    path = _cached_network(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"e\.dag\.arrow: damaged cache file \(content sha256 .* differs"):
+        cache.read_cache(path)
+    assert not checksum_path(path).exists()  # never trusted again: the workflow rebuilds it
+    with pytest.raises(DataError, match="no checksum file beside it"):
+        cache.read_cache(path)
+
+
+def test_truncated_dag_cache_is_detected(tmp_path):
+    path = _cached_network(tmp_path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"e\.dag\.arrow: damaged cache file \(size \d+ differs"):
+        cache.read_cache(path)
+
+
+def test_dag_cache_without_checksum_file_is_refused(tmp_path):
+    path = _cached_network(tmp_path)
+    checksum_path(path).unlink()  # a run killed between the cache's rename and its checksum file's
+    with pytest.raises(DataError, match=r"e\.dag\.arrow: damaged cache file \(no checksum file"):
+        cache.read_cache(path)
+    assert cache.read_cache(path, verify=False).n_nodes > 0  # the data itself was whole
 
 
 # ----------------------------------------------------------------------------- errors name the nodes

@@ -5,7 +5,9 @@ role, level, and the node's incoming edges as two list columns, `in_sources` (ro
 this table, ascending) and `in_weights`. A list column is an offsets array plus a values
 array, so the offsets are the CSR row pointer of the engines and loading costs no copy.
 The schema metadata holds the format version, the counts, the level pointer and the
-source files' sha256. Limit: fewer than 2^31 edges (int32 list offsets).
+source files' sha256. Like the layered cache, the file is written with a checksum file
+beside it (`spdnn.io.checksum`), verified before every read. Limit: fewer than 2^31 edges
+(int32 list offsets).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from ..io.atomic import atomic_path
+from ..io.checksum import checksummed_output, verify_checksum
 from ..io.errors import DataError
 from .network import DagNetwork
 
@@ -35,7 +37,8 @@ SCHEMA = pa.schema(
 
 
 def write_cache(net: DagNetwork, path: str | os.PathLike, **provenance: object) -> None:
-    """Write the network atomically; `provenance` (e.g. source checksums) goes into the metadata."""
+    """Write the network atomically, then its checksum file; `provenance` (e.g. source checksums)
+    goes into the metadata."""
     if net.n_edges >= 2**31:
         raise ValueError(f"{net.n_edges} edges: the cache holds fewer than 2^31")
     offsets = pa.array(net.indptr.astype(np.int32), pa.int32())
@@ -60,14 +63,21 @@ def write_cache(net: DagNetwork, path: str | os.PathLike, **provenance: object) 
         ],
         schema=SCHEMA.with_metadata({b"spdnn": json.dumps(meta).encode()}),
     )
-    with atomic_path(path) as tmp:
+    with checksummed_output(path) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=max(1, net.n_nodes))
 
 
-def read_cache(path: str | os.PathLike) -> DagNetwork:
-    """Load a cache file (memory-mapped, zero-copy for the big arrays)."""
+def read_cache(path: str | os.PathLike, verify: bool = True) -> DagNetwork:
+    """Load a cache file (memory-mapped, zero-copy for the big arrays).
+
+    With `verify`, its size and sha256 are first checked against its checksum file: a damaged
+    or unchecksummed file is a DataError naming it (and loses its checksum file, so the
+    workflow rebuilds it), never a network of wrong values.
+    """
     name = str(path)
+    if verify:
+        verify_checksum(path)
     try:
         source = pa.memory_map(name)
         reader = pa.ipc.open_file(source)

@@ -10,7 +10,6 @@ network's metadata (N, layers, bias, source, checksums) in the Arrow schema meta
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,9 @@ import scipy.sparse as sp
 
 from .. import challenge
 from ..progress import progress as progress_bar
-from .atomic import atomic_path, remove_stale, temporary_name, write_text
+from .atomic import remove_stale, temporary_name
+from .checksum import checksum_path as checksum_path  # re-exported: stale.py and tests name it here
+from .checksum import checksum_problem, checksummed_output, sha256_file, verify_checksum
 from .errors import DataError
 from .tsv import MAX_LINE_BYTES, iter_triples
 
@@ -144,72 +145,26 @@ class GzipStream(io.RawIOBase):
         super().close()
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checksum_path(path: str | os.PathLike) -> Path:
-    """The sidecar holding a cache file's content sha256 and size, written after the file itself."""
-    return Path(f"{path}.sha256")
-
-
-@contextlib.contextmanager
-def _cache_output(output: str | os.PathLike) -> Iterator[Path]:
-    """Write a cache file atomically, then its checksum sidecar.
-
-    A file without a matching sidecar (a run killed between the two renames, a damaged disk)
-    is not trusted: `cache_problem` reports it and the workflow rebuilds it.
-    """
-    sidecar = checksum_path(output)
-    sidecar.unlink(missing_ok=True)
-    with atomic_path(output) as tmp:
-        yield tmp
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    write_text(sidecar, json.dumps({"sha256": digest, "size": size}) + "\n")
-
-
-def cache_problem(path: str | os.PathLike, full: bool = True) -> str | None:
-    """Why a cache file cannot be trusted, or None: missing sidecar, size or sha256 differing
-    from it, or an unreadable Arrow file. Without `full`, the sha256 is checked only when the
-    file was modified after its checksum file was written (a cheap check before every run;
-    Snakemake touches both outputs of a job in order, which keeps the file the older one)."""
-    path = Path(path)
-    sidecar = checksum_path(path)
-    if not path.exists():
-        return "missing"
-    if not sidecar.exists():
-        return "no checksum file beside it (an interrupted write?)"
-    try:
-        expected = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return f"unreadable checksum file {sidecar.name}"
-    if path.stat().st_size != expected.get("size"):
-        return f"size {path.stat().st_size} differs from the recorded {expected.get('size')}"
+def _arrow_problem(path: Path) -> str | None:
+    """Why a cache file is not a readable spdnn Arrow file, or None (the probe of `cache_problem`)."""
     try:
         read_metadata(path)
     except (OSError, pa.ArrowInvalid, DataError) as err:
         return f"unreadable: {err}"
-    if full or path.stat().st_mtime_ns > sidecar.stat().st_mtime_ns:
-        actual = sha256_file(path)
-        if actual != expected.get("sha256"):
-            return f"content sha256 {actual[:16]}... differs from the recorded {str(expected.get('sha256'))[:16]}..."
     return None
+
+
+def cache_problem(path: str | os.PathLike, full: bool = True) -> str | None:
+    """Why a cache file cannot be trusted, or None: `checksum.checksum_problem` (missing sidecar,
+    size or sha256 differing from it) or an unreadable Arrow file. Without `full`, the sha256 is
+    checked only when the file was modified after its checksum file was written."""
+    return checksum_problem(path, full, probe=_arrow_problem)
 
 
 def verify_cache(path: str | os.PathLike, full: bool = True) -> None:
     """Raise DataError if the cache file is damaged, after removing its checksum file: a file
     without one is never trusted again, and the workflow's next run rebuilds it."""
-    problem = cache_problem(path, full)
-    if problem is not None:
-        checksum_path(path).unlink(missing_ok=True)
-        raise DataError(
-            str(path), None, f"damaged cache file ({problem}); removed its checksum file: re-run to rebuild it"
-        )
+    verify_checksum(path, full, probe=_arrow_problem)
 
 
 def _metadata(**items: object) -> dict[bytes, bytes]:
@@ -306,7 +261,7 @@ def convert_weights(
         source_sha256=sha256_file(archive),
     )
     schema = WEIGHTS_SCHEMA.with_metadata(meta)
-    with _cache_output(output) as tmp, _park_folder(Path(output)) as park:
+    with checksummed_output(output) as tmp, _park_folder(Path(output)) as park:
         next_layer = 1
         parked: set[int] = set()
         bar = progress_bar(total=layers, desc=f"convert neuron{neurons} layers", unit="layer", disable=not progress)
@@ -552,7 +507,7 @@ def convert_inputs(
         source_sha256=sha256_file(tsv_gz),
     )
     table = pa.table([row, col, val], schema=INPUTS_SCHEMA.with_metadata(meta))
-    with _cache_output(output) as tmp:
+    with checksummed_output(output) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)  # one batch: columns map back as single zero-copy arrays
 

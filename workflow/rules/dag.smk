@@ -44,7 +44,9 @@ rule dag_convert:
         edges=f"{DAG_RAW}/{{net}}.edges.tsv",
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:
-        f"{DAG_CACHE}/{{net}}.dag.arrow",
+        arrow=f"{DAG_CACHE}/{{net}}.dag.arrow",
+        # written after the cache; a damaged cache loses it when read, so the next run rebuilds
+        checksum=f"{DAG_CACHE}/{{net}}.dag.arrow.sha256",
     log:
         f"{DAG_OUT}/logs/convert-{{net}}.log",
     conda:
@@ -52,12 +54,13 @@ rule dag_convert:
     resources:
         machine=1,
     shell:
-        "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output:q} 2> {log:q}"
+        "python -m spdnn --quiet dag convert {input.edges:q} {input.nodes:q} {output.arrow:q} 2> {log:q}"
 
 
 rule dag_run:
     input:
         cache=f"{DAG_CACHE}/{{net}}.dag.arrow",
+        checksum=f"{DAG_CACHE}/{{net}}.dag.arrow.sha256",
         edges=f"{DAG_RAW}/{{net}}.edges.tsv",
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:
