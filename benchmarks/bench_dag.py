@@ -350,7 +350,9 @@ def targets(record: dict) -> dict:
     big = [
         r
         for r in record["cases"]
-        if r.get("edges", 0) >= 10**6
+        # "about 1e6 edges": the generators land within ~15% of the size asked (896k-1.04M at
+        # 1e6), so a strict 1e6 threshold would judge the target on whichever shape overshot
+        if r.get("edges", 0) >= 0.8e6
         and r.get("batch") == 1000
         and "cuda-warp_seconds" in r
         and r.get("kind") in ("pruned", "evolved", *SHAPES)
