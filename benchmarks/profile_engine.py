@@ -47,7 +47,9 @@ def profile(engine: CudaEngine, x) -> dict:
                 a.record(args[2])
                 _orig(*args, **kw)
                 b.record(args[2])
-                launches.append((_name, engine._launch if _name in ("layer", "fused") else None, args[0][0], a, b))
+                launches.append(
+                    (_name, engine._launch if _name in ("layer", "fused", "fused_scatter") else None, args[0][0], a, b)
+                )
 
             fn.prepared_async_call = timed
             originals.append((fn, original))
@@ -77,14 +79,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("network", help="NxL, e.g. 1024x120")
     ap.add_argument("--inputs", type=int, default=60000)
-    ap.add_argument("--pool", type=int, default=6000)
+    ap.add_argument("--pool", type=int, default=0, help="distinct inputs, repeated to --inputs (0: all distinct)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--option", action="append", default=[], help="engine option key=value (repeatable)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     n, layers = (int(v) for v in args.network.split("x"))
     weights = Weights.from_matrices(list(generate_layers(n, layers, args.seed)))
-    x = make_inputs(n, args.inputs, args.pool, args.seed)
+    x = make_inputs(n, args.inputs, args.pool or args.inputs, args.seed)
     options = dict(parse_option(o) for o in args.option)
     engine = CudaEngine(**options)
     engine.prepare(weights, layers)
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
     for name, ms in sorted(prof["kernel_ms"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:8s} {ms:8.3f} ms")
     for row in prof["launches"]:
-        if row["kernel"] in ("layer", "fused", "compact"):
+        if row["kernel"] in ("layer", "fused", "fused_scatter", "compact"):
             print(f"    {row['kernel']:7s} {row['where']:>9s} {row['blocks']:7d} blocks {row['ms'] * 1e3:8.1f} us")
     out = Path(args.out) / f"profile-{args.network}-{'-'.join(f'{k}{v}' for k, v in options.items()) or 'default'}.json"
     out.write_text(json.dumps(prof, indent=1, default=float))

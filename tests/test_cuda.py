@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from spdnn import challenge
 from spdnn.engines import EngineUnavailable, get_engine
 from spdnn.engines.cpu import CpuEngine
-from spdnn.engines.layer_plan import plan_network, transposed_layer
+from spdnn.engines.layer_plan import fuse_bytes, plan_network, transposed_layer
 from spdnn.io.cache import Weights, load_inputs, load_weights
 
 
@@ -126,7 +126,18 @@ def test_plan_rules_on_cpu(sample_cache):
     general = plan_network(
         Weights.from_matrices(mats, bias=0.01), 3, "auto", fuse_width=256, smem_optin=H100_SMEM_OPTIN
     )
-    assert general.variant == "dedup" and general.fused_layers == 0 and general.final_map is None
+    # full width (no duplicates): scatter segments, while the 256 distinct columns fit 16 warps'
+    # registers and a layer's staged columns fit beside the tile (not the one with the longest columns)
+    assert general.variant == "dedup" and general.final_map is None
+    assert general.fuse_wmax == 256 and general.fuse_ucmax == 256
+    fits = [fuse_bytes(256, p.kw, True, "dedup", 256) <= H100_SMEM_OPTIN - 1024 for p in general.layers]
+    assert [p.fused for p in general.layers] == fits and 0 < sum(fits) < 3
+    unstaged = plan_network(Weights.from_matrices(mats, bias=0.01), 3, "auto", 256, H100_SMEM_OPTIN, False)
+    assert unstaged.fused_layers == 3
+    assert (
+        plan_network(Weights.from_matrices(mats, bias=0.01), 3, "dedup", 256, H100_SMEM_OPTIN, warps=8).fused_layers
+        == 0
+    )
     mats, _ = random_network(128, 8, 1)
     small = Weights.from_matrices(mats, bias=0.01)
     assert plan_network(small, 8, "merged", fuse_width=256, smem_optin=H100_SMEM_OPTIN).fused_layers == 8
@@ -136,6 +147,25 @@ def test_plan_rules_on_cpu(sample_cache):
         plan_network(small, 8, "merged", fuse_width=256, smem_optin=48 * 1024, stage_weights=False).fused_layers == 8
     )  # the tile alone fits
     assert plan_network(weights, 4, "dedup", carry_saturated=False).carry_from == 4
+
+
+def test_scatter_fusion_rules_on_cpu(sample_cache):
+    """Full-width (dedup) layers fuse by the variant's rule (up to 1024 wide): the challenge
+    sample's 1024-wide layers with their 64 distinct columns all fuse, in one tile buffer plus
+    two layers' staged columns; a width of 0, a block too small for the tile, or more distinct
+    columns than the warps' registers hold fuse nothing."""
+    weights = load_weights(sample_cache["weights"])
+    layers = weights.n_layers
+    net = plan_network(weights, layers, "dedup", fuse_width=None, smem_optin=H100_SMEM_OPTIN)
+    assert net.fused_layers == layers and net.fuse_width == 1024
+    assert net.fuse_wmax == 1024 and net.fuse_ucmax == 64
+    # the tile buffer (128 KB) and two layers' 64 x 32 staged (index, value) pairs (32 KB)
+    assert fuse_bytes(1024, 32, True, "dedup", 64) == 32 * 4 * 1024 + 2 * 2 * 4 * 64 * 32
+    merged = plan_network(weights, layers, "merged", fuse_width=None, smem_optin=H100_SMEM_OPTIN)
+    assert merged.fuse_width == 256 and merged.fused_layers == layers - 1  # the merged rule is unchanged
+    assert plan_network(weights, layers, "dedup", fuse_width=0, smem_optin=H100_SMEM_OPTIN).fused_layers == 0
+    assert plan_network(weights, layers, "dedup", fuse_width=None, smem_optin=100 * 1024).fused_layers == 0
+    assert plan_network(weights, layers, "dedup", None, H100_SMEM_OPTIN, warps=1).fused_layers == 0  # 32, 64 > 16
 
 
 # ----------------------------------------------------------------------------- on the GPU
@@ -209,7 +239,9 @@ def compare(weights: Weights, layers: int, x: sp.csr_matrix, **options):
 # the kernel paths: a kernel per layer at full width, per layer on the merged network, and
 # the merged network's narrow layers in fused multi-layer segments (the default for N <= 4096)
 PATHS = {
-    "dedup": dict(variant="dedup"),
+    "dedup": dict(variant="dedup", fuse_width=0),
+    "dedup-fused": dict(variant="dedup"),
+    "dedup-fused-unstaged": dict(variant="dedup", stage_weights=False),
     "merged": dict(variant="merged", fuse_width=0),
     "fused": dict(variant="merged"),
     "fused-unstaged": dict(variant="merged", stage_weights=False),
@@ -217,13 +249,17 @@ PATHS = {
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged", "auto"])
+@pytest.mark.parametrize(
+    "path", ["dedup", "dedup-fused", "dedup-fused-unstaged", "merged", "fused", "fused-unstaged", "auto"]
+)
 def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
     weights = load_weights(sample_cache["weights"])
     x = load_inputs(sample_cache["inputs"])
     got = compare(weights, weights.n_layers, x, **PATHS.get(path, {}))
     if path in ("fused", "fused-unstaged", "auto"):
         assert got.details["fused_layers"] == weights.n_layers - 1  # all but the first (1024 wide)
+    if path.startswith("dedup-fused"):
+        assert got.details["fused_layers"] == weights.n_layers  # full width: every layer
     truth = np.loadtxt(sample_cache["truth"], dtype=np.int64, ndmin=1) - 1
     truth = truth[truth < x.shape[0]]
     np.testing.assert_array_equal(got.categories, truth)
@@ -234,16 +270,18 @@ def test_sample_matches_cpu_and_truth(gpu, sample_cache, path):
     "neurons,layers,n_inputs",
     [(64, 24, 300), (256, 24, 300), (1024, 48, 600), (4096, 24, 400), (16384, 12, 200), (65536, 6, 64)],
 )
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
+@pytest.mark.parametrize("path", ["dedup", "dedup-fused", "merged", "fused", "fused-unstaged"])
 def test_synthetic_matches_cpu(gpu, neurons, layers, n_inputs, path):
     weights, x = synthetic(neurons, layers, n_inputs)
     got = compare(weights, layers, x, **PATHS[path])
     if path.startswith("fused"):
         assert (got.details["fused_layers"] > 0) == (neurons <= 4096)
+    if path == "dedup-fused":
+        assert (got.details["fused_layers"] == layers) == (neurons <= 1024)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
+@pytest.mark.parametrize("path", ["dedup", "dedup-fused", "dedup-fused-unstaged", "merged", "fused", "fused-unstaged"])
 @pytest.mark.parametrize("check_every", [1, 3, 64])
 def test_batches_and_check_intervals(gpu, path, check_every):
     """Many small batches (rows staged on a second stream); checks at every layer, at odd
@@ -287,6 +325,9 @@ def test_fused_general_network_positive_bias(gpu):
     weights = Weights.from_matrices(mats, bias=0.01)
     got = compare(weights, 8, x, variant="merged", check_every=3)
     assert got.details["fused_layers"] == 8
+    # the same network at full width: scatter segments (128 distinct columns in 16 warps' registers)
+    got = compare(weights, 8, x, variant="dedup", check_every=3)
+    assert got.details["fused_layers"] == 8 and got.details["variant"] == "dedup"
 
 
 @pytest.mark.gpu
@@ -341,7 +382,7 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
         "from tests.test_cuda import synthetic\n"
         "from spdnn.engines import get_engine\n"
         "w, x = synthetic(256, 4, 100)\n"
-        "e = get_engine('cuda', variant='dedup')\n"
+        "e = get_engine('cuda', variant='dedup', fuse_width=0)\n"
         "e.prepare(w, 4)\n"
         "e._layers[0].cidx = np.intp(16)  # the null page: nothing is mapped there (layer 0 always runs)\n"
         "try:\n"
@@ -368,7 +409,7 @@ def test_kernel_fault_names_kernel_and_configuration(gpu, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused", "fused-unstaged"])
+@pytest.mark.parametrize("path", ["dedup", "dedup-fused", "merged", "fused", "fused-unstaged"])
 def test_saturated_rows_are_carried(gpu, path):
     """Rows that are 32 everywhere leave the computation once every later layer keeps them so,
     with the same categories, counts and values; without it, nothing is carried."""
@@ -380,7 +421,7 @@ def test_saturated_rows_are_carried(gpu, path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ["dedup", "merged", "fused"])
+@pytest.mark.parametrize("path", ["dedup", "dedup-fused", "merged", "fused"])
 @pytest.mark.parametrize("check_every", [1, 5])
 def test_saturated_rows_carried_only_after_the_last_layer_that_breaks_them(gpu, path, check_every):
     from spdnn.generate import generate_inputs, generate_layers

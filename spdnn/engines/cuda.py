@@ -40,6 +40,9 @@ measurements: docs/benchmarks-gpu.md.
   copied to shared memory (cp.async) while the previous layer computes. A segment runs to
   the next check point, so narrow late layers cost neither a launch each nor HBM traffic;
   a tile whose rows all die stops early. Same terms and order: still bit-identical.
+  Full-width (dedup) layers fuse the same way (spdnn_fused_scatter; rule: up to 1024 wide)
+  with one tile buffer: each warp's distinct columns are computed into registers, then
+  scattered to their output neurons after a barrier.
 * Input load (spdnn_densify): each batch's CSR rows written as dense tile lines (zeros
   included), so no memset and no scattered 4-byte stores.
 * Active-row compaction: the host reads the active count at check points (every layer while
@@ -84,6 +87,7 @@ from .device import DeviceBuffers, compile_module, open_device
 from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.engines.cuda.transposed_layer, ...)
     FUSE_TILE_BYTES_PER_WIDTH,
     FUSE_WIDTH,
+    SCATTER_REGS,
     LayerPlan,
     NetworkPlan,
     carry_start,
@@ -219,15 +223,15 @@ class CudaEngine(Engine):
         self.warps = int(warps)
         self.grid_factor = max(1, int(grid_factor))
         self.sms = self.dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
-        # widest layer run in fused segments (its tile double-buffered in shared memory);
-        # None: the rule FUSE_WIDTH, capped by what one block may opt in to
+        # widest layer run in fused segments (its tile in shared memory: two buffers merged, one
+        # in a full-width scatter segment); None: the variant's rule (layer_plan.default_fuse_width)
         self.smem_optin = self.dev.get_attribute(cuda.device_attribute.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
-        limit = fuse_width_limit(self.smem_optin)
+        limit = fuse_width_limit(self.smem_optin, "dedup")  # the wider of the two kernels' limits
         if fuse_width is not None and not 0 <= int(fuse_width) <= limit:
             raise ValueError(
                 f"fuse_width must be in 0..{limit} on {self.dev.name()} (shared memory), not {fuse_width!r}"
             )
-        self.fuse_width = min(FUSE_WIDTH, limit) if fuse_width is None else int(fuse_width)
+        self.fuse_width = None if fuse_width is None else int(fuse_width)
         # fused segments copy each layer's columns to shared memory ahead of use (cp.async)
         self.stage_weights = bool(stage_weights)
         # rows that are 32 at every feature are carried, not computed, through the layers that
@@ -256,7 +260,13 @@ class CudaEngine(Engine):
             mod = compile_module(
                 KERNEL_FILE,
                 self.arch,
-                [f"-DKW={kw}", f"-DWARPS={self.warps}", f"-DFUSE_STAGE={int(self.stage_weights)}", "-O3"],
+                [
+                    f"-DKW={kw}",
+                    f"-DWARPS={self.warps}",
+                    f"-DFUSE_STAGE={int(self.stage_weights)}",
+                    f"-DFUSE_REGS={SCATTER_REGS}",
+                    "-O3",
+                ],
             )
             fns = {
                 "layer": mod.get_function("spdnn_layer"),
@@ -266,6 +276,7 @@ class CudaEngine(Engine):
                 "densify": mod.get_function("spdnn_densify"),
                 "iota": mod.get_function("spdnn_iota"),
                 "fused": mod.get_function("spdnn_fused"),
+                "fused_scatter": mod.get_function("spdnn_fused_scatter"),
                 "saturated": mod.get_function("spdnn_saturated"),
             }
             fns["saturated"].prepare("PiiPPP")
@@ -276,15 +287,17 @@ class CudaEngine(Engine):
             fns["densify"].prepare("PPPiiiP")
             fns["iota"].prepare("Pii")
             fns["fused"].prepare("PPPPPPiiiifPPPPP")
+            fns["fused_scatter"].prepare("PPPPPPPPPiiiiifPPPPP")
             self._modules[key] = (mod, fns)
         return self._modules[key][1]
 
-    def _fuse_smem(self, fns, kw: int) -> int:
-        """Dynamic shared memory of a fused launch; opts the kernel in beyond the default 48 KB once."""
-        nbytes = fuse_bytes(self.fuse_wmax, kw, self.stage_weights)
-        if fns.get("fused_optin", 0) < nbytes:  # (static shared memory counts towards 48 KB too)
-            fns["fused"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
-            fns["fused_optin"] = nbytes
+    def _fuse_smem(self, fns, name: str, kw: int) -> int:
+        """Dynamic shared memory of a fused launch of kernel `name`; opts it in beyond the default
+        48 KB once."""
+        nbytes = fuse_bytes(self.fuse_wmax, kw, self.stage_weights, self.chosen, self.fuse_ucmax)
+        if fns.get(f"{name}_optin", 0) < nbytes:  # (static shared memory counts towards 48 KB too)
+            fns[name].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
+            fns[f"{name}_optin"] = nbytes
         return nbytes
 
     def _to_device(self, array: np.ndarray):
@@ -308,9 +321,11 @@ class CudaEngine(Engine):
             smem_optin=self.smem_optin,
             stage_weights=self.stage_weights,
             carry_saturated=self.carry_saturated,
+            warps=self.warps,
         )
         self._upload(net)
         self.chosen, self.carry_from, self.fuse_wmax = net.variant, net.carry_from, net.fuse_wmax
+        self.fuse_ucmax, self.fuse_width_used = net.fuse_ucmax, net.fuse_width
         self.max_width = net.max_width
         self.final_map = net.final_map  # output neuron j of the last layer holds merged feature final_map[j]
         self.prepare_seconds = time.perf_counter() - t0
@@ -318,9 +333,10 @@ class CudaEngine(Engine):
         self.fused_layers = net.fused_layers
 
     def _upload(self, net: NetworkPlan) -> None:
-        """All layers' columns in one allocation (the fused kernel indexes it by layer offset;
+        """All layers' columns in one allocation (the fused kernels index it by layer offset;
         each layer's start a multiple of 4 entries: int4/float4 loads need 16-byte alignment),
-        and each layer's output lists."""
+        each layer's output lists, and all layers' output lists in one allocation too (the
+        scatter segments index them by layer: out_ptr[poff[k]:poff[k + 1]], absolute positions)."""
         plan = net.layers
         woff = np.zeros(len(plan) + 1, dtype=np.int64)
         np.cumsum([-(-len(p.cidx) // 4) * 4 for p in plan], out=woff[1:])
@@ -330,11 +346,17 @@ class CudaEngine(Engine):
             cidx_host[woff[k] : woff[k] + len(p.cidx)] = p.cidx
             cval_host[woff[k] : woff[k] + len(p.cval)] = p.cval
         cidx_all, cval_all = self._to_device(cidx_host), self._to_device(cval_host)
+        poff = np.zeros(len(plan) + 1, dtype=np.int64)
+        np.cumsum([p.ucols + 1 for p in plan], out=poff[1:])
+        loff = np.cumsum([0] + [len(p.out_list) for p in plan])
         self._weights_dev = dict(
             cidx=cidx_all,
             cval=cval_all,
             woff=self._to_device(woff),
             widths=self._to_device(np.array([plan[0].win] + [p.wout for p in plan], dtype=np.int32)),
+            poff=self._to_device(poff.astype(np.int32)),
+            out_ptr=self._to_device(np.concatenate([p.out_ptr + np.int32(lo) for p, lo in zip(plan, loff)])),
+            out_list=self._to_device(np.concatenate([p.out_list for p in plan])),
         )
         for k, p in enumerate(plan):
             self._layers.append(
@@ -465,7 +487,7 @@ class CudaEngine(Engine):
             arch=self.arch,
             warps=run.warps,
             grid_factor=self.grid_factor,
-            fuse_width=self.fuse_width,
+            fuse_width=self.fuse_width_used,
             fused_layers=self.fused_layers,
             stage_weights=self.stage_weights,
             prepare_seconds=getattr(self, "prepare_seconds", None),
@@ -623,8 +645,14 @@ class CudaEngine(Engine):
             while k1 < run.layers and k1 - k0 < room and self._layers[k1].fused and self._layers[k1].kw == first.kw:
                 k1 += 1
             wd = self._weights_dev
-            self._launch = ("spdnn_fused", f"{k0}..{k1 - 1}", first.kw, tiles)
-            fns["fused"].prepared_async_call(
+            # merged: outputs are the columns (two tile buffers); full width: scattered (one)
+            if self.chosen == "dedup":
+                name, lists = "fused_scatter", (wd["poff"], wd["out_ptr"], wd["out_list"])
+                sizes: tuple = (np.int32(self.fuse_wmax), np.int32(self.fuse_ucmax))
+            else:
+                name, lists, sizes = "fused", (), (np.int32(self.fuse_wmax),)
+            self._launch = (f"spdnn_{name}", f"{k0}..{k1 - 1}", first.kw, tiles)
+            fns[name].prepared_async_call(
                 (tiles, 1),
                 (warps * 32, 1, 1),
                 self.compute,
@@ -634,17 +662,18 @@ class CudaEngine(Engine):
                 wd["cval"],
                 wd["woff"],
                 wd["widths"],
+                *lists,
                 np.int32(k0),
                 np.int32(k1),
                 np.int32(nrows),
-                np.int32(self.fuse_wmax),
+                *sizes,
                 self.bias,
                 flags[(k0 - 1) % 3],
                 flags[(k1 - 1) % 3],
                 flags[k1 % 3],
                 run.counts,
                 count_ptr,
-                shared_size=self._fuse_smem(fns, first.kw),
+                shared_size=self._fuse_smem(fns, name, first.kw),
             )
             bt.counted_prev = True  # every layer of the segment counted its rows
         else:

@@ -16,7 +16,8 @@ Two variants (docs/design.md):
 The rules (pure functions of the plan and the device's shared memory): the variant ("merged"
 when merging narrows the layers' total feature width at least 2x, else "dedup"), which layers
 run in fused multi-layer segments (merged layers no wider than the fuse width, whose segment's
-shared memory fits one block) and from which layer saturated rows are carried (carry_start).
+shared memory fits one block; full-width layers whose tile fits one buffer and whose distinct
+columns fit the warps' registers) and from which layer saturated rows are carried (carry_start).
 Nothing here imports pycuda: the plan is tested on the CPU (tests/test_cuda.py, test_model.py).
 """
 
@@ -37,6 +38,14 @@ VARIANTS = ("dedup", "merged")
 # (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
 FUSE_TILE_BYTES_PER_WIDTH = 2 * 32 * 4
 FUSE_WIDTH = 256
+# Full-width ("dedup") layers fuse in scatter segments (spdnn_fused_scatter): one tile buffer
+# (32 x 4 bytes per feature) and each warp's distinct columns held in SCATTER_REGS registers
+# (the kernel's FUSE_REGS), so a layer fuses when its distinct columns are at most
+# warps x SCATTER_REGS. Rule: up to 1024 wide (N <= 1024 on the challenge, whose tail of a few
+# latency-bound rows then costs one launch per check interval instead of one per layer).
+SCATTER_TILE_BYTES_PER_WIDTH = 32 * 4
+SCATTER_REGS = 16
+FUSE_WIDTH_SCATTER = 1024
 
 
 def pad_width(k: int) -> int:
@@ -170,7 +179,8 @@ class LayerPlan:
     out_ptr, out_list: output neurons of distinct column u are out_list[out_ptr[u]:out_ptr[u+1]]
     (merged: column u is output u); umap[j]: the distinct column of original output neuron j;
     win, wout: the layer's input and output feature widths; keeps_saturated: an all-32 row
-    stays all-32 (keeps_saturated()); fused: runs inside a fused segment (fusable()).
+    stays all-32 (keeps_saturated()); fused: runs inside a fused segment (fusable(): merged
+    layers in spdnn_fused, full-width ones in spdnn_fused_scatter).
     """
 
     cidx: np.ndarray
@@ -191,12 +201,16 @@ class NetworkPlan:
     """The layers' plans under one variant, with the rules' outcomes.
 
     fuse_wmax: the widest fused layer (the fused kernel's tile width; 0 without fused layers);
+    fuse_ucmax: the most distinct columns of a fused layer (a scatter segment's staging buffers);
+    fuse_width: the fusion width the plan was made with;
     carry_from: the first layer from which saturated rows are carried (len(layers): never).
     """
 
     variant: str
     layers: list[LayerPlan] = field(repr=False)
     fuse_wmax: int = 0
+    fuse_ucmax: int = 0
+    fuse_width: int = 0
     carry_from: int = 0
 
     @property
@@ -268,44 +282,72 @@ def merging_pays(neurons: int, merged: list[LayerPlan]) -> bool:
     return neurons * len(merged) >= 2 * sum(p.wout for p in merged)
 
 
-def fuse_width_limit(smem_optin: int) -> int:
-    """The widest layer whose tile (double-buffered, 32 rows) fits a block's opt-in shared memory."""
-    return (smem_optin - 64) // FUSE_TILE_BYTES_PER_WIDTH
+def fuse_width_limit(smem_optin: int, variant: str = "merged") -> int:
+    """The widest layer whose tile (32 rows; double-buffered when merged, one buffer in a
+    full-width scatter segment) fits a block's opt-in shared memory."""
+    per_width = SCATTER_TILE_BYTES_PER_WIDTH if variant == "dedup" else FUSE_TILE_BYTES_PER_WIDTH
+    return (smem_optin - 64) // per_width
 
 
-def fuse_bytes(wmax: int, kw: int, stage_weights: bool) -> int:
-    """Dynamic shared memory of a fused segment: the tile's two feature buffers and, staged,
-    two layers' (index, value) columns in whole 16-byte copies."""
-    nbytes = FUSE_TILE_BYTES_PER_WIDTH * wmax
+def default_fuse_width(variant: str, smem_optin: int) -> int:
+    """The fusion rule's width for a variant: FUSE_WIDTH (merged), FUSE_WIDTH_SCATTER (dedup),
+    capped by what one block's shared memory holds."""
+    rule = FUSE_WIDTH_SCATTER if variant == "dedup" else FUSE_WIDTH
+    return min(rule, fuse_width_limit(smem_optin, variant))
+
+
+def fuse_bytes(wmax: int, kw: int, stage_weights: bool, variant: str = "merged", ucmax: int = 0) -> int:
+    """Dynamic shared memory of a fused segment: the tile's feature buffers (two when merged,
+    one in a dedup scatter segment) and, staged, two layers' (index, value) columns (wmax
+    columns merged, ucmax distinct ones in a scatter segment) in whole 16-byte copies."""
+    if variant == "dedup":
+        nbytes, cols = SCATTER_TILE_BYTES_PER_WIDTH * wmax, ucmax
+    else:
+        nbytes, cols = FUSE_TILE_BYTES_PER_WIDTH * wmax, wmax
     if stage_weights:
-        nbytes += 2 * 2 * 4 * (-(-wmax * kw // 4) * 4)
+        nbytes += 2 * 2 * 4 * (-(-cols * kw // 4) * 4)
     return nbytes
 
 
-def fusable(plan: list[LayerPlan], variant: str, fuse_width: int, smem_optin: int, stage_weights: bool) -> int:
+def fusable(
+    plan: list[LayerPlan],
+    variant: str,
+    fuse_width: int,
+    smem_optin: int,
+    stage_weights: bool,
+    warps: int = 16,
+) -> tuple[int, int]:
     """The fusion rule: marks the layers that run in fused segments and returns the widest
-    (fuse_wmax, 0 if none). A layer fuses when its outputs are written once each (merged) and
-    both its widths are at most fuse_width, and the segment's shared memory at the widest such
-    layer fits one block (fuse_bytes <= smem_optin - 1024)."""
-    for p in plan:  # outputs written once each (merged), both widths fit the on-chip tile
-        p.fused = variant == "merged" and max(p.win, p.wout) <= fuse_width
+    (fuse_wmax, 0 if none) with the most distinct columns of a fused layer (fuse_ucmax). A
+    layer fuses when both its widths are at most fuse_width and, full-width (dedup), its
+    distinct columns fit the warps' registers (warps x SCATTER_REGS), and the segment's shared
+    memory at the widest such layer fits one block (fuse_bytes <= smem_optin - 1024)."""
+    for p in plan:
+        p.fused = max(p.win, p.wout) <= fuse_width
+        if variant == "dedup":
+            p.fused = p.fused and p.ucols <= warps * SCATTER_REGS
     wmax = max([max(p.win, p.wout) for p in plan if p.fused], default=0)
+    ucmax = max([p.ucols for p in plan if p.fused], default=0)
     for p in plan:  # and the segment's shared memory fits one block
-        p.fused = p.fused and fuse_bytes(wmax, p.kw, stage_weights) <= smem_optin - 1024
-    return max([max(p.win, p.wout) for p in plan if p.fused], default=0)
+        p.fused = p.fused and fuse_bytes(wmax, p.kw, stage_weights, variant, ucmax) <= smem_optin - 1024
+    wmax = max([max(p.win, p.wout) for p in plan if p.fused], default=0)
+    ucmax = max([p.ucols for p in plan if p.fused], default=0)
+    return wmax, ucmax
 
 
 def plan_network(
     weights,
     layers: int,
     variant: str = "auto",
-    fuse_width: int = 0,
+    fuse_width: int | None = 0,
     smem_optin: int = 0,
     stage_weights: bool = True,
     carry_saturated: bool = True,
+    warps: int = 16,
 ) -> NetworkPlan:
     """The plan the engine uploads: the variant ("auto": merging_pays), the fused layers
-    (fusable, for a device with smem_optin bytes of shared memory per block) and carry_from
+    (fusable, for a device with smem_optin bytes of shared memory per block and blocks of
+    `warps` warps; fuse_width None: the variant's rule, default_fuse_width) and carry_from
     (carry_start of the layers' keeps_saturated; len(layers) when carry_saturated is off)."""
     if variant == "auto":
         plan = plan_layers(weights, layers, "merged")
@@ -316,5 +358,8 @@ def plan_network(
         chosen = variant
         plan = plan_layers(weights, layers, chosen)
     carry_from = carry_start([p.keeps_saturated for p in plan]) if carry_saturated else layers
-    wmax = fusable(plan, chosen, fuse_width, smem_optin, stage_weights)
-    return NetworkPlan(variant=chosen, layers=plan, fuse_wmax=wmax, carry_from=carry_from)
+    width = default_fuse_width(chosen, smem_optin) if fuse_width is None else fuse_width
+    wmax, ucmax = fusable(plan, chosen, width, smem_optin, stage_weights, warps)
+    return NetworkPlan(
+        variant=chosen, layers=plan, fuse_wmax=wmax, fuse_ucmax=ucmax, fuse_width=width, carry_from=carry_from
+    )

@@ -43,6 +43,10 @@
 #ifndef FUSE_STAGE
 #define FUSE_STAGE 1
 #endif
+// distinct columns a warp holds in registers per layer in spdnn_fused_scatter (layer_plan.SCATTER_REGS)
+#ifndef FUSE_REGS
+#define FUSE_REGS 16
+#endif
 
 #if (KW % 4) != 0 && KW > 2
 #error "KW must be 1, 2 or a multiple of 4"
@@ -289,6 +293,108 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
 }
 
 // Number of nonzero flags among flags[0, n) added to *count.
+// Fused segment of full-width layers ("dedup": a distinct column's result goes to every
+// output neuron that has it, out_list), layers [k0, k1) for one tile of 32 rows per block. As
+// spdnn_fused, but with ONE feature buffer in shared memory (32 x wmax floats: a 1024-wide
+// tile is 128 KB, two would not fit): each warp first computes its columns
+// u = warp + j * WARPS (j < FUSE_REGS) into registers, a barrier ends the layer's reads, then
+// the values are scattered into the same buffer. So a full-width network of N <= ~1700 runs
+// its late layers (few rows, latency-bound one launch each) without a launch or an HBM round
+// trip per layer. Same terms, order and roundings as spdnn_layer.
+// Layer k's output lists: out_ptr[poff[k] .. poff[k + 1]) (ucols + 1 entries, positions in
+// out_list); ucmax: the most distinct columns of any layer of the segment (staging buffers).
+__global__ void __launch_bounds__(WARPS * 32)
+spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
+                    const int* __restrict__ cidx, const float* __restrict__ cval,
+                    const long long* __restrict__ woff, const int* __restrict__ widths,
+                    const int* __restrict__ poff, const int* __restrict__ out_ptr,
+                    const int* __restrict__ out_list, int k0, int k1, int nrows, int wmax, int ucmax,
+                    float bias, const int* fprev, int* fout, int* fzero,
+                    unsigned int* __restrict__ counts, unsigned int* __restrict__ count_prev)
+{
+    extern __shared__ float s_y[];
+    __shared__ unsigned s_mask[3];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int row = blockIdx.x * 32 + lane;
+    const bool valid = row < nrows;
+    const int alive = valid ? fprev[row] : 0;
+    unsigned mask = __ballot_sync(0xffffffffu, alive != 0);  // the same in every warp
+    if (threadIdx.x == 0 && count_prev != nullptr && mask) atomicAdd(count_prev, (unsigned)__popc(mask));
+    if (threadIdx.x < 3) s_mask[threadIdx.x] = 0;
+    float* a = s_y;
+#if FUSE_STAGE
+    const int wcols = (ucmax * KW + 3) & ~3;
+    int* sidx = reinterpret_cast<int*>(s_y + (size_t)32 * wmax);
+    float* sval = reinterpret_cast<float*>(sidx + 2 * wcols);
+    if (mask) stage_columns(sidx, sval, cidx, cval, woff[k0], (poff[k0 + 1] - poff[k0] - 1) * KW);
+#endif
+    if (mask) {
+        const int w = widths[k0];
+        const float* src = yin + (size_t)blockIdx.x * w * 32 + lane;
+        for (int i = warp; i < w; i += WARPS) a[i * 32 + lane] = alive ? src[(size_t)i * 32] : 0.0f;
+    }
+#if FUSE_STAGE
+    copy_async_wait();
+#endif
+    __syncthreads();
+    for (int k = k0; k < k1 && mask; ++k) {
+        const int ucols = poff[k + 1] - poff[k] - 1;
+        const int* __restrict__ op = out_ptr + poff[k];
+        const int slot = (k - k0) % 3;
+#if FUSE_STAGE
+        const int cur = (k - k0) & 1;
+        const int* wi = sidx + cur * wcols;
+        const float* wv = sval + cur * wcols;
+        if (k + 1 < k1)
+            stage_columns(sidx + (cur ^ 1) * wcols, sval + (cur ^ 1) * wcols, cidx, cval, woff[k + 1],
+                          (poff[k + 2] - poff[k + 1] - 1) * KW);
+#else
+        const int* wi = cidx + woff[k];
+        const float* wv = cval + woff[k];
+#endif
+        if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
+        float v[FUSE_REGS];
+#pragma unroll
+        for (int j = 0; j < FUSE_REGS; ++j) {
+            const int u = warp + j * WARPS;
+            v[j] = 0.0f;
+            if (u < ucols) {
+                const float acc = column_sum<!FUSE_STAGE, false>(wi + u * KW, wv + u * KW, a + lane);
+                if (acc != 0.0f && valid) v[j] = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+            }
+        }
+        __syncthreads();  // every read of layer k's inputs is done: the buffer takes its outputs
+        int any = 0;
+#pragma unroll
+        for (int j = 0; j < FUSE_REGS; ++j) {
+            const int u = warp + j * WARPS;
+            if (u < ucols) {
+                any |= (v[j] != 0.0f);
+                const int o1 = op[u + 1];
+                for (int o = op[u]; o < o1; ++o) a[__ldg(out_list + o) * 32 + lane] = v[j];
+            }
+        }
+        const unsigned bits = __ballot_sync(0xffffffffu, any);
+        if (lane == 0 && bits) atomicOr(&s_mask[slot], bits);
+#if FUSE_STAGE
+        copy_async_wait();  // the next layer's columns, before the barrier publishes them
+#endif
+        __syncthreads();
+        mask = s_mask[slot];
+        if (threadIdx.x == 0 && mask) atomicAdd(counts + k, (unsigned)__popc(mask));
+    }
+    if (mask) {  // survived the whole segment: a holds layer k1 - 1's output
+        const int w = widths[k1];
+        float* dst = yout + (size_t)blockIdx.x * w * 32 + lane;
+        for (int i = warp; i < w; i += WARPS) __stcs(dst + (size_t)i * 32, a[i * 32 + lane]);
+    }
+    if (warp == 0 && valid) {
+        fout[row] = (mask >> lane) & 1u;
+        fzero[row] = 0;
+    }
+}
+
 __global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* __restrict__ count)
 {
     unsigned c = 0;
