@@ -14,10 +14,10 @@ import re
 from dataclasses import asdict, dataclass, replace
 from functools import cache, lru_cache
 
+from ..engines.layer_plan import VARIANTS
 from .nest import DIRECTIVE_DIR, Nest, load_nest, parse_nest
 
 DATAFLOWS = ("gather", "smem", "fused")
-VARIANTS = ("dedup", "merged")
 KNOB_PARAMS = {"warps": "WARPS", "grid_factor": "GF", "row_tile": "R"}
 
 

@@ -44,13 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engines.layer_plan import VARIANTS
 from .expr import Expr, ExprError, parse_expr
 
 DIMS = ("l", "r", "j", "k")
 UNITS = ("block", "warp", "lane")  # Cluster kinds, outer to inner
 TENSORS = ("W", "Yin", "Yout")
 STAGE_LEVELS = ("smem", "l1", "l2")
-VARIANTS = ("dedup", "merged")
 # names a size may use besides the file's Params (bound by the analysis)
 BUILTIN_NAMES = frozenset({"SMS", "KW", "WIN", "WOUT", "UCOLS", "ROWS", "FUSE"})
 # relevance of each tensor's dimensions (Yin: c is gathered through j and k)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engines.layer_plan import VARIANTS
+
 PROFILES = Path(__file__).with_name("profiles.json")
-VARIANTS = ("dedup", "merged")
 
 
 @dataclass(frozen=True)
