@@ -298,10 +298,10 @@ def default_fuse_width(variant: str, smem_optin: int) -> int:
 
 def fuse_bytes(wmax: int, kw: int, stage_weights: bool, variant: str = "merged", ucmax: int = 0) -> int:
     """Dynamic shared memory of a fused segment: the tile's feature buffers (two when merged,
-    one in a dedup scatter segment) and, staged, two layers' (index, value) columns (wmax
+    one in a dedup scatter segment, with the layer's output lists) and, staged, two layers' (index, value) columns (wmax
     columns merged, ucmax distinct ones in a scatter segment) in whole 16-byte copies."""
-    if variant == "dedup":
-        nbytes, cols = SCATTER_TILE_BYTES_PER_WIDTH * wmax, ucmax
+    if variant == "dedup":  # the tile, then the layer's output lists (wmax + ucmax + 1 ints, 16-byte rounded)
+        nbytes, cols = SCATTER_TILE_BYTES_PER_WIDTH * wmax + 4 * ((wmax + ucmax + 4) // 4 * 4), ucmax
     else:
         nbytes, cols = FUSE_TILE_BYTES_PER_WIDTH * wmax, wmax
     if stage_weights:

@@ -303,6 +303,9 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
 // trip per layer. Same terms, order and roundings as spdnn_layer.
 // Layer k's output lists: out_ptr[poff[k] .. poff[k + 1]) (ucols + 1 entries, positions in
 // out_list); ucmax: the most distinct columns of any layer of the segment (staging buffers).
+// The layer's lists are copied to shared memory (s_list, s_ptr) while its columns compute:
+// read from global memory in the scatter, their dependent L2 round trips were most of a
+// layer's time.
 __global__ void __launch_bounds__(WARPS * 32)
 spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
                     const int* __restrict__ cidx, const float* __restrict__ cval,
@@ -323,9 +326,11 @@ spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
     if (threadIdx.x == 0 && count_prev != nullptr && mask) atomicAdd(count_prev, (unsigned)__popc(mask));
     if (threadIdx.x < 3) s_mask[threadIdx.x] = 0;
     float* a = s_y;
+    int* s_list = reinterpret_cast<int*>(s_y + (size_t)32 * wmax);  // wmax entries
+    int* s_ptr = s_list + wmax;                                      // ucmax + 1 entries
 #if FUSE_STAGE
     const int wcols = (ucmax * KW + 3) & ~3;
-    int* sidx = reinterpret_cast<int*>(s_y + (size_t)32 * wmax);
+    int* sidx = s_list + ((wmax + ucmax + 4) & ~3);  // 16-byte aligned for cp.async
     float* sval = reinterpret_cast<float*>(sidx + 2 * wcols);
     if (mask) stage_columns(sidx, sval, cidx, cval, woff[k0], (poff[k0 + 1] - poff[k0] - 1) * KW);
 #endif
@@ -354,6 +359,11 @@ spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
         const float* wv = cval + woff[k];
 #endif
         if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
+        // this layer's output lists (last read by layer k - 1's scatter, before its barrier);
+        // published by the barrier that ends this layer's reads
+        const int first = op[0], nlist = op[ucols] - first;
+        for (int i = threadIdx.x; i <= ucols; i += blockDim.x) s_ptr[i] = op[i] - first;
+        for (int i = threadIdx.x; i < nlist; i += blockDim.x) s_list[i] = __ldg(out_list + first + i);
         float v[FUSE_REGS];
 #pragma unroll
         for (int j = 0; j < FUSE_REGS; ++j) {
@@ -371,8 +381,8 @@ spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
             const int u = warp + j * WARPS;
             if (u < ucols) {
                 any |= (v[j] != 0.0f);
-                const int o1 = op[u + 1];
-                for (int o = op[u]; o < o1; ++o) a[__ldg(out_list + o) * 32 + lane] = v[j];
+                const int o1 = s_ptr[u + 1];
+                for (int o = s_ptr[u]; o < o1; ++o) a[s_list[o] * 32 + lane] = v[j];
             }
         }
         const unsigned bits = __ballot_sync(0xffffffffu, any);
