@@ -185,7 +185,16 @@ def test_dag_cache_without_checksum_file_is_refused(tmp_path):
             "1\t0\trelu\tinput\n2\t0\trelu\toutput\n",
             r"edges.tsv:2: (source is empty|expected 3 tab-separated fields)",
         ),
-        ("1\t2\tinf\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight inf is not finite"),
+        # the shared parser quotes a field as written (spdnn.io.tsv), as for the challenge's files
+        ("1\t2\tinf\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight 'inf' is not finite"),
+        ("1\t2\t1e39\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: weight '1e39' overflows float32"),
+        ("1\t2\t1\n", "1\tnan\trelu\tinput\n2\t0\trelu\toutput\n", r"nodes.tsv:1: bias 'nan' is not finite"),
+        ("1\t2\t1\n", "1\t0\trelu\tinput\n0\t0\trelu\toutput\n", r"nodes.tsv:2: node id 0 is not a positive"),
+        (
+            "1\t2\t1\n1\t" + "2" * 300 + "\t1\n",
+            "1\t0\trelu\tinput\n2\t0\trelu\toutput\n",
+            r"edges.tsv:2: line longer than 256 bytes",
+        ),
         ("0\t2\t1\n", "1\t0\trelu\tinput\n2\t0\trelu\toutput\n", r"edges.tsv:1: source id 0 is not a positive"),
         ("1\t2\t1\n", "1\t0\trelu\thidden\n2\t0\trelu\toutput\n", r"nodes.tsv: no node has role input"),
     ],

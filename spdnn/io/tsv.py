@@ -1,4 +1,9 @@
-"""Streamed parsing of the challenge's `row<TAB>col<TAB>value` TSV files with pyarrow.
+"""Streamed parsing of tab-separated files with pyarrow: one parser, given a column spec.
+
+`iter_table` reads any headerless TSV whose columns are described by `Column`s (name, type,
+bounds or allowed values); the challenge's `row<TAB>col<TAB>value` files (`iter_triples`)
+and the DAG format's edge and node files (`spdnn.dag.fileformat`) are two specs of it, so
+both give the same file:line errors.
 
 The fast path is pyarrow's CSV reader, block by block, so a file of billions of lines is
 never held in memory. Every byte it reads first passes `LimitedStream`, which stops at the
@@ -15,10 +20,11 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import DataError
@@ -30,14 +36,14 @@ Opener = Callable[[], IO[bytes]]
 MAX_LINE_BYTES = 256
 QUOTE_CHARS = 80  # an error message quotes at most this much of a line
 
-_COLUMNS = ["row", "col", "value"]
 # What a field may look like (as pyarrow reads numbers: spaces around them are allowed; no '_')
 _INT = re.compile(r" *-?[0-9]+ *")
 _FLOAT = re.compile(
     r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan|infinity)) *", re.IGNORECASE
 )
 _DIGITS = re.compile(r"[0-9]+")  # a truth row index: plain ASCII digits (int() also takes '2_87', '٣')
-_TYPES = {"row": pa.int64(), "col": pa.int64(), "value": pa.float32()}
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float32(), "str": pa.string()}
+_SYNTAX = {"int": _INT, "float": _FLOAT}  # str fields take any text
 _NEWLINE = 10
 
 
@@ -127,9 +133,55 @@ def _lines_within(text: memoryview, max_line: int, piece: int = 1 << 20) -> bool
     return int(np.diff(ends).max(initial=1)) - 1 <= max_line
 
 
+@dataclass(frozen=True)
+class Column:
+    """One field of a TSV line: what `iter_table` checks it against and how errors name it.
+
+    `name` names the field's text ("col 'x' is not a number"), `label` (default: name) its
+    value against the bounds ("column index 11 outside 1..10"). Ints may have inclusive
+    bounds `low` and `high`; floats must be finite float32; a str column with `choices` is
+    returned as int8 codes (the index into choices), any other value being an error.
+    """
+
+    name: str
+    kind: Literal["int", "float", "str"]
+    low: int | None = None
+    high: int | None = None
+    label: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def bound_label(self) -> str:
+        return self.label or self.name
+
+
+Spec = tuple[Column, ...]
+
+
+def triples_spec(n_rows: int | None, n_cols: int | None) -> Spec:
+    """The challenge's `row<TAB>col<TAB>value` lines, indices 1-based (no bound where None)."""
+    return (
+        Column("row", "int", low=None if n_rows is None else 1, high=n_rows, label="row index"),
+        Column("col", "int", low=None if n_cols is None else 1, high=n_cols, label="column index"),
+        Column("value", "float"),
+    )
+
+
+@dataclass
+class TableBlock:
+    """One parsed block: each column's values (int64, float32, int8 codes or str objects) and the
+    file line of its first entry."""
+
+    first_line: int
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
 @dataclass
 class Block:
-    """One parsed block: 1-based indices as read, values, and the file line of its first entry."""
+    """One parsed block of triples: 1-based indices as read, values, and the file line of its first entry."""
 
     first_line: int
     rows: np.ndarray
@@ -152,16 +204,40 @@ def iter_triples(
     Indices must lie in 1..n_rows and 1..n_cols, values must be finite float32, lines at
     most MAX_LINE_BYTES and the whole text at most `max_bytes` (if given), else DataError.
     """
+    for block in iter_table(open_text, name, triples_spec(n_rows, n_cols), block_size, max_bytes):
+        c = block.columns
+        yield Block(block.first_line, c["row"], c["col"], c["value"])
+
+
+def iter_table(
+    open_text: Opener,
+    name: str,
+    columns: Spec,
+    block_size: int = 16 << 20,
+    max_bytes: int | None = None,
+) -> Iterator[TableBlock]:
+    """Yield checked blocks of a headerless TSV with the given columns.
+
+    `open_text` as for `iter_triples`. Every field must be of its column's type and within
+    its bounds or choices, lines at most MAX_LINE_BYTES and the whole text at most
+    `max_bytes` (if given); else DataError naming the file and the first bad line.
+    """
     stream = LimitedStream(open_text(), name, max_bytes)
     line = 1  # the first line of the block being read
     reader = None
     try:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=block_size, use_threads=True),
+            read_options=pacsv.ReadOptions(
+                column_names=[c.name for c in columns], block_size=block_size, use_threads=True
+            ),
             # empty lines are errors, not skipped: skipping would shift every later line number
             parse_options=pacsv.ParseOptions(delimiter="\t", ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=_TYPES, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c.name: _ARROW_TYPES[c.kind] for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
         seen = False
         while True:
@@ -172,18 +248,18 @@ def iter_triples(
             if batch.num_rows == 0:
                 continue
             seen = True
-            if any(batch.column(i).null_count for i in range(3)):
+            if any(batch.column(i).null_count for i in range(len(columns))):
                 raise pa.ArrowInvalid("empty field")
-            block = Block(line, batch.column(0).to_numpy(), batch.column(1).to_numpy(), batch.column(2).to_numpy())
-            if not _block_ok(block, n_rows, n_cols):
+            block = TableBlock(line, {c.name: _values(batch.column(i), c) for i, c in enumerate(columns)})
+            if not _block_ok(block, columns):
                 stream.close()
-                diagnose(open_text, name, n_rows, n_cols, start_line=line)
-                _check_block(block, name, n_rows, n_cols)  # diagnose found nothing: report what the block says
+                diagnose(open_text, name, columns, start_line=line)
+                _check_block(block, name, columns)  # diagnose found nothing: report what the block says
             yield block
             line += batch.num_rows
     except (pa.ArrowInvalid, _Overlong) as err:
         stream.close()
-        diagnose(open_text, name, n_rows, n_cols, start_line=line)
+        diagnose(open_text, name, columns, start_line=line)
         raise DataError(name, None, f"could not parse: {quote(str(err), 200)}") from err
     finally:
         # Released now, not whenever the traceback that holds this frame goes (at exit, say)
@@ -193,28 +269,76 @@ def iter_triples(
         raise DataError(name, None, "file is empty")
 
 
-def _block_ok(block: Block, n_rows: int, n_cols: int) -> bool:
-    rows, cols = block.rows, block.cols
-    return bool(
-        rows.min() >= 1
-        and rows.max() <= n_rows
-        and cols.min() >= 1
-        and cols.max() <= n_cols
-        and np.isfinite(block.values).all()
-    )
+def read_table(
+    open_text: Opener, name: str, columns: Spec, block_size: int = 16 << 20, max_bytes: int | None = None
+) -> dict[str, np.ndarray]:
+    """A whole checked TSV: each column's values in file order (entry i is line i + 1)."""
+    blocks = list(iter_table(open_text, name, columns, block_size, max_bytes))
+    return {c.name: np.concatenate([b.columns[c.name] for b in blocks]) for c in columns}
 
 
-def _check_block(block: Block, name: str, n_rows: int, n_cols: int) -> None:
+def _values(array: pa.Array, column: Column) -> np.ndarray:
+    if column.choices is not None:  # codes; -1 for a value not among the choices
+        codes = pc.fill_null(pc.index_in(array, value_set=pa.array(column.choices, pa.string())), -1)
+        return codes.to_numpy().astype(np.int8)
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _bad_mask(values: np.ndarray, column: Column) -> np.ndarray | None:
+    """Where a block's parsed values break the column's rules; None when it has none to check."""
+    if column.kind == "float":
+        return ~np.isfinite(values)
+    if column.choices is not None:
+        return values < 0
+    if column.kind == "int" and (column.low is not None or column.high is not None):
+        bad = np.zeros(len(values), dtype=bool)
+        if column.low is not None:
+            bad |= values < column.low
+        if column.high is not None:
+            bad |= values > column.high
+        return bad
+    return None
+
+
+def _block_ok(block: TableBlock, columns: Spec) -> bool:
+    for column in columns:
+        values = block.columns[column.name]
+        if column.kind == "int" and column.choices is None:  # min and max: cheaper than a mask
+            if (column.low is not None and values.min() < column.low) or (
+                column.high is not None and values.max() > column.high
+            ):
+                return False
+            continue
+        bad = _bad_mask(values, column)
+        if bad is not None and bad.any():
+            return False
+    return True
+
+
+def _check_block(block: TableBlock, name: str, columns: Spec) -> None:
     """Raise DataError at the first bad entry of a block (the fallback should `diagnose` find none)."""
-    for label, values, limit in (("row", block.rows, n_rows), ("column", block.cols, n_cols)):
-        bad = np.flatnonzero((values < 1) | (values > limit))
-        if bad.size:
-            i = int(bad[0])
-            raise DataError(name, block.first_line + i, f"{label} index {values[i]} outside 1..{limit}")
-    bad = np.flatnonzero(~np.isfinite(block.values))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(name, block.first_line + i, f"value '{block.values[i]}' is not finite")
+    for column in columns:
+        values = block.columns[column.name]
+        bad = _bad_mask(values, column)
+        hits = np.flatnonzero(bad) if bad is not None else np.zeros(0, dtype=np.int64)
+        if hits.size:
+            i = int(hits[0])
+            if column.kind == "int":
+                problem = _bound_problem(column, str(values[i]))
+            elif column.kind == "float":
+                problem = f"{column.name} '{values[i]}' is not finite"
+            else:
+                problem = f"{column.name} value is not one of {', '.join(column.choices or ())}"
+            raise DataError(name, block.first_line + i, problem)
+
+
+def _bound_problem(column: Column, written: str) -> str:
+    label, low, high = column.bound_label, column.low, column.high
+    if high is None:
+        return f"{label} {written} is not a positive integer" if low == 1 else f"{label} {written} is below {low}"
+    if low is None:
+        return f"{label} {written} is above {high}"
+    return f"{label} {written} outside {low}..{high}"
 
 
 def scan_lines(
@@ -249,39 +373,52 @@ def scan_lines(
         yield number, carry
 
 
-def line_problem(raw: bytes, n_rows: int | None = None, n_cols: int | None = None) -> str | None:
-    """What is wrong with one `row\\tcol\\tvalue` line (without its newline), or None."""
+def line_problem(raw: bytes, columns: Spec) -> str | None:
+    """What is wrong with one line (without its newline) of a TSV with these columns, or None."""
     if len(raw) > MAX_LINE_BYTES:
         return f"line longer than {MAX_LINE_BYTES} bytes: {quote(raw)}"
     text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
     fields = text.split("\t")
-    if len(fields) != 3:
-        return f"expected 3 tab-separated fields, found {len(fields)}: {quote(text)}"
-    for label, field, pattern in zip(_COLUMNS, fields, (_INT, _INT, _FLOAT)):
-        if not pattern.fullmatch(field):
-            return f"{label} {quote(field)} is not a number"
-    for label, field, limit in (("row", fields[0], n_rows), ("column", fields[1], n_cols)):
-        # Python ints do not overflow: a 20-digit index is reported as written
-        if limit is not None and not 1 <= int(field) <= limit:
-            return f"{label} index {field.strip()} outside 1..{limit}"
-    value = float(fields[2])
-    if math.isnan(value) or (math.isinf(value) and re.search("[iI]", fields[2])):
-        return f"value {quote(fields[2].strip())} is not finite"
-    with np.errstate(over="ignore"):
-        if not np.isfinite(np.float32(value)):
-            return f"value {quote(fields[2].strip())} overflows float32"
+    if len(fields) != len(columns):
+        return f"expected {len(columns)} tab-separated fields, found {len(fields)}: {quote(text)}"
+    for column, field in zip(columns, fields):
+        pattern = _SYNTAX.get(column.kind)
+        if pattern is not None and not pattern.fullmatch(field):
+            return f"{column.name} {quote(field)} is not a number"
+    for column, field in zip(columns, fields):
+        problem = _field_problem(column, field)
+        if problem is not None:
+            return problem
     return None
 
 
-def diagnose(
-    open_text: Opener, name: str, n_rows: int | None = None, n_cols: int | None = None, start_line: int = 1
-) -> None:
+def _field_problem(column: Column, field: str) -> str | None:
+    """A syntactically valid field's problem with its column's bounds, finiteness or choices."""
+    if column.kind == "int":
+        # Python ints do not overflow: a 20-digit index is reported as written
+        value = int(field)
+        if (column.low is not None and value < column.low) or (column.high is not None and value > column.high):
+            return _bound_problem(column, field.strip())
+    elif column.kind == "float":
+        number = float(field)
+        if math.isnan(number) or (math.isinf(number) and re.search("[iI]", field)):
+            return f"{column.name} {quote(field.strip())} is not finite"
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.float32(number)):
+                return f"{column.name} {quote(field.strip())} overflows float32"
+    elif column.choices is not None and field not in column.choices:
+        return f"{column.name} {quote(field)} is not one of {', '.join(column.choices)}"
+    return None
+
+
+def diagnose(open_text: Opener, name: str, columns: Spec, start_line: int = 1) -> None:
     """Scan the text from `start_line` on and raise DataError at the first bad line (too long,
-    not `int int float`, an index outside 1..n_rows or 1..n_cols, a value not a finite float32)."""
+    the wrong number of fields, a field not of its column's type, bounds or choices, a float
+    not a finite float32)."""
     number = start_line - 1
     with open_text() as stream:
         for number, raw in scan_lines(stream, start_line):
-            problem = line_problem(raw, n_rows, n_cols)
+            problem = line_problem(raw, columns)
             if problem is not None:
                 raise DataError(name, number, problem)
     if number == 0:
