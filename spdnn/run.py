@@ -84,13 +84,14 @@ def run(request: RunRequest, workdir: str | os.PathLike, progress: bool = True) 
     the result record and the path it was written to."""
     from .infer import run_network
     from .io.cache import convert_inputs, convert_weights
+    from .io.names import inputs_cache, weights_cache
 
     work, n, key = Path(workdir), request.neurons, origin_key(request)
     raw = raw_files(request, work, progress)
     label = "synthetic" if request.source == "synthetic" else request.source
     cache_dir = work / "cache" / key
-    weights = cache_dir / f"neuron{n}-l{request.layers}.weights.arrow"
-    inputs = cache_dir / f"sparse-images-{n}.arrow"
+    weights = cache_dir / weights_cache(n, request.layers)
+    inputs = cache_dir / inputs_cache(n)
     archive, images = raw / challenge.weights_archive(n), raw / challenge.inputs_file(n)
     if not current_cache(weights, archive):
         convert_weights(archive, weights, n, request.layers, source=label, progress=progress)

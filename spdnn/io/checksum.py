@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .atomic import atomic_path, write_text
 from .errors import DataError
+from .names import checksum_file
 
 # A check of a file's content beyond size and sha256 (e.g. "is it an Arrow file?"): a problem or None
 Probe = Callable[[Path], str | None]
@@ -34,7 +35,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 def checksum_path(path: str | os.PathLike) -> Path:
     """The sidecar holding a cache file's content sha256 and size, written after the file itself."""
-    return Path(f"{path}.sha256")
+    return Path(checksum_file(os.fspath(path)))
 
 
 @contextlib.contextmanager

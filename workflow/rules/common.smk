@@ -10,6 +10,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from spdnn import challenge
 from spdnn.config import DEFAULT_SEED, gpu_status
+from spdnn.io.names import checksum_file, dag_cache, inputs_cache, weights_cache
 
 SOURCE = config["data"]["source"]
 RAW = f"{config['datadir']}/raw/{SOURCE}"
@@ -114,16 +115,22 @@ def tuned_options_args(wildcards, input):
     return ["--engine-options-file", input.tuned[0]] if input.tuned else []
 
 
+def cache_files(n):
+    """The weights cache (of the deepest configured L) and the inputs cache of network size N."""
+    return f"{CACHE}/{weights_cache(n, max_layers(n))}", f"{CACHE}/{inputs_cache(n)}"
+
+
 def infer_inputs(wildcards):
     """Cache files and truth file of network N, L (the weights cache holds the deepest configured L)."""
     n = int(wildcards.N)
+    weights, inputs = cache_files(n)
     return {
-        "weights": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow",
-        "inputs": f"{CACHE}/sparse-images-{n}.arrow",
+        "weights": weights,
+        "inputs": inputs,
         "truth": f"{RAW}/{challenge.truth_file(n, truth_layers_for(n, wildcards.L))}",
         # the checksum files: a damaged cache whose checksum file check_caches() removed is rebuilt
-        "weights_checksum": f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow.sha256",
-        "inputs_checksum": f"{CACHE}/sparse-images-{n}.arrow.sha256",
+        "weights_checksum": checksum_file(weights),
+        "inputs_checksum": checksum_file(inputs),
     }
 
 
@@ -156,7 +163,7 @@ def check_caches():
     caches, dependants = [], {}
     for n in sorted({net["neurons"] for net in NETWORKS}):
         made_from = [f"{OUT}/neuron{n}-l*/*", f"{OUT}/scaling/neuron{n}-l*/*", TABLE_CSV, TABLE_MD]
-        for path in (f"{CACHE}/neuron{n}-l{max_layers(n)}.weights.arrow", f"{CACHE}/sparse-images-{n}.arrow"):
+        for path in cache_files(n):
             caches.append(path)
             dependants[path] = made_from
     caches = [path for path in caches if Path(path).exists()]  # none yet: nothing to check or import

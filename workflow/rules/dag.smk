@@ -44,9 +44,9 @@ rule dag_convert:
         edges=f"{DAG_RAW}/{{net}}.edges.tsv",
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:
-        arrow=f"{DAG_CACHE}/{{net}}.dag.arrow",
+        arrow=f"{DAG_CACHE}/{dag_cache('{net}')}",
         # written after the cache; a damaged cache loses it when read, so the next run rebuilds
-        checksum=f"{DAG_CACHE}/{{net}}.dag.arrow.sha256",
+        checksum=checksum_file(f"{DAG_CACHE}/{dag_cache('{net}')}"),
     log:
         f"{DAG_OUT}/logs/convert-{{net}}.log",
     conda:
@@ -59,8 +59,8 @@ rule dag_convert:
 
 rule dag_run:
     input:
-        cache=f"{DAG_CACHE}/{{net}}.dag.arrow",
-        checksum=f"{DAG_CACHE}/{{net}}.dag.arrow.sha256",
+        cache=f"{DAG_CACHE}/{dag_cache('{net}')}",
+        checksum=checksum_file(f"{DAG_CACHE}/{dag_cache('{net}')}"),
         edges=f"{DAG_RAW}/{{net}}.edges.tsv",
         nodes=f"{DAG_RAW}/{{net}}.nodes.tsv",
     output:

@@ -58,8 +58,8 @@ rule convert_weights:
     input:
         lambda w: f"{RAW}/{challenge.weights_archive(int(w.N))}",
     output:
-        arrow=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow",
-        checksum=f"{CACHE}/neuron{{N}}-l{{L}}.weights.arrow.sha256",
+        arrow=f"{CACHE}/{weights_cache('{N}', '{L}')}",
+        checksum=checksum_file(f"{CACHE}/{weights_cache('{N}', '{L}')}"),
     log:
         f"{config['datadir']}/logs/convert-weights-{{N}}-l{{L}}.log",
     conda:
@@ -77,8 +77,8 @@ rule convert_inputs:
     input:
         lambda w: f"{RAW}/{challenge.inputs_file(int(w.N))}",
     output:
-        arrow=f"{CACHE}/sparse-images-{{N}}.arrow",
-        checksum=f"{CACHE}/sparse-images-{{N}}.arrow.sha256",
+        arrow=f"{CACHE}/{inputs_cache('{N}')}",
+        checksum=checksum_file(f"{CACHE}/{inputs_cache('{N}')}"),
     log:
         f"{config['datadir']}/logs/convert-inputs-{{N}}.log",
     conda:
