@@ -6,6 +6,11 @@ challenge's definition lives here only (see docs/design.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is not imported at run time: the workflow reads file names from here while parsing
+    import numpy as np
+
 NEURONS: tuple[int, ...] = (1024, 4096, 16384, 65536)
 LAYERS: tuple[int, ...] = (120, 480, 1920)
 NNZ_PER_ROW = 32  # per row and per column of every weight matrix
@@ -53,6 +58,31 @@ def inputs_file(neurons: int) -> str:
 def truth_file(neurons: int, layers: int) -> str:
     """Path of the truth ("categories") file relative to the base URL."""
     return f"dnn/neuron{neurons}-l{layers}-categories.tsv"
+
+
+def relu_clip(z: np.ndarray) -> np.ndarray:
+    """min(max(z, 0), CLIP), in place; returns z."""
+    # array methods, not np.clip: CuPy arrays (benchmarks/bench_gpu.py) take the same calls
+    return z.clip(0, CLIP, out=z)
+
+
+def activate(z: np.ndarray, bias: float) -> np.ndarray:
+    """A layer's activation on the nonzeros of its product Y_k W_k, in place: min(max(z + b, 0), 32).
+
+    `z` holds only the product's stored entries (a CSR matrix's data): the bias is added to
+    those alone. The bias is rounded to z's precision (float32) first and each step rounds
+    once, so every engine that adds, then clips, agrees bit for bit.
+    """
+    z += z.dtype.type(bias)
+    return relu_clip(z)
+
+
+def activate_dense(z: np.ndarray, bias: float) -> np.ndarray:
+    """`activate` on a dense product (a new array): entries that are zero stay zero, unbiased."""
+    nonzero = z != 0
+    y = activate(z.copy(), bias)
+    y *= nonzero  # exact: x * 1 = x, x * 0 = 0 for the clipped, non-negative x
+    return y
 
 
 def edges(n_inputs: int, neurons: int, layers: int) -> int:

@@ -381,7 +381,7 @@ def folded_survival(
                     )
                 s = np.asarray(counts[group] @ y.T).T
             z = (s + np.roll(s, -(1 << t), axis=1)) * np.float32(1 / 16)
-            y = np.where(z > 0, np.clip(z + bias, 0, challenge.CLIP), 0).astype(np.float32)
+            y = challenge.activate_dense(z, bias)  # z >= 0: its nonzeros are where z > 0
             y = y[y.any(axis=1)]
             active[k] += y.shape[0]
             if not y.shape[0]:

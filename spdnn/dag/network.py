@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import challenge
+
 # Activation codes (stored as int8 in the cache, passed as int to the GPU kernels).
 # relu_clip1 (clip to [0, 1]) is the hidden activation of SNICIT's trained MNIST networks.
 ACTIVATIONS = ("identity", "relu", "relu_clip", "sigmoid", "tanh", "relu_clip1")
 IDENTITY, RELU, RELU_CLIP, SIGMOID, TANH, RELU_CLIP1 = range(len(ACTIVATIONS))
-CLIP = 32.0  # relu_clip clips at 32, like the challenge
+CLIP = challenge.CLIP  # relu_clip is the challenge's ReLU and clip
 ROLES = ("input", "hidden", "output")
 INPUT, HIDDEN, OUTPUT = range(len(ROLES))
 
@@ -118,7 +120,7 @@ def activate(z: np.ndarray, code: int) -> np.ndarray:
     if code == RELU:
         np.maximum(z, 0, out=z)
     elif code == RELU_CLIP:
-        np.clip(z, 0, CLIP, out=z)
+        challenge.relu_clip(z)
     elif code == SIGMOID:
         np.negative(z, out=z)
         np.exp(z, out=z)

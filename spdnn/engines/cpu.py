@@ -34,8 +34,7 @@ def layer_step(y: sp.csr_matrix, w: sp.csr_matrix, bias: float) -> sp.csr_matrix
     # Sorted columns make the next product add each output's terms in ascending input order:
     # a fixed, documented order (the GPU kernels use the same one and agree bit for bit).
     z.sort_indices()
-    z.data += np.float32(bias)
-    np.clip(z.data, 0.0, challenge.CLIP, out=z.data)
+    challenge.activate(z.data, bias)  # bias on the stored entries only, then ReLU and clip
     z.eliminate_zeros()
     return z
 
