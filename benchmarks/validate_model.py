@@ -11,8 +11,9 @@ Steps (docs/model.md, "Re-validation"):
    (--cal, seed --cal-seed: N=1024 L=480 and N=16384 L=30, seed 2) with a few configurations, then
    the validation networks: held-out N (--networks 4096,65536, never calibrated on) and held-out
    seed only (--seen 1024,16384), all with seed --seed 3 (never calibrated on), L = --layers 120,
-   over the spread of configs() (the knobs tune may search). Writes $OUT/model-validation-raw.json
-   after every network, with the model fingerprint of the measuring tree.
+   over the spread of configs() (the knobs tune may search, and a few with carry_saturated off).
+   Writes $OUT/model-validation-raw.json after every network, with the model fingerprint of the
+   measuring tree.
 2. Tune against the engine defaults (device; every challenge network, one network per N per call
    if time is short):
      python benchmarks/validate_model.py --out $OUT --tune-vs-default --freeze-file benchmarks/results/model-freeze.json
@@ -24,7 +25,9 @@ Steps (docs/model.md, "Re-validation"):
    -> benchmarks/results/model-validation-<gpu>.json/.png, model-tune-vs-default-<gpu>.json.
    Per network: Spearman, median signed error, first choice vs best measured, against the targets;
    the calibration fitted on this run's calibration networks, and the frozen other GPU's
-   calibration transferred (nothing fitted here).
+   calibration transferred (nothing fitted here). Where the engine carried saturated rows, their
+   counts per layer come from the CPU reference on the same generated network, checked against
+   the measured active rows (spdnn.model.validation.saturated_rows; minutes at N = 65536).
 Networks: spdnn.generate; 60000 inputs = 6000 distinct generated inputs repeated 10x (as
 benchmarks/bench_gpu.py). --fake runs every mode on the CPU with a stand-in engine (times from the
 model x noise), to test the script without a GPU.
@@ -148,7 +151,8 @@ def microbench() -> dict:
 
 
 class FakeEngine:
-    """CPU stand-in with the CudaEngine attributes and options the script uses; seconds from the model."""
+    """CPU stand-in with the CudaEngine attributes and options the script uses; seconds from the model,
+    active rows (carried ones included) from the CPU reference on the network it was given."""
 
     def __init__(
         self,
@@ -161,20 +165,27 @@ class FakeEngine:
         batch_rows=None,
         check_bytes=64e6,
         compact_fraction=1 / 16,
+        carry_saturated=True,
         **kw,
     ):
         self.variant, self.warps, self.grid_factor, self.check_every = variant, warps, grid_factor, check_every
         self.batch_rows, self.check_bytes, self.compact_fraction = batch_rows, check_bytes, compact_fraction
         self.dataflow = dataflow if fuse_width is None or fuse_width else "gather"
+        self.carry_saturated = carry_saturated
+        self._counts = None
 
     def prepare(self, weights, layers):
-        self.n, self.layers = weights.neurons, layers
+        self.weights, self.n, self.layers = weights, weights.neurons, layers
 
     def infer(self, x, return_values=False):
         from spdnn.model import Dataflow, NetworkProfile, load_hardware
         from spdnn.model.cost import predict
+        from spdnn.model.network import survival
 
-        prof = NetworkProfile.stored(self.n, self.layers, x.shape[0])
+        if self._counts is None:  # (the same inputs every call)
+            self._counts = survival((self.weights.layer(k) for k in range(self.layers)), self.weights.bias, x)
+        act, sat = self._counts
+        prof = NetworkProfile.from_active(self.n, act, x.shape[0], "fake", sat)
         fused = self.dataflow == "fused"
         df = Dataflow(
             variant="merged" if self.variant == "auto" else self.variant,
@@ -184,6 +195,7 @@ class FakeEngine:
             batch_rows=self.batch_rows or 0,
             dataflow="fused" if fused and self.variant != "dedup" else "gather",
             fuse=self.check_every if fused and self.variant != "dedup" else 1,
+            carry_saturated=self.carry_saturated,
         )
         p = predict(df, prof, load_hardware())
         sec = p.seconds * float(np.random.default_rng().uniform(0.8, 1.3))
@@ -192,8 +204,8 @@ class FakeEngine:
             pass
 
         r = R()
-        r.seconds, r.active_rows = sec, [int(v) for v in prof.active]
-        r.categories = np.arange(int(prof.active[-1]))
+        r.seconds, r.active_rows = sec, [int(v) for v in act]
+        r.categories = np.arange(int(act[-1]))
         r.details = dict(
             variant=df.variant,
             checks=p.policy["checks"],
@@ -202,6 +214,8 @@ class FakeEngine:
             batches=p.policy["batches"],
             warps=self.warps,
             fused_layers=p.policy["fused_layers"] or 0,
+            carry_from=p.policy["carry_from"],
+            carried_rows=p.policy["carried_rows"],
         )
         return r
 
@@ -212,7 +226,8 @@ class FakeEngine:
 def configs(full: bool, neurons: int = 1024) -> list[dict]:
     """The spread measured per network: the kernel per layer (dataflow gather) on both variants,
     and fused segments of the merged network (check_every = segment length) where layers fuse
-    (N <= 4096). spdnn.model.validated.VALIDATED must cover what tune searches."""
+    (N <= 4096), saturated rows carried (the engine's default); full: also a few with
+    carry_saturated off. spdnn.model.validated.VALIDATED must cover what tune searches."""
     out = []
     for v in ("merged", "dedup"):
         for w in (2, 8, 32):
@@ -227,6 +242,12 @@ def configs(full: bool, neurons: int = 1024) -> list[dict]:
         for w in (4, 8, 16, 32):
             for c in (4, 8, 32):
                 out.append(dict(variant="merged", dataflow="fused", warps=w, check_every=c))
+    if full:  # saturated rows computed instead of carried (the model predicts both)
+        out += [
+            dict(variant="merged", dataflow="gather", warps=8, check_every=c, carry_saturated=False) for c in (1, 8)
+        ]
+        if neurons <= 4096:
+            out.append(dict(variant="merged", dataflow="fused", warps=8, check_every=8, carry_saturated=False))
     return out
 
 
@@ -235,7 +256,10 @@ def large_configs() -> list[dict]:
     return [
         dict(variant="merged", dataflow="gather", warps=w, check_every=c, **({"grid_factor": g} if g else {}))
         for w, c, g in ((16, 8, 0), (2, 8, 0), (32, 8, 0), (8, 1, 0), (8, 32, 0), (16, 8, 4), (16, 8, 64))
-    ] + [dict(variant="dedup", dataflow="gather", warps=16, check_every=8)]
+    ] + [
+        dict(variant="dedup", dataflow="gather", warps=16, check_every=8),
+        dict(variant="merged", dataflow="gather", warps=16, check_every=8, carry_saturated=False),
+    ]
 
 
 # calibration networks (named, never validated: own seed, other depths): one deep and narrow
@@ -268,18 +292,26 @@ def measure_network(
         "role": role,
         "seed": seed,
         "held_out": held_out,
+        "pool": min(args.pool, args.inputs),  # distinct inputs (the saturated counts' CPU reference)
         "runs": [],
         "active_rows": {},
     }
     record["networks"].append(net)
-    for variant, dataflow in (("merged", "gather"), ("dedup", "gather"), ("merged", "fused")):
-        mine = [c for c in cfgs if c["variant"] == variant and c.get("dataflow", "gather") == dataflow]
+    groups = [(v, d, True) for v, d in (("merged", "gather"), ("dedup", "gather"), ("merged", "fused"))]
+    for variant, dataflow, carry in groups + [("merged", "gather", False), ("merged", "fused", False)]:
+        mine = [
+            c
+            for c in cfgs
+            if c["variant"] == variant
+            and c.get("dataflow", "gather") == dataflow
+            and c.get("carry_saturated", True) == carry
+        ]
         if not mine:
             continue
-        eng = make_engine(variant, dataflow)
+        eng = make_engine(variant, dataflow, carry)  # (carrying is decided at prepare)
         t = time.perf_counter()
         eng.prepare(weights, layers)
-        log(f"   {variant} {dataflow}: prepared in {time.perf_counter() - t:.1f} s")
+        log(f"   {variant} {dataflow}{'' if carry else ' carry off'}: prepared in {time.perf_counter() - t:.1f} s")
         for cfg in mine:
             if time.perf_counter() - T0 > args.deadline:
                 log("   deadline reached: skipping the rest")
@@ -301,7 +333,17 @@ def measure_network(
             net["active_rows"].setdefault(variant, r.active_rows)
             d = {
                 k: r.details.get(k)
-                for k in ("variant", "checks", "compactions", "batch_rows", "batches", "warps", "fused_layers")
+                for k in (
+                    "variant",
+                    "checks",
+                    "compactions",
+                    "batch_rows",
+                    "batches",
+                    "warps",
+                    "fused_layers",
+                    "carry_from",
+                    "carried_rows",
+                )
             }
             net["runs"].append(
                 {
@@ -385,7 +427,15 @@ def tune_vs_default(make_engine_opts, args, record: dict, frozen: dict) -> None:
                         "categories": int(len(runs[-1].categories)),
                         "details": {
                             k: runs[-1].details.get(k)
-                            for k in ("variant", "checks", "compactions", "fused_layers", "warps")
+                            for k in (
+                                "variant",
+                                "checks",
+                                "compactions",
+                                "fused_layers",
+                                "warps",
+                                "carry_from",
+                                "carried_rows",
+                            )
                         },
                         "dataflow": tuned["dataflow"] if which == "tuned" else "engine default",
                         "measured": tuned["measured"] if which == "tuned" else "engine default",
@@ -556,8 +606,8 @@ def main(argv=None) -> int:
             clock_hz=1.98e9,
         )
 
-        def make_engine(variant, dataflow):
-            return FakeEngine(variant=variant, dataflow=dataflow)
+        def make_engine(variant, dataflow, carry=True):
+            return FakeEngine(variant=variant, dataflow=dataflow, carry_saturated=carry)
 
         def make_engine_opts(opts):
             return FakeEngine(dataflow="fused", **opts)
@@ -566,8 +616,8 @@ def main(argv=None) -> int:
 
         record["calibration"] = microbench()
 
-        def make_engine(variant, dataflow):  # gather: no fused segments; fused: the engine's rule
-            return CudaEngine(variant=variant, fuse_width=0 if dataflow == "gather" else None)
+        def make_engine(variant, dataflow, carry=True):  # gather: no fused segments; fused: the engine's rule
+            return CudaEngine(variant=variant, fuse_width=0 if dataflow == "gather" else None, carry_saturated=carry)
 
         def make_engine_opts(opts):
             return CudaEngine(**opts)

@@ -136,12 +136,15 @@ def test_layer_shapes_match_engine_plan():
 
 def test_policy_matches_engine_counts():
     """Blocking check points and compactions of the engine on the H100, default policy, a kernel per
-    layer (benchmarks/results/gpu-2026-11-25-peeks.json, 4096 x 120: cuda-unfused and cuda-dedup)."""
+    layer (benchmarks/results/gpu-2026-11-25-peeks.json, 4096 x 120: cuda-unfused and cuda-dedup).
+    That engine carried no rows: the model without carry reproduces it; with carry the batch ends early."""
     prof = NetworkProfile.stored(4096, 120)
     for variant, checks, comps in (("merged", 6, 4), ("dedup", 12, 11)):
         wout = layer_shapes(4096, 120, variant).wout[None, :].astype(float)
-        r = simulate(prof, wout, [8], [64e6], [1 / 16], [60000], [1])
+        r = simulate(prof, wout, [8], [64e6], [1 / 16], [60000], [1], [False])
         assert (r.checks[0], r.compactions[0]) == (checks, comps)
+        carried = simulate(prof, wout, [8], [64e6], [1 / 16], [60000], [1])
+        assert r.layers_run[0] == 120 and carried.layers_run[0] < 40  # the batch ends once its survivors saturate
 
 
 def test_directives_roundtrip():
@@ -159,6 +162,7 @@ def test_directives_roundtrip():
             batch_rows=15008,
         ),
         Dataflow(dataflow="gather", warps=2, grid_factor=64, check_every=1),
+        Dataflow(dataflow="gather", carry_saturated=False),
         Dataflow(dataflow="smem", row_tile=8, warps=4, variant="dedup"),
     ):
         assert parse_directives(df.directives()) == df
@@ -174,6 +178,7 @@ SMALL = dict(
     batch_rows=(0, 15008),
     fuse=(1, 4, 24),
     row_tile=(8, 32),
+    carry_saturated=(True, False),
 )
 
 
@@ -275,6 +280,8 @@ def test_engine_options_of_each_dataflow():
     assert gather["fuse_width"] == 0 and gather["check_every"] == 4 and gather["warps"] == 16
     fused = Dataflow(dataflow="fused", fuse=16, check_every=2, warps=8).engine_options()
     assert "fuse_width" not in fused and fused["check_every"] == 16 and fused["variant"] == "merged"
+    assert "carry_saturated" not in gather  # the engine's default: carried
+    assert Dataflow(carry_saturated=False).engine_options()["carry_saturated"] is False
     with pytest.raises(ValueError, match="smem"):
         Dataflow(dataflow="smem", row_tile=16).engine_options()
     with pytest.raises(ValueError, match="merged"):

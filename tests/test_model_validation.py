@@ -81,6 +81,13 @@ def test_freeze_measure_analyse(script, tmp_path):
     net = res["statistics"]["per_network"]["N=4096 L=24 seed=3"]
     assert {"spearman", "median_signed_error", "first_choice_gap", "targets_met"} <= set(net)
     assert all("dataflow_measured_before" in p for p in res["points"])
+    # the engine carried saturated rows: their counts came from the CPU reference (checked against
+    # the measured active rows), and the model predicts the runs with carry on and off
+    carried = [p for p in res["points"] if p["config"].get("carry_saturated", True)]
+    plain = [p for p in res["points"] if not p["config"].get("carry_saturated", True)]
+    assert carried and plain
+    assert any(p["carried_predicted"] > 0 for p in carried)  # (none where no check point follows saturation)
+    assert all(p["carried_predicted"] == 0 for p in plain)
     assert (
         script.main(["--fake", "--out", str(tmp_path), "--tune-vs-default", "--freeze-file", str(freeze)] + small) == 0
     )
@@ -110,3 +117,29 @@ def test_calibration_is_written_where_asked_never_into_the_package(script, tmp_p
     with pytest.raises(ValueError, match="read only"):
         write_calibration(CALIBRATION, "v100", data["v100"])
     assert CALIBRATION.read_bytes() == packaged
+
+
+def test_saturated_rows_of_a_measured_network():
+    """A network whose engine carried rows gets the CPU reference's saturated counts (its inputs:
+    the pool repeated); measured active rows other than the reference's are refused; an engine
+    that carried nothing gets none."""
+    from spdnn.challenge import bias
+    from spdnn.generate import generate_inputs, generate_layers
+    from spdnn.model.network import survival
+    from spdnn.model.validation import saturated_rows
+
+    act, sat = survival(generate_layers(1024, 24, 5), bias(1024), generate_inputs(1024, 100, 5))
+    net = {
+        "neurons": 1024,
+        "layers": 24,
+        "seed": 5,
+        "inputs": 300,
+        "pool": 100,
+        "active_rows": {"merged": (act * 3).tolist()},
+        "runs": [{"seconds": 1.0, "details": {"carry_from": 0}}],
+    }
+    assert saturated_rows(net, {}) == (sat * 3).tolist()
+    assert saturated_rows(dict(net, runs=[{"seconds": 1.0, "details": {"carry_from": 24}}]), {}) is None
+    wrong = dict(net, active_rows={"merged": (act * 3 + 1).tolist()})
+    with pytest.raises(ValueError, match="differ from the CPU reference's at layer 0"):
+        saturated_rows(wrong, {})

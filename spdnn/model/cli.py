@@ -40,6 +40,7 @@ def _design(args):
         check_every=args.check_every,
         batch_rows=args.batch_rows,
         grid_factor=args.grid_factor,
+        carry_saturated=not args.no_carry,
     )
 
 
@@ -241,6 +242,11 @@ def register(subparsers) -> None:
         type=int,
         default=0,
         help="input rows per batch (0: the engine's rule from GPU memory, default 0)",
+    )
+    p.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="saturated rows computed, not carried (engine option carry_saturated=False)",
     )
     p.add_argument("--per-layer", action="store_true", help="also print the predicted seconds of each layer")
     p.set_defaults(func=_predict)

@@ -15,7 +15,8 @@ by its layers):
             segments' layers), since then the chains are not hidden behind other warps' traffic
   layer   = max(host launch cost, kernel) per launch: launches are asynchronous, so the GPU waits
             for the host only when kernels are shorter than a launch
-Per batch: check points (a host round trip each), compactions (scan + copy), the input load.
+Per batch: check points (a host round trip each), compactions (scan + copy), carried rows (a count
+of the saturated rows per check point, a drop before a compaction), the input load.
 Energy = bytes per level x pJ/byte + FMAs x pJ (hardware.json): for comparing designs only.
 """
 
@@ -75,16 +76,29 @@ def combine(t: dict, lockstep: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.where(t["present"], np.maximum(t["t_launch"], kernel), 0.0), kernel
 
 
+def launched(wl: Workload) -> tuple[Workload, np.ndarray]:
+    """(the workload to analyse, the layers that run). A layer after its batch ended (no rows
+    present: all died or were carried) is never launched: it is analysed as one tile of 32 dead
+    rows, so that every value and check stays finite, and its time, bytes and work are zeroed."""
+    ran = np.asarray(wl.n) > 0
+    if ran.all():
+        return wl, ran
+    tile = Workload(np.where(ran, wl.n, 32.0), np.where(ran, wl.a, 0.0), wl.win, wl.wout, wl.ucols, wl.kw, wl.seg)
+    return tile, ran
+
+
 def layer_cost(hw: Hardware, nest: Nest, params: dict, wl: Workload, capacity: Workload | None = None) -> dict:
     """Bytes per level, MACs and time of one layer per batch (arrays broadcast), with its analysis."""
+    wl, ran = launched(wl)
     an = analyse(nest, params, wl, hw, capacity)
     terms = time_terms(hw, an, wl)
+    terms["present"] = terms["present"] & ran
     t_layer, t_kernel = combine(terms, an.lockstep)
     seg = np.maximum(wl.seg, 1.0)
-    out = {lv: an.level_bytes[lv] / seg for lv in LEVELS}
+    out: dict = {lv: np.where(ran, an.level_bytes[lv] / seg, 0.0) for lv in LEVELS}
     out.update(
         terms,
-        macs=an.macs / seg,
+        macs=np.where(ran, an.macs / seg, 0.0),
         t_layer=t_layer,
         t_kernel=t_kernel,
         ok=an.ok(),
@@ -134,7 +148,8 @@ def design_cost(
 
 
 def overhead_cost(hw: Hardware, pol: PolicyResult, win0, neurons):
-    """Per-batch time outside the layer kernels: input load, check points, compactions, readout.
+    """Per-batch time outside the layer kernels: input load, check points, compactions, carried
+    rows (spdnn_saturated counts and drops), readout.
 
     With several batches, the next batch's CSR inputs (~0.1 N nonzeros per row, 8 bytes each)
     are staged by the host thread that also launches the kernels: (batches - 1) / batches of a
@@ -147,8 +162,11 @@ def overhead_cost(hw: Hardware, pol: PolicyResult, win0, neurons):
     t_checks = pol.checks * hw.sync_s
     scan = pol.compactions * hw.kernel_min_s + np.ceil(pol.scan_rows / 1024) * 300 / hw.clock_hz
     t_comp = pol.compactions * 3 * hw.launch_s + scan + 8.0 * pol.compact_rows / bw_d
-    dram = 4.0 * n0 * win0 + 8.0 * pol.compact_rows + 8.0 * pol.scan_rows
-    return t_start + t_checks + t_comp + hw.sync_s, dram
+    # carried rows: each spdnn_saturated launch reads the batch's features; a drop also scans its rows
+    drop_scan = pol.drops * hw.kernel_min_s + np.ceil(pol.drop_rows / 1024) * 300 / hw.clock_hz
+    t_carry = pol.carry_launches * hw.launch_s + drop_scan + 4.0 * pol.carry_floats / bw_d
+    dram = 4.0 * n0 * win0 + 8.0 * pol.compact_rows + 8.0 * pol.scan_rows + 4.0 * pol.carry_floats
+    return t_start + t_checks + t_comp + t_carry + hw.sync_s, dram
 
 
 def energy(bytes_by_level: dict, macs) -> np.ndarray:
@@ -247,27 +265,31 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
     fuse = df.fuse if fmask.any() else 1  # nothing fused: the engine checks as a kernel per layer does
     check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
-    pol = simulate(prof, wout[None, :], [check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
+    pol = simulate(
+        prof,
+        wout[None, :],
+        [check_every],
+        [df.check_bytes],
+        [df.compact_fraction],
+        [batch],
+        [fuse],
+        [df.carry_saturated],
+    )
     assert pol.points is not None  # simulate() gives the check points
-    seg = float(segment_length(fuse, pol.points[0], prof.layers))
+    seg = float(segment_length(fuse, pol.points[0], pol.layers_run[0]))
     wl = Workload(pol.present[0], pol.alive_in[0], win, wout, ucols, kw, np.where(fmask, seg, 1.0))
     c = design_cost(hw, nest, fallback, params, wl, fmask, cap)
-    an = analyse(nest, params, wl, hw, cap)
+    wl_run, ran = launched(wl)
+    an = analyse(nest, params, wl_run, hw, cap)
     reasons = an.reasons() if fmask.any() else []
-    parts = [(an, np.where(fmask, 1.0, 0.0))]
+    parts = [(an, np.where(fmask & ran, 1.0, 0.0))]
     if fallback is not None and not fmask.all():
-        fb = analyse(fallback, params, Workload(wl.n, wl.a, win, wout, ucols, kw, 1.0), hw)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
+        fb = analyse(fallback, params, Workload(wl_run.n, wl_run.a, win, wout, ucols, kw, 1.0), hw)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
         reasons += [f"{fallback.source} {r}" for r in fb.reasons()]
-        parts.append((fb, np.where(fmask, 0.0, 1.0)))
+        parts.append((fb, np.where(~fmask & ran, 1.0, 0.0)))
     ok = bool(np.all(c["ok"]))
     nb = float(pol.batches[0])
-    sub = PolicyResult(
-        *(
-            np.asarray(getattr(pol, f))[0]
-            for f in ("batch", "batches", "present", "alive_in", "checks", "compactions", "compact_rows", "scan_rows")
-        )
-    )
-    t_over, dram_over = overhead_cost(hw, sub, win[0], prof.neurons)
+    t_over, dram_over = overhead_cost(hw, pol.classes(0), win[0], prof.neurons)
     layer_seconds = nb * np.asarray(c["t_layer"], float)
     seconds = float(layer_seconds.sum() + nb * t_over)
     layer_bytes = {lv: nb * np.broadcast_to(c[lv], win.shape).astype(float) for lv in LEVELS}
@@ -300,6 +322,11 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
         "batches": nb,
         "checks": float(pol.checks[0]),
         "compactions": float(pol.compactions[0]),
+        "carry_saturated": bool(df.carry_saturated),
+        "carry_from": prof.carry_from if df.carry_saturated else prof.layers,
+        "carried_rows": float(np.asarray(pol.carried)[0]) * nb,
+        "drops": float(np.asarray(pol.drops)[0]),
+        "layers_run": int(pol.layers_run[0]),
         "segment_layers": seg,
         "fused_layers": int(fmask.sum()) if nest.fuse.width is not None else None,
     }

@@ -3,7 +3,8 @@
 `Dataflow` is the compact form the explorer and tune enumerate: which kernel file (gather: the
 cuda engine's kernel per layer; fused: its fused segments; smem: a row tile staged in shared
 memory, model only), the feature-width variant, the Params the files read (warps -> WARPS,
-grid_factor -> GF, row_tile -> R) and the engine's policy (Fuse, Compact, Batch). A directive
+grid_factor -> GF, row_tile -> R) and the engine's policy (Fuse, Compact with carry_saturated,
+Batch). A directive
 file that is not one of the three (`parse_directives` of any text) is carried as `custom`: it
 is analysed the same way, but it is no engine configuration.
 """
@@ -33,6 +34,7 @@ class Dataflow:
     check_bytes: float = 64e6
     compact_fraction: float = 1 / 16
     batch_rows: int = 0
+    carry_saturated: bool = True  # the engine option: saturated rows dropped at check points and carried
     custom: str = ""  # directive text of a nest that is none of DATAFLOWS' files
     source: str = ""  # where `custom` came from (for messages)
 
@@ -106,6 +108,8 @@ class Dataflow:
             opts["fuse_width"] = 0
         if self.batch_rows:
             opts["batch_rows"] = int(self.batch_rows)
+        if not self.carry_saturated:  # (on is the engine's default: left out, as tuned files had it)
+            opts["carry_saturated"] = False
         return opts
 
 
@@ -135,6 +139,7 @@ def render(text: str, df: Dataflow) -> str:
             body = " ".join(["Fuse", str(df.fuse)] + t[2:])
         elif t and t[0] == "Compact":
             body = f"Compact every {df.check_every} bytes {df.check_bytes:g} fraction {df.compact_fraction:g}"
+            body += "" if df.carry_saturated else " carry 0"
         elif t and t[0] == "Batch":
             body = f"Batch {df.batch_rows}"
         out.append((body + tail) if t else raw)

@@ -1,7 +1,7 @@
 """Design-space exploration: every combination of directive values, evaluated at once with numpy.
 
 A design = a policy class (variant, check_every, check_bytes, compact_fraction, batch_rows,
-fuse: what decides which rows each layer processes) x a mapping (a kernel's directive file and
+fuse, carry_saturated: what decides which rows each layer processes) x a mapping (a kernel's directive file and
 the values of the Params it reads: row tile, warps, grid_factor). Policy classes are simulated
 together (policy.simulate, one loop over layers); each class's layers are compressed to the
 distinct (layers per launch, rows present, rows alive, shape) tuples with their multiplicities;
@@ -38,6 +38,7 @@ DEFAULT_SPACE: dict[str, Any] = dict(
     check_bytes=(1e18, 256e6, 64e6, 16e6),
     compact_fraction=(1 / 32, 1 / 16, 1 / 8, 1 / 4),
     batch_rows=(0, 30016, 15008, 7520),
+    carry_saturated=(True,),  # the engine's default; (True, False) predicts both
 )
 CANDIDATES = dict(
     warps=(1, 2, 4, 8, 16, 32),
@@ -59,9 +60,9 @@ def _inside(dataflow: str, knob: str) -> tuple:
 def engine_spaces() -> list[dict]:
     """What the cuda engine runs, searching only the knobs validation varied, inside their measured
     ranges (spdnn.model.validated): its kernel per layer, and its fused segments (merged network,
-    tiles of 32 rows) whose length is the check interval (check_every = fuse). check_bytes and
-    compact_fraction stay at the engine's defaults (never varied)."""
-    fixed = dict(check_bytes=(NOT_VARIED["check_bytes"],), compact_fraction=(NOT_VARIED["compact_fraction"],))
+    tiles of 32 rows) whose length is the check interval (check_every = fuse). check_bytes,
+    compact_fraction and carry_saturated stay at the engine's defaults (never varied)."""
+    fixed = {k: (v,) for k, v in NOT_VARIED.items()}
     gather = dict(
         DEFAULT_SPACE,
         dataflow=("gather",),
@@ -89,7 +90,7 @@ def engine_spaces() -> list[dict]:
     return [gather] + fused
 
 
-POLICY_KEYS = ("variant", "check_every", "check_bytes", "compact_fraction", "batch_rows", "fuse")
+POLICY_KEYS = ("variant", "check_every", "check_bytes", "compact_fraction", "batch_rows", "fuse", "carry_saturated")
 MAPPING_KEYS = ("dataflow", "row_tile", "warps", "grid_factor")
 
 
@@ -118,6 +119,7 @@ class Result:
             check_bytes=float(p["check_bytes"]),
             compact_fraction=float(p["compact_fraction"]),
             batch_rows=int(p["batch_rows"]),
+            carry_saturated=bool(p["carry_saturated"]),
         )
 
     def best(self, k: int = 1, key: str = "seconds") -> list[int]:
@@ -209,7 +211,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             continue
         shapes = network_shapes(prof, variant)
         win, wout, ucols, kw = shapes
-        arr = np.array([p[1:] for p in mine], dtype=float)  # ce, cb, cf, batch, fuse
+        arr = np.array([p[1:] for p in mine], dtype=float)  # ce, cb, cf, batch, fuse, carry
         mx = max(win.max(), wout.max())
         batch = np.where(arr[:, 3] > 0, arr[:, 3], auto_batch(prof, mx, hw.memory_bytes))
         # no layer narrow enough to fuse: the engine checks as a kernel per layer does
@@ -217,7 +219,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
         # (and, as the engine does for a fused design, every Fuse F layers: check_every = F)
         fz = np.where(any_fused, arr[:, 4], 1.0)
         ce = np.where(any_fused | (arr[:, 4] <= 1), arr[:, 0], arr[:, 4])
-        pol = simulate(prof, wout[None, :], ce, arr[:, 1], arr[:, 2], batch, fz.astype(int))
+        pol = simulate(prof, wout[None, :], ce, arr[:, 1], arr[:, 2], batch, fz.astype(int), arr[:, 5] > 0)
         groups = {}
         for dataflow in space["dataflow"]:
             fused = dataflow == "fused"
@@ -235,7 +237,9 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             _, cap = capacity_of(nest, {}, shapes)
             assert pol.points is not None  # simulate() gives the check points
             if fused not in groups:  # gather and smem share the classes without fusion
-                groups[fused] = _layer_tuples(pol, shapes, cls, segment_length(fz[cls], pol.points[cls], prof.layers))
+                groups[fused] = _layer_tuples(
+                    pol, shapes, cls, segment_length(fz[cls], pol.points[cls], pol.layers_run[cls])
+                )
             weights, tup = groups[fused]
             F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
             fmask = fusable(nest, {}, lw, lwo)
@@ -247,21 +251,7 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
                 return np.asarray(weights @ np.broadcast_to(x, shape).T)
 
             nb = pol.batches[cls][:, None]
-            sub = PolicyResult(
-                *(
-                    getattr(pol, f)[cls]
-                    for f in (
-                        "batch",
-                        "batches",
-                        "present",
-                        "alive_in",
-                        "checks",
-                        "compactions",
-                        "compact_rows",
-                        "scan_rows",
-                    )
-                )
-            )
+            sub = pol.classes(cls)
             t_over, d_over = overhead_cost(hw, sub, win[0], prof.neurons)
             t = nb * (per_design(c["t_layer"]) + np.broadcast_to(t_over, (len(cls),))[:, None])
             byl = {lv: nb * per_design(c[lv]) for lv in LEVELS}

@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .analysis import Workload, analyse
-from .cost import capacity_of, combine, fusable, network_shapes, overhead_cost, time_terms
+from .cost import capacity_of, combine, fusable, launched, network_shapes, overhead_cost, time_terms
 from .directives import Dataflow
 from .hardware import Hardware, _data
 from .network import NetworkProfile
-from .policy import PolicyResult, auto_batch, segment_length, simulate
+from .policy import auto_batch, segment_length, simulate
 
 AXES = ("sms", "smem_per_sm_kb", "l2_mb", "hbm_tbs", "clock_ghz")
 
@@ -130,21 +130,30 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     fuse = df.fuse if fusable(nest, params, win, wout).any() else 1
     check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
     batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), base.memory_bytes))
-    pol = simulate(prof, wout[None, :], [check_every], [df.check_bytes], [df.compact_fraction], [batch], [fuse])
-    seg = segment_length(np.array([float(fuse)]), pol.points, prof.layers)
+    pol = simulate(
+        prof,
+        wout[None, :],
+        [check_every],
+        [df.check_bytes],
+        [df.compact_fraction],
+        [batch],
+        [fuse],
+        [df.carry_saturated],
+    )
+    seg = segment_length(np.array([float(fuse)]), pol.points, pol.layers_run)
     counts, tup = _layer_tuples(pol, shapes, np.array([0]), seg)
     counts = np.asarray(counts.todense())[0]
     F, n, a, lw, lwo, lu, lk = (tup[:, i].reshape((1,) * 5 + (-1,)) for i in range(7))
     _, cap = capacity_of(nest, params, shapes)
     fmask = fusable(nest, params, lw, lwo)
     parts = []  # (terms, lockstep, ok) of the nest and of its fallback
-    wl = Workload(n, a, lw, lwo, lu, lk, np.where(fmask, F, 1.0))
+    wl, ran = launched(Workload(n, a, lw, lwo, lu, lk, np.where(fmask, F, 1.0)))  # (tuples of ended batches: 0)
     an = analyse(nest, params, wl, hw, cap)
-    parts.append((time_terms(hw, an, wl), an.lockstep, an.ok()))
+    parts.append((dict(time_terms(hw, an, wl), present=ran), an.lockstep, an.ok()))
     if fallback is not None and not fmask.all():
-        wl1 = Workload(n, a, lw, lwo, lu, lk, 1.0)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
+        wl1 = Workload(wl.n, wl.a, lw, lwo, lu, lk, 1.0)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
         an1 = analyse(fallback, params, wl1, hw)
-        parts.append((time_terms(hw, an1, wl1), an1.lockstep, an1.ok()))
+        parts.append((dict(time_terms(hw, an1, wl1), present=ran), an1.lockstep, an1.ok()))
     grid = np.broadcast_shapes(*(np.shape(v) for p in parts for v in p[0].values()))[:5]
     total = np.zeros(grid)
     ok = np.ones(grid, bool)
@@ -171,12 +180,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
             used = np.ones_like(fm) if len(parts) == 1 else (fm if i == 0 else ~fm)
             v = v[..., used].all(axis=-1) if v.shape[-1] > 1 else v[..., 0]  # type: ignore[assignment]
         ok &= v
-    sub = PolicyResult(
-        *(
-            np.asarray(getattr(pol, f))[0]
-            for f in ("batch", "batches", "present", "alive_in", "checks", "compactions", "compact_rows", "scan_rows")
-        )
-    )
+    sub = pol.classes(0)
     hw5 = replace(
         hw,
         **{  # type: ignore[arg-type]  # ** of the fields, each its own type

@@ -26,7 +26,8 @@ A file is a list of directives, one per line ('#' starts a comment), outer loops
     Fuse F [upto EXPR else KERNEL]  layers per launch (the check-point interval of the engine's fused
                                     segments); layers wider than EXPR run with another kernel's file
     Variant merged|dedup            feature width N/16 or N (which layers the kernel sees)
-    Compact every C bytes B fraction f, Batch B   the engine's check-point / compaction / batch policy
+    Compact every C bytes B fraction f [carry 0|1], Batch B   the engine's check-point / compaction /
+                                    batch policy (carry: saturated rows carried, carry_saturated, default 1)
 
 SIZE and OFFSET are expressions (spdnn.model.expr): Params, Sz(DIM), SMS (the SM count), min, max,
 cdiv. Every dimension has no sliding window, so OFFSET must equal SIZE (a smaller offset computes
@@ -130,7 +131,8 @@ class Nest:
     stages: dict  # tensor -> Stage
     fuse: Fuse
     variant: str
-    policy: dict = field(default_factory=dict)  # check_every, check_bytes, compact_fraction, batch_rows
+    # check_every, check_bytes, compact_fraction, carry_saturated, batch_rows
+    policy: dict = field(default_factory=dict)
     lines: dict = field(default_factory=dict)  # directive name -> line (for messages)
     text: str = ""
 
@@ -231,7 +233,7 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
     stages: dict = {}
     fuse = Fuse(1, None, None, 0)
     variant = "merged"
-    policy: dict[str, float] = {}
+    policy: dict[str, float | bool] = {}
     lines: dict[str, int] = {}
     used_names: list[tuple[int, Expr]] = []
 
@@ -362,15 +364,17 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
                 variant = t[1]
             elif head == "Compact":
                 opts = dict(zip(t[1::2], t[2::2]))
-                bad = set(opts) - {"every", "bytes", "fraction"}
-                if bad or len(t) % 2 == 0:
-                    raise err(no, "Compact every C bytes B fraction f")
+                bad = set(opts) - {"every", "bytes", "fraction", "carry"}
+                if bad or len(t) % 2 == 0 or opts.get("carry", "1") not in ("0", "1"):
+                    raise err(no, "Compact every C bytes B fraction f [carry 0|1]")
                 if "every" in opts:
                     policy["check_every"] = int(opts["every"])
                 if "bytes" in opts:
                     policy["check_bytes"] = float(opts["bytes"])
                 if "fraction" in opts:
                     policy["compact_fraction"] = float(opts["fraction"])
+                if "carry" in opts:
+                    policy["carry_saturated"] = opts["carry"] == "1"
             elif head == "Batch":
                 policy["batch_rows"] = int(t[1])
             else:

@@ -1,24 +1,31 @@
 """The cuda engine's check-point / compaction / batch policy, simulated on a survival profile.
 
 The rules are the engine's own (spdnn.engines.checkpoints.CheckPolicy, vectorised over policy
-classes: arrays of check_every, check_bytes, compact_fraction, batch rows, fuse depth); this
-module runs them in one loop over the layers: a check point after a layer when `interval`
+classes: arrays of check_every, check_bytes, compact_fraction, batch rows, fuse depth, carry);
+this module runs them in one loop over the layers: a check point after a layer when `interval`
 layers passed since the last one or the layers since then moved at least check_bytes (always
-after the last); compaction when rows died (>= 32 and >= the fraction of present rows, or any
-on the last layer); an interval that found nothing to compact doubles up to 8 x check_every;
-while check points compact nothing they only peek at the counts (no host round trip; counted
-as checks only when they compact). Not modelled: the engine decides a quiet check point on the
-previous peek's counts (it compacts one check point later than simulated here when rows die
-while check points only peek), saturated rows (carried, not computed), and a batch whose rows
-all died (the engine stops it; here it ends at the next check point, compacting if enough
-died). A fused dataflow (F layers per launch) can stop only at the end of a launch. Rows of a
-batch are a uniform sample of the inputs: a batch of b rows has active[k] * b / inputs rows
-after layer k.
+after the last); compaction when rows left (>= 32 and >= the fraction of present rows, every row
+left, or any on the last layer); an interval that found nothing to compact doubles up to 8 x
+check_every; while check points compact nothing they only peek at the counts (no host round
+trip; counted as checks only when they compact).
+
+Carried rows (carry_saturated, the engine's default): from the layer the plan says
+(NetworkProfile.carry_from, the engine's carry_start), check points count the saturated rows
+(one spdnn_saturated launch each, peeks included) and a compaction drops them with the dead ones
+(the engine's CheckPoints.check_point: rows left = dead + saturated); they are carried to the end
+without being computed, and a batch whose rows left are all saturated (or dead) ends there.
+The profile's saturated counts (NetworkProfile.saturated) say how many; without them nothing is
+carried. Not modelled: the engine decides a quiet check point on the previous peek's counts (it
+compacts one check point later than simulated here when rows die while check points only peek),
+and a batch whose rows all died (the engine stops it; here it ends at the next check point,
+compacting if enough died). A fused dataflow (F layers per launch) can stop only at the end of a
+launch. Rows of a batch are a uniform sample of the inputs: a batch of b rows has active[k] * b /
+inputs rows after layer k, saturated[k] * b / inputs of them saturated.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -40,6 +47,28 @@ class PolicyResult:
     compact_rows: np.ndarray  # sum over compactions of surviving rows x their width (floats moved)
     scan_rows: np.ndarray  # sum over compactions of rows scanned
     points: np.ndarray | None = None  # every check point, peeks included (fused: segments = points)
+    # carried rows (0 without carry): launches of spdnn_saturated and of the drops' scan and
+    # compaction of the carried indices; floats those saturated launches read; drops (a scan of
+    # the rows present each) and the rows they scanned; rows carried per batch at the end
+    carry_launches: np.ndarray | float = 0.0
+    carry_floats: np.ndarray | float = 0.0
+    drops: np.ndarray | float = 0.0
+    drop_rows: np.ndarray | float = 0.0
+    carried: np.ndarray | float = 0.0
+
+    @property
+    def layers_run(self) -> np.ndarray:
+        """Per class, the layers a batch runs (rows present), up to where it ends."""
+        return np.count_nonzero(self.present > 0, axis=-1)
+
+    def classes(self, index) -> PolicyResult:
+        """The classes `index` selects (an int: one class, as the scalar model uses it), every field alike."""
+        return PolicyResult(
+            **{
+                f.name: v if (v := getattr(self, f.name)) is None or np.ndim(v) == 0 else np.asarray(v)[index]
+                for f in fields(self)
+            }
+        )
 
 
 def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) -> np.ndarray:
@@ -50,22 +79,34 @@ def auto_batch(prof: NetworkProfile, max_width: np.ndarray, hw_memory: float) ->
 
 
 def simulate(
-    prof: NetworkProfile, wout: np.ndarray, check_every, check_bytes, compact_fraction, batch_rows, fuse
+    prof: NetworkProfile,
+    wout: np.ndarray,
+    check_every,
+    check_bytes,
+    compact_fraction,
+    batch_rows,
+    fuse,
+    carry=True,
 ) -> PolicyResult:
-    """wout: (C, L) output width per class and layer; the other arguments: (C,) arrays (batch_rows > 0)."""
+    """wout: (C, L) output width per class and layer; the other arguments: (C,) arrays (batch_rows > 0);
+    carry: the engine's carry_saturated per class (saturated rows dropped and carried, from the
+    layer prof.carry_from; nothing to carry where the profile has no saturated counts)."""
     ce = np.asarray(check_every, float)
     cb = np.asarray(check_bytes, float)
     cf = np.asarray(compact_fraction, float)
     fz = np.asarray(fuse, np.int64)
     b = np.asarray(batch_rows, float)
-    c = np.broadcast(ce, cb, cf, b, fz).shape
-    ce, cb, cf, b, fz = (np.broadcast_to(x, c) for x in (ce, cb, cf, b, fz))
+    cs = np.asarray(carry, bool)
+    c = np.broadcast(ce, cb, cf, b, fz, cs).shape
+    ce, cb, cf, b, fz, cs = (np.broadcast_to(x, c) for x in (ce, cb, cf, b, fz, cs))
     wout = np.broadcast_to(np.asarray(wout, float), c + (prof.layers,))
     policy = CheckPolicy(check_every=ce, check_bytes=cb, compact_fraction=cf)
     nb = np.ceil(prof.inputs / np.maximum(b, 1))
     n0 = prof.inputs / nb  # rows per batch (batches of equal size on average)
     scale = n0 / prof.inputs
     L = prof.layers
+    saturated = prof.saturated if prof.saturated is not None else np.zeros(L)
+    start = prof.carry_from
     present = np.zeros(c + (L,))
     alive_in = np.zeros(c + (L,))
     nrows = n0.copy()
@@ -78,35 +119,60 @@ def simulate(
     done = np.zeros(c, bool)
     quiet = np.zeros(c, bool)
     points = np.zeros(c)  # the last blocking check compacted nothing: check points only peek
+    carried = np.zeros(c)  # rows of a batch carried (dropped saturated) so far
+    c_launch = np.zeros(c)
+    c_floats = np.zeros(c)
+    drops = np.zeros(c)
+    drop_rows = np.zeros(c)
     prev_alive = n0.copy()
     for k in range(L):
         act = prof.active[k] * scale
+        held = act - carried  # the alive rows the batch still holds (the carried ones left)
+        # the engine counts saturated rows at the check points after layers carry_from - 1 .. L - 2
+        carrying = cs & (start <= k + 1 < L)
+        sat = np.where(carrying, np.maximum(saturated[k] * scale - carried, 0.0), 0.0)
+        rest = held - sat  # the rows a compaction keeps
         present[..., k] = np.where(done, 0.0, nrows)
         alive_in[..., k] = np.where(done, 0.0, prev_alive)
-        prev_alive = act
         since += 1
         last = k == L - 1
         boundary = ((k + 1) % fz == 0) | last
         check = ~done & boundary & policy.due(since, interval, nrows * wout[..., k] * 4 * since, last)
         since = np.where(check, 0, since)
-        died = nrows - act
-        compact = check & policy.compacts(died, nrows, last)
+        died = nrows - rest  # rows left: the dead and the saturated
+        compact = check & policy.compacts(died, nrows, last, (held > 0) & (rest <= 0))
+        drop = compact & (sat > 0)  # the saturated rows are marked, their indices kept, then compacted
+        ends = drop & (rest <= 0)  # nothing left to compact: the batch ends at the drop
         # a host round trip: the first check points, the last, and those that compact (the engine
         # peeks asynchronously while nothing compacts; its one-check lag is not modelled)
         checks += check & (~policy.peeks_first(quiet, last) | compact)
         points += check
         quiet = np.where(check, ~compact, quiet)
         interval = np.where(check, policy.next_interval(interval, compact), interval)
-        comps += compact
-        crows += np.where(compact, act * wout[..., k], 0.0)
-        srows += np.where(compact, nrows, 0.0)
-        nrows = np.where(compact, act, nrows)
-        done |= check & (act <= 0)
-    return PolicyResult(n0, nb, present, alive_in, checks, comps, crows, srows, points)
+        comps += compact & ~ends
+        crows += np.where(compact & ~ends, rest * wout[..., k], 0.0)
+        srows += np.where(compact & ~ends, nrows, 0.0)
+        # spdnn_saturated counts at every such check point (peeks too); a drop marks (again), scans
+        # and compacts the carried indices: 3 launches, the features read once more
+        c_launch += np.where(check & carrying, 1.0, 0.0) + np.where(drop, 3.0, 0.0)
+        c_floats += np.where(check & carrying, nrows * wout[..., k], 0.0) + np.where(drop, nrows * wout[..., k], 0.0)
+        drops += drop
+        drop_rows += np.where(drop, nrows, 0.0)
+        carried = np.where(drop, carried + sat, carried)
+        nrows = np.where(compact, rest, nrows)
+        prev_alive = act - carried
+        done |= check & ((held <= 0) | ends)
+    return PolicyResult(
+        n0, nb, present, alive_in, checks, comps, crows, srows, points, c_launch, c_floats, drops, drop_rows, carried
+    )
 
 
-def segment_length(fuse, points, layers: int):
+def segment_length(fuse, points, layers):
     """Layers per launch of a fused design: the engine's segments end at check points, whose
-    interval doubles while nothing compacts, so they average layers / points (at least fuse)."""
+    interval doubles while nothing compacts, so they average layers / points (at least fuse);
+    `layers`: the layers a batch runs (PolicyResult.layers_run: fewer than the network's when its
+    rows all die or are carried early)."""
     fuse = np.asarray(fuse, float)
-    return np.where(fuse > 1, np.maximum(fuse, layers / np.maximum(np.asarray(points, float), 1.0)), 1.0)
+    return np.where(
+        fuse > 1, np.maximum(fuse, np.asarray(layers, float) / np.maximum(np.asarray(points, float), 1.0)), 1.0
+    )

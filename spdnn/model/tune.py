@@ -52,6 +52,7 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
             "batch_rows",
             "check_bytes",
             "compact_fraction",
+            "carry_saturated",
         )
     }
     return {

@@ -24,10 +24,12 @@ import datetime
 import hashlib
 import json
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from ..challenge import bias
 from .cost import predict
 from .directives import ENGINE_DEFAULT, Dataflow
 from .hardware import CALIBRATION, Hardware, load_hardware, preset_for_gpu
@@ -53,6 +55,7 @@ def dataflow_of(cfg: dict) -> Dataflow:
     """The model's design for a measured engine configuration (fused: one segment per check interval)."""
     fused = cfg.get("dataflow", "gather") == "fused"
     return Dataflow(
+        carry_saturated=bool(cfg.get("carry_saturated", True)),
         variant=cfg["variant"],
         warps=int(cfg.get("warps", 16)),
         grid_factor=int(cfg.get("grid_factor", 16)),
@@ -63,12 +66,52 @@ def dataflow_of(cfg: dict) -> Dataflow:
     )
 
 
+@lru_cache(maxsize=64)
+def _reference_survival(neurons: int, layers: int, seed: int, pool: int, rows: int) -> tuple:
+    """(active, saturated) after each layer of the synthetic network (spdnn.generate, `seed`) for its
+    `pool` distinct inputs repeated to `rows` (validate_model.py's inputs): the CPU reference."""
+    from ..devices import default_workers
+    from ..generate import generate_inputs, generate_layers
+    from .network import survival_parallel
+
+    x = generate_inputs(neurons, pool, seed)
+    act, sat = survival_parallel(lambda: generate_layers(neurons, layers, seed), bias(neurons), x, default_workers())
+    reps = -(-rows // pool)
+    if reps * pool != rows:
+        raise ValueError(f"{rows} inputs are not whole repeats of {pool} distinct ones: counts unknown")
+    return tuple(act * reps), tuple(sat * reps)
+
+
+def saturated_rows(net: dict, raw: dict) -> list | None:
+    """A measured network's saturated rows after each layer, where its engine carried them: as
+    recorded, else from the CPU reference on the same generated network (checked: its active rows
+    must be the measured ones, the engine being bit-identical to the reference). None where the
+    engine carried nothing (an engine before carrying, or carry_saturated off in every run)."""
+    if net.get("saturated_rows") is not None:
+        return net["saturated_rows"]
+    details = [r.get("details", {}) for r in net["runs"] if "seconds" in r]
+    if not any(d.get("carry_from", net["layers"]) < net["layers"] for d in details):
+        return None
+    pool = int(net.get("pool") or raw.get("config", {}).get("pool") or net["inputs"])
+    act, sat = _reference_survival(net["neurons"], net["layers"], net["seed"], min(pool, net["inputs"]), net["inputs"])
+    for variant, measured in net["active_rows"].items():
+        if list(measured) != list(act):
+            bad = next(k for k, (a, b) in enumerate(zip(measured, act)) if a != b)
+            raise ValueError(
+                f"N={net['neurons']} L={net['layers']} seed {net['seed']} ({variant}): the measured active rows "
+                f"differ from the CPU reference's at layer {bad} ({measured[bad]} vs {act[bad]}): "
+                "saturated counts unknown"
+            )
+    return list(sat)
+
+
 def points(raw: dict, hw: Hardware, role: str | tuple) -> list[dict]:
     roles = (role,) if isinstance(role, str) else tuple(role)
     out = []
     for net in raw["networks"]:
         if net["role"] not in roles:
             continue
+        sat = saturated_rows(net, raw)
         for run in net["runs"]:
             if "seconds" not in run:
                 continue
@@ -76,7 +119,11 @@ def points(raw: dict, hw: Hardware, role: str | tuple) -> list[dict]:
                 continue  # nothing fitted on chip (N >= 16384): the engine ran its kernel per layer
             cfg = run["config"]
             prof = NetworkProfile.from_active(
-                net["neurons"], net["active_rows"][cfg["variant"]], net["inputs"], "measured active rows"
+                net["neurons"],
+                net["active_rows"][cfg["variant"]],
+                net["inputs"],
+                "measured active rows" + ("" if sat is None else ", saturated rows of the CPU reference"),
+                sat,
             )
             df = dataflow_of(cfg)
             p = predict(df, prof, hw)
@@ -94,6 +141,8 @@ def points(raw: dict, hw: Hardware, role: str | tuple) -> list[dict]:
                     checks_predicted=p.policy["checks"] * p.policy["batches"],
                     compactions_measured=run["details"].get("compactions"),
                     compactions_predicted=p.policy["compactions"] * p.policy["batches"],
+                    carried_measured=run["details"].get("carried_rows"),
+                    carried_predicted=p.policy["carried_rows"],
                 )
             )
     return out
