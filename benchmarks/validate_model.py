@@ -519,6 +519,8 @@ def main(argv=None) -> int:
     from spdnn.model.validation import analyse, analyse_tune, fingerprint, freeze
 
     res_dir = Path(args.results)
+    if args.analyse or args.analyse_tune:
+        res_dir.mkdir(parents=True, exist_ok=True)  # (a folder of its own keeps earlier analyses)
     calibration_out = Path(args.calibration_out) if args.calibration_out else res_dir / "calibration.json"
     if args.transfer_calibration:
         from spdnn.model.validation import transfer_calibration
