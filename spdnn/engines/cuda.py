@@ -646,9 +646,11 @@ class CudaEngine(Engine):
                 k1 += 1
             wd = self._weights_dev
             # merged: outputs are the columns (two tile buffers); full width: scattered (one)
+            lists: tuple
+            sizes: tuple
             if self.chosen == "dedup":
                 name, lists = "fused_scatter", (wd["poff"], wd["out_ptr"], wd["out_list"])
-                sizes: tuple = (np.int32(self.fuse_wmax), np.int32(self.fuse_ucmax))
+                sizes = (np.int32(self.fuse_wmax), np.int32(self.fuse_ucmax))
             else:
                 name, lists, sizes = "fused", (), (np.int32(self.fuse_wmax),)
             self._launch = (f"spdnn_{name}", f"{k0}..{k1 - 1}", first.kw, tiles)
