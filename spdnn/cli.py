@@ -34,7 +34,7 @@ def _convert_inputs(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .infer import run_network
+    from .infer import NetworkFiles, RunOptions, RunOutputs, run_network
     from .shards import Shard
     from .stale import invalidate
 
@@ -45,19 +45,17 @@ def _infer(args: argparse.Namespace) -> None:
         # e.g. the tune rule's choice for this network and GPU; explicit --engine-options win
         options = {**json.loads(Path(args.engine_options_file).read_text()).get("engine_options", {}), **options}
     record = run_network(
-        args.weights,
-        args.inputs_cache,
-        args.truth,
-        layers=args.layers,
-        n_inputs=args.inputs,
-        engine=args.engine,
-        repeats=args.repeats,
-        shard=Shard.parse(args.shard),
-        output=args.output,
-        categories_path=args.categories,
-        engine_options=options,
-        gpus=args.gpus,
-        config=json.loads(args.config) if args.config else None,
+        NetworkFiles(args.weights, args.inputs_cache, args.truth),
+        RunOptions(
+            layers=args.layers,
+            n_inputs=args.inputs,
+            engine=args.engine,
+            engine_options=options,
+            repeats=args.repeats,
+            shard=Shard.parse(args.shard),
+            gpus=args.gpus,
+        ),
+        RunOutputs(args.output, args.categories, json.loads(args.config) if args.config else None),
     )
     print(
         f"neuron{record['network']['neurons']}-l{args.layers}: {record['engine']} on {record['device']}: "

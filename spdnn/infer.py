@@ -10,6 +10,8 @@ import importlib.util
 import logging
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import challenge
@@ -22,38 +24,66 @@ from .result_record import NetworkInfo, ResultRecord, ShardSpan, read_record, wr
 from .shards import Shard, combine_records, read_truth, write_categories
 from .validate import check_categories, truth_for_inputs
 
-__all__ = ["Shard", "merge_shards", "run_network"]  # Shard: its home is spdnn.shards
+# Shard: its home is spdnn.shards
+__all__ = ["NetworkFiles", "RunOptions", "RunOutputs", "Shard", "merge_shards", "run_network"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class NetworkFiles:
+    """What one run reads: the network's weights and inputs caches and its truth file."""
+
+    weights: str | Path
+    inputs: str | Path
+    truth: str | Path
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one network is run: its depth, the first `n_inputs` inputs (of which the `shard`), the
+    engine with its options, the timed repeats (each validated) and the GPUs the shard is split over."""
+
+    layers: int
+    n_inputs: int
+    engine: str = "auto"
+    engine_options: dict | None = None
+    repeats: int = 1
+    shard: Shard = Shard()
+    gpus: int = 1
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What one run writes: the result record, the categories (optional), and the run's config,
+    which the record holds (the workflow's, so a table knows what produced each row)."""
+
+    result: str | Path
+    categories: str | Path | None = None
+    config: dict | None = None
+
+
 def run_network(
-    weights_path: str | Path,
-    inputs_path: str | Path,
-    truth_path: str | Path,
+    files: NetworkFiles,
+    options: RunOptions,
+    outputs: RunOutputs,
     *,
-    layers: int,
-    n_inputs: int,
-    engine: str = "auto",
-    repeats: int = 1,
-    shard: Shard = Shard(),
-    output: str | Path,
-    categories_path: str | Path | None = None,
-    engine_options: dict | None = None,
-    config: dict | None = None,
-    gpus: int = 1,
-    ready=None,
+    ready: Callable[[], object] | None = None,
     verify: bool = True,
 ) -> dict:
     """Run, validate and record one network (or one shard of its inputs). Returns the result
-    record as the JSON object written to `output` (spdnn.result_record.ResultRecord.to_json).
+    record as the JSON object written to `outputs.result` (spdnn.result_record.ResultRecord.to_json).
 
-    With gpus > 1 the shard is split again over that many GPUs, one process each
+    With options.gpus > 1 the shard is split again over that many GPUs, one process each
     (spdnn.partition); `ready`, if given, is called once the engine is prepared, just before
     the timed runs (the GPU processes use it to start timing together). With `verify`, the
     cache files' checksums are checked first.
     """
+    weights_path, inputs_path, truth_path = files.weights, files.inputs, files.truth
+    layers, n_inputs, engine, shard = options.layers, options.n_inputs, options.engine, options.shard
+    engine_options, categories_path = options.engine_options, outputs.categories
     check_engine_options(engine, engine_options or {})  # before anything is loaded
+    gpus = options.gpus
     if gpus > 1 and engine == "auto" and importlib.util.find_spec("pycuda") is None:
         log.warning("engine auto: pycuda is not installed, so one CPU process runs instead of %d GPU processes", gpus)
         engine, gpus = "cpu", 1
@@ -61,19 +91,19 @@ def run_network(
         from .partition import run_on_gpus
 
         return run_on_gpus(
-            run_network,
+            _run_gpu_slice,
             weights_path,
             inputs_path,
             truth_path,
             layers=layers,
             n_inputs=n_inputs,
             engine=engine,
-            repeats=repeats,
+            repeats=options.repeats,
             shard=shard,
-            output=output,
+            output=outputs.result,
             categories_path=categories_path,
             engine_options=engine_options,
-            config=config,
+            config=outputs.config,
             gpus=gpus,
         ).to_json()
     start = time.perf_counter()
@@ -101,7 +131,7 @@ def run_network(
     if ready is not None:
         ready()
     runs = []
-    for _ in range(max(1, repeats)):
+    for _ in range(max(1, options.repeats)):
         result = eng.infer(inputs)
         label = f"neuron{weights.neurons}-l{layers} on {eng.name} (inputs {lo + 1}..{hi})"
         try:
@@ -135,13 +165,36 @@ def run_network(
         gpus=0 if runs[0].engine == "cpu" else 1,
         engine_details=runs[0].details,
         provenance=provenance(),
-        config=config or {},
+        config=outputs.config or {},
     )
     if categories_path is not None:
         write_categories(categories_path, runs[0].categories + lo)
-    write_record(output, record)
+    write_record(outputs.result, record)
     log.info("%s: %.3g edges/s, %d categories, validated", label, record.edges_per_second, record.categories)
     return record.to_json()
+
+
+def _run_gpu_slice(
+    *,
+    weights_path: str | Path,
+    inputs_path: str | Path,
+    truth_path: str | Path,
+    output: str | Path,
+    categories_path: str | Path | None,
+    config: dict | None,
+    ready: Callable[[], object] | None = None,
+    verify: bool = True,
+    **options,
+) -> dict:
+    """run_network for one GPU process of spdnn.partition, which passes the step's arguments
+    flat (module level, so the spawned process can import it)."""
+    return run_network(
+        NetworkFiles(weights_path, inputs_path, truth_path),
+        RunOptions(**options),
+        RunOutputs(output, categories_path, config),
+        ready=ready,
+        verify=verify,
+    )
 
 
 def merge_shards(

@@ -82,7 +82,7 @@ def current_cache(cache_file: Path, source_file: Path) -> bool:
 def run(request: RunRequest, workdir: str | os.PathLike, progress: bool = True) -> tuple[dict, Path]:
     """Generate or fetch, convert (when the cache is not current), infer and validate; returns
     the result record and the path it was written to."""
-    from .infer import run_network
+    from .infer import NetworkFiles, RunOptions, RunOutputs, run_network
     from .io.cache import convert_inputs, convert_weights
     from .io.names import inputs_cache, weights_cache
 
@@ -99,13 +99,8 @@ def run(request: RunRequest, workdir: str | os.PathLike, progress: bool = True) 
         convert_inputs(images, inputs, n, source=label, progress=progress)
     out = work / "results" / key / f"neuron{n}-l{request.layers}.{request.engine}.json"
     record = run_network(
-        weights,
-        inputs,
-        raw / challenge.truth_file(n, request.truth_layers),
-        layers=request.layers,
-        n_inputs=request.inputs,
-        engine=request.engine,
-        repeats=request.repeats,
-        output=out,
+        NetworkFiles(weights, inputs, raw / challenge.truth_file(n, request.truth_layers)),
+        RunOptions(layers=request.layers, n_inputs=request.inputs, engine=request.engine, repeats=request.repeats),
+        RunOutputs(out),
     )
     return record, out

@@ -9,7 +9,7 @@ import pytest
 
 from spdnn import challenge
 from spdnn.engines.base import EngineUnavailable
-from spdnn.infer import Shard, merge_shards, run_network
+from spdnn.infer import NetworkFiles, RunOptions, RunOutputs, Shard, merge_shards, run_network
 from spdnn.report import aggregate
 from spdnn.result_record import ResultRecord, ShardSpan, read_record
 from spdnn.validate import ValidationError
@@ -17,18 +17,11 @@ from spdnn.validate import ValidationError
 from .conftest import SAMPLE_INPUTS, SAMPLE_LAYERS
 
 
-def run(sample_cache, tmp_path, name="r", truth=None, shard=Shard(), **kw):
+def run(sample_cache, tmp_path, name="r", truth=None, shard=Shard(), config=None, **options):
     return run_network(
-        sample_cache["weights"],
-        sample_cache["inputs"],
-        truth or sample_cache["truth"],
-        layers=SAMPLE_LAYERS,
-        n_inputs=SAMPLE_INPUTS,
-        engine="cpu",
-        shard=shard,
-        output=tmp_path / f"{name}.json",
-        categories_path=tmp_path / f"{name}.categories.tsv",
-        **kw,
+        NetworkFiles(sample_cache["weights"], sample_cache["inputs"], truth or sample_cache["truth"]),
+        RunOptions(layers=SAMPLE_LAYERS, n_inputs=SAMPLE_INPUTS, engine="cpu", shard=shard, **options),
+        RunOutputs(tmp_path / f"{name}.json", tmp_path / f"{name}.categories.tsv", config),
     )
 
 
@@ -156,13 +149,9 @@ def test_inputs_width_must_match_the_network(sample_cache, tmp_path):
     convert_inputs(SAMPLE / "mnist/sparse-images-1024.tsv.gz", wide, 4096, progress=False)
     with pytest.raises(DataError, match="inputs have 4096 columns, the network has 1024 neurons"):
         run_network(
-            sample_cache["weights"],
-            wide,
-            sample_cache["truth"],
-            layers=30,
-            n_inputs=600,
-            engine="cpu",
-            output=tmp_path / "x.json",
+            NetworkFiles(sample_cache["weights"], wide, sample_cache["truth"]),
+            RunOptions(layers=30, n_inputs=600, engine="cpu"),
+            RunOutputs(tmp_path / "x.json"),
         )
 
 
