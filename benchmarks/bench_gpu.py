@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spdnn import challenge
+from spdnn.devices import gpu_info
 from spdnn.engines.cuda import CudaEngine
 from spdnn.io.cache import Weights
 from spdnn.provenance import git_commit
@@ -164,6 +165,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpu": props["name"].decode(),
         "sms": props["multiProcessorCount"],
+        "sm_clock_khz": props.get("clockRate"),  # the peak SM clock (nvidia-smi's clocks.max.sm)
         "driver": cp.cuda.runtime.driverGetVersion(),
         "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
         "pycuda": pycuda.VERSION_TEXT,
@@ -175,18 +177,9 @@ def main(argv=None) -> int:
         "copy_bandwidth_Bps": bandwidth,
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "timing": "CUDA events around inference only (weights and first inputs resident on the GPU); warm-up, median",
+        "gpu_info": gpu_info(),  # models, driver, memory and CUDA version, as every record has them
         "results": [],
     }
-    try:
-        import subprocess
-
-        record["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except Exception:
-        pass
 
     engines = {v: CudaEngine(**ENGINE_VARIANTS[v]) for v in args.variants.split(",")}
     rows = []

@@ -37,7 +37,7 @@ import scipy
 import scipy.sparse as sp
 
 from spdnn import challenge, generate
-from spdnn.devices import cpu_model, default_workers
+from spdnn.devices import cpu_model, default_workers, gpu_info
 from spdnn.engines.cpu import reference, reference_rows
 from spdnn.io.cache import Weights
 from spdnn.provenance import git_commit
@@ -105,13 +105,7 @@ def environment() -> dict:
 
         drv.init()
         env.update(gpu=drv.Device(0).name(), driver_cuda=drv.get_driver_version(), pycuda=pycuda.VERSION_TEXT)
-        import subprocess
-
-        env["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        env["gpu_info"] = gpu_info()  # models, driver, memory and CUDA version (None without nvidia-smi)
     except Exception as err:  # no GPU here: the record says so
         env["gpu"] = f"none ({type(err).__name__}: {err})"
     return env
