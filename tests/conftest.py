@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib
+import importlib.util
 import io
 import os
 import re
@@ -18,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -46,6 +49,22 @@ def sample_cache(tmp_path_factory) -> dict:
         SAMPLE / "mnist/sparse-images-1024.tsv.gz", inputs, 1024, SAMPLE_INPUTS, source="sample", progress=False
     )
     return {"weights": weights, "inputs": inputs, "truth": SAMPLE / "dnn/neuron1024-l120-categories.tsv"}
+
+
+def benchmark_modules(package: str, *names: str) -> tuple[ModuleType, ...]:
+    """Submodules of a package under benchmarks/ (the scripts' own, not installed), imported from its
+    folder by location: no sys.path entry, and the same `package` in sys.modules that the
+    benchmark scripts import, so relative imports inside it work."""
+    if package not in sys.modules:
+        folder = ROOT / "benchmarks" / package
+        spec = importlib.util.spec_from_file_location(
+            package, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        assert spec is not None and spec.loader is not None, folder
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+    return tuple(importlib.import_module(f"{package}.{name}") for name in names)
 
 
 def have_executable(name: str) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from .conftest import SAMPLE, benchmark_modules, have_executable
 
-from peers import data, parsers, recipes, runner, sources, table, writers  # noqa: E402
-
-from .conftest import SAMPLE, have_executable  # noqa: E402
+data, parsers, recipes, runner, sources, table, writers = benchmark_modules(
+    "peers", "data", "parsers", "recipes", "runner", "sources", "table", "writers"
+)
 
 needs_git = pytest.mark.skipif(not have_executable("git"), reason="git is needed to apply patches")
 
