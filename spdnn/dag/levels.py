@@ -18,6 +18,29 @@ from .checks import MAX_LISTED, index_edges
 from .network import INPUT, DagNetwork, DagSpec
 
 
+class SpecParts:
+    """A DagSpec put together from pieces (populations' unions, unrolled recurrent networks):
+    nodes and edges appended piece by piece, concatenated once by `spec`."""
+
+    def __init__(self) -> None:
+        self.nodes: list[tuple[np.ndarray, ...]] = []
+        self.edges: list[tuple[np.ndarray, ...]] = []
+
+    def add_nodes(self, ids: np.ndarray, bias: np.ndarray, activation: np.ndarray, role: np.ndarray) -> None:
+        self.nodes.append((ids, bias, activation, role))
+
+    def add_edges(self, source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> None:
+        self.edges.append((source, target, weight))
+
+    def spec(self, nodes_name: str, edges_name: str) -> DagSpec:
+        ids, bias, act, role = (np.concatenate(col) for col in zip(*self.nodes))
+        if self.edges:
+            src, tgt, w = (np.concatenate(col) for col in zip(*self.edges))
+        else:
+            src, tgt, w = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return DagSpec(ids, bias, act, role, src, tgt, w, nodes_name=nodes_name, edges_name=edges_name)
+
+
 def csr_by(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, ptr): stable sort of entries by key, and ptr[k] .. ptr[k + 1] the entries with key k."""
     order = np.argsort(keys, kind="stable")

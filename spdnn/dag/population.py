@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .levels import levelise
+from .levels import SpecParts, levelise
 from .network import INPUT, DagNetwork, DagSpec
 
 
@@ -54,14 +54,9 @@ def population(specs: list[DagSpec]) -> Population:
 def union_spec(pop: Population) -> DagSpec:
     """One DAG of the whole population (see the module docstring): inputs 1 .. n, then the members' nodes."""
     n_in = pop.n_inputs
-    ids, bias, act, role, src, tgt, w = (
-        [np.arange(1, n_in + 1)],
-        [np.zeros(n_in, np.float32)],
-        [np.zeros(n_in, np.int8)],
-        [np.full(n_in, INPUT, np.int8)],
-        [],
-        [],
-        [],
+    parts = SpecParts()
+    parts.add_nodes(
+        np.arange(1, n_in + 1), np.zeros(n_in, np.float32), np.zeros(n_in, np.int8), np.full(n_in, INPUT, np.int8)
     )
     base = n_in
     for m in pop.members:
@@ -71,26 +66,11 @@ def union_spec(pop: Population) -> DagSpec:
         rank[np.argsort(m.ids, kind="stable")] = np.arange(m.n_nodes)
         new_id = np.where(np.arange(m.n_nodes) < m.n_inputs, np.arange(m.n_nodes) + 1, base + 1 + rank)
         keep = np.arange(m.n_inputs, m.n_nodes)
-        ids.append(new_id[keep])
-        bias.append(m.bias[keep])
-        act.append(m.activation[keep])
-        role.append(m.role[keep])
+        parts.add_nodes(new_id[keep], m.bias[keep], m.activation[keep], m.role[keep])
         tgt_rows = np.repeat(np.arange(m.n_nodes), np.diff(m.indptr))
-        src.append(new_id[m.sources])
-        tgt.append(new_id[tgt_rows])
-        w.append(m.weights)
+        parts.add_edges(new_id[m.sources], new_id[tgt_rows], m.weights)
         base += m.n_nodes
-    return DagSpec(
-        np.concatenate(ids),
-        np.concatenate(bias),
-        np.concatenate(act),
-        np.concatenate(role),
-        np.concatenate(src),
-        np.concatenate(tgt),
-        np.concatenate(w),
-        nodes_name="<population nodes>",
-        edges_name="<population edges>",
-    )
+    return parts.spec("<population nodes>", "<population edges>")
 
 
 @dataclass

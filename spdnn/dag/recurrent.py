@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .levels import levelise
+from .levels import SpecParts, levelise
 from .network import HIDDEN, INPUT, OUTPUT, DagSpec, activate
 
 
@@ -51,35 +51,21 @@ def unroll(spec: DagSpec, recurrent: np.ndarray, steps: int) -> DagSpec:
     is_input = dict(zip(spec.ids.tolist(), (spec.role == INPUT).tolist()))
     src_input = np.fromiter((is_input.get(int(s), False) for s in spec.source), bool, spec.source.size)
     hidden = spec.role != INPUT
-    ids, bias, act, role = [spec.ids[~hidden]], [spec.bias[~hidden]], [spec.activation[~hidden]], [spec.role[~hidden]]
-    src, tgt, w = [], [], []
+    parts = SpecParts()
+    parts.add_nodes(spec.ids[~hidden], spec.bias[~hidden], spec.activation[~hidden], spec.role[~hidden])
     ff, rec = ~recurrent, recurrent
     for t in range(steps):
-        ids.append(spec.ids[hidden] + t * m)
-        bias.append(spec.bias[hidden])
-        act.append(spec.activation[hidden])
         r = spec.role[hidden].copy()
         if t < steps - 1:
             r[r == OUTPUT] = HIDDEN
-        role.append(r)
-        src.append(np.where(src_input[ff], spec.source[ff], spec.source[ff] + t * m))
-        tgt.append(spec.target[ff] + t * m)
-        w.append(spec.weight[ff])
+        parts.add_nodes(spec.ids[hidden] + t * m, spec.bias[hidden], spec.activation[hidden], r)
+        parts.add_edges(
+            np.where(src_input[ff], spec.source[ff], spec.source[ff] + t * m), spec.target[ff] + t * m, spec.weight[ff]
+        )
         if t:
-            src.append(np.where(src_input[rec], spec.source[rec], spec.source[rec] + (t - 1) * m))
-            tgt.append(spec.target[rec] + t * m)
-            w.append(spec.weight[rec])
-    return DagSpec(
-        np.concatenate(ids),
-        np.concatenate(bias),
-        np.concatenate(act),
-        np.concatenate(role),
-        np.concatenate(src),
-        np.concatenate(tgt),
-        np.concatenate(w),
-        nodes_name=spec.nodes_name,
-        edges_name=f"{spec.edges_name} (unrolled x{steps})",
-    )
+            src = np.where(src_input[rec], spec.source[rec], spec.source[rec] + (t - 1) * m)
+            parts.add_edges(src, spec.target[rec] + t * m, spec.weight[rec])
+    return parts.spec(spec.nodes_name, f"{spec.edges_name} (unrolled x{steps})")
 
 
 def simulate(spec: DagSpec, recurrent: np.ndarray, steps: int, x: np.ndarray) -> np.ndarray:
