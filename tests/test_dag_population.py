@@ -147,6 +147,41 @@ def test_population_kernel_index_math_emulated(batch):
     assert compare_outputs(emulate_population_kernel(blocked(pop), x), ref).passed
 
 
+def emulate_population_walk(b, x, walk_tile: int = 8, depth: int = 1, threads: int = 64):
+    """The population engine's dag_walk launch (population_walk's tables, one run per member) emulated
+    block by block with test_dag_walk's emulation of the kernel."""
+    from spdnn.dag.cuda import walk_layout
+    from spdnn.dag.population_cuda import population_plan, population_walk
+
+    from .test_dag_walk import emulate_walk_launch
+
+    batch = x.shape[0]
+    vec, log_lb, log_le, tile = population_plan(batch, b.sources.size / max(1, b.n_rows - b.n_inputs))
+    walk_lb, walk_tile = walk_layout(vec, log_lb, walk_tile)
+    tables = population_walk(b, log_le, walk_tile, depth, shared_limit=232448)
+    assert tables is not None
+    ld = -(-batch // tile) * tile
+    values = np.full((tables.n_slots, ld), np.nan, np.float32)
+    values[: b.n_inputs] = 0
+    values[: b.n_inputs, :batch] = x.T
+    written = np.zeros((b.n_rows, ld), int)
+    for m in range(len(tables.segments)):
+        emulate_walk_launch(tables, m, values, ld, vec, walk_lb, threads, b.sources, written)
+    assert np.all(written[b.n_inputs :] == 1), "every (node, column) written exactly once"
+    return values[tables.slot[b.output_rows], :batch].T, tables
+
+
+@pytest.mark.parametrize("batch, depth", [(1, 1), (3, 2), (65, 1)])
+def test_population_walk_emulated(batch, depth):
+    """The members walked with their values in the ring: only inputs and outputs need global rows."""
+    pop = population([neat(300 + 100 * k, seed=k, n_inputs=6, n_outputs=2) for k in range(3)])
+    x = random_inputs(6, batch, seed=batch)
+    b = blocked(pop)
+    out, tables = emulate_population_walk(b, x, depth=depth)
+    assert tables.n_slots == b.n_inputs + b.output_rows.size  # every member fits its ring
+    assert compare_outputs(out, np.concatenate(one_at_a_time(pop, x), axis=1)).passed
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [1, 100, 1000])
 def test_population_gpu_equals_members_one_at_a_time(batch):
@@ -162,6 +197,12 @@ def test_population_gpu_equals_members_one_at_a_time(batch):
     x = random_inputs(32, batch, seed=1)
     engine.prepare(pop)
     result = engine.infer(x)
-    assert result.details["launches"] == 1
+    assert result.details["launches"] == 1 and result.details["kernel"] == "population"
     for got, ref in zip(pop.split(result.outputs), one_at_a_time(pop, x)):
         assert compare_outputs(got, ref).passed
+    # dag_walk and the one-row-per-node kernel sum alike: the same bits
+    walk = PopulationCudaEngine(walk=True)
+    walk.prepare(pop)
+    res_walk = walk.infer(x)
+    assert res_walk.details["kernel"] == "walk" and res_walk.details["launches"] == 1
+    np.testing.assert_array_equal(result.outputs, res_walk.outputs)

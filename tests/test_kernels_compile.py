@@ -29,3 +29,23 @@ def test_compiles_sm90(source, kw, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_dag_walk_compiles_sm90_without_spills(tmp_path):
+    """The DAG kernels' dag_walk (spdnn/dag/kernels/dag_levels.cu) builds for sm_90 with no register spills
+    under its 256-thread launch bounds."""
+    source = Path(__file__).parent.parent / "spdnn" / "dag" / "kernels" / "dag_levels.cu"
+    out = tmp_path / "dag.cubin"
+    run = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-cubin", "-O3", "-Xptxas", "-v", "-o", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    cubin = out.read_bytes()
+    for kernel in ("dag_walk1", "dag_walk4"):
+        assert kernel.encode() in cubin, kernel
+        report = run.stderr.split(f"Compiling entry function '{kernel}'")[1].split("Compiling entry function")[0]
+        assert "0 bytes spill stores" in report, report

@@ -13,6 +13,15 @@ kernel="warp": TPN = LB x LE lanes per neuron and tile of input vectors (see the
     Consecutive groups small enough for one block per tile (at most 1024 / TPN nodes)
     run in one launch with a block barrier between them, so deep, narrow networks do not
     pay a launch per group.
+kernel="walk" (engine cuda-walk; kernel="warp", walk=True): each of the warp plan's one-block
+  segments (runs of small groups) goes to dag_walk instead: one block per tile of `walk_tile`
+  input vectors walks the run with the values of its last rows, the groups' structure and the
+  older values they read staged in shared memory (`walk_tables`; the .cu file says how). Same
+  LE per group as the warp plan, so the outputs are bit for bit cuda-warp's. It was written to
+  take the dependent global loads out of deep-narrow's 24,963 groups (cuda-warp: one launch,
+  about 2 us a group on an H200); measured there it is not faster (54.9 against 51.3 ms at
+  batch 1000, whatever the tile, block size or prefetch depth), so it is off unless asked for
+  (docs/dag.md: the cost per group is not those loads).
 Values are node-major (a row holds the batch, padded to `ld`), so the lanes of a neuron read
 one contiguous piece of each source row. Rows are value slots (liveness.py): a node's row is
 reused once no later node reads it (`free_values=False`: one row per node). Batches wider than GPU memory
@@ -31,11 +40,14 @@ import numpy as np
 from ..engines.device import DeviceBuffers, compile_module, open_device
 from .engine import DagEngine, DagResult, dense_inputs
 from .liveness import plan_values
-from .network import DagNetwork
+from .network import OUTPUT, DagNetwork
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
 FUSED_BLOCK = 1024  # threads per block of a multi-group segment
+WALK_HEADER = 8  # words of a staged group before its node records (dag_levels.cu)
+WALK_RING_BYTES = 1 << 16  # at most this much shared memory for the ring of recent rows
+WALK_MAX_THREADS = 256  # dag_walk's __launch_bounds__
 
 
 def _pow2_ceil(x: float) -> int:
@@ -90,7 +102,364 @@ def warp_plan(level_ptr: np.ndarray, indptr: np.ndarray, batch: int) -> WarpPlan
     return WarpPlan(vec, log_lb, lb * vec, segments)
 
 
-class DagCudaEngine(DagEngine):
+@dataclass
+class WalkTables:
+    """dag_walk's tables for runs of groups (`segments`), as the .cu file describes them.
+
+    Groups are level_ptr's: a network's levels, or a blocked population's member groups.
+    slot[r] is row r's global value row (-1: none; nodes[r, 2] is -1 also where no reader
+    needs it there), n_slots the rows of the global value buffer.
+    """
+
+    info: np.ndarray  # int32[groups + 1, 4]: first row, first edge, first far entry, log_le
+    nodes: np.ndarray  # int32[rows, 4]: first edge (relative to its group's), bias bits, slot or -1, act | count << 8
+    edges: np.ndarray  # int32[edges, 2]: code (ring row >= 0, or -(far entry + 1)), weight bits
+    far: np.ndarray  # int32[far entries]: global slot of each group's far sources
+    slot: np.ndarray  # int32[rows]
+    n_slots: int
+    ring: int  # rows the ring holds
+    depth: int  # far values are copied this many groups ahead, the structure twice as many
+    segments: np.ndarray  # int64[S, 2]: the runs (g0, g1) dag_walk takes
+    caps: np.ndarray  # int64[S, 3]: per run, the most nodes, edges and far entries of one of its groups
+    near: np.ndarray  # bool[edges]: read from the ring
+
+    def shared_bytes(self, caps: np.ndarray, tile: int) -> int:
+        """Dynamic shared memory of a launch whose groups stay within caps (nodes, edges, far)."""
+        node_cap, edge_cap, far_cap = (int(c) for c in caps)
+        words = (WALK_HEADER + 4 * node_cap + 2 * edge_cap + far_cap + 3) // 4 * 4
+        d = self.depth
+        up4 = lambda n: (n + 3) // 4 * 4  # noqa: E731  (each section starts on 16 bytes, as in the kernel)
+        return 4 * (up4(self.ring * tile) + up4((d + 1) * far_cap * tile) + (2 * d + 1) * words)
+
+
+def walk_tables(
+    indptr: np.ndarray,
+    sources: np.ndarray,
+    weights: np.ndarray,
+    level_ptr: np.ndarray,
+    segments: np.ndarray,
+    bias: np.ndarray,
+    activation: np.ndarray,
+    log_le: np.ndarray,
+    keep: np.ndarray,
+    ring: int,
+    depth: int,
+    slot: np.ndarray | None = None,
+) -> WalkTables:
+    """Tables for the runs `segments` ((g0, g1) pairs of group indices into level_ptr) that dag_walk
+    can take with a ring of `ring` rows; runs with an edge it cannot serve are left out.
+
+    An edge whose reader is in a run reads the ring if its source row lies in the run and no later
+    row up to the end of the reader's group took its ring place; otherwise it is "far", which
+    needs its source written before the run or depth + 1 groups or more before the reader (copied
+    `depth` groups ahead, after the barrier that publishes the group before). A run with a far
+    edge closer than that is not taken. Rows keep (outputs, inputs) and every row read other than
+    from the ring are written to global memory: at `slot` (a value plan's) or, when slot is None,
+    at rows numbered in order among them (the inputs first, so they must be in keep).
+    `log_le[g]`: the LE of group g (the warp plan's), so the sums are the warp kernel's.
+    """
+    if not 1 <= depth <= 8:
+        raise ValueError(f"depth must be in 1 .. 8 (cp.async.wait_group takes an immediate), not {depth}")
+    rows, n_groups = int(bias.size), level_ptr.size - 1
+    level_ptr = level_ptr.astype(np.int64)
+    indptr = indptr.astype(np.int64)
+    segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+    group = np.full(rows, -1, np.int64)  # rows before level_ptr[0] (a population's inputs): no group
+    group[level_ptr[0] : level_ptr[-1]] = np.repeat(np.arange(n_groups), np.diff(level_ptr))
+    target = np.repeat(np.arange(rows), np.diff(indptr))
+    reader = group[target]
+    src = sources.astype(np.int64)
+    k = ring
+
+    def classify(segs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        seg_of = np.full(n_groups + 1, -1, np.int64)
+        for i, (g0, g1) in enumerate(segs):
+            seg_of[g0:g1] = i
+        run = seg_of[reader]
+        walked = run >= 0
+        row0 = np.where(walked, level_ptr[segs[np.maximum(run, 0), 0]] if len(segs) else 0, 0)
+        near = walked & (src >= row0) & (src + k >= level_ptr[reader + 1])
+        far = walked & ~near
+        servable = (src < row0) | (group[src] <= reader - depth - 1)
+        return run, near, far, far & ~servable
+
+    run, near, far, bad = classify(segments)
+    if bad.any():
+        ok = np.bincount(run[bad], minlength=len(segments)) == 0
+        segments = segments[ok]
+        run, near, far, bad = classify(segments)
+    # far entries: each group's distinct far sources, in row order
+    key = np.unique(reader[far] * rows + src[far])
+    far_group, far_src = key // rows, key % rows
+    far_ptr = np.searchsorted(far_group, np.arange(n_groups + 1))
+    entry = np.searchsorted(key, reader[far] * rows + src[far])
+    code = np.zeros(src.size, np.int64)
+    code[near] = src[near] % k
+    code[far] = -(entry - far_ptr[reader[far]] + 1)
+    need = keep.astype(bool).copy()
+    need[src[~near]] = True
+    if slot is None:
+        slot = np.where(need, np.cumsum(need) - 1, -1).astype(np.int32)
+        n_slots = int(need.sum())
+    else:
+        slot = slot.astype(np.int32)
+        n_slots = int(slot.max()) + 1 if slot.size else 0
+    first_edge = indptr[level_ptr]  # per group
+    counts = np.diff(indptr)
+    if counts.size and counts.max() >= 1 << 23:
+        raise ValueError("dag_walk takes nodes of fewer than 2^23 incoming edges")
+    nodes = np.zeros((rows, 4), np.int32)
+    computed = group >= 0
+    nodes[computed, 0] = indptr[:-1][computed] - first_edge[group[computed]]
+    nodes[:, 1] = np.ascontiguousarray(bias, dtype=np.float32).view(np.int32)
+    nodes[:, 2] = np.where(need, slot, -1)
+    nodes[:, 3] = activation.astype(np.int32) | (counts << 8).astype(np.int32)
+    edges = np.empty((src.size, 2), np.int32)
+    edges[:, 0] = code
+    edges[:, 1] = np.ascontiguousarray(weights, dtype=np.float32).view(np.int32)
+    info = np.zeros((n_groups + 1, 4), np.int32)
+    info[:, 0], info[:, 1], info[:, 2] = level_ptr, first_edge, far_ptr
+    info[:n_groups, 3] = log_le
+    sizes = np.stack([np.diff(level_ptr), np.diff(first_edge), np.diff(far_ptr)], axis=1)
+    caps = np.array([sizes[g0:g1].max(axis=0) for g0, g1 in segments], np.int64).reshape(-1, 3)
+    return WalkTables(
+        info, nodes, edges, slot[far_src].astype(np.int32), slot, n_slots, ring, depth, segments, caps, near
+    )
+
+
+def fit_walk(build, runs: np.ndarray, rings: list[int], tile: int, limit: int) -> WalkTables | None:
+    """build(runs, ring)'s tables for the runs whose launch fits `limit` bytes of shared memory,
+    with the first ring size of `rings` under which any does; None if none does."""
+    for k in rings:
+        tables = build(runs, k)
+        fits = np.array([tables.shared_bytes(c, tile) <= limit for c in tables.caps], bool)
+        if fits.any():
+            return tables if fits.all() else build(tables.segments[fits], k)
+    return None
+
+
+def choose_walk(
+    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, walk_tile: int, depth: int, shared_limit: int
+) -> tuple[WalkTables, int, int, dict[int, int]] | None:
+    """The warp plan's one-block segments (runs of small groups) that dag_walk can run within
+    shared_limit: (tables, log_lb, tile, {segment index: row of tables.segments}), or None.
+    `slot`: the value plan's rows, which the warp kernel's segments share."""
+    chosen = [i for i, s in enumerate(plan.segments) if s.grid_x == 1]
+    if not chosen:
+        return None
+    log_lb, tile = walk_layout(plan.vec, plan.log_lb, walk_tile)
+    log_le = np.zeros(net.n_levels, np.int64)
+    for s in plan.segments:
+        log_le[s.l0 : s.l1] = s.log_le
+    runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
+    lp = net.level_ptr
+    longest = int((lp[runs[:, 1]] - lp[runs[:, 0]]).max())
+
+    def build(segs: np.ndarray, ring: int) -> WalkTables:
+        return walk_tables(
+            net.indptr,
+            net.sources,
+            net.weights,
+            lp,
+            segs,
+            net.bias,
+            net.activation,
+            log_le,
+            net.role == OUTPUT,
+            ring,
+            depth,
+            slot=slot,
+        )
+
+    tables = fit_walk(build, runs, ring_sizes(longest, tile), tile, shared_limit)
+    if tables is None:
+        return None
+    by_start = {int(g0): r for r, (g0, _) in enumerate(tables.segments)}
+    walked = {i: by_start[plan.segments[i].l0] for i in chosen if plan.segments[i].l0 in by_start}
+    return tables, log_lb, tile, walked
+
+
+@dataclass
+class WalkPlan:
+    """The warp plan's segments that dag_walk runs (by index), with its tables on the device."""
+
+    tables: WalkTables
+    log_lb: int  # lanes along the batch: tile = (1 << log_lb) * vec
+    tile: int
+    threads: int
+    walked: dict[int, int]  # warp-plan segment index -> row of tables.segments
+    shared: list[int]  # dynamic shared memory per walked segment (bytes)
+    device: dict  # the tables' device arrays
+
+
+def walk_layout(vec: int, log_lb: int, walk_tile: int) -> tuple[int, int]:
+    """(log_lb, tile) of dag_walk: tiles of walk_tile input vectors, never wider than the warp plan's."""
+    lb = max(1, min(1 << log_lb, walk_tile // vec))
+    lb = 1 << (lb.bit_length() - 1)
+    return lb.bit_length() - 1, lb * vec
+
+
+def ring_sizes(rows: int, tile: int) -> list[int]:
+    """Ring sizes to try, largest first: `rows` (a run's rows: then every source in the run is near)
+    or what WALK_RING_BYTES holds, then halved down to one row."""
+    k = max(1, min(rows, WALK_RING_BYTES // (4 * tile)))
+    sizes = []
+    while k >= 1:
+        sizes.append(k)
+        k //= 2
+    return sizes
+
+
+class GatherLauncher:
+    """The output rows' values copied into a dense (outputs, ld) block, one launch (dag_gather)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, stream, values, ld: int, d_rows, n_rows: int, out) -> None:
+        total = n_rows * ld
+        self.fn.prepared_async_call(
+            (min(65535, math.ceil(total / 256)), 1),
+            (256, 1, 1),
+            stream,
+            values,
+            np.int32(ld),
+            d_rows,
+            np.int32(n_rows),
+            out,
+        )
+
+
+def run_chunks(engine, x: np.ndarray, chunk: int, n_out: int, layout, launch) -> tuple[np.ndarray, float, int]:
+    """Shared chunk loop of the GPU engines: per chunk of columns, inputs staged into rows
+    0 .. inputs - 1 of the value buffer, `launch(values, ld, cols, stream)` (returns its launch
+    count) and the gather timed with CUDA events, the outputs copied back. layout(cols) gives
+    (ld, value rows, the output rows' device array). Returns (outputs, seconds, launches)."""
+    cuda = engine.cuda
+    batch = x.shape[0]
+    outputs = np.empty((batch, n_out), dtype=np.float32)
+    stream = cuda.Stream()
+    start, end = cuda.Event(), cuda.Event()
+    seconds, launches = 0.0, 0
+    for c0 in range(0, batch, chunk):
+        cols = min(chunk, batch - c0)
+        ld, n_rows, d_out_rows = layout(cols)
+        values = engine._buffers.get("values", n_rows * ld * 4)
+        out = engine._buffers.get("out", max(1, n_out) * ld * 4)
+        staged = np.zeros((x.shape[1], ld), dtype=np.float32)
+        staged[:, :cols] = x[c0 : c0 + cols].T
+        cuda.memcpy_htod(values, staged)  # inputs are rows 0 .. n_inputs - 1
+        start.record(stream)
+        launches += launch(values, ld, cols, stream)
+        if n_out:
+            engine._gather(stream, values, ld, d_out_rows, n_out, out)
+        end.record(stream)
+        end.synchronize()
+        seconds += end.time_since(start) / 1e3
+        if n_out:
+            host = np.empty((n_out, ld), dtype=np.float32)
+            cuda.memcpy_dtoh(host, out)
+            outputs[c0 : c0 + cols] = host[:, :cols].T
+    return outputs, seconds, launches
+
+
+def walk_device_arrays(cuda, tables: WalkTables) -> dict:
+    to = cuda.to_device
+    nonempty = lambda a, shape: a if a.size else np.zeros(shape, np.int32)  # noqa: E731
+    return {
+        "info": to(tables.info),
+        "nodes": to(nonempty(tables.nodes, (1, 4))),
+        "edges": to(nonempty(tables.edges, (1, 2))),
+        "far": to(nonempty(tables.far, 1)),
+        "segs": to(tables.segments.astype(np.int32) if tables.segments.size else np.zeros((1, 2), np.int32)),
+    }
+
+
+def launch_walk(
+    fn,
+    stream,
+    grid: tuple[int, int],
+    threads: int,
+    shared: int,
+    values,
+    ld: int,
+    d: dict,
+    seg: int,
+    log_lb: int,
+    tables: WalkTables,
+    caps,
+) -> None:
+    """One dag_walk launch over tables.segments[seg .. seg + grid[1]) (tiles on x, runs on y)."""
+    fn.prepared_async_call(
+        grid,
+        (threads, 1, 1),
+        stream,
+        values,
+        np.int32(ld),
+        int(d["segs"]) + 8 * seg,
+        d["info"],
+        d["nodes"],
+        d["edges"],
+        d["far"],
+        np.int32(log_lb),
+        np.int32(tables.ring),
+        np.int32(tables.depth),
+        *(np.int32(c) for c in caps),
+        shared_size=shared,
+    )
+
+
+KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument format
+    "dag_thread": "PiiiPPPPPP",
+    "dag_warp1": "PiPiiiiPPPPPP",
+    "dag_warp4": "PiPiiiiPPPPPP",
+    "dag_walk1": "PiPPPPPiiiiii",
+    "dag_walk4": "PiPPPPPiiiiii",
+    "dag_population1": "PiPPiiPPPPPP",
+    "dag_population4": "PiPPiiPPPPPP",
+    "dag_gather": "PiPiP",
+}
+
+
+class CudaDagBase(DagEngine):
+    """What the pycuda DAG engines share: the device (opened here, EngineUnavailable without one),
+    dag_levels.cu's kernels compiled and prepared, value buffers kept between calls, the output
+    gather and the chunk loop (run_chunks)."""
+
+    def __init__(self, device: int, needed_by: str):
+        self._device = open_device(device, needed_by=needed_by)
+        self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
+        self._module = compile_module(KERNEL_FILE, self.arch, ["-O3"])
+        self._fns = {name: self._module.get_function(name) for name in KERNEL_FORMATS}
+        for name, fmt in KERNEL_FORMATS.items():
+            self._fns[name].prepare(fmt)
+        self._gather = GatherLauncher(self._fns["dag_gather"])
+        self._buffers = DeviceBuffers(self.cuda)
+        attr = self.cuda.device_attribute.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+        self.shared_limit = int(self.dev.get_attribute(attr))
+        self._shared_allowed = 48 * 1024  # what a launch may take without the opt-in
+
+    def __del__(self):
+        if hasattr(self, "_device"):
+            self._device.release()
+
+    def device(self) -> str:
+        return self.dev.name()
+
+    def release(self) -> None:
+        """Free the value buffers kept between calls."""
+        self._buffers.free()
+
+    def _allow_shared(self, nbytes: int) -> None:
+        """Let dag_walk launches take nbytes of dynamic shared memory (above 48 KB needs the opt-in);
+        never lowered, since plans made earlier (other batch widths) may still need more."""
+        if nbytes > self._shared_allowed:
+            for name in ("dag_walk1", "dag_walk4"):
+                self._fns[name].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
+            self._shared_allowed = nbytes
+
+
+class DagCudaEngine(CudaDagBase):
     """pycuda engine for levelised DAG networks; see the module docstring."""
 
     def __init__(
@@ -100,35 +469,27 @@ class DagCudaEngine(DagEngine):
         memory_fraction: float = 0.8,
         max_columns: int | None = None,
         free_values: bool = True,
+        walk: bool = False,
+        walk_tile: int = 8,
+        walk_threads: int = 128,
+        walk_depth: int = 4,
     ):
-        if kernel not in ("thread", "warp"):
-            raise ValueError(f"kernel must be thread or warp, not {kernel!r}")
-        self._device = open_device(device, needed_by="the DAG GPU engines")
-        self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
+        if kernel not in ("thread", "warp", "walk"):
+            raise ValueError(f"kernel must be thread, warp or walk, not {kernel!r}")
+        if kernel == "thread" and walk:
+            raise ValueError("walk=True goes with the warp kernel, not the thread one")
+        if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
+            raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
+        if not 1 <= walk_depth <= 8:
+            raise ValueError(f"walk_depth must be in 1 .. 8, not {walk_depth}")
+        super().__init__(device, needed_by="the DAG GPU engines")
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
+        self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True
+        self.walk_tile, self.walk_threads, self.walk_depth = walk_tile, walk_threads, walk_depth
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self.free_values = free_values
-        self._fns = self._compile()
-        self._buffers = DeviceBuffers(self.cuda)
-
-    def __del__(self):
-        if hasattr(self, "_device"):
-            self._device.release()
-
-    def device(self) -> str:
-        return self.dev.name()
-
-    def _compile(self) -> dict:
-        mod = compile_module(KERNEL_FILE, self.arch, ["-O3"])
-        fns = {name: mod.get_function(name) for name in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather")}
-        fns["dag_thread"].prepare("PiiiPPPPPP")
-        fns["dag_warp1"].prepare("PiPiiiiPPPPPP")
-        fns["dag_warp4"].prepare("PiPiiiiPPPPPP")
-        fns["dag_gather"].prepare("PiPiP")
-        self._module = mod
-        return fns
 
     def prepare(self, net: DagNetwork) -> None:
         super().prepare(net)
@@ -143,15 +504,13 @@ class DagCudaEngine(DagEngine):
         self.d_w = to(np.ascontiguousarray(net.weights, dtype=np.float32) if net.n_edges else np.zeros(1, np.float32))
         self.d_bias = to(np.ascontiguousarray(net.bias, dtype=np.float32))
         self.d_act = to(np.ascontiguousarray(net.activation, dtype=np.int8))
+        # the graph's arguments of every level kernel, in their order
+        self._graph = (self.d_indptr, self.d_src, self.d_w, self.d_bias, self.d_act, self.d_dst)
         self.d_level_ptr = to(net.level_ptr.astype(np.int32))
         self.out_rows = plan.slot[net.output_rows].astype(np.int32)
         self.d_out_rows = to(self.out_rows if self.out_rows.size else np.zeros(1, np.int32))
-        self._plans: dict[int, WarpPlan] = {}
+        self._plans: dict[int, tuple[WarpPlan, WalkPlan | None]] = {}
         self.prepare_seconds = time.perf_counter() - t0
-
-    def release(self) -> None:
-        """Free the value buffers kept between calls."""
-        self._buffers.free()
 
     def _columns_per_chunk(self, batch: int) -> int:
         net = self.net
@@ -172,15 +531,29 @@ class DagCudaEngine(DagEngine):
             )
         return cols
 
-    def _ld(self, cols: int) -> tuple[int, WarpPlan | None]:
-        if self.kernel == "thread":
-            return (cols + 3) // 4 * 4, None
-        plan = self._plans.get(cols)
-        if plan is None:
-            plan = self._plans[cols] = warp_plan(self.net.level_ptr, self.net.indptr, cols)
-        return -(-cols // plan.tile) * plan.tile, plan
+    def walk_plan(self, plan: WarpPlan) -> WalkPlan | None:
+        """Which of the warp plan's one-block segments dag_walk runs, and its tables (None: none)."""
+        if not self.walk:
+            return None
+        chosen = choose_walk(self.net, plan, self.plan.slot, self.walk_tile, self.walk_depth, self.shared_limit)
+        if chosen is None:
+            return None
+        tables, log_lb, tile, walked = chosen
+        shared = [tables.shared_bytes(c, tile) for c in tables.caps]
+        self._allow_shared(max(shared))
+        return WalkPlan(tables, log_lb, tile, self.walk_threads, walked, shared, walk_device_arrays(self.cuda, tables))
 
-    def _launch(self, values, ld: int, cols: int, plan: WarpPlan | None, stream) -> int:
+    def _ld(self, cols: int) -> tuple[int, WarpPlan | None, WalkPlan | None]:
+        if self.kernel == "thread":
+            return (cols + 3) // 4 * 4, None, None
+        have = self._plans.get(cols)
+        if have is None:
+            plan = warp_plan(self.net.level_ptr, self.net.indptr, cols)
+            have = self._plans[cols] = (plan, self.walk_plan(plan))
+        plan = have[0]
+        return -(-cols // plan.tile) * plan.tile, have[0], have[1]
+
+    def _launch(self, values, ld: int, cols: int, plan: WarpPlan | None, walk: WalkPlan | None, stream) -> int:
         net = self.net
         launches = 0
         if plan is None:
@@ -197,18 +570,31 @@ class DagCudaEngine(DagEngine):
                     np.int32(ld),
                     np.int32(lo),
                     np.int32(hi),
-                    self.d_indptr,
-                    self.d_src,
-                    self.d_w,
-                    self.d_bias,
-                    self.d_act,
-                    self.d_dst,
+                    *self._graph,
                 )
                 launches += 1
             return launches
         fn = self._fns["dag_warp4" if plan.vec == 4 else "dag_warp1"]
         tiles = ld // plan.tile
-        for s in plan.segments:
+        for i, s in enumerate(plan.segments):
+            if walk is not None and i in walk.walked:
+                r = walk.walked[i]
+                launch_walk(
+                    self._fns["dag_walk4" if plan.vec == 4 else "dag_walk1"],
+                    stream,
+                    (ld // walk.tile, 1),
+                    walk.threads,
+                    walk.shared[r],
+                    values,
+                    ld,
+                    walk.device,
+                    r,
+                    walk.log_lb,
+                    walk.tables,
+                    walk.tables.caps[r],
+                )
+                launches += 1
+                continue
             fn.prepared_async_call(
                 (s.grid_x, tiles),
                 (s.block, 1, 1),
@@ -220,59 +606,32 @@ class DagCudaEngine(DagEngine):
                 np.int32(s.l1),
                 np.int32(plan.log_lb),
                 np.int32(s.log_le),
-                self.d_indptr,
-                self.d_src,
-                self.d_w,
-                self.d_bias,
-                self.d_act,
-                self.d_dst,
+                *self._graph,
             )
             launches += 1
         return launches
 
     def infer(self, inputs) -> DagResult:
-        cuda, net = self.cuda, self.net
+        net = self.net
         x = dense_inputs(inputs, net.n_inputs)
         wall = time.perf_counter()
         batch = x.shape[0]
         n_out = self.out_rows.size
         if batch == 0:
             return DagResult(np.zeros((0, n_out), np.float32), 0.0, 0.0, self.name, self.device())
-        outputs = np.empty((batch, n_out), dtype=np.float32)
         chunk = self._columns_per_chunk(batch)
-        stream = cuda.Stream()
-        start, end = cuda.Event(), cuda.Event()
-        seconds = 0.0
-        launches = 0
-        for c0 in range(0, batch, chunk):
-            cols = min(chunk, batch - c0)
-            ld, plan = self._ld(cols)
-            values = self._buffers.get("values", self.plan.n_slots * ld * 4)
-            out = self._buffers.get("out", max(1, n_out) * ld * 4)
-            staged = np.zeros((net.n_inputs, ld), dtype=np.float32)
-            staged[:, :cols] = x[c0 : c0 + cols].T
-            cuda.memcpy_htod(values, staged)  # inputs are rows 0 .. n_inputs - 1
-            start.record(stream)
-            launches += self._launch(values, ld, cols, plan, stream)
-            if n_out:
-                total = n_out * ld
-                self._fns["dag_gather"].prepared_async_call(
-                    (min(65535, math.ceil(total / 256)), 1),
-                    (256, 1, 1),
-                    stream,
-                    values,
-                    np.int32(ld),
-                    self.d_out_rows,
-                    np.int32(n_out),
-                    out,
-                )
-            end.record(stream)
-            end.synchronize()
-            seconds += end.time_since(start) / 1e3
-            if n_out:
-                host = np.empty((n_out, ld), dtype=np.float32)
-                cuda.memcpy_dtoh(host, out)
-                outputs[c0 : c0 + cols] = host[:, :cols].T
+        plans: list = []
+
+        def layout(cols: int) -> tuple[int, int, object]:
+            ld, plan, walk = self._ld(cols)
+            plans[:] = [ld, plan, walk]
+            return ld, self.plan.n_slots, self.d_out_rows
+
+        def launch(values, ld: int, cols: int, stream) -> int:
+            return self._launch(values, ld, cols, plans[1], plans[2], stream)
+
+        outputs, seconds, launches = run_chunks(self, x, chunk, n_out, layout, launch)
+        ld, plan, walk = plans
         details = {
             "chunk_columns": chunk,
             "launches": launches,
@@ -282,4 +641,16 @@ class DagCudaEngine(DagEngine):
         }
         if plan is not None:
             details.update(vec=plan.vec, lanes_batch=1 << plan.log_lb, segments=len(plan.segments))
+        if walk is not None:
+            t = walk.tables
+            details.update(
+                walk_segments=len(walk.walked),
+                walk_levels=int(sum(g1 - g0 for g0, g1 in t.segments)),
+                walk_tile=walk.tile,
+                walk_ring_rows=t.ring,
+                walk_depth=t.depth,
+                walk_threads=walk.threads,
+                walk_near_edges=float(t.near.mean()) if t.near.size else 1.0,
+                walk_shared_bytes=max(walk.shared),
+            )
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

@@ -18,6 +18,9 @@
 //   launch may run several consecutive small groups (levels l0 .. l1 - 1) in one block per
 //   tile, with __syncthreads() between groups (the host launches such segments with
 //   gridDim.x == 1 only).
+// dag_walk<VEC>: one block per tile of input vectors walks a run of small groups (one segment per
+//   blockIdx.y: a run of one network's levels, or one member of a population) with one barrier per
+//   group, reading values from shared memory instead of global memory (see dag_walk_body below).
 // dag_gather: copy the output nodes' rows into a dense block for the host.
 
 #define CLIP_AT 32.0f
@@ -61,6 +64,40 @@ template <> struct Lanes<4> {
     }
 };
 
+// One lane's share of a node's sum: edges begin, begin + le, ... before end, fmaf in edge order
+// from 0, four loads in flight. edge(e, v) loads edge e's source values into v and returns its
+// weight. Every warp-style kernel sums through here, so the same LE gives the same bits.
+template <int VEC, class Edge>
+__device__ __forceinline__ void lane_sum(float (&acc)[VEC], int begin, int end, int le, Edge edge) {
+    int e = begin;
+    for (; e + 3 * le < end; e += 4 * le) {
+        float v0[VEC], v1[VEC], v2[VEC], v3[VEC];
+        const float w0 = edge(e, v0), w1 = edge(e + le, v1), w2 = edge(e + 2 * le, v2), w3 = edge(e + 3 * le, v3);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) {
+            acc[k] = fmaf(w0, v0[k], acc[k]);
+            acc[k] = fmaf(w1, v1[k], acc[k]);
+            acc[k] = fmaf(w2, v2[k], acc[k]);
+            acc[k] = fmaf(w3, v3[k], acc[k]);
+        }
+    }
+    for (; e < end; e += le) {
+        float v[VEC];
+        const float wt = edge(e, v);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) acc[k] = fmaf(wt, v[k], acc[k]);
+    }
+}
+
+// The LE partial sums of a node's lanes added by a butterfly (every lane of the warp takes part).
+template <int VEC>
+__device__ __forceinline__ void lane_reduce(float (&acc)[VEC], int log_lb, int tpn) {
+    for (int off = 1 << log_lb; off < tpn; off <<= 1) {
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) acc[k] += __shfl_xor_sync(0xffffffffu, acc[k], off);
+    }
+}
+
 template <int VEC>
 __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
                                               int log_lb, int log_le, int block, int blocks,
@@ -88,37 +125,12 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
             float acc[VEC];
 #pragma unroll
             for (int k = 0; k < VEC; ++k) acc[k] = 0.0f;
-            if (node < hi) {
-                const int end = indptr[node + 1];
-                int e = indptr[node] + e_lane;
-                for (; e + 3 * le < end; e += 4 * le) {  // four independent loads in flight
-                    const int s0 = src[e], s1 = src[e + le], s2 = src[e + 2 * le], s3 = src[e + 3 * le];
-                    const float w0 = w[e], w1 = w[e + le], w2 = w[e + 2 * le], w3 = w[e + 3 * le];
-                    float v0[VEC], v1[VEC], v2[VEC], v3[VEC];
-                    Lanes<VEC>::load(values + (size_t)s0 * ld + col, v0);
-                    Lanes<VEC>::load(values + (size_t)s1 * ld + col, v1);
-                    Lanes<VEC>::load(values + (size_t)s2 * ld + col, v2);
-                    Lanes<VEC>::load(values + (size_t)s3 * ld + col, v3);
-#pragma unroll
-                    for (int k = 0; k < VEC; ++k) {
-                        acc[k] = fmaf(w0, v0[k], acc[k]);
-                        acc[k] = fmaf(w1, v1[k], acc[k]);
-                        acc[k] = fmaf(w2, v2[k], acc[k]);
-                        acc[k] = fmaf(w3, v3[k], acc[k]);
-                    }
-                }
-                for (; e < end; e += le) {
-                    float v[VEC];
+            if (node < hi)
+                lane_sum<VEC>(acc, indptr[node] + e_lane, indptr[node + 1], le, [&](int e, float (&v)[VEC]) {
                     Lanes<VEC>::load(values + (size_t)src[e] * ld + col, v);
-                    const float wt = w[e];
-#pragma unroll
-                    for (int k = 0; k < VEC; ++k) acc[k] = fmaf(wt, v[k], acc[k]);
-                }
-            }
-            for (int off = 1 << log_lb; off < tpn; off <<= 1) {
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) acc[k] += __shfl_xor_sync(0xffffffffu, acc[k], off);
-            }
+                    return w[e];
+                });
+            lane_reduce<VEC>(acc, log_lb, tpn);
             if (node < hi && e_lane == 0) {
                 const float b = bias[node];
                 const int code = act[node];
@@ -161,6 +173,193 @@ extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATIO
     const int m = blockIdx.x;
     dag_warp_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
                      indptr, src, w, bias, act, dst);
+}
+
+// ----------------------------------------------------------------------------- dag_walk
+// Written for deep, narrow networks, where each group is a few nodes and dag_warp's fused segments
+// pay per group a chain of dependent global loads (group bounds -> indptr -> src -> values) and a
+// 1024-thread barrier: dag_walk keeps the chain on chip. On an H200 that did not make a group
+// cheaper (about 2 us either way at 4 vectors a lane: docs/dag.md), so it runs only when asked
+// for. Its tables come from spdnn.dag.cuda.walk_tables:
+// * ring: the values of the last K rows (K = ring_rows) of the segment for the block's tile, in
+//   shared memory; row r lives at ring[(r % K) * tile]. An edge whose source row s is in the
+//   segment and s + K >= the end of the reader's group (so no row written up to then reused its
+//   place) reads the ring: its code is s % K >= 0.
+// * every other source is "far": written before the launch, or in a group at least depth + 1
+//   groups before its reader. Its values are copied (cp.async) into a staging buffer `depth`
+//   groups ahead of the reader; code -(f + 1) reads entry f of the reader group's far list.
+// * the structure of a group (node records, edge records, far slots) is copied into shared
+//   memory 2 * depth groups ahead, so after the barrier a group reads nothing from global memory.
+// Iteration g: wait for the copies issued at g - depth (far values of g, structure of g + depth),
+// barrier, issue the structure of g + 2 depth and the far values of g + depth, compute g.
+// Buffers: structure (2 depth + 1) groups, far values (depth + 1): the ones overwritten at g were
+// last read at g - 1, before the barrier. A node sums its edges exactly as dag_warp_body does
+// (lane e_lane takes edges e_lane, e_lane + LE, ... in order with fmaf from 0, then the same
+// butterfly over LE lanes), so with the same LE per group the outputs are bit for bit dag_warp's.
+// Tables: info[g] = (first row, first edge, first far entry, log_le) of group g (entry g + 1 bounds
+// it); nodes[r] = (first edge relative to its group's, bias bits, global slot or -1 when no reader
+// needs it there, activation | edge count << 8); edges[e] = (code, weight bits); far[f] = slot.
+
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_address(dst)), "l"(src), "n"(BYTES)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+__device__ __forceinline__ void cp_async_wait(int pending) {  // wait_group takes an immediate
+    switch (pending) {
+        case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+        case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+        case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+        case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+        case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+        case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+        case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+        default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
+    }
+}
+
+#define WALK_HEADER 8  // words before a staged group's node records: first row, nodes, -, far entries, log_le
+
+// copy group (a, b)'s structure into one staging slot (the header by plain stores)
+__device__ __forceinline__ void walk_stage(int* slot, int4 a, int4 b, int node_cap, int edge_cap,
+                                           const int4* __restrict__ nodes, const int2* __restrict__ edges,
+                                           const int* __restrict__ far) {
+    const int n_nodes = b.x - a.x, n_edges = b.y - a.y, n_far = b.z - a.z;
+    if (threadIdx.x == 0) {
+        slot[0] = a.x;
+        slot[1] = n_nodes;
+        slot[3] = n_far;
+        slot[4] = a.w;
+    }
+    int4* sn = reinterpret_cast<int4*>(slot + WALK_HEADER);
+    int2* se = reinterpret_cast<int2*>(slot + WALK_HEADER + 4 * node_cap);
+    int* sf = slot + WALK_HEADER + 4 * node_cap + 2 * edge_cap;
+    for (int i = threadIdx.x; i < n_nodes; i += blockDim.x) cp_async<16>(sn + i, nodes + a.x + i);
+    for (int i = threadIdx.x; i < n_edges; i += blockDim.x) cp_async<8>(se + i, edges + a.y + i);
+    for (int i = threadIdx.x; i < n_far; i += blockDim.x) cp_async<4>(sf + i, far + a.z + i);
+}
+
+template <int VEC>
+__device__ __forceinline__ void walk_far_values(float* fv, const int* slot, int node_cap, int edge_cap,
+                                                const float* values, int ld, size_t col0, int tile) {
+    const int n_far = slot[3];
+    const int* sf = slot + WALK_HEADER + 4 * node_cap + 2 * edge_cap;
+    const int per = tile / VEC;  // copies of VEC floats per far entry
+    for (int i = threadIdx.x; i < n_far * per; i += blockDim.x) {
+        const int f = i / per, c = (i - f * per) * VEC;
+        cp_async<4 * VEC>(fv + f * tile + c, values + (size_t)sf[f] * ld + col0 + c);
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ const float* walk_source(int code, const float* ring, const float* fv, int tile, int cl) {
+    return (code >= 0 ? ring + code * tile : fv + (-code - 1) * tile) + cl;
+}
+
+template <int VEC>
+__device__ void dag_walk_body(float* values, int ld, const int2* __restrict__ segs, const int4* __restrict__ info,
+                              const int4* __restrict__ nodes, const int2* __restrict__ edges,
+                              const int* __restrict__ far, int log_lb, int ring_rows, int depth, int node_cap,
+                              int edge_cap, int far_cap) {
+    extern __shared__ float4 walk_smem[];
+    const int tile = (1 << log_lb) * VEC;
+    const int n_sbuf = 2 * depth + 1, n_fbuf = depth + 1;
+    const int sw = (WALK_HEADER + 4 * node_cap + 2 * edge_cap + far_cap + 3) & ~3;  // words per staged group
+    // sections start on 16 bytes (cp.async of 16 bytes, float4 loads): sizes rounded up to 4 words
+    float* ring = reinterpret_cast<float*>(walk_smem);
+    float* fbuf = ring + ((ring_rows * tile + 3) & ~3);
+    int* sbuf = reinterpret_cast<int*>(fbuf + ((n_fbuf * far_cap * tile + 3) & ~3));
+    const size_t col0 = (size_t)blockIdx.x * tile;
+    const int2 seg = segs[blockIdx.y];
+    const int g0 = seg.x, g1 = seg.y;
+
+    // prologue: the structure of groups g0 .. g0 + 2 depth - 1, then the far values of g0 .. g0 + depth - 1
+    int4 ia = info[g0];
+    for (int k = 0; k < 2 * depth && g0 + k < g1; ++k) {
+        const int4 ib = info[g0 + k + 1];
+        walk_stage(sbuf + ((g0 + k) % n_sbuf) * sw, ia, ib, node_cap, edge_cap, nodes, edges, far);
+        ia = ib;
+    }
+    cp_async_commit();
+    cp_async_wait(0);
+    __syncthreads();
+    for (int k = 0; k < depth && g0 + k < g1; ++k)
+        walk_far_values<VEC>(fbuf + ((g0 + k) % n_fbuf) * far_cap * tile, sbuf + ((g0 + k) % n_sbuf) * sw, node_cap,
+                             edge_cap, values, ld, col0, tile);
+    cp_async_commit();
+    // ia, ib: the bounds of group g + 2 depth, loaded one iteration ahead of their use
+    int4 ib = info[min(g0 + 2 * depth + 1, g1)];
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int g = g0; g < g1; ++g) {
+        cp_async_wait(depth - 1);  // this thread's copies for group g are in
+        __syncthreads();           // everyone's are, and group g - 1 is written
+        if (g + 2 * depth < g1)
+            walk_stage(sbuf + ((g + 2 * depth) % n_sbuf) * sw, ia, ib, node_cap, edge_cap, nodes, edges, far);
+        if (g + depth < g1)
+            walk_far_values<VEC>(fbuf + ((g + depth) % n_fbuf) * far_cap * tile, sbuf + ((g + depth) % n_sbuf) * sw,
+                                 node_cap, edge_cap, values, ld, col0, tile);
+        cp_async_commit();  // one group per iteration, empty or not: wait_group counts them
+        ia = ib;
+        ib = info[min(g + 2 * depth + 2, g1)];
+
+        const int* slot = sbuf + (g % n_sbuf) * sw;
+        const int row0 = slot[0], n_nodes = slot[1], log_le = slot[4];
+        const int4* sn = reinterpret_cast<const int4*>(slot + WALK_HEADER);
+        const int2* se = reinterpret_cast<const int2*>(slot + WALK_HEADER + 4 * node_cap);
+        const float* fv = fbuf + (g % n_fbuf) * far_cap * tile;
+        const int log_tpn = log_lb + log_le;
+        const int tpn = 1 << log_tpn, le = 1 << log_le;
+        const int lig = lane & (tpn - 1);
+        const int b_lane = lig & ((1 << log_lb) - 1), e_lane = lig >> log_lb;
+        const int per_warp = 32 >> log_tpn;
+        const int cl = b_lane * VEC;
+        for (int base = warp * per_warp; base < n_nodes; base += warps * per_warp) {
+            const int p = base + (lane >> log_tpn);
+            float acc[VEC];
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) acc[k] = 0.0f;
+            int4 rec = make_int4(0, 0, -1, 0);
+            if (p < n_nodes) {
+                rec = sn[p];
+                const int2* ep = se + rec.x;
+                lane_sum<VEC>(acc, e_lane, rec.w >> 8, le, [&](int e, float (&v)[VEC]) {
+                    const int2 r = ep[e];
+                    Lanes<VEC>::load(walk_source<VEC>(r.x, ring, fv, tile, cl), v);
+                    return __int_as_float(r.y);
+                });
+            }
+            lane_reduce<VEC>(acc, log_lb, tpn);
+            if (p < n_nodes && e_lane == 0) {
+                const float b = __int_as_float(rec.y);
+                const int code = rec.w & 0xff;
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) acc[k] = activate(acc[k] + b, code);
+                Lanes<VEC>::store(ring + ((row0 + p) % ring_rows) * tile + cl, acc);
+                if (rec.z >= 0) Lanes<VEC>::store(values + (size_t)rec.z * ld + col0 + cl, acc);
+            }
+        }
+    }
+    cp_async_wait(0);
+}
+
+#define DAG_WALK_ARGS float *values, int ld, const int2 *segs, const int4 *info, const int4 *nodes, \
+    const int2 *edges, const int *far, int log_lb, int ring_rows, int depth, int node_cap, int edge_cap, int far_cap
+
+extern "C" __global__ void __launch_bounds__(256) dag_walk1(DAG_WALK_ARGS) {
+    dag_walk_body<1>(values, ld, segs, info, nodes, edges, far, log_lb, ring_rows, depth, node_cap, edge_cap, far_cap);
+}
+
+extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
+    dag_walk_body<4>(values, ld, segs, info, nodes, edges, far, log_lb, ring_rows, depth, node_cap, edge_cap, far_cap);
 }
 
 extern "C" __global__ void dag_gather(const float* values, int ld, const int* __restrict__ rows, int nrows, float* out) {
