@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,25 +17,21 @@ from spdnn.config import DEFAULT_SEED
 from .conftest import SAMPLE
 
 
+def run_args(workdir: Path, **options: object) -> list[str]:
+    """`spdnn --quiet run` on the CPU in `workdir`, with `--name value` per option (underscores read as dashes)."""
+    args = ["--quiet", "run"]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return [*args, "--engine", "cpu", "--workdir", str(workdir)]
+
+
+def sample_run_args(workdir: Path, source: Path = SAMPLE) -> list[str]:
+    """The sample's 30 layers against its 120-layer truth, all 600 inputs."""
+    return run_args(workdir, source=source, layers=30, truth_layers=120, inputs=600)
+
+
 def test_run_on_the_real_sample(tmp_path, capsys):
-    code = main(
-        [
-            "--quiet",
-            "run",
-            "--source",
-            str(SAMPLE),
-            "--layers",
-            "30",
-            "--truth-layers",
-            "120",
-            "--inputs",
-            "600",
-            "--engine",
-            "cpu",
-            "--workdir",
-            str(tmp_path),
-        ]
-    )
+    code = main(sample_run_args(tmp_path))
     assert code == 0
     out = capsys.readouterr().out
     assert "7 categories, validation passed" in out
@@ -43,46 +40,13 @@ def test_run_on_the_real_sample(tmp_path, capsys):
 
 
 def test_run_synthetic(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "--quiet",
-                "run",
-                "--neurons",
-                "256",
-                "--layers",
-                "12",
-                "--inputs",
-                "300",
-                "--engine",
-                "cpu",
-                "--workdir",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    assert main(run_args(tmp_path, neurons=256, layers=12, inputs=300)) == 0
     assert "validation passed" in capsys.readouterr().out
     assert (tmp_path / f"raw/synthetic-seed{DEFAULT_SEED}-inputs300-l12/dnn/neuron256-l12-categories.tsv").exists()
 
 
 def test_missing_truth_file_is_one_clear_error(tmp_path, capsys):
-    code = main(
-        [
-            "--quiet",
-            "run",
-            "--source",
-            str(SAMPLE),
-            "--layers",
-            "30",
-            "--inputs",
-            "600",
-            "--engine",
-            "cpu",
-            "--workdir",
-            str(tmp_path),
-        ]
-    )
+    code = main(run_args(tmp_path, source=SAMPLE, layers=30, inputs=600))
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("spdnn run: error:") and "neuron1024-l30-categories.tsv: not found" in err
@@ -132,22 +96,7 @@ def test_empty_shard_is_an_error():
 def test_os_errors_are_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code = main(
-        [
-            "--quiet",
-            "run",
-            "--neurons",
-            "256",
-            "--layers",
-            "2",
-            "--inputs",
-            "50",
-            "--engine",
-            "cpu",
-            "--workdir",
-            str(blocker / "below"),
-        ]
-    )
+    code = main(run_args(blocker / "below", neurons=256, layers=2, inputs=50))
     assert code == 2
     assert "Not a directory" in _error_line(capsys)
 
@@ -190,20 +139,7 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
 
 
 def test_rerun_with_another_seed_or_source_uses_its_own_data(tmp_path, capsys):
-    args = [
-        "--quiet",
-        "run",
-        "--neurons",
-        "1024",
-        "--layers",
-        "6",
-        "--inputs",
-        "200",
-        "--engine",
-        "cpu",
-        "--workdir",
-        str(tmp_path / "work"),
-    ]
+    args = run_args(tmp_path / "work", neurons=1024, layers=6, inputs=200)
     assert main([*args, "--seed", "1"]) == 0
     assert main([*args, "--seed", "2"]) == 0
     records = sorted((tmp_path / "work/results").glob("*/neuron1024-l6.cpu.json"))
@@ -212,49 +148,14 @@ def test_rerun_with_another_seed_or_source_uses_its_own_data(tmp_path, capsys):
     assert first.read_bytes() != second.read_bytes()  # another seed, other inputs
 
     # the README's second command right after the first, in the same work folder
-    assert (
-        main(
-            [
-                "--quiet",
-                "run",
-                "--source",
-                str(SAMPLE),
-                "--layers",
-                "30",
-                "--truth-layers",
-                "120",
-                "--inputs",
-                "600",
-                "--engine",
-                "cpu",
-                "--workdir",
-                str(tmp_path / "work"),
-            ]
-        )
-        == 0
-    )
+    assert main(sample_run_args(tmp_path / "work")) == 0
     assert "7 categories, validation passed" in capsys.readouterr().out
 
 
 def test_changed_source_file_is_converted_again(tmp_path, capsys):
     source = tmp_path / "mirror"
     shutil.copytree(SAMPLE, source)
-    args = [
-        "--quiet",
-        "run",
-        "--source",
-        str(source),
-        "--layers",
-        "30",
-        "--truth-layers",
-        "120",
-        "--inputs",
-        "600",
-        "--engine",
-        "cpu",
-        "--workdir",
-        str(tmp_path / "work"),
-    ]
+    args = sample_run_args(tmp_path / "work", source=source)
     assert main(args) == 0
     # one input row dropped at the source: the rerun must see it (the sample's truth no longer holds)
     images = source / "mnist/sparse-images-1024.tsv.gz"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import subprocess
 import sys
@@ -298,21 +297,9 @@ def test_every_job_declares_its_share_of_the_machine():
 
 def test_networks_on_the_command_line(tmp_path):
     """`--config networks=[...]` (as the README shows) reaches the schema as numbers."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(tmp_path),
-        "-n",
-        "--config",
-        'networks=[{"neurons": 256, "layers": 24}]',
-        "inputs=500",
-        "repeats=1",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    run = snakemake(
+        tmp_path, None, "-n", "--config", 'networks=[{"neurons": 256, "layers": 24}]', "inputs=500", "repeats=1"
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
     assert "generate_256" in run.stdout
 
@@ -324,23 +311,7 @@ def test_scaling_target(tmp_path):
 
     config = sample_config(tmp_path, str(SAMPLE))
     config["scaling"] = {"gpus": [1, 2]}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-        "--cores",
-        "2",
-    ]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}
-    )
+    run = snakemake(tmp_path, config, "--cores", "2", env={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     with open(tmp_path / "results/mirror/scaling.csv") as f:
         rows = list(csv.DictReader(f))
