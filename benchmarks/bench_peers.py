@@ -448,12 +448,16 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror-root", default=None, help="git mirrors as <root>/<owner>+<name>/repo (else clone)")
     ap.add_argument("--generator", default=None, help="a frozen copy of spdnn/generate.py to generate with")
     ap.add_argument("--truth-only", action="store_true", help="compute and store the synthetic truth, then stop")
+    ap.add_argument(
+        "--truth-chunk", type=int, default=0, help="rows per pass of the CPU reference (0: all; less memory)"
+    )
     args = ap.parse_args(argv)
     args.real_dir = args.real_dir or str(Path(args.root) / "real")
     args.truth_dir = args.truth_dir or str(Path(args.root) / "truth")
     args.gen = data.load_generator(Path(args.generator) if args.generator else None)
     if args.prepare:
         return prepare(args)
+    data.TRUTH_CHUNK_ROWS = max(0, args.truth_chunk)
     if args.truth_only:
         return truth_only(args)
     return run(args)

@@ -60,16 +60,29 @@ def digest(layers: list[sp.spmatrix], inputs: sp.spmatrix) -> str:
     return h.hexdigest()
 
 
+# rows per pass of the reference (0: all at once); set by bench_peers --truth-chunk
+TRUTH_CHUNK_ROWS = 0
+
+
 def reference_truth(
     layers: list[sp.spmatrix], inputs: sp.spmatrix, bias: float, at: list[int] | None = None
 ) -> dict[int, np.ndarray]:
     """The CPU reference engine's categories after each layer count in `at` (default: the
-    last), its input rows split over all cores (saturated rows carried: spdnn.engines.cpu)."""
+    last), its input rows split over all cores (saturated rows carried: spdnn.engines.cpu).
+    With TRUTH_CHUNK_ROWS, the rows go through in passes of that many (rows are independent):
+    at N = 65536 all 60000 rows at once need more memory than a 24 GB machine has."""
     from spdnn.engines.cpu import reference
 
     at = sorted(set(at or [len(layers)]))
-    result = reference(lambda: layers[: at[-1]], bias, inputs, counts=at, workers=None, keep_values=False)
-    return {k: result.alive[k] for k in at}
+    n = inputs.shape[0]
+    step = TRUTH_CHUNK_ROWS or n
+    found: dict[int, list[np.ndarray]] = {k: [] for k in at}
+    for lo in range(0, n, step):
+        part = inputs[lo : min(n, lo + step)]
+        result = reference(lambda: layers[: at[-1]], bias, part, counts=at, workers=None, keep_values=False)
+        for k in at:
+            found[k].append(np.asarray(result.alive[k], dtype=np.int64) + lo)
+    return {k: np.concatenate(found[k]) for k in at}
 
 
 def truth_file(folder: Path, neurons: int, layers: int, seed: int, n_inputs: int) -> Path:
