@@ -1,10 +1,12 @@
 """The field's record holders next to spdnn's engines: same GPU, same data, one run.
 
 Peers (benchmarks/peers/recipes.py): the 2020 champion's code (Hidayetoglu et al.,
-singlegpu/), and IDEA-CUHK's SDGC driver with BF (2019), SNIG (2020), XY (2021 champion) and
-SNICIT (2023, approximate inside). Each is exported at a pinned commit into an ignored
-folder (default .peers/), patched with the patches kept in benchmarks/peers/patches and
-built (`--prepare`, needs nvcc and git); the GPU machine only runs what was built.
+singlegpu/), IDEA-CUHK's SDGC driver with BF (2019), SNIG (2020), XY (2021 champion) and
+SNICIT (2023, approximate inside), and GLARE's fork of that driver (2023: glare-bf,
+glare-snig, glare-xy, glare-snicit, each kernel with GLARE's skipping of saturated blocks).
+Each is exported at a pinned commit into an ignored folder (default .peers/), patched with
+the patches kept in benchmarks/peers/patches and built (`--prepare`, needs nvcc and git);
+the GPU machine only runs what was built.
 
 For every network: the data are generated (or read, for real-NxL) once; spdnn's engines run
 on it (CUDA events around inference, median of --reps); then every peer runs on files
@@ -16,6 +18,8 @@ or the official file for the real network).
   python benchmarks/bench_peers.py --truth-only --networks 1024x120,4096x120
   python benchmarks/bench_peers.py --networks real-1024x120,1024x120,4096x120 \\
       --peers hidayetoglu,xy,snicit,bf,snig --out $OUT [--deadline 480]
+  python benchmarks/bench_peers.py --networks 16384x120,4096x120 \\
+      --peers glare-snicit,glare-xy,snicit,xy --out $OUT --deadline 480
 """
 
 from __future__ import annotations
@@ -421,7 +425,11 @@ def main(argv=None) -> int:
         default="real-1024x120,1024x120,4096x120",
         help="comma-separated NxL (synthetic) or real-NxL (official layout in --real-dir)",
     )
-    ap.add_argument("--peers", default="hidayetoglu,xy,snicit,bf,snig", help=", ".join(recipes.METHODS))
+    ap.add_argument(
+        "--peers",
+        default="hidayetoglu,xy,snicit,bf,snig",
+        help="comma-separated, of: " + ", ".join(recipes.METHODS) + " (glare-*: GLARE's fork, IDEA-CUHK/GLARE)",
+    )
     ap.add_argument("--engines", default="default,dedup", help=", ".join(ENGINES))
     ap.add_argument("--inputs", type=int, default=challenge.N_INPUTS, help="synthetic inputs (all distinct)")
     ap.add_argument("--seed", type=int, default=1)

@@ -47,21 +47,27 @@ _SDGC_TIMER = {  # the line each mode prints its own total with (milliseconds)
     "SNIG": rf"^SNIG info: runtime {_NUM} ms",
     "XY": rf"^XY info: runtime {_NUM}\s*ms",
     "SNICIT": rf"^SNICIT info: runtime {_NUM}\s*ms",
+    # GLARE's fork of the driver (IDEA-CUHK/GLARE): the same lines, the mode's name first
+    "BF_GLARE": rf"^BF_GLARE info: runtime {_NUM} ms",
+    "SNIG_GLARE": rf"^SNIG_GLARE info: runtime {_NUM} ms",
+    "XY_GLARE": rf"^XY_GLARE info: runtime {_NUM}\s*ms",
+    "SNICIT_GLARE": rf"^SNICIT_GLARE info: runtime {_NUM}\s*ms",
 }
 
 
 def parse_sdgc(text: str, mode: str) -> dict:
-    """IDEA-CUHK's SDGC driver: `<MODE> info: runtime <t> ms`, SNICIT's phase times, and its own
-    verdict. XY and SNICIT compare their count with constants of the official data (1812, 1801,
-    1918, 1994 for 60000 inputs), so their verdict means nothing on other data; BF and SNIG
-    compare every row with the truth file."""
+    """IDEA-CUHK's SDGC driver (SNICIT's tree, and GLARE's fork with its *_GLARE modes): `<MODE>
+    info: runtime <t> ms`, SNICIT's (and SNICIT_GLARE's) phase times, and its own verdict. XY and
+    SNICIT (and their GLARE copies) compare their count with constants of the official data (1812,
+    1801, 1918, 1994 for 60000 inputs), so their verdict means nothing on other data; BF and SNIG
+    (and theirs) compare every row with the truth file."""
     if mode not in _SDGC_TIMER:
         raise ValueError(f"unknown SDGC mode {mode!r}")
     out: dict = {}
     runtime = _last(_SDGC_TIMER[mode], text)
     if runtime is not None:
         out["inference_seconds"] = float(runtime) / 1e3
-    if mode == "SNICIT":
+    if mode in ("SNICIT", "SNICIT_GLARE"):
         for key, label in (
             ("pre_conv", "pre-conv"),
             ("cluster", "cluster-based conversion"),

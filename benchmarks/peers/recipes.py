@@ -66,7 +66,20 @@ SNICIT = Source(
     licence="MIT",
 )
 
-SOURCES = {s.name: s for s in (HIDAYETOGLU, SNICIT)}
+# GLARE (2023): a fork of the same SDGC driver with *_GLARE copies of BF, SNIG, XY and SNICIT that
+# skip the reads of blocks found all 32 and the writes of 32s. No licence file at this commit.
+GLARE = Source(
+    name="glare",
+    repo="IDEA-CUHK/GLARE",
+    commit="7c44e32c7807e3ae1286af4786759010e07e13ac",
+    paths=("main", "src/SDGC", "3rd-party"),
+    patches=("glare-cuda13.patch", "glare-driver.patch"),
+    build=SNICIT.build,
+    binary="build/SDGC",
+    licence="none stated (all rights reserved): run here, never copied",
+)
+
+SOURCES = {s.name: s for s in (HIDAYETOGLU, SNICIT, GLARE)}
 
 _SDGC_EVENTS = "sum of its CUDA event times per layer, weights and inputs already on the GPU"
 METHODS = {
@@ -101,6 +114,37 @@ METHODS = {
         Method("xy", "XY 2021 (champion)", SNICIT, exact=True, inputs="sdgc", mode="XY", timer=_SDGC_EVENTS),
         Method(
             "snicit", "SNICIT 2023 (approximate)", SNICIT, exact=False, inputs="sdgc", mode="SNICIT", timer=_SDGC_EVENTS
+        ),
+        # GLARE's kernels write no 32 (the buffer is trusted to hold one from two layers before) and
+        # read 32 for blocks flagged all 32 (BF_GLARE never clears its flags): exact only while
+        # saturation persists, hence exact=False whatever the paper says; the rows are checked.
+        Method(
+            "glare-bf",
+            "BF+GLARE 2023",
+            GLARE,
+            exact=False,
+            inputs="sdgc",
+            mode="BF_GLARE",
+            timer="host clock around its inference (managed memory)",
+        ),
+        Method(
+            "glare-snig",
+            "SNIG+GLARE 2023",
+            GLARE,
+            exact=False,
+            inputs="sdgc",
+            mode="SNIG_GLARE",
+            timer="host clock around its inference (managed memory, inputs prefetched)",
+        ),
+        Method("glare-xy", "XY+GLARE 2023", GLARE, exact=False, inputs="sdgc", mode="XY_GLARE", timer=_SDGC_EVENTS),
+        Method(
+            "glare-snicit",
+            "SNICIT+GLARE 2023 (approximate)",
+            GLARE,
+            exact=False,
+            inputs="sdgc",
+            mode="SNICIT_GLARE",
+            timer=_SDGC_EVENTS,
         ),
     )
 }
