@@ -254,17 +254,14 @@ def _tensor_totals(parts: list) -> dict:
     return out
 
 
-def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
-    """The scalar model: one design, layer by layer (the reference for the vectorised explorer)."""
-    from .validated import measured_label
-
-    nest, fallback, params = df.nest(), df.fallback(), df.params()
-    shapes = network_shapes(prof, df.variant)
-    win, wout, ucols, kw = shapes
-    fmask, cap = capacity_of(nest, params, shapes)
-    fuse = df.fuse if fmask.any() else 1  # nothing fused: the engine checks as a kernel per layer does
+def dataflow_policy(df: Dataflow, prof: NetworkProfile, shapes, any_fused: bool, memory_bytes: float):
+    """(fuse, the check-point policy's simulation) of one dataflow on a profile: the engine's
+    check points, batch and carried rows for the dataflow's options. Nothing fused: the
+    engine checks as a kernel per layer does."""
+    win, wout = shapes[0], shapes[1]
+    fuse = df.fuse if any_fused else 1
     check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
-    batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), hw.memory_bytes))
+    batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), memory_bytes))
     pol = simulate(
         prof,
         wout[None, :],
@@ -275,6 +272,18 @@ def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
         [fuse],
         [df.carry_saturated],
     )
+    return fuse, pol
+
+
+def predict(df: Dataflow, prof: NetworkProfile, hw: Hardware) -> Prediction:
+    """The scalar model: one design, layer by layer (the reference for the vectorised explorer)."""
+    from .validated import measured_label
+
+    nest, fallback, params = df.nest(), df.fallback(), df.params()
+    shapes = network_shapes(prof, df.variant)
+    win, wout, ucols, kw = shapes
+    fmask, cap = capacity_of(nest, params, shapes)
+    fuse, pol = dataflow_policy(df, prof, shapes, bool(fmask.any()), hw.memory_bytes)
     assert pol.points is not None  # simulate() gives the check points
     seg = float(segment_length(fuse, pol.points[0], pol.layers_run[0]))
     wl = Workload(pol.present[0], pol.alive_in[0], win, wout, ucols, kw, np.where(fmask, seg, 1.0))

@@ -19,11 +19,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .analysis import Workload, analyse
-from .cost import capacity_of, combine, fusable, launched, network_shapes, overhead_cost, time_terms
+from .cost import (
+    capacity_of,
+    combine,
+    dataflow_policy,
+    fusable,
+    launched,
+    network_shapes,
+    overhead_cost,
+    time_terms,
+)
 from .directives import Dataflow
 from .hardware import Hardware, _data
 from .network import NetworkProfile
-from .policy import auto_batch, segment_length, simulate
+from .policy import segment_length
 
 AXES = ("sms", "smem_per_sm_kb", "l2_mb", "hbm_tbs", "clock_ghz")
 
@@ -127,19 +136,7 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     nest, fallback, params = df.nest(), df.fallback(), df.params()
     shapes = network_shapes(prof, df.variant)
     win, wout, ucols, kw = shapes
-    fuse = df.fuse if fusable(nest, params, win, wout).any() else 1
-    check_every = df.check_every if fuse == df.fuse else df.fuse  # ... every Fuse F layers (engine_options)
-    batch = df.batch_rows or float(auto_batch(prof, max(win.max(), wout.max()), base.memory_bytes))
-    pol = simulate(
-        prof,
-        wout[None, :],
-        [check_every],
-        [df.check_bytes],
-        [df.compact_fraction],
-        [batch],
-        [fuse],
-        [df.carry_saturated],
-    )
+    fuse, pol = dataflow_policy(df, prof, shapes, bool(fusable(nest, params, win, wout).any()), base.memory_bytes)
     seg = segment_length(np.array([float(fuse)]), pol.points, pol.layers_run)
     counts, tup = _layer_tuples(pol, shapes, np.array([0]), seg)
     counts = np.asarray(counts.todense())[0]
