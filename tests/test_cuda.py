@@ -331,6 +331,18 @@ def test_fused_general_network_positive_bias(gpu):
 
 
 @pytest.mark.gpu
+def test_fewer_warps_than_the_scatter_plan_is_an_error(gpu):
+    """Full-width fused layers give each warp at most SCATTER_REGS columns for prepare's warps:
+    fewer warps afterwards would leave columns uncomputed, so infer refuses."""
+    weights, x = synthetic(1024, 6, 64)
+    eng = get_engine("cuda", variant="dedup")
+    eng.prepare(weights, 6)
+    eng.warps = 2  # 64 distinct columns > 2 x 16
+    with pytest.raises(ValueError, match="call prepare"):
+        eng.infer(x)
+
+
+@pytest.mark.gpu
 def test_fuse_width_beyond_shared_memory_is_an_error(gpu):
     with pytest.raises(ValueError, match="fuse_width"):
         get_engine("cuda", fuse_width=1 << 20)

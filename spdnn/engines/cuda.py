@@ -418,6 +418,12 @@ class CudaEngine(Engine):
         n = inputs.shape[1]
         if n != self.weights.neurons:
             raise ValueError(f"inputs have {n} columns, the network {self.weights.neurons} neurons")
+        if self.chosen == "dedup" and self.fused_layers and self.fuse_ucmax > self.warps * SCATTER_REGS:
+            # the plan gave each warp at most SCATTER_REGS distinct columns at prepare's warps
+            raise ValueError(
+                f"warps is {self.warps}, but the full-width fused layers were planned for at least "
+                f"{-(-self.fuse_ucmax // SCATTER_REGS)} warps: call prepare() again after changing warps"
+            )
         batch = self._plan_batch(inputs)
         while True:
             self._launch: str | tuple = "setup"
