@@ -284,8 +284,11 @@ def test_engine_options_of_each_dataflow():
     assert Dataflow(carry_saturated=False).engine_options()["carry_saturated"] is False
     with pytest.raises(ValueError, match="smem"):
         Dataflow(dataflow="smem", row_tile=16).engine_options()
-    with pytest.raises(ValueError, match="merged"):
-        Dataflow(dataflow="fused", fuse=8, variant="dedup").engine_options()
+    with pytest.raises(ValueError, match="32 rows"):
+        Dataflow(dataflow="fused", fuse=8, row_tile=16).engine_options()
+    # full-width fused segments: the engine's spdnn_fused_scatter, by its own width rule
+    scatter = Dataflow(dataflow="fused", fuse=8, variant="dedup").engine_options()
+    assert scatter["variant"] == "dedup" and scatter["check_every"] == 8 and "fuse_width" not in scatter
 
 
 def test_fused_layers_and_their_shared_memory():

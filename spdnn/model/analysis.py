@@ -34,6 +34,14 @@ The rules (docs/model.md has them with their reasons):
 5. Occupancy: threads = 32 x warps; registers = 29 + a lane's gathered operands and
    accumulators; shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
    kernel is sized for, + 128 B; blocks per SM by the usual limits.
+6. Scatter (Stage Yout smem scatter): Yout shares Yin's tile (no buffer of its own); a lane holds
+   the values of its warp's column folds in registers until a barrier, then writes each to its
+   wout / ucols output neurons (the stores of rule 3, one wavefront per warp and neuron) after
+   reading the neuron's position from the layer's output lists (a broadcast shared-memory read
+   per neuron, two per column for its range). The lists (4 B x (wout + ucols + 1)) are staged in
+   shared memory once per layer and block from L2 (their HBM traffic is the per-layer metadata),
+   in one buffer: the block waits an L2 latency for them per layer (rule 3's unbuffered tiles);
+   a second barrier per layer (after the scatter) costs a shared-memory latency on the critical path.
 """
 
 from __future__ import annotations
@@ -278,6 +286,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
 
     # --- rule 3: registers (every loop is outside a lane's register tile) ----------------------
     to_block, out_final = {}, np.asarray(0.0)
+    list_reads = np.asarray(0.0)  # the scatter's output-list reads (rule 6)
     for t in TENSORS:
         elems = _footprint(t, lane_chunk, wl)
         tile = elems * BYTES[t]
@@ -301,6 +310,10 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
             instr_step = instr_step + elems * per_step  # one store per output neuron
             if src == "smem":
                 wavefronts = wavefronts + warps_active * fills * elems * np.ceil(32.0 * BYTES[t] / mc / WAVEFRONT)
+            if nest.scatter:  # rule 6: the neuron's list entry (broadcast), the column's range
+                list_reads = warps_active * fills * (elems + 2.0) * 4.0
+                instr_step = instr_step + (elems + 2.0) * per_step
+                wavefronts = wavefronts + warps_active * fills * (elems + 2.0)
         else:
             to_block[t] = moved
             n_instr = elems if t == "Yin" else np.ceil(tile / VECTOR_BYTES)  # gathers are scalar
@@ -339,7 +352,10 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         tile = _footprint(t, pos, wl, dense=True) * BYTES[t]
         fills = _fills(loops_t, t, skip=skip)
         moved = blocks * fills * tile  # loads (W, Yin) or write-backs (Yout: the launch's last layer when chained)
-        smem_block = smem_block + _footprint(t, cap_pos, cap, dense=True) * BYTES[t] * (2.0 if nest.double(t) else 1.0)
+        if not (t == "Yout" and nest.scatter):  # scattered outputs live in Yin's tile (rule 6)
+            smem_block = smem_block + _footprint(t, cap_pos, cap, dense=True) * BYTES[t] * (
+                2.0 if nest.double(t) else 1.0
+            )
         wavefronts = wavefronts + moved / WAVEFRONT
         if t != "Yout":
             inflight = np.maximum(inflight, COPY_INFLIGHT)
@@ -359,6 +375,36 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         if t == "Yout":
             out_final = moved
 
+    # --- rule 6: the scatter's output lists, staged per layer and block; its second barrier -----
+    held = np.asarray(0.0)
+    if nest.scatter:
+        steps_l = _prod(lp.avg for lp in outside if lp.dim == "l")  # layers a block steps through
+        lists = 4.0 * (wl.wout + wl.ucols + 1.0)
+        moved_lists = blocks * steps_l * lists
+        smem_block = smem_block + 4.0 * np.floor((cap.wout + cap.ucols + 4.0) / 4.0) * 4.0
+        wavefronts = wavefronts + moved_lists / WAVEFRONT
+        # the output lists: a pseudo-tensor of the scatter (read by every warp, staged per layer and block)
+        tensors["Lists"] = {
+            "smem": {
+                "volume": lists,
+                "accesses": list_reads,
+                "traffic": moved_lists,
+                "reuse": list_reads / np.maximum(moved_lists, 1e-30),
+                "multicast": np.asarray(32.0),
+            },
+            "l2": {"volume": lists, "accesses": moved_lists, "traffic": steps_l * lists, "hit": np.asarray(1.0)},
+            "dram": {"accesses": steps_l * lists},
+        }
+        level["smem"] = level["smem"] + list_reads + moved_lists
+        level["l2"] = level["l2"] + moved_lists
+        # the block waits for its lists (staged once per layer, one buffer: the rule of tiles without
+        # double buffering, from L2 where they stay), and a second barrier per layer
+        fill_lat = fill_lat + _prod(lp.trips for lp in outside if lp.dim == "l" and lp.section > 0) * (
+            hw.l2_latency_s + hw.smem_latency_s
+        )
+        # a lane's values of its warp's folds of j, held until the barrier
+        held = _prod(lp.trips for lp in loops if lp.section == wsec and lp.dim == "j")
+
     # --- rule 5: occupancy ------------------------------------------------------------------
     threads = 32.0 * warps
     wline = nest.sections[wsec].line
@@ -370,7 +416,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
             smem_block > hw.smem_per_block,
         )
     )
-    need = REGS_BASE + _footprint("Yin", lane_chunk, wl) + lane_chunk["l"] * lane_chunk["r"] * lane_chunk["j"]
+    need = REGS_BASE + _footprint("Yin", lane_chunk, wl) + lane_chunk["l"] * lane_chunk["r"] * lane_chunk["j"] + held
     regs = np.minimum(need, np.minimum(hw.max_regs_thread, hw.regs_per_sm // np.maximum(threads, 32.0)))
     bsm = np.minimum(hw.max_blocks_sm, hw.max_threads_sm // np.maximum(threads, 32.0))
     bsm = np.minimum(bsm, hw.regs_per_sm // np.maximum(regs * threads, 1.0))

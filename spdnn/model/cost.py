@@ -120,8 +120,18 @@ def _select(mask, a: dict, b: dict) -> dict:
     return out
 
 
-def fusable(nest: Nest, params: dict, win, wout) -> np.ndarray:
-    """Layers the nest runs itself: all, or those no wider than its Fuse ... upto WIDTH."""
+# shared memory a fused segment leaves to the block besides its dynamic buffers (layer_plan.fusable:
+# fuse_bytes <= smem_optin - 1024); the analysis' smem_block has 128 B of its own on top of the tiles
+FUSE_SMEM_RESERVE = 1024.0
+
+
+def fusable(nest: Nest, params: dict, win, wout, ucols=None, kw=None, hw: Hardware | None = None) -> np.ndarray:
+    """Layers the nest runs itself (the engine's rule, spdnn.engines.layer_plan.fusable): all, or
+    those no wider than its `Fuse ... upto WIDTH`, with at most `cols COLS` distinct columns
+    (ucols; the scatter's registers) and, given a GPU (hw), whose segment's shared memory at the
+    widest such layer (the analysis' staged tiles, at the layer's own KW) fits one block with the
+    engine's reserve. Without hw the shared memory is only the analysis' validity check.
+    COLS may vary with the designs (WARPS); WIDTH may not."""
     if nest.fuse.width is None:
         return np.ones(np.shape(win), bool)
     env = {k: np.asarray(v[0], float) for k, v in nest.params.items()}
@@ -129,7 +139,20 @@ def fusable(nest: Nest, params: dict, win, wout) -> np.ndarray:
     width = np.asarray(nest.fuse.width(env), float)
     if width.size != 1:
         raise ValueError("a Fuse width must not vary between the designs of one evaluation")
-    return np.maximum(win, wout) <= float(width)
+    mask = np.maximum(win, wout) <= float(width)
+    if nest.fuse.cols is not None:
+        if ucols is None:
+            raise ValueError(f"{nest.source}: Fuse ... cols needs the layers' distinct columns")
+        mask = mask & (np.asarray(ucols, float) <= np.asarray(nest.fuse.cols(env), float))
+    if hw is not None and np.any(mask):
+        if ucols is None or kw is None or np.ndim(mask) != 1:
+            raise ValueError("the shared-memory rule needs one design's layers: ucols and kw")
+        win_, wout_, uc_, kw_ = (np.asarray(x, float) for x in (win, wout, ucols, kw))
+        cap = Workload(1.0, 1.0, win_[mask].max(), wout_[mask].max(), uc_[mask].max(), kw_)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
+        one = Workload(32.0, 32.0, win_, wout_, uc_, kw_, 2.0)  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
+        smem = analyse(nest, params, one, hw, cap).smem_block - 128.0
+        mask = mask & (smem <= hw.smem_per_block - FUSE_SMEM_RESERVE)
+    return mask
 
 
 def design_cost(
@@ -216,10 +239,10 @@ def network_shapes(prof: NetworkProfile, variant: str):
     return s.win.astype(float), s.wout.astype(float), s.ucols.astype(float), s.kw.astype(float)
 
 
-def capacity_of(nest: Nest, params: dict, shapes) -> tuple[np.ndarray, Workload]:
+def capacity_of(nest: Nest, params: dict, shapes, hw: Hardware | None = None) -> tuple[np.ndarray, Workload]:
     """(the layers the nest runs, the widest of them: what its shared memory is sized for)."""
     win, wout, ucols, kw = shapes
-    mask = fusable(nest, params, win, wout)
+    mask = fusable(nest, params, win, wout, ucols, kw, hw)
     pick = mask if mask.any() else np.ones_like(mask)
     cap = Workload(1.0, 1.0, win[pick].max(), wout[pick].max(), ucols[pick].max(), kw[pick].max())  # type: ignore[arg-type]  # array-likes: Workload makes them arrays
     return mask, cap

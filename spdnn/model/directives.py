@@ -19,6 +19,16 @@ from ..engines.layer_plan import VARIANTS
 from .nest import DIRECTIVE_DIR, Nest, load_nest, parse_nest
 
 DATAFLOWS = ("gather", "smem", "fused")
+# the file of a dataflow per variant: the engine's full-width (dedup) fused segments are
+# spdnn_fused_scatter (one tile buffer, outputs scattered), not spdnn_fused
+VARIANT_FILES = {("fused", "dedup"): "fused_scatter"}
+
+
+def kernel_file(dataflow: str, variant: str) -> str:
+    """The directive file (spdnn/model/dataflows/NAME.m) of a dataflow for a variant."""
+    return VARIANT_FILES.get((dataflow, variant), dataflow)
+
+
 KNOB_PARAMS = {"warps": "WARPS", "grid_factor": "GF", "row_tile": "R"}
 
 
@@ -61,7 +71,7 @@ class Dataflow:
         """The parsed loop nest (the kernel's file, or the custom text)."""
         if self.custom:
             return _parse_cached(self.custom, self.source or "<directives>")
-        return load_nest(self.dataflow)
+        return load_nest(kernel_file(self.dataflow, self.variant))
 
     def fallback(self) -> Nest | None:
         """The nest of the layers too wide to fuse (Fuse ... else KERNEL), or None."""
@@ -79,23 +89,25 @@ class Dataflow:
 
     def directives(self) -> str:
         """This design as a directive file (parse_directives reads it back)."""
-        text = self.custom or (DIRECTIVE_DIR / f"{self.dataflow}.m").read_text()
+        text = self.custom or (DIRECTIVE_DIR / f"{kernel_file(self.dataflow, self.variant)}.m").read_text()
         return render(text, self)
 
     def engine_options(self) -> dict:
         """Options of spdnn.engines.cuda.CudaEngine that run this dataflow.
 
-        gather: a kernel per layer (no fused segments). fused: the merged network's layers after
-        the first in fused segments of tiles of 32 rows, one segment per check interval (the
-        engine's segments end at its check points, so Fuse F is check_every F). The engine has
-        no smem (row tile staged per layer) kernel.
+        gather: a kernel per layer (no fused segments). fused: the layers the engine's rule fuses
+        (merged: after the first, up to FUSE_WIDTH wide, spdnn_fused; dedup: full-width layers up
+        to FUSE_WIDTH_SCATTER with at most warps x SCATTER_REGS distinct columns,
+        spdnn_fused_scatter) in fused segments of tiles of 32 rows, one segment per check
+        interval (the engine's segments end at its check points, so Fuse F is check_every F).
+        The engine has no smem (row tile staged per layer) kernel.
         """
         if self.custom:
             raise ValueError(f"{self.source or 'a custom directive file'} is not one of the engine's kernels")
         if self.dataflow == "smem":
             raise ValueError("the cuda engine has no 'smem' kernel (row tile staged per layer): model only")
-        if self.dataflow == "fused" and (self.variant != "merged" or self.row_tile != 32):
-            raise ValueError("the cuda engine fuses layers of the merged network in tiles of 32 rows only")
+        if self.dataflow == "fused" and self.row_tile != 32:
+            raise ValueError("the cuda engine fuses layers in tiles of 32 rows only")
         opts = dict(
             variant=self.variant,
             warps=self.warps,
@@ -153,7 +165,9 @@ def _parse_cached(text: str, source: str) -> Nest:
 
 @cache
 def _template_structures() -> dict:
-    return {name: load_nest(name).structure() for name in DATAFLOWS}
+    out = {(name, "merged"): load_nest(name).structure() for name in DATAFLOWS}
+    out.update({key: load_nest(name).structure() for key, name in VARIANT_FILES.items()})
+    return out
 
 
 def parse_directives(text: str, source: str = "<directives>") -> Dataflow:
@@ -165,7 +179,14 @@ def parse_directives(text: str, source: str = "<directives>") -> Dataflow:
     for knob, name in KNOB_PARAMS.items():
         if name in p:
             kw[knob] = int(p[name])
-    template = next((n for n, s in _template_structures().items() if s == nest.structure()), None)
+    template = next(
+        (
+            name
+            for (name, variant), s in _template_structures().items()
+            if s == nest.structure() and kernel_file(name, nest.variant) == kernel_file(name, variant)
+        ),
+        None,
+    )
     if template is not None:
         return Dataflow(dataflow=template, **kw)
     name = re.sub(r"\W+", "-", nest.kernel or "custom")

@@ -20,7 +20,7 @@ import numpy as np
 
 from .analysis import Workload
 from .cost import LEVELS, capacity_of, design_cost, energy, fusable, network_shapes, overhead_cost
-from .directives import Dataflow
+from .directives import Dataflow, kernel_file
 from .hardware import Hardware
 from .nest import load_nest
 from .network import NetworkProfile
@@ -214,20 +214,47 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
         arr = np.array([p[1:] for p in mine], dtype=float)  # ce, cb, cf, batch, fuse, carry
         mx = max(win.max(), wout.max())
         batch = np.where(arr[:, 3] > 0, arr[:, 3], auto_batch(prof, mx, hw.memory_bytes))
-        # no layer narrow enough to fuse: the engine checks as a kernel per layer does
-        any_fused = "fused" in space["dataflow"] and bool(fusable(load_nest("fused"), {}, win, wout).any())
-        # (and, as the engine does for a fused design, every Fuse F layers: check_every = F)
-        fz = np.where(any_fused, arr[:, 4], 1.0)
-        ce = np.where(any_fused | (arr[:, 4] <= 1), arr[:, 0], arr[:, 4])
-        pol = simulate(prof, wout[None, :], ce, arr[:, 1], arr[:, 2], batch, fz.astype(int), arr[:, 5] > 0)
+        fused_nest = load_nest(kernel_file("fused", variant))
+        sims: dict = {}
+
+        def policy_for(any_fused: bool | None) -> tuple:
+            """(fuse per class, the classes' simulation) when some layer fuses or none does (None:
+            either, for the classes without fusion: they simulate alike)."""
+            if any_fused is None:
+                any_fused = next(iter(sims), True)
+            if any_fused not in sims:
+                # no layer narrow enough to fuse: the engine checks as a kernel per layer does
+                # (and, as the engine does for a fused design, every Fuse F layers: check_every = F)
+                fz = np.where(any_fused, arr[:, 4], 1.0)
+                ce = np.where(any_fused | (arr[:, 4] <= 1), arr[:, 0], arr[:, 4])
+                sims[any_fused] = (
+                    fz,
+                    simulate(prof, wout[None, :], ce, arr[:, 1], arr[:, 2], batch, fz.astype(int), arr[:, 5] > 0),
+                )
+            return sims[any_fused]
+
+        def fuses_any(m: tuple) -> bool:  # whether one mapping's rule fuses any layer (Fuse ... cols)
+            prm = {k: float(v) for k, v in zip(("R", "WARPS", "GF"), m) if k in fused_nest.params}
+            return bool(fusable(fused_nest, prm, win, wout, ucols).any())
+
         groups = {}
+        work: list[tuple[str, list, bool | None]] = []  # (dataflow, its mappings, whether they fuse any layer)
         for dataflow in space["dataflow"]:
-            fused = dataflow == "fused"
-            cls = np.flatnonzero(arr[:, 4] > 1) if fused else np.flatnonzero(arr[:, 4] == 1)
             maps = _mappings(space, dataflow)
+            if dataflow != "fused":
+                work.append((dataflow, maps, None))
+                continue
+            flags = [fuses_any(m) for m in maps]
+            for flag in (True, False):
+                work.append((dataflow, [m for m, f in zip(maps, flags) if f == flag], flag))
+        for dataflow, maps, any_fused in work:
+            fused = dataflow == "fused"
+            fz, pol = policy_for(any_fused)
+            any_fused = any_fused is not False
+            cls = np.flatnonzero(arr[:, 4] > 1) if fused else np.flatnonzero(arr[:, 4] == 1)
             if not maps or not len(cls):
                 continue
-            nest = load_nest(dataflow)
+            nest = load_nest(kernel_file(dataflow, variant))
             fallback = load_nest(nest.fuse.fallback) if nest.fuse.fallback else None
             R = np.array([m[0] for m in maps], float)[:, None]  # (mappings, 1)
             W = np.array([m[1] for m in maps], float)[:, None]
@@ -236,13 +263,13 @@ def evaluate(prof: NetworkProfile, hw: Hardware, space: dict | None = None) -> R
             params = {k: v for k, v in params.items() if k in nest.params or (fallback and k in fallback.params)}
             _, cap = capacity_of(nest, {}, shapes)
             assert pol.points is not None  # simulate() gives the check points
-            if fused not in groups:  # gather and smem share the classes without fusion
-                groups[fused] = _layer_tuples(
+            if (fused, any_fused) not in groups:  # gather and smem share the classes without fusion
+                groups[fused, any_fused] = _layer_tuples(
                     pol, shapes, cls, segment_length(fz[cls], pol.points[cls], pol.layers_run[cls])
                 )
-            weights, tup = groups[fused]
+            weights, tup = groups[fused, any_fused]
             F, n, a, lw, lwo, lu, lk = (tup[:, i][None, :] for i in range(7))  # (1, tuples)
-            fmask = fusable(nest, {}, lw, lwo)
+            fmask = fusable(nest, params, lw, lwo, lu)  # (mappings or 1, tuples)
             wl = Workload(n, a, lw, lwo, lu, lk, np.where(fmask, F, 1.0))
             c = design_cost(hw, nest, fallback, params, wl, fmask, cap)
             shape = (len(maps), len(tup))

@@ -136,13 +136,15 @@ def _one_design(df: Dataflow, prof: NetworkProfile, base: Hardware, hw: Hardware
     nest, fallback, params = df.nest(), df.fallback(), df.params()
     shapes = network_shapes(prof, df.variant)
     win, wout, ucols, kw = shapes
-    fuse, pol = dataflow_policy(df, prof, shapes, bool(fusable(nest, params, win, wout).any()), base.memory_bytes)
+    fuse, pol = dataflow_policy(
+        df, prof, shapes, bool(fusable(nest, params, win, wout, ucols).any()), base.memory_bytes
+    )
     seg = segment_length(np.array([float(fuse)]), pol.points, pol.layers_run)
     counts, tup = _layer_tuples(pol, shapes, np.array([0]), seg)
     counts = np.asarray(counts.todense())[0]
     F, n, a, lw, lwo, lu, lk = (tup[:, i].reshape((1,) * 5 + (-1,)) for i in range(7))
     _, cap = capacity_of(nest, params, shapes)
-    fmask = fusable(nest, params, lw, lwo)
+    fmask = fusable(nest, params, lw, lwo, lu)
     parts = []  # (terms, lockstep, ok) of the nest and of its fallback
     wl, ran = launched(Workload(n, a, lw, lwo, lu, lk, np.where(fmask, F, 1.0)))  # (tuples of ended batches: 0)
     an = analyse(nest, params, wl, hw, cap)

@@ -23,8 +23,15 @@ A file is a list of directives, one per line ('#' starts a comment), outer loops
     Stage TENSOR smem [double]|l1|l2   where a tensor's tile lives on the SM: staged in shared memory
                                     (double: the next tile loads while this one is used), read through
                                     the L1 cache (the default) or from L2 only
-    Fuse F [upto EXPR else KERNEL]  layers per launch (the check-point interval of the engine's fused
-                                    segments); layers wider than EXPR run with another kernel's file
+    Stage Yout smem scatter         the outputs go into Yin's tile (ONE buffer): a lane holds its
+                                    columns' values in registers until a barrier ends the layer's
+                                    reads, then writes each to every output neuron of its column
+                                    through the layer's output lists, staged in shared memory once
+                                    per layer and block; a second barrier publishes them (needs
+                                    Stage Yin smem, and j, k split only inside one block)
+    Fuse F [upto EXPR [cols EXPR] else KERNEL]  layers per launch (the check-point interval of the
+                                    engine's fused segments); layers wider than EXPR (or with more
+                                    distinct columns than cols) run with another kernel's file
     Variant merged|dedup            feature width N/16 or N (which layers the kernel sees)
     Compact every C bytes B fraction f [carry 0|1], Batch B   the engine's check-point / compaction /
                                     batch policy (carry: saturated rows carried, carry_saturated, default 1)
@@ -110,6 +117,7 @@ class Stage:
     level: str
     double: bool
     line: int
+    scatter: bool = False  # Stage Yout smem scatter: into Yin's buffer, through staged output lists
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Fuse:
     width: Expr | None
     fallback: str | None
     line: int
+    cols: Expr | None = None  # the most distinct columns of a layer the nest runs (None: any)
 
 
 @dataclass(frozen=True)
@@ -154,14 +163,24 @@ class Nest:
         s = self.stages.get(tensor)
         return bool(s and s.double)
 
+    @property
+    def scatter(self) -> bool:
+        """Stage Yout smem scatter: one tile buffer, outputs scattered through staged output lists."""
+        s = self.stages.get("Yout")
+        return bool(s and s.scatter)
+
     def structure(self) -> tuple:
         """The loop nest without Param values or policy: equal structures analyse alike."""
         secs = tuple(
             (s.kind, s.count.text if s.count else None, tuple((m.kind, m.dim, m.size.text) for m in s.maps))
             for s in self.sections
         )
-        stages = tuple(sorted((t, s.level, s.double) for t, s in self.stages.items()))
-        fuse = (self.fuse.width.text if self.fuse.width else None, self.fuse.fallback)
+        stages = tuple(sorted((t, s.level, s.double, s.scatter) for t, s in self.stages.items()))
+        fuse = (
+            self.fuse.width.text if self.fuse.width else None,
+            self.fuse.cols.text if self.fuse.cols else None,
+            self.fuse.fallback,
+        )
         return secs, stages, fuse, tuple(sorted(self.params))
 
     def maps(self):
@@ -339,25 +358,39 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
                         f"Stage {tensor} {level}: level must be one of {', '.join(STAGE_LEVELS)} "
                         "(registers always hold a lane's tile; L2 and HBM hold everything)",
                     )
-                if rest not in ([], ["double"]):
-                    raise err(no, f"Stage: unexpected {' '.join(rest)!r} (only 'double', after smem)")
+                if rest not in ([], ["double"], ["scatter"]):
+                    raise err(no, f"Stage: unexpected {' '.join(rest)!r} (only 'double' or 'scatter', after smem)")
                 if rest and level != "smem":
-                    raise err(no, "Stage ... double: only a shared-memory tile can be double-buffered")
+                    raise err(no, f"Stage ... {rest[0]}: only a shared-memory tile can be {rest[0]}")
+                if rest == ["scatter"] and tensor != "Yout":
+                    raise err(no, f"Stage {tensor} smem scatter: only the outputs (Yout) are scattered")
                 if tensor == "Yout" and level == "l1":
                     raise err(no, "Stage Yout l1: stores do not allocate in L1 (it is not write-back); use smem or l2")
                 if tensor in stages:
                     raise err(no, f"Stage {tensor} already given at line {stages[tensor].line}: contradictory")
-                stages[tensor] = Stage(tensor, level, bool(rest), no)
+                stages[tensor] = Stage(tensor, level, rest == ["double"], no, rest == ["scatter"])
             elif head == "Fuse":
                 depth = int(t[1])
                 if depth < 1:
                     raise err(no, "Fuse: at least 1 layer per launch")
-                width = fallback = None
+                width = fallback = cols = None
                 if len(t) > 2:
-                    if len(t) != 6 or t[2] != "upto" or t[4] != "else":
-                        raise err(no, "Fuse F upto WIDTH else KERNEL")
-                    width, fallback = expr(t[3], no), t[5]
-                fuse = Fuse(depth, width, fallback, no)
+                    # Fuse F upto WIDTH [cols COLS] else KERNEL (expressions without spaces, or the
+                    # text between the keywords)
+                    words = t[2:]
+                    if words[0] != "upto" or "else" not in words or words.index("else") != len(words) - 2:
+                        raise err(no, "Fuse F upto WIDTH [cols COLS] else KERNEL")
+                    body = words[1:-2]
+                    if "cols" in body:
+                        i = body.index("cols")
+                        if not body[:i] or not body[i + 1 :]:
+                            raise err(no, "Fuse F upto WIDTH [cols COLS] else KERNEL")
+                        cols = expr(" ".join(body[i + 1 :]), no)
+                        body = body[:i]
+                    if not body:
+                        raise err(no, "Fuse F upto WIDTH [cols COLS] else KERNEL")
+                    width, fallback = expr(" ".join(body), no), words[-1]
+                fuse = Fuse(depth, width, fallback, no, cols)
             elif head == "Variant":
                 if t[1] not in VARIANTS:
                     raise err(no, f"Variant must be one of {', '.join(VARIANTS)}, not {t[1]!r}")
@@ -405,6 +438,22 @@ def parse_nest(text: str, source: str = "<directives>") -> Nest:
         if unknown:
             raise err(no, f"unknown name(s) {', '.join(sorted(unknown))} (declare them with Param)")
     _check_dependences(nest_sections, source)
+    out = stages.get("Yout")
+    if out is not None and out.scatter:
+        if stages.get("Yin") is None or stages["Yin"].level != "smem":
+            raise err(
+                out.line,
+                "Stage Yout smem scatter: the outputs go into Yin's tile, so Yin must be staged in shared memory "
+                "(Stage Yin smem)",
+            )
+        upto = next((i for i, s in enumerate(nest_sections) if s.kind in ("warp", "lane")), len(nest_sections))
+        split = [x for s in nest_sections[:upto] for x in s.spatial() if x.dim in "jk"]
+        if split:
+            raise err(
+                out.line,
+                f"Stage Yout smem scatter while {split[0].text()} (line {split[0].line}) splits {split[0].dim} "
+                "across blocks: one block's buffer takes every output of its rows, after all of its columns read it",
+            )
     if fuse.depth > 1:
         for t_ in ("Yin", "Yout"):
             if stages.get(t_) is None or stages[t_].level != "smem":
