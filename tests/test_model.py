@@ -137,8 +137,9 @@ def test_layer_shapes_match_engine_plan():
 def test_policy_matches_engine_counts():
     """Blocking check points and compactions of the engine on the H100, default policy, a kernel per
     layer (benchmarks/results/gpu-2026-11-25-peeks.json, 4096 x 120: cuda-unfused and cuda-dedup).
-    That engine carried no rows: the model without carry reproduces it; with carry the batch ends early."""
-    prof = NetworkProfile.stored(4096, 120)
+    That engine carried no rows: the model without carry reproduces it; with carry the batch ends early.
+    The engine ran on the measured set's network (the generator before issue 15): that profile."""
+    prof = NetworkProfile.stored(4096, 120, profile_set="measured")
     for variant, checks, comps in (("merged", 6, 4), ("dedup", 12, 11)):
         wout = layer_shapes(4096, 120, variant).wout[None, :].astype(float)
         r = simulate(prof, wout, [8], [64e6], [1 / 16], [60000], [1], [False])

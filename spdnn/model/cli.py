@@ -16,7 +16,7 @@ def _hw(args):
 def _profile(args):
     from .network import NetworkProfile
 
-    return NetworkProfile.stored(args.neurons, args.layers, args.inputs)
+    return NetworkProfile.stored(args.neurons, args.layers, args.inputs, getattr(args, "profiles", "current"))
 
 
 def _fail(args, err: Exception) -> None:
@@ -201,6 +201,13 @@ def register(subparsers) -> None:
             type=int,
             default=challenge.N_INPUTS,
             help=f"input rows the stored survival profile is scaled to (default {challenge.N_INPUTS})",
+        )
+        p.add_argument(
+            "--profiles",
+            choices=("current", "measured"),
+            default="current",
+            help="stored survival profiles: today's generator (current, default) or the one of the "
+            "2026-11 validation measurements (measured)",
         )
 
     def common(p):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,13 @@ from .. import challenge
 from ..engines.layer_plan import VARIANTS, carry_start, keeps_saturated
 
 PROFILES = Path(__file__).with_name("profiles.json")
+# The stored survival profiles (profiles.json): "current", today's generator (after issue 15's input
+# calibration), CPU reference, 60000 distinct inputs of seed 1 (benchmarks/model_profiles.py
+# --current), the default for predictions; "measured", the generator of commit 96be6bd, active rows
+# measured by the cuda engine on 2026-11-25 (6000 distinct inputs x 10), with the CPU reference's
+# saturated rows: the networks of the 2026-11 H100 / H200 validation measurements.
+PROFILE_SETS = ("current", "measured")
+DEFAULT_PROFILE_SET = "current"
 
 
 @dataclass(frozen=True)
@@ -167,15 +174,25 @@ class NetworkProfile:
         return cls(neurons, len(a), int(inputs), a, source, s)
 
     @classmethod
-    def stored(cls, neurons: int, layers: int, inputs: int = 60000) -> NetworkProfile:
-        """The measured survival profile of the synthetic network (profiles.json), scaled to `inputs`,
-        with its saturated rows (profiles.json "saturated": the CPU reference on the same network).
+    def stored(
+        cls, neurons: int, layers: int, inputs: int = 60000, profile_set: str = DEFAULT_PROFILE_SET
+    ) -> NetworkProfile:
+        """A stored survival profile of the synthetic network (profiles.json, set `profile_set`:
+        PROFILE_SETS), scaled to `inputs`, with its saturated rows.
 
-        N without a stored profile takes the nearest stored N (log scale); layers past the stored
-        ones keep the last value (the profiles are flat by then: rows that survive ~20 layers survive,
-        and all of them are saturated).
+        N without a stored profile takes the nearest stored N of the set (log scale); layers past
+        the stored ones keep the last value (the profiles are flat by then: rows that survive ~20
+        layers survive, and all of them are saturated).
         """
+        if profile_set not in PROFILE_SETS:
+            raise ValueError(f"profile set must be one of {PROFILE_SETS}, not {profile_set!r}")
         data = _profiles()
+        if profile_set == "current":
+            if str(neurons) not in data["current"]["profiles"] and str(neurons) in data["profiles"]:
+                # today's set lacks this N, the measured one has it: that, rather than another N
+                prof = cls.stored(neurons, layers, inputs, "measured")
+                return replace(prof, source=prof.source + " (no current profile of this N)")
+            data = data["current"]
         have = sorted(int(n) for n in data["profiles"])
         near = min(have, key=lambda n: abs(np.log2(n) - np.log2(neurons)))
 
@@ -185,7 +202,7 @@ class NetworkProfile:
             return a * inputs / data["inputs"]
 
         sat = data.get("saturated", {}).get(str(near))
-        src = f"profiles.json N={near}" + ("" if near == neurons else f" (nearest to {neurons})")
+        src = f"profiles.json {profile_set} N={near}" + ("" if near == neurons else f" (nearest to {neurons})")
         return cls(neurons, layers, inputs, fit(data["profiles"][str(near)]), src, None if sat is None else fit(sat))
 
     @classmethod
