@@ -193,8 +193,8 @@ class FakeEngine:
             grid_factor=self.grid_factor,
             check_every=self.check_every,
             batch_rows=self.batch_rows or 0,
-            dataflow="fused" if fused and self.variant != "dedup" else "gather",
-            fuse=self.check_every if fused and self.variant != "dedup" else 1,
+            dataflow="fused" if fused else "gather",  # (dedup too: the engine's scatter segments)
+            fuse=self.check_every if fused else 1,
             carry_saturated=self.carry_saturated,
         )
         p = predict(df, prof, load_hardware())
