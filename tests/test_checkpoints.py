@@ -252,7 +252,7 @@ def test_engine_decisions_against_the_model_on_stored_profiles(neurons, variant,
     check point where the engine only peeks; the engine, which decides on that peek's counts,
     then compacts at its next check point (the lag the model does not model). On the default
     policy below N = 65536 rows die only while check points still block: equal throughout."""
-    prof = NetworkProfile.stored(neurons, 120)
+    prof = NetworkProfile.stored(neurons, 120, profile_set="measured")
     alive = [int(a) for a in prof.active]
     wout = layer_shapes(neurons, 120, variant).wout.tolist()
     p = CheckPolicy(check_every=check_every, check_bytes=check_bytes)
