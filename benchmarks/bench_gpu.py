@@ -49,7 +49,9 @@ def log(*a):
 
 
 def make_inputs(neurons: int, n_inputs: int, pool: int, seed: int) -> sp.csr_matrix:
-    """n_inputs synthetic inputs: `pool` distinct ones generated, repeated to n_inputs rows."""
+    """n_inputs synthetic inputs: `pool` distinct ones generated, repeated to n_inputs rows
+    (pool 0: all distinct)."""
+    pool = pool or n_inputs
     from spdnn.generate import generate_inputs
 
     base = sp.csr_matrix(generate_inputs(neurons, min(pool, n_inputs), seed), dtype=np.float32)
@@ -192,14 +194,13 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         mats = list(generate_layers(n, layers, args.seed))
         weights = Weights.from_matrices(mats)
-        pool = args.pool or args.inputs
-        x = make_inputs(n, args.inputs, pool, args.seed)
+        x = make_inputs(n, args.inputs, args.pool, args.seed)
         log(f"\n== N={n} L={layers} inputs={x.shape[0]} (generated in {time.perf_counter() - t0:.1f} s)")
         res = {
             "neurons": n,
             "layers": layers,
             "inputs": x.shape[0],
-            "distinct_inputs": min(pool, args.inputs),
+            "distinct_inputs": min(args.pool or args.inputs, args.inputs),
             "bias": weights.bias,
             "engines": {},
         }

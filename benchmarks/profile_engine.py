@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n, layers = (int(v) for v in args.network.split("x"))
     weights = Weights.from_matrices(list(generate_layers(n, layers, args.seed)))
-    x = make_inputs(n, args.inputs, args.pool or args.inputs, args.seed)
+    x = make_inputs(n, args.inputs, args.pool, args.seed)
     options = dict(parse_option(o) for o in args.option)
     engine = CudaEngine(**options)
     engine.prepare(weights, layers)
