@@ -121,7 +121,10 @@ def truth_only(args) -> int:
         if is_real:
             continue
         t0 = time.perf_counter()
-        net = data.synthetic(n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen)
+        # the layers are generated as the reference walks them, never all held: any size fits
+        net = data.synthetic(
+            n, layers, args.inputs, args.seed, Path(args.truth_dir), generator=args.gen, keep_layers=False
+        )
         if "computed in this run" in net.truth_source:
             path = data.save_truth(
                 net,
@@ -446,7 +449,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="OMP_NUM_THREADS of the peers")
     ap.add_argument("--root", default=str(ROOT / ".peers"), help="peers' sources (src/) and programs (bin/)")
     ap.add_argument("--real-dir", default=None, help="official layout of the real network (default ROOT/real)")
-    ap.add_argument("--truth-dir", default=None, help="stored truth of synthetic networks (default ROOT/truth)")
+    ap.add_argument(
+        "--truth-dir",
+        default=str(ROOT / "benchmarks" / "results" / "truth"),
+        help="stored truth of synthetic networks (small JSON files keyed by the data's digest; committed)",
+    )
     ap.add_argument("--work", default="/tmp/spdnn-peers", help="where the peers' input files are written")
     ap.add_argument("--keep-files", action="store_true")
     ap.add_argument("--commit", default=None, help="the project's commit (a copy without .git)")
@@ -461,7 +468,6 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     args.real_dir = args.real_dir or str(Path(args.root) / "real")
-    args.truth_dir = args.truth_dir or str(Path(args.root) / "truth")
     args.gen = data.load_generator(Path(args.generator) if args.generator else None)
     if args.prepare:
         return prepare(args)

@@ -26,3 +26,27 @@ def test_truth_in_passes_of_rows_is_the_truth_at_once(monkeypatch):
     for k in at:
         np.testing.assert_array_equal(passes[k], whole[k])
     assert len(whole[4]) > len(whole[layers]) > 0  # rows die on the way, some survive: not trivial
+
+
+def test_truth_with_layers_generated_as_walked_is_the_truth_with_them_held(tmp_path):
+    """keep_layers=False (what --truth-only does, so 65536 x 1920 fits): the layers are generated
+    again by every worker as it walks them; the digest and the categories are the same as with
+    the layers held in memory, and a truth stored either way is found by the other."""
+    held = data.synthetic(1024, 18, 300, seed=2, truth_dir=None)
+    walked = data.synthetic(1024, 18, 300, seed=2, truth_dir=tmp_path, keep_layers=False)
+    assert walked.layers == [] and len(held.layers) == 18
+    assert walked.extra["digest"] == held.extra["digest"]
+    np.testing.assert_array_equal(walked.truth, held.truth)
+    assert 0 < len(held.truth) < 300
+    data.save_truth(walked, tmp_path, 2)
+    again = data.synthetic(1024, 18, 300, seed=2, truth_dir=tmp_path)
+    assert "computed earlier" in again.truth_source
+    np.testing.assert_array_equal(again.truth, held.truth)
+
+
+def test_a_callable_of_layers_needs_its_count():
+    import pytest
+
+    x = sp.csr_matrix(generate_inputs(1024, 10, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match="layer_count"):
+        data.reference_truth(lambda: generate_layers(1024, 6, 1), x, challenge.bias(1024))

@@ -8,9 +8,11 @@ small JSON file keyed by a digest of the data, so the GPU machine only checks th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +51,11 @@ def parse_spec(spec: str) -> tuple[bool, int, int]:
     return real, n, layers
 
 
-def digest(layers: list[sp.spmatrix], inputs: sp.spmatrix) -> str:
-    """sha256 of the inputs' and the layers' structure and values: identifies the data exactly."""
+def digest(layers: Iterable[sp.spmatrix], inputs: sp.spmatrix) -> str:
+    """sha256 of the inputs' and the layers' structure and values: identifies the data exactly.
+    `layers` may be a generator: the same digest, one layer in memory at a time."""
     h = hashlib.sha256()
-    for m in [inputs, *layers]:
+    for m in itertools.chain([inputs], layers):
         m = sp.csr_matrix(m)
         h.update(np.asarray(m.shape, dtype=np.int64).tobytes())
         for a in (m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data.astype(np.float32)):
@@ -65,21 +68,38 @@ TRUTH_CHUNK_ROWS = 0
 
 
 def reference_truth(
-    layers: list[sp.spmatrix], inputs: sp.spmatrix, bias: float, at: list[int] | None = None
+    layers: list[sp.spmatrix] | Callable[[], Iterable[sp.spmatrix]],
+    inputs: sp.spmatrix,
+    bias: float,
+    at: list[int] | None = None,
+    layer_count: int | None = None,
 ) -> dict[int, np.ndarray]:
     """The CPU reference engine's categories after each layer count in `at` (default: the
     last), its input rows split over all cores (saturated rows carried: spdnn.engines.cpu).
     With TRUTH_CHUNK_ROWS, the rows go through in passes of that many (rows are independent):
-    at N = 65536 all 60000 rows at once need more memory than a 24 GB machine has."""
+    at N = 65536 all 60000 rows at once need more memory than a 24 GB machine has.
+
+    `layers`: the list, or a callable returning a fresh iterator over them (then
+    `layer_count` says how many): each worker then generates the layers as it walks them, so
+    only one layer is in memory at a time (65536 x 1920's 32 GB of layers need not fit)."""
     from spdnn.engines.cpu import reference
 
-    at = sorted(set(at or [len(layers)]))
+    if callable(layers):
+        if layer_count is None:
+            raise ValueError("reference_truth: a callable of layers needs layer_count")
+        fresh, total = layers, layer_count
+    else:
+        listed = layers
+        fresh, total = (lambda: iter(listed)), len(listed)
+    at = sorted(set(at or [total]))
     n = inputs.shape[0]
     step = TRUTH_CHUNK_ROWS or n
     found: dict[int, list[np.ndarray]] = {k: [] for k in at}
     for lo in range(0, n, step):
         part = inputs[lo : min(n, lo + step)]
-        result = reference(lambda: layers[: at[-1]], bias, part, counts=at, workers=None, keep_values=False)
+        result = reference(
+            lambda: itertools.islice(fresh(), at[-1]), bias, part, counts=at, workers=None, keep_values=False
+        )
         for k in at:
             found[k].append(np.asarray(result.alive[k], dtype=np.int64) + lo)
     return {k: np.concatenate(found[k]) for k in at}
@@ -114,11 +134,19 @@ def synthetic(
     truth_dir: Path | None,
     compute_truth: bool = True,
     generator=None,
+    keep_layers: bool = True,
 ) -> Network:
     """The project's synthetic network (all n_inputs inputs distinct), its truth from truth_dir
-    when the digest there matches, else computed now with the CPU reference."""
+    when the digest there matches, else computed now with the CPU reference.
+
+    keep_layers=False: the network's layers are not kept (`layers` is empty); the digest and the
+    truth are computed generating them one at a time (for the truth alone, at any size)."""
     gen = generator or load_generator(None)
-    layers = list(gen.generate_layers(neurons, layer_count, seed))
+
+    def fresh():
+        return gen.generate_layers(neurons, layer_count, seed)
+
+    layers = list(fresh()) if keep_layers else []
     inputs = sp.csr_matrix(gen.generate_inputs(neurons, n_inputs, seed), dtype=np.float32)
     net = Network(
         f"{neurons}x{layer_count}",
@@ -128,7 +156,7 @@ def synthetic(
         layers,
         inputs,
     )
-    net.extra["digest"] = digest(layers, inputs)
+    net.extra["digest"] = digest(layers if keep_layers else fresh(), inputs)
     path = truth_file(truth_dir, neurons, layer_count, seed, n_inputs) if truth_dir else None
     if path is not None and path.is_file():
         stored = json.loads(path.read_text())
@@ -140,7 +168,8 @@ def synthetic(
         else:
             net.extra["truth_file_mismatch"] = str(path)
     if net.truth is None and compute_truth:
-        net.truth = reference_truth(layers, inputs, challenge.bias(neurons))[layer_count]
+        source = layers if keep_layers else fresh
+        net.truth = reference_truth(source, inputs, challenge.bias(neurons), layer_count=layer_count)[layer_count]
         net.truth_source = "CPU reference engine (spdnn.engines.cpu), computed in this run"
     return net
 
