@@ -467,7 +467,10 @@ def main(argv=None) -> int:
         "--truth-chunk", type=int, default=0, help="rows per pass of the CPU reference (0: all; less memory)"
     )
     args = ap.parse_args(argv)
-    args.real_dir = args.real_dir or str(Path(args.root) / "real")
+    # absolute, since every peer runs in a folder of its own (a relative --root broke them)
+    args.root = str(Path(args.root).resolve())
+    args.real_dir = str(Path(args.real_dir or Path(args.root) / "real").resolve())
+    args.truth_dir = str(Path(args.truth_dir).resolve())
     args.gen = data.load_generator(Path(args.generator) if args.generator else None)
     if args.prepare:
         return prepare(args)

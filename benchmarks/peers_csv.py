@@ -56,6 +56,7 @@ def rows_of(path: Path) -> list[dict]:
                     "gpu": gpu,
                     "date": record["date"][:10],
                     "source": f"benchmarks/results/{path.name}",
+                    "_when": record["date"],  # the run's full timestamp: which is newest (not in the CSV)
                 }
             )
     return rows
@@ -70,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.results:
         for row in rows_of(path):
             key = (row["neurons"], row["layers"], row["data"], row["method"])
-            if key not in newest or (row["date"], row["source"]) >= (newest[key]["date"], newest[key]["source"]):
+            # by the run's timestamp: file names sort run10 before run9
+            if key not in newest or row["_when"] >= newest[key]["_when"]:
                 newest[key] = row
     ordered = sorted(
         newest.values(), key=lambda r: (r["data"], r["neurons"], r["layers"], -float(r["edges_per_second"]))
     )
     tmp = args.output.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
+        writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(ordered)
     tmp.replace(args.output)

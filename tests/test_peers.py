@@ -314,6 +314,10 @@ def test_run_once_reads_timer_and_categories_of_a_stand_in_program(tmp_path):
     fake.write_text("#!/bin/sh\nsleep 5\n")
     slow = runner.run_once(recipes.METHODS["xy"], inv, np.array([0, 2]), timeout=0.5, log=lambda text: None)
     assert slow["timed_out"] and not slow["complete"] and not slow["categories"]["match"]
+    missing = runner.Invocation([str(tmp_path / "no-such-peer")], tmp_path, inv.env)
+    failed = runner.run_once(recipes.METHODS["xy"], missing, np.array([0, 2]), timeout=30, log=lambda text: None)
+    assert failed["returncode"] is None and not failed["timed_out"] and not failed["categories"]["match"]
+    assert "could not start" in failed["error_tail"] and "no-such-peer" in failed["error_tail"]
 
 
 def _net(results: dict) -> dict:
@@ -417,3 +421,26 @@ def test_graphblas_peer_finds_the_references_categories():
     assert seconds > 0 and len(expect) > 0
     np.testing.assert_array_equal(found, expect)
     assert set(graphblas.versions()) == {"python-graphblas", "suitesparse-graphblas"}
+
+
+def test_peers_csv_keeps_the_newest_run_by_its_timestamp_not_its_file_name(tmp_path):
+    """run10 is newer than run9 although its name sorts first; the CSV row is run10's."""
+    import sys
+
+    def record(name: str, when: str, seconds: float) -> Path:
+        path = tmp_path / name
+        result = {"label": "spdnn default", "exact": True, "categories_ok": True, "seconds": seconds}
+        result["edges_per_second"] = 1e12 / seconds
+        net = {"name": "1024x120", "inputs": 60000, "results": {"spdnn-default": result}}
+        path.write_text(json.dumps({"date": when, "gpu": {"gpus": [{"name": "G"}]}, "networks": [net]}))
+        return path
+
+    older = record("peers-run9.json", "2026-12-02T10:00:00+00:00", 2.0)
+    newer = record("peers-run10.json", "2026-12-02T11:00:00+00:00", 1.0)
+    out = tmp_path / "peers.csv"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "peers_csv.py"
+    subprocess.run([sys.executable, str(script), str(older), str(newer), "-o", str(out)], check=True)
+    rows = out.read_text().splitlines()
+    assert len(rows) == 2 and rows[1].endswith("peers-run10.json") and ",1," in rows[1]
+    subprocess.run([sys.executable, str(script), str(newer), str(older), "-o", str(out)], check=True)
+    assert out.read_text().splitlines()[1].endswith("peers-run10.json")  # whatever the order given

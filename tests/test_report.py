@@ -235,8 +235,8 @@ def test_peers_measured_here_next_to_this_run(tmp_path):
     expect = [r for r in rows if (r["neurons"], r["layers"]) == ("1024", "120")]
     assert len(found) == len(expect) > 0
     champion = next(f for f in found if f["label"].startswith("Hidayetoglu") and f["data"] == "synthetic")
-    assert float(champion["ratio"]) == pytest.approx(
-        record["edges_per_second"] / float(champion["edges_per_second"]), rel=1e-3
+    assert float(champion["ratio"]) == pytest.approx(  # the report rounds it to 3 significant digits
+        record["edges_per_second"] / float(champion["edges_per_second"]), rel=5e-3
     )
     aggregate([path], tmp_path / "t.csv", tmp_path / "t.md", peers_csv=packaged, peers_path=tmp_path / "peers.csv")
     assert "Hidayetoglu" in (tmp_path / "peers.html").read_text()

@@ -57,6 +57,8 @@ def run_once(method: Method, inv: Invocation, truth, timeout: float, log) -> dic
     except subprocess.TimeoutExpired as err:
         text = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
         code, timed_out = None, True
+    except OSError as err:  # the program could not start: this peer fails, the run goes on
+        text, code, timed_out = f"could not start {inv.argv[0]}: {err}", None, False
     wall = time.perf_counter() - start
     log(f"$ (cd {inv.cwd} && {' '.join(inv.argv)})  [{wall:.1f} s, exit {code}]\n{text[-6000:]}\n")
     parsed = parse_hidayetoglu(text) if method.inputs == "hidayetoglu" else parse_sdgc(text, method.mode)
@@ -67,7 +69,7 @@ def run_once(method: Method, inv: Invocation, truth, timeout: float, log) -> dic
         **parsed,
         "categories": compare_categories(read_categories(out_path), truth),
     }
-    if code not in (0, None) or timed_out:
+    if code != 0 or timed_out:
         result["error_tail"] = text[-800:]
     return result
 
