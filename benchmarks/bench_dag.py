@@ -10,7 +10,11 @@ Cases (each skipped when --deadline passes, and said so in the JSON):
 * networks: generate.py (pruned, evolved: level = generation) and shapes.py (random-order,
   deep-narrow, neat: levels emerge) of --sizes edges, at --batches random input vectors;
 * SNICIT's pruned MNIST networks A-D when exported to .peers/ (MNIST test images as inputs
-  when present, else random [0, 1] ones), through the DAG engines and the layered engine;
+  when present, else random [0, 1] ones), through the DAG engines, the layered CPU engine and
+  (--layered-cuda, with a GPU) the challenge's CUDA engine run as a layered network
+  (CudaEngine.prepare_layered: cuda-layered with its default options, cuda-layered-fused with
+  unstaged fused segments up to 256 wide); its outputs are checked bit for bit against the
+  layered CPU engine's (`<name>_bits_equal_layered`) and its classes against the DAG engines';
 * a population of --population members (neat networks of --member-edges edges): one launch
   (cuda-population) against the members one at a time (cuda-warp), and on the CPU;
 * memory: peak bytes of one compiled-CPU inference with and without value rows freed.
@@ -48,6 +52,8 @@ from spdnn.dag.shapes import SHAPES, generate_shape
 from spdnn.dag.validate import compare_outputs
 
 GPU_ENGINES = ("cuda-warp", "cuda-walk", "cuda-thread", "cupy")
+# the challenge's CUDA engine on SNICIT's networks as layered networks: name -> CudaEngine options
+LAYERED_CUDA = {"cuda-layered": {}, "cuda-layered-fused": {"fuse_width": 256, "stage_weights": False}}
 CPU_ENGINES = ("compiled", "threaded", "vectorised", "sequential")
 
 
@@ -217,6 +223,36 @@ def best_gpu(row: dict) -> str | None:
     return min(ran, key=lambda n: row[f"{n}_seconds"]) if ran else None
 
 
+def layered_cuda_case(name: str, options: dict, lnet, x, row: dict, results: dict, reps: int) -> None:
+    """The challenge's CUDA engine on a layered network: median seconds (CUDA events, inputs on the
+    device) over reps after a warm-up, and its agreement with the layered CPU engine (bit for bit)
+    and with the DAG engines (classes)."""
+    from spdnn.engines.cuda import CudaEngine
+
+    try:
+        engine = CudaEngine(**options)
+        engine.prepare_layered(lnet)
+        engine.infer_layered(x)  # warm-up (kernels compiled in prepare_layered's first use)
+        runs = [engine.infer_layered(x) for _ in range(reps)]
+    except Exception as err:  # noqa: BLE001  (recorded, the other cases go on)
+        row[f"{name}_error"] = f"{type(err).__name__}: {err}"[:300]
+        return
+    out, res = runs[-1]
+    secs = [r.seconds for _, r in runs]
+    row[f"{name}_seconds"] = statistics.median(secs)
+    row[f"{name}_runs"] = secs
+    row[f"{name}_options"] = options
+    row[f"{name}_details"] = {k: v for k, v in res.details.items() if k not in ("wall_seconds",)}
+    layered = results.get("layered")
+    if layered is not None:
+        row[f"{name}_bits_equal_layered"] = bool(np.array_equal(out.view(np.uint32), layered.view(np.uint32)))
+        row[f"{name}_max_abs_diff_layered"] = float(np.max(np.abs(out - layered))) if out.size else 0.0
+    classes = out.argmax(axis=1)
+    for other in [n for n in results if n != "layered"]:
+        row[f"{name}_classes_equal_{other}"] = bool(np.array_equal(classes, results[other].argmax(axis=1)))
+    results[name] = out
+
+
 def snicit_cases(runner: Runner, record: dict) -> None:
     from spdnn.dag import mnist, snicit
     from spdnn.dag.layered import LayeredEngine
@@ -260,6 +296,13 @@ def snicit_cases(runner: Runner, record: dict) -> None:
             layered.prepare(lnet)
             row["layered_seconds"], res, row["layered_runs"] = timed(layered, x, runner.args.reps)
             results["layered"] = res.outputs
+            if not runner.args.cpu_only:
+                for name in [n for n in runner.args.layered_cuda.split(",") if n]:
+                    layered_cuda_case(name, LAYERED_CUDA[name], lnet, x, row, results, runner.args.reps)
+                best = best_gpu(row)
+                for name in LAYERED_CUDA:
+                    if best and f"{name}_seconds" in row:
+                        row[f"{name}_vs_{best}"] = row[f"{best}_seconds"] / row[f"{name}_seconds"]
             runner.check(net, x, row, results)
             if labels is not None and lnet.widths[0] == 784:
                 row["accuracy"] = float(np.mean(res.outputs.argmax(axis=1) == labels[:batch]))
@@ -397,7 +440,7 @@ def targets(record: dict) -> dict:
 
 
 def summary_line(row: dict) -> str:
-    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",) if f"{n}_seconds" in row]
+    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered", *LAYERED_CUDA) if f"{n}_seconds" in row]
     return (
         f"{row['kind']:13s} E={row.get('edges', 0):>9d} L={row.get('levels', 0):>5d} B={row['batch']:>6d} | "
         + " ".join(f"{n}={row[f'{n}_seconds']:.3g}" for n in names)
@@ -416,7 +459,8 @@ def _fmt(v) -> str:
 
 def markdown(record: dict) -> str:
     """Markdown tables of a results JSON (times in ms, medians): networks, SNICIT, population, memory."""
-    names = [n for n in GPU_ENGINES + CPU_ENGINES + ("layered",) if any(f"{n}_seconds" in r for r in record["cases"])]
+    engines = GPU_ENGINES + CPU_ENGINES + ("layered", *LAYERED_CUDA)
+    names = [n for n in engines if any(f"{n}_seconds" in r for r in record["cases"])]
     gpu = any(n in GPU_ENGINES for n in names)
     lines = [
         "| network | edges | groups | batch | "
@@ -438,7 +482,7 @@ def markdown(record: dict) -> str:
             for base in ("compiled", "threaded"):
                 ok = best and f"{base}_seconds" in r
                 cells.append(_ratio(r[f"{base}_seconds"] / r[f"{best}_seconds"]) if ok else "-")
-        valid = [r[k] for k in r if k.endswith("_valid")]
+        valid = [r[k] for k in r if k.endswith(("_valid", "_bits_equal_layered"))]
         lines.append(
             f"| {r['kind']} | {r['edges']:,} | {r['levels']} | {r['batch']} | "
             + " | ".join(cells)
@@ -487,6 +531,11 @@ def main() -> None:
     ap.add_argument("--cpu-max-seconds", type=float, default=120.0, help="skip a CPU case predicted to take longer")
     ap.add_argument("--check-columns", type=int, default=64)
     ap.add_argument("--snicit-batches", default="1000,10000", help="'' for none")
+    ap.add_argument(
+        "--layered-cuda",
+        default=",".join(LAYERED_CUDA),
+        help=f"the CUDA engine's layered runs on the SNICIT networks, of {', '.join(LAYERED_CUDA)} ('' for none)",
+    )
     ap.add_argument("--population", type=int, default=1000, help="members; 0 for none")
     ap.add_argument("--member-edges", type=int, default=10_000)
     ap.add_argument("--population-batch", default="1,100,1000", help="batches for the population, comma-separated")
@@ -498,6 +547,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tag", default=None, help="file name part (default: the GPU's name or 'cpu')")
     args = ap.parse_args()
+    unknown = [n for n in args.layered_cuda.split(",") if n and n not in LAYERED_CUDA]
+    if unknown:
+        ap.error(f"--layered-cuda: unknown {unknown}; choose from {', '.join(LAYERED_CUDA)}")
     from spdnn.provenance import provenance
 
     runner = Runner(args)

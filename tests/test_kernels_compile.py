@@ -49,3 +49,28 @@ def test_dag_walk_compiles_sm90_without_spills(tmp_path):
         assert kernel.encode() in cubin, kernel
         report = run.stderr.split(f"Compiling entry function '{kernel}'")[1].split("Compiling entry function")[0]
         assert "0 bytes spill stores" in report, report
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+@pytest.mark.parametrize("layered", [False, True], ids=["challenge", "layered"])
+@pytest.mark.parametrize("kw,stage", [(1, True), (32, True), (92, False), (184, True), (784, True)])
+def test_engine_builds_compile_sm90(layered, kw, stage, tmp_path):
+    """spdnn_layer.cu with the engine's own options (kernel_args.compile_options), both builds: the
+    challenge's and the layered one (per-column biases; SNICIT's columns up to a dense 784-input
+    layer, KW = 784, whose gathers go in chunks)."""
+    from spdnn.engines.cuda import KERNEL_FILE, WARPS
+    from spdnn.engines.kernel_args import KERNELS, compile_options
+    from spdnn.engines.layer_plan import SCATTER_REGS
+
+    out = tmp_path / "engine.cubin"
+    options = compile_options(kw, WARPS, stage, SCATTER_REGS, layered)
+    run = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-cubin", *options, "-o", str(out), str(KERNEL_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    cubin = out.read_bytes()
+    for kernel in KERNELS.values():
+        assert kernel.encode() in cubin, kernel

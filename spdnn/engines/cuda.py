@@ -66,6 +66,15 @@ measurements: docs/benchmarks-gpu.md.
 * Batches: rows are processed in batches sized from free GPU memory; the next batch's
   inputs are staged in pinned memory and copied on a second stream while the current batch
   computes.
+* General layered networks (prepare_layered / infer_layered: a spdnn.dag.layered.LayeredNetwork
+  such as SNICIT's pruned MNIST networks: any widths, any nonzeros per column, a bias per
+  neuron on every output, identity or clamped activations) run through the same plan and
+  runner with the kernels' LAYERED build (a bias per distinct column, per-layer activation
+  arguments; argument lists: kernel_args.py). Rows are dropped only where a zero row stays
+  zero in every later layer (layer_plan.plan_network's zero_from; before it every row stays
+  live and no check point is needed), saturated rows carried only where the replay with the
+  layer's biases says so. Same terms, order and roundings as the CPU LayeredEngine: its
+  outputs bit for bit.
 """
 
 from __future__ import annotations
@@ -84,10 +93,12 @@ from .. import challenge
 from .base import Engine, InferenceResult
 from .checkpoints import CheckPoints, CheckPolicy
 from .device import DeviceBuffers, compile_module, open_device
+from .kernel_args import KERNELS, compile_options, formats, layer_act_args, level_args, segment_act_args
 from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.engines.cuda.transposed_layer, ...)
     FUSE_TILE_BYTES_PER_WIDTH,
     FUSE_WIDTH,
     SCATTER_REGS,
+    GeneralNetwork,
     LayerPlan,
     NetworkPlan,
     carry_start,
@@ -96,6 +107,7 @@ from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.e
     fuse_bytes,
     fuse_width_limit,
     keeps_saturated,
+    layer_acts,
     pad_width,
     plan_layers,
     plan_network,
@@ -112,7 +124,9 @@ DENSIFY_COLS = 64  # input columns per warp of the input load (kernel macro of t
 @dataclass
 class _DeviceLayer:
     """A layer as uploaded: its shape, its columns' device addresses (cidx, cval: inside the one
-    allocation of all layers' columns), its output lists (device allocations), whether it fuses."""
+    allocation of all layers' columns), its output lists (device allocations), whether it fuses.
+    LAYERED build: its column biases' address (cbias), mode bits and clamp (lo, hi), whether
+    every row stays live after it (keep_rows) and its saturation level."""
 
     kw: int
     ucols: int
@@ -123,6 +137,12 @@ class _DeviceLayer:
     out_ptr: Any
     out_list: Any
     fused: bool
+    cbias: np.intp = np.intp(0)
+    mode: int = 0
+    lo: float = 0.0
+    hi: float = challenge.CLIP
+    keep_rows: bool = False
+    level: float = challenge.CLIP
 
 
 @dataclass
@@ -237,7 +257,8 @@ class CudaEngine(Engine):
         # rows that are 32 at every feature are carried, not computed, through the layers that
         # keep them so (every layer of the challenge's networks; see carry_start)
         self.carry_saturated = bool(carry_saturated)
-        self._modules: dict[tuple[int, int, bool], tuple] = {}
+        self._modules: dict[tuple[int, int, bool, bool], tuple] = {}
+        self.layered = False  # prepare(): a GeneralNetwork runs the kernels' LAYERED build
         self.compute = cuda.Stream()
         self.copy = cuda.Stream()
         self._layers: list[_DeviceLayer] = []
@@ -255,39 +276,14 @@ class CudaEngine(Engine):
     # --------------------------------------------------------------------------- kernels
 
     def _module(self, kw: int):
-        key = (kw, self.warps, self.stage_weights)
+        key = (kw, self.warps, self.stage_weights, self.layered)
         if key not in self._modules:
-            mod = compile_module(
-                KERNEL_FILE,
-                self.arch,
-                [
-                    f"-DKW={kw}",
-                    f"-DWARPS={self.warps}",
-                    f"-DFUSE_STAGE={int(self.stage_weights)}",
-                    f"-DFUSE_REGS={SCATTER_REGS}",
-                    "-O3",
-                ],
-            )
-            fns = {
-                "layer": mod.get_function("spdnn_layer"),
-                "count": mod.get_function("spdnn_count"),
-                "scan": mod.get_function("spdnn_scan"),
-                "compact": mod.get_function("spdnn_compact"),
-                "densify": mod.get_function("spdnn_densify"),
-                "iota": mod.get_function("spdnn_iota"),
-                "fused": mod.get_function("spdnn_fused"),
-                "fused_scatter": mod.get_function("spdnn_fused_scatter"),
-                "saturated": mod.get_function("spdnn_saturated"),
-            }
-            fns["saturated"].prepare("PiiPPP")
-            fns["layer"].prepare("PPPPPPiiiiifPPPP")
-            fns["count"].prepare("PiP")
-            fns["scan"].prepare("PiPP")
-            fns["compact"].prepare("PPiiiPPPP")
-            fns["densify"].prepare("PPPiiiP")
-            fns["iota"].prepare("Pii")
-            fns["fused"].prepare("PPPPPPiiiifPPPPP")
-            fns["fused_scatter"].prepare("PPPPPPPPPiiiiifPPPPP")
+            options = compile_options(kw, self.warps, self.stage_weights, SCATTER_REGS, self.layered)
+            mod = compile_module(KERNEL_FILE, self.arch, options)
+            fns: dict = {}
+            for name, fmt in formats(self.layered).items():  # the build's argument lists
+                fns[name] = mod.get_function(KERNELS[name])
+                fns[name].prepare(fmt)
             self._modules[key] = (mod, fns)
         return self._modules[key][1]
 
@@ -308,9 +304,11 @@ class CudaEngine(Engine):
     # --------------------------------------------------------------------------- prepare
 
     def prepare(self, weights, layers: int) -> None:
-        """Plan the layers (layer_plan.plan_network) and upload them."""
+        """Plan the layers (layer_plan.plan_network) and upload them. weights: the challenge's
+        Weights, or a layer_plan.GeneralNetwork (see prepare_layered)."""
         super().prepare(weights, layers)
-        self.bias = np.float32(weights.bias)
+        self.layered = isinstance(weights, GeneralNetwork)
+        self.bias = np.float32(0.0 if self.layered else weights.bias)  # (the LAYERED build has per-column biases)
         self._layers, self._allocs = [], []
         t0 = time.perf_counter()
         net = plan_network(
@@ -326,6 +324,7 @@ class CudaEngine(Engine):
         self._upload(net)
         self.chosen, self.carry_from, self.fuse_wmax = net.variant, net.carry_from, net.fuse_wmax
         self.fuse_ucmax, self.fuse_width_used = net.fuse_ucmax, net.fuse_width
+        self.zero_from, self.sat_level, self.out_width = net.zero_from, net.sat_level, net.out_width
         self.max_width = net.max_width
         self.final_map = net.final_map  # output neuron j of the last layer holds merged feature final_map[j]
         self.prepare_seconds = time.perf_counter() - t0
@@ -357,21 +356,32 @@ class CudaEngine(Engine):
             poff=self._to_device(poff.astype(np.int32)),
             out_ptr=self._to_device(np.concatenate([p.out_ptr + np.int32(lo) for p, lo in zip(plan, loff)])),
             out_list=self._to_device(np.concatenate([p.out_list for p in plan])),
+            cbias=np.intp(0),
+            lact=np.intp(0),
         )
+        lact = None
+        if net.layered:  # all layers' column biases in one allocation, layer k's from lact[k].boff
+            cbias_host, lact = layer_acts(plan)
+            self._weights_dev["cbias"] = self._to_device(np.concatenate([cbias_host, np.zeros(1, np.float32)]))
+            self._weights_dev["lact"] = self._to_device(lact)
         for k, p in enumerate(plan):
-            self._layers.append(
-                _DeviceLayer(
-                    kw=p.kw,
-                    ucols=p.ucols,
-                    win=p.win,
-                    wout=p.wout,
-                    cidx=np.intp(int(cidx_all) + 4 * int(woff[k])),
-                    cval=np.intp(int(cval_all) + 4 * int(woff[k])),
-                    out_ptr=self._to_device(p.out_ptr),
-                    out_list=self._to_device(p.out_list),
-                    fused=p.fused,
-                )
+            layer = _DeviceLayer(
+                kw=p.kw,
+                ucols=p.ucols,
+                win=p.win,
+                wout=p.wout,
+                cidx=np.intp(int(cidx_all) + 4 * int(woff[k])),
+                cval=np.intp(int(cval_all) + 4 * int(woff[k])),
+                out_ptr=self._to_device(p.out_ptr),
+                out_list=self._to_device(p.out_list),
+                fused=p.fused,
             )
+            if lact is not None:
+                layer.cbias = np.intp(int(self._weights_dev["cbias"]) + 4 * int(lact["boff"][k]))
+                layer.mode, layer.lo, layer.hi = int(lact["mode"][k]), float(lact["lo"][k]), float(lact["hi"][k])
+                layer.keep_rows = p.keep_rows
+                layer.level = challenge.CLIP if p.act.level is None else p.act.level
+            self._layers.append(layer)
 
     # --------------------------------------------------------------------------- infer
 
@@ -404,6 +414,38 @@ class CudaEngine(Engine):
 
     def infer(self, inputs: sp.csr_matrix, return_values: bool = True) -> InferenceResult:
         """Run the layers; `seconds` spans the first kernel to the categories (CUDA events).
+        (The work: _infer.)"""
+        return self._infer(inputs, return_values)[0]
+
+    def prepare_layered(self, net) -> None:
+        """Plan and upload a general layered network: a spdnn.dag.layered.LayeredNetwork (any
+        widths and nonzeros per column, a bias per neuron on every output, activations identity,
+        relu, relu_clip or relu_clip1; others are refused: they would not be exact)."""
+        self.prepare(GeneralNetwork.from_layered(net), len(net.weights))
+
+    def infer_layered(self, inputs) -> tuple[np.ndarray, InferenceResult]:
+        """The prepared layered network on a batch (dense (batch, width_0) or CSR): its last
+        layer's values, float32 (batch, width_L), every row (rows dropped as dead are zero
+        there, exactly), with the run's InferenceResult (seconds, active rows, details)."""
+        # densified first, as the CPU LayeredEngine does (spdnn.dag.engine.dense_inputs): the same
+        # float32 inputs, duplicate entries included
+        dense = np.asarray(inputs.toarray() if sp.issparse(inputs) else inputs, dtype=np.float32)
+        if dense.ndim == 1:
+            dense = dense[None, :]
+        if dense.ndim != 2:
+            raise ValueError(f"inputs have shape {dense.shape}, not (batch, {self.weights.neurons})")
+        if not np.all(np.isfinite(dense)):
+            raise ValueError("inputs must be finite (the GPU's clamp would turn a NaN into a number, numpy's not)")
+        x = sp.csr_matrix(dense)
+        result, values = self._infer(x, True)
+        out = np.zeros((x.shape[0], self.out_width), dtype=np.float32)
+        if values is not None:
+            out[result.categories] = values
+        return out, result
+
+    def _infer(self, inputs: sp.csr_matrix, return_values: bool) -> tuple[InferenceResult, np.ndarray | None]:
+        """Run the layers; `seconds` spans the first kernel to the categories (CUDA events).
+        Returns the result and, when asked, the final values dense (rows = categories).
 
         The first batch's inputs are uploaded before the timer starts (inputs already on the
         device, as the interface says); later batches are uploaded on a second stream while
@@ -452,9 +494,9 @@ class CudaEngine(Engine):
                     f"warps {self.warps}, grid factor {self.grid_factor}, batch {batch} rows): {err}"
                 ) from err
 
-    def _run(self, inputs: sp.csr_matrix, batch: int, return_values: bool) -> InferenceResult:
+    def _run(self, inputs: sp.csr_matrix, batch: int, return_values: bool) -> tuple[InferenceResult, np.ndarray | None]:
         """Every batch through every layer (_batch_layers), timed from the first batch's first
-        kernel to the last batch's categories."""
+        kernel to the last batch's categories; with the final values dense (rows = categories)."""
         cuda = self.cuda
         n_inputs, n = inputs.shape
         run = self._allocate(inputs, batch)
@@ -473,13 +515,14 @@ class CudaEngine(Engine):
         seconds = run.start.time_till(run.end) / 1e3 - run.untimed if run.starts else 0.0
         wall = time.perf_counter() - wall0
         cats = np.concatenate(run.categories) if run.categories else np.zeros(0, dtype=np.int64)
+        dense = None
         if return_values and run.values:
             dense = np.concatenate(run.values)
             if self.final_map is not None:
                 dense = dense[:, self.final_map]
             vals = sp.csr_matrix(dense)
         else:
-            vals = sp.csr_matrix((0, n), dtype=np.float32)
+            vals = sp.csr_matrix((0, self.out_width), dtype=np.float32)
         details = dict(
             variant=self.chosen,
             batch_rows=batch,
@@ -499,8 +542,10 @@ class CudaEngine(Engine):
             prepare_seconds=getattr(self, "prepare_seconds", None),
             widths=sorted(set(self.widths)),
             kw=sorted(set(self.kws)),
+            layered=self.layered,
+            zero_from=self.zero_from,
         )
-        return InferenceResult(
+        result = InferenceResult(
             categories=cats,
             active_rows=[int(a) for a in run.active_total],
             seconds=seconds,
@@ -509,6 +554,7 @@ class CudaEngine(Engine):
             values=vals,
             details=details,
         )
+        return result, dense
 
     def _allocate(self, inputs: sp.csr_matrix, batch: int) -> _Run:
         """The run's device buffers (kept between calls, grown when too small) and pinned arrays."""
@@ -630,6 +676,9 @@ class CudaEngine(Engine):
             k1, fns = self._launch_layers(run, bt, k0)
             k, lay = k1 - 1, self._layers[k1 - 1]
             last = k == run.layers - 1
+            if lay.keep_rows and not self.carry_from <= k + 1:
+                k0 = k1  # every row stays live after this layer and none is carried: nothing to check
+                continue
             # fused layers move no features through memory: only the interval makes them check
             layer_bytes = 0 if lay.fused else bt.nrows * lay.wout * 4
             if bt.checks.due(k1 - k0, layer_bytes, last) and not self._check_point(run, bt, fns, k, last):
@@ -675,7 +724,7 @@ class CudaEngine(Engine):
                 np.int32(k1),
                 np.int32(nrows),
                 *sizes,
-                self.bias,
+                *segment_act_args(self.layered, self.bias, int(wd["cbias"]), int(wd["lact"])),
                 flags[(k0 - 1) % 3],
                 flags[(k1 - 1) % 3],
                 flags[k1 % 3],
@@ -703,7 +752,7 @@ class CudaEngine(Engine):
                 np.int32(first.wout),
                 np.int32(nrows),
                 np.int32(gx),
-                self.bias,
+                *layer_act_args(self.layered, self.bias, first.cbias, first.mode, first.lo, first.hi),
                 flags[(k0 - 1) % 3],
                 flags[k0 % 3],
                 flags[(k0 + 1) % 3],
@@ -769,6 +818,7 @@ class CudaEngine(Engine):
             run.flags[k % 3],
             sat,
             count,
+            *level_args(self.layered, self._layers[k].level),
         )
 
     def _peek(self, run: _Run, bt: _Batch, k: int) -> None:
@@ -876,7 +926,7 @@ class CudaEngine(Engine):
         run.categories.append(batch_ids[order])
         if return_values and len(batch_ids):  # outside the timed span
             pause = time.perf_counter()
-            dense = np.full((nrows + n_carried, wlast), challenge.CLIP, dtype=np.float32)
+            dense = np.full((nrows + n_carried, wlast), self.sat_level, dtype=np.float32)  # carried rows
             if nrows:
                 tiles = (nrows + 31) // 32
                 raw = np.empty(tiles * wlast * 32, dtype=np.float32)

@@ -18,7 +18,18 @@ when merging narrows the layers' total feature width at least 2x, else "dedup"),
 run in fused multi-layer segments (merged layers no wider than the fuse width, whose segment's
 shared memory fits one block; full-width layers whose tile fits one buffer and whose distinct
 columns fit the warps' registers) and from which layer saturated rows are carried (carry_start).
-Nothing here imports pycuda: the plan is tested on the CPU (tests/test_cuda.py, test_model.py).
+
+General layered networks (GeneralNetwork: any widths, any nonzeros per column, a bias per
+neuron, an Activation per layer; SNICIT's pruned MNIST networks) get the same plan, run by the
+kernels' LAYERED build. A distinct column is then its (index, value) pairs AND its bias (the
+activation is the layer's, the same for all its columns), so two neurons are merged only if
+their outputs are identical. Two rules keep the row bookkeeping exact: dead rows (all zero) are
+dropped only after layers from which every layer maps a zero row to a zero row (zero_from;
+before that, a bias on every output can revive them, so every row is kept: keep_rows), and
+saturated rows are carried only through layers whose replay on a row at the previous layer's
+clamp top gives the row at this layer's top (keeps_saturated with the layer's biases).
+Nothing here imports pycuda: the plan is tested on the CPU (tests/test_cuda.py, test_model.py,
+test_cuda_layered.py).
 """
 
 from __future__ import annotations
@@ -33,6 +44,11 @@ import scipy.sparse as sp
 from .. import challenge
 
 VARIANTS = ("dedup", "merged")
+# A layer's mode bits in the LAYERED kernels (spdnn_layer.cu ACT_*): the bias on every output,
+# then a clamp, and every row kept live after the layer.
+ACT_ALL, ACT_CLAMP, ACT_KEEP = 1, 2, 4
+# One LayerAct per layer (spdnn_layer.cu): where its column biases start, its mode and clamp.
+LACT_DTYPE = np.dtype([("boff", "<i4"), ("mode", "<i4"), ("lo", "<f4"), ("hi", "<f4")])
 # Fused segments: a tile of 32 rows double-buffered in shared memory needs 2 x 32 x 4 bytes
 # per feature of the widest layer. Rule: fuse the merged network's layers up to 256 wide
 # (N <= 4096 on the challenge; measured faster than a kernel per layer, docs/benchmarks.md).
@@ -51,6 +67,136 @@ FUSE_WIDTH_SCATTER = 1024
 def pad_width(k: int) -> int:
     """Padded column length KW: 1, 2, or the next multiple of 4 (int4/float4 weight loads)."""
     return k if k <= 2 else 4 * math.ceil(k / 4)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What a layer does after its product Z = Y W, as the kernels do it: z = Z + b on every
+    output (everywhere) or only where Z != 0, the rest 0 (the challenge); then min(max(z, lo),
+    hi) (clamp) or nothing (the identity). Each step rounds once in float32."""
+
+    everywhere: bool = False
+    clamp: tuple[float, float] | None = (0.0, challenge.CLIP)
+
+    def mode(self, keep: bool = False) -> int:
+        """The kernels' mode bits (ACT_ALL, ACT_CLAMP; ACT_KEEP when every row stays live)."""
+        return (ACT_ALL if self.everywhere else 0) | (ACT_CLAMP if self.clamp else 0) | (ACT_KEEP if keep else 0)
+
+    @property
+    def bounds(self) -> tuple[np.float32, np.float32]:
+        """(lo, hi) in float32, as the kernels get them (the identity: -inf, inf, unused)."""
+        lo, hi = self.clamp if self.clamp is not None else (-np.inf, np.inf)
+        return np.float32(lo), np.float32(hi)
+
+    @property
+    def level(self) -> float | None:
+        """The saturation level, the clamp's finite top (a row at it everywhere may be carried),
+        or None (the identity, or no top)."""
+        hi = self.bounds[1]
+        return float(hi) if self.clamp is not None and np.isfinite(hi) else None
+
+    def apply(self, acc: np.ndarray, bias) -> np.ndarray:
+        """The kernels' activate in numpy float32: the products' sums `acc` and biases to outputs."""
+        acc = np.asarray(acc, dtype=np.float32)
+        z = acc + np.asarray(bias, dtype=np.float32)
+        if self.clamp is not None:
+            lo, hi = self.bounds
+            z = np.minimum(np.maximum(z, lo), hi)
+        if not self.everywhere:
+            z = np.where(acc != 0, z, np.float32(0))
+        return np.asarray(z, dtype=np.float32)
+
+
+CHALLENGE_ACTIVATION = Activation()
+
+
+def layered_activation(code: int) -> Activation:
+    """The Activation of a spdnn.dag activation code: identity, relu, relu_clip ([0, 32]) and
+    relu_clip1 ([0, 1]), the bias on every output. sigmoid and tanh are refused: the GPU's expf /
+    tanhf are not numpy's to the last bit, so the results could not be exact."""
+    from ..dag.network import ACTIVATIONS, IDENTITY, RELU, RELU_CLIP, RELU_CLIP1
+
+    clamps = {IDENTITY: None, RELU: (0.0, np.inf), RELU_CLIP: (0.0, challenge.CLIP), RELU_CLIP1: (0.0, 1.0)}
+    if code not in clamps:
+        name = ACTIVATIONS[code] if 0 <= code < len(ACTIVATIONS) else str(code)
+        raise ValueError(
+            f"activation {name} cannot run exactly on the cuda engine (its GPU math functions are not "
+            "numpy's to the last bit); it runs identity, relu, relu_clip and relu_clip1"
+        )
+    return Activation(everywhere=True, clamp=clamps[code])
+
+
+@dataclass
+class GeneralNetwork:
+    """A layered network for the plan beside the challenge's Weights (same interface: neurons,
+    n_layers, layer(k)): layer k maps width_k to width_{k+1} neurons through matrices[k] (CSR,
+    width_k x width_{k+1}, float32, finite, no duplicate entries), then adds biases[k] (float32,
+    one per output neuron) and applies activations[k]."""
+
+    matrices: list[sp.csr_matrix]
+    biases: list[np.ndarray]
+    activations: list[Activation]
+    name: str = "layered"
+
+    def __post_init__(self) -> None:
+        if not (len(self.matrices) == len(self.biases) == len(self.activations)) or not self.matrices:
+            raise ValueError("a layered network needs as many matrices, biases and activations, at least one")
+        for k, (w, b) in enumerate(zip(self.matrices, self.biases)):
+            if not (sp.isspmatrix_csr(w) and w.dtype == np.float32):
+                raise ValueError(f"layer {k}: weights must be a float32 CSR matrix (from_layered converts)")
+            if b.dtype != np.float32 or b.shape != (w.shape[1],):
+                raise ValueError(f"layer {k}: biases must be float32[{w.shape[1]}], not {b.dtype}{list(b.shape)}")
+            given = self.matrices[k - 1].shape[1] if k else w.shape[0]
+            if w.shape[0] != given:
+                raise ValueError(f"layer {k} takes {w.shape[0]} neurons, layer {k - 1} gives {given}")
+            if not (np.all(np.isfinite(w.data)) and np.all(np.isfinite(b))):
+                raise ValueError(f"layer {k}: weights and biases must be finite")
+            canonical = w.copy()
+            canonical.sum_duplicates()
+            if canonical.nnz != w.nnz:
+                # the CPU engine and the plan would add a duplicate pair's terms in orders of their own
+                raise ValueError(f"layer {k}: {w.nnz - canonical.nnz} duplicate weight entries (sum them first)")
+
+    @property
+    def neurons(self) -> int:
+        """The input width (the inputs' columns), as Weights.neurons is for the challenge."""
+        return int(self.matrices[0].shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.matrices)
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.neurons] + [int(w.shape[1]) for w in self.matrices]
+
+    def layer(self, k: int) -> sp.csr_matrix:
+        return self.matrices[k]
+
+    @classmethod
+    def from_layered(cls, net) -> GeneralNetwork:
+        """A spdnn.dag.layered.LayeredNetwork (weights, biases, activation codes), converted to
+        float32 as its CPU engine converts it; an activation with no exact kernel is an error."""
+        acts = []
+        for k, code in enumerate(net.activations):
+            try:
+                acts.append(layered_activation(int(code)))
+            except ValueError as err:
+                raise ValueError(f"{net.name} layer {k}: {err}") from None
+        return cls(
+            [sp.csr_matrix(w, dtype=np.float32) for w in net.weights],
+            [np.asarray(b, dtype=np.float32) for b in net.biases],
+            acts,
+            name=net.name,
+        )
+
+    @classmethod
+    def from_weights(cls, weights, layers: int) -> GeneralNetwork:
+        """The challenge's network in this form (its bias on every neuron, on the nonzeros only,
+        clip to [0, 32]): the same results through the LAYERED kernels (tests)."""
+        mats = [sp.csr_matrix(weights.layer(k), dtype=np.float32) for k in range(layers)]
+        bias = np.float32(weights.bias)
+        return cls(mats, [np.full(m.shape[1], bias) for m in mats], [CHALLENGE_ACTIVATION] * layers, name="challenge")
 
 
 def sorted_columns(w: sp.spmatrix) -> sp.csc_matrix:
@@ -87,6 +233,13 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
     summed): the kernel then adds exactly the reference's terms in the reference's order, so
     its results are bit-identical to the CPU reference's, the merged network's too.
     """
+    return transposed_biased_layer(w, in_map, n_in, None)[:4]
+
+
+def transposed_biased_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int, bias: np.ndarray | None):
+    """transposed_layer with a bias per output neuron (None: one bias for all, the challenge):
+    columns are distinct by their pairs and their bias, so neurons share a distinct column only
+    if their outputs are equal. Returns (cidx, cval, KW, umap, cbias float32[U] or None)."""
     csc = w if sp.isspmatrix_csc(w) and w.has_sorted_indices else sorted_columns(w)
     n = csc.shape[1]
     if in_map is not None:
@@ -104,31 +257,49 @@ def transposed_layer(w: sp.spmatrix, in_map: np.ndarray | None, n_in: int):
         cols = np.repeat(np.arange(n), counts)
         idx[cols, pos] = csc.indices
         val[cols, pos] = csc.data
-    first, umap = distinct_rows(np.concatenate([idx, val.view(np.int32)], axis=1))
+    parts = [idx, val.view(np.int32)]
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+        parts.append(bias.view(np.int32)[:, None])
+    first, umap = distinct_rows(np.concatenate(parts, axis=1))
     return (
         np.ascontiguousarray(idx[first]).ravel(),
         np.ascontiguousarray(val[first]).ravel(),
         kw,
         umap.astype(np.int32).ravel(),
+        None if bias is None else bias[first],
     )
 
 
-def keeps_saturated(cval: np.ndarray, kw: int, bias: np.float32) -> bool:
-    """Whether the layer maps a row that is 32 at every input to one that is 32 at every
-    output, computed as the kernel does it (column_sum: 32 x w rounded, then added in the
-    column's order, rounded; then bias, ReLU, clip in float32), so the answer is exact for
-    the kernel, not an estimate. On the challenge's layers every column's 32 weights of
-    1/16 sum to 2: 64 + b is clipped to 32, always."""
+def keeps_saturated(
+    cval: np.ndarray,
+    kw: int,
+    bias,
+    act: Activation = CHALLENGE_ACTIVATION,
+    level_in: float | None = challenge.CLIP,
+) -> bool:
+    """Whether the layer maps a row that is `level_in` at every input to one that is act.level
+    (the clamp's top) at every output, computed as the kernel does it (column_sum: level x w
+    rounded, then added in the column's order, rounded; then act.apply with the bias, a scalar
+    or one per distinct column, in float32), so the answer is exact for the kernel, not an
+    estimate. On the challenge's layers every column's 32 weights of 1/16 sum to 2: 64 + b is
+    clipped to 32, always. No level (the identity, or no finite top) keeps nothing."""
+    level_out = act.level
+    if level_in is None or level_out is None:
+        return False
     vals = np.asarray(cval, dtype=np.float32).reshape(-1, kw)
     acc = np.zeros(vals.shape[0], dtype=np.float32)
     for j in range(kw):  # padding is (0, 0.0f): adds an exact 0
-        acc = acc + np.float32(challenge.CLIP) * vals[:, j]
-    out = np.where(
-        acc != 0,
-        np.minimum(np.maximum(acc + np.float32(bias), np.float32(0)), np.float32(challenge.CLIP)),
-        np.float32(0),
-    )
-    return bool(vals.shape[0]) and bool(np.all(out == np.float32(challenge.CLIP)))
+        acc = acc + np.float32(level_in) * vals[:, j]
+    out = act.apply(acc, bias)
+    return bool(vals.shape[0]) and bool(np.all(out == np.float32(level_out)))
+
+
+def keeps_zero(cbias, act: Activation) -> bool:
+    """Whether the layer maps an all-zero row to an all-zero row: every product is then +0
+    exactly, so the outputs are act.apply(0, b). Always with the bias on the nonzeros only (the
+    challenge); with a bias on every output, only where no bias survives the activation."""
+    return bool(np.all(act.apply(np.zeros(np.shape(cbias), np.float32), cbias) == 0))
 
 
 def carry_start(kept: list[bool]) -> int:
@@ -181,6 +352,10 @@ class LayerPlan:
     win, wout: the layer's input and output feature widths; keeps_saturated: an all-32 row
     stays all-32 (keeps_saturated()); fused: runs inside a fused segment (fusable(): merged
     layers in spdnn_fused, full-width ones in spdnn_fused_scatter).
+    General layered networks (GeneralNetwork) also have: cbias, the distinct columns' biases
+    (None: the challenge's one bias); act, the layer's Activation; keeps_zero, a zero row stays
+    zero (keeps_zero()); keep_rows, every row stays live after the layer (plan_network: a zero row
+    may come back to life in a later layer), so no row is dropped there.
     """
 
     cidx: np.ndarray
@@ -194,6 +369,10 @@ class LayerPlan:
     umap: np.ndarray
     keeps_saturated: bool
     fused: bool = False
+    cbias: np.ndarray | None = None
+    act: Activation = CHALLENGE_ACTIVATION
+    keeps_zero: bool = True
+    keep_rows: bool = False
 
 
 @dataclass
@@ -203,7 +382,9 @@ class NetworkPlan:
     fuse_wmax: the widest fused layer (the fused kernel's tile width; 0 without fused layers);
     fuse_ucmax: the most distinct columns of a fused layer (a scatter segment's staging buffers);
     fuse_width: the fusion width the plan was made with;
-    carry_from: the first layer from which saturated rows are carried (len(layers): never).
+    carry_from: the first layer from which saturated rows are carried (len(layers): never);
+    layered: a GeneralNetwork's plan (the LAYERED kernels); zero_from: the first layer from which
+    every layer keeps zero rows zero (rows dead after layer zero_from - 1 or later are dropped).
     """
 
     variant: str
@@ -212,6 +393,8 @@ class NetworkPlan:
     fuse_ucmax: int = 0
     fuse_width: int = 0
     carry_from: int = 0
+    layered: bool = False
+    zero_from: int = 0
 
     @property
     def max_width(self) -> int:
@@ -228,6 +411,17 @@ class NetworkPlan:
         return [p.wout for p in self.layers]
 
     @property
+    def out_width(self) -> int:
+        """The last layer's original output width (what the engine returns per row)."""
+        return len(self.layers[-1].umap)
+
+    @property
+    def sat_level(self) -> float:
+        """The value of a carried (saturated) row at the end: the last layer's clamp top."""
+        level = self.layers[-1].act.level
+        return challenge.CLIP if level is None else level
+
+    @property
     def kws(self) -> list[int]:
         return [p.kw for p in self.layers]
 
@@ -242,14 +436,25 @@ class NetworkPlan:
 
 def plan_layers(weights, layers: int, variant: str) -> list[LayerPlan]:
     """The first `layers` layers transposed and de-duplicated; "merged" also narrows each
-    layer's inputs to the previous layer's distinct columns. Nothing is fused yet (fusable())."""
+    layer's inputs to the previous layer's distinct columns. Nothing is fused yet (fusable()).
+    weights: the challenge's Weights (one width, one bias) or a GeneralNetwork."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
-    n, bias = weights.neurons, np.float32(weights.bias)
+    general = isinstance(weights, GeneralNetwork)
     plan: list[LayerPlan] = []
-    in_map, n_in = None, n
+    in_map, n_in = None, weights.neurons
     for k, csc in enumerate(columns_ahead(weights, layers)):
-        cidx, cval, kw, umap = transposed_layer(csc, in_map, n_in)
+        win, n_out = n_in, csc.shape[1]
+        if general:
+            act = weights.activations[k]
+            # the input level of layer 0 does not matter: rows are found saturated after a layer
+            level_in = (weights.activations[k - 1] if k else act).level
+            cidx, cval, kw, umap, cbias = transposed_biased_layer(csc, in_map, n_in, weights.biases[k])
+            bias = cbias
+        else:
+            act, level_in, cbias = CHALLENGE_ACTIVATION, challenge.CLIP, None
+            cidx, cval, kw, umap = transposed_layer(csc, in_map, n_in)
+            bias = np.float32(weights.bias)
         u = len(cidx) // kw
         if variant == "merged":
             out_ptr, out_list, wout = np.arange(u + 1, dtype=np.int32), np.arange(u, dtype=np.int32), u
@@ -258,7 +463,7 @@ def plan_layers(weights, layers: int, variant: str) -> list[LayerPlan]:
             order = np.argsort(umap, kind="stable").astype(np.int32)
             out_ptr = np.zeros(u + 1, dtype=np.int32)
             np.cumsum(np.bincount(umap, minlength=u), out=out_ptr[1:])
-            out_list, wout = order, n
+            out_list, wout, n_in = order, n_out, n_out
         plan.append(
             LayerPlan(
                 cidx=cidx,
@@ -267,19 +472,37 @@ def plan_layers(weights, layers: int, variant: str) -> list[LayerPlan]:
                 ucols=u,
                 out_ptr=out_ptr,
                 out_list=out_list,
-                keeps_saturated=keeps_saturated(cval, kw, bias),
-                win=n if k == 0 or variant == "dedup" else plan[-1].wout,
+                keeps_saturated=keeps_saturated(cval, kw, bias, act, level_in),
+                win=win,
                 wout=wout,
                 umap=umap,
+                cbias=cbias,
+                act=act,
+                keeps_zero=True if cbias is None else keeps_zero(cbias, act),
             )
         )
     return plan
 
 
-def merging_pays(neurons: int, merged: list[LayerPlan]) -> bool:
+def merging_pays(merged: list[LayerPlan]) -> bool:
     """The variant rule: "merged" when merging narrows the layers' total feature width at least
     2x (true for every challenge network), else "dedup" (a network without duplicate neurons)."""
-    return neurons * len(merged) >= 2 * sum(p.wout for p in merged)
+    return sum(len(p.umap) for p in merged) >= 2 * sum(p.wout for p in merged)
+
+
+def layer_acts(plan: list[LayerPlan]) -> tuple[np.ndarray, np.ndarray]:
+    """(every layer's column biases one after another, float32; one LayerAct per layer,
+    LACT_DTYPE: where its biases start, its mode bits with ACT_KEEP where keep_rows, its clamp)
+    for the LAYERED kernels (a plan of a GeneralNetwork: every layer has cbias)."""
+    if any(p.cbias is None for p in plan):
+        raise ValueError("layer_acts needs a GeneralNetwork's plan (per-column biases)")
+    boff = np.concatenate([[0], np.cumsum([p.ucols for p in plan])]).astype(np.int32)
+    lact = np.zeros(len(plan), dtype=LACT_DTYPE)
+    for k, p in enumerate(plan):
+        lo, hi = p.act.bounds
+        lact[k] = (boff[k], p.act.mode(p.keep_rows), lo, hi)
+    cbias = np.concatenate([p.cbias for p in plan]).astype(np.float32) if plan else np.zeros(0, np.float32)
+    return cbias, lact
 
 
 def fuse_width_limit(smem_optin: int, variant: str = "merged") -> int:
@@ -347,19 +570,31 @@ def plan_network(
 ) -> NetworkPlan:
     """The plan the engine uploads: the variant ("auto": merging_pays), the fused layers
     (fusable, for a device with smem_optin bytes of shared memory per block and blocks of
-    `warps` warps; fuse_width None: the variant's rule, default_fuse_width) and carry_from
-    (carry_start of the layers' keeps_saturated; len(layers) when carry_saturated is off)."""
+    `warps` warps; fuse_width None: the variant's rule, default_fuse_width), carry_from
+    (carry_start of the layers' keeps_saturated; len(layers) when carry_saturated is off) and,
+    for a GeneralNetwork, zero_from (carry_start of keeps_zero) with keep_rows on the layers
+    after which a zero row may still come back (k < zero_from - 1)."""
     if variant == "auto":
         plan = plan_layers(weights, layers, "merged")
-        chosen = "merged" if merging_pays(weights.neurons, plan) else "dedup"
+        chosen = "merged" if merging_pays(plan) else "dedup"
         if chosen == "dedup":
             plan = plan_layers(weights, layers, "dedup")
     else:
         chosen = variant
         plan = plan_layers(weights, layers, chosen)
     carry_from = carry_start([p.keeps_saturated for p in plan]) if carry_saturated else layers
+    zero_from = carry_start([p.keeps_zero for p in plan])
+    for k, p in enumerate(plan):
+        p.keep_rows = k < zero_from - 1
     width = default_fuse_width(chosen, smem_optin) if fuse_width is None else fuse_width
     wmax, ucmax = fusable(plan, chosen, width, smem_optin, stage_weights, warps)
     return NetworkPlan(
-        variant=chosen, layers=plan, fuse_wmax=wmax, fuse_ucmax=ucmax, fuse_width=width, carry_from=carry_from
+        variant=chosen,
+        layers=plan,
+        fuse_wmax=wmax,
+        fuse_ucmax=ucmax,
+        fuse_width=width,
+        carry_from=carry_from,
+        layered=isinstance(weights, GeneralNetwork),
+        zero_from=zero_from,
     )

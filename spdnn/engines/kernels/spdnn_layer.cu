@@ -32,12 +32,24 @@
 // Summation order: ascending original input index, one term per original edge; the
 // product and the sum are rounded separately (__fmul_rn / __fadd_rn: never contracted into
 // an FMA), as the CPU reference does, so results are bit-identical to it for any weights.
+//
+// Two builds. LAYERED 0 (the default): the challenge, one scalar bias on the nonzeros, ReLU
+// and the clip at 32, exactly the code above. LAYERED 1: general layered networks (SNICIT's
+// pruned MNIST networks: any widths, any nonzeros per column, a bias per neuron): a bias per
+// distinct column (cbias) and per layer a mode (ACT_* below) and a clamp range [lo, hi]
+// (layer_plan.Activation), as launch arguments (spdnn_layer) or one LayerAct per layer
+// (fused segments). The signatures differ between the builds (kernel_args.py holds both
+// argument lists), so the challenge build compiles to the same code as before.
 
 #ifndef KW
 #define KW 32
 #endif
 #ifndef WARPS
 #define WARPS 8
+#endif
+
+#ifndef LAYERED
+#define LAYERED 0
 #endif
 
 #ifndef FUSE_STAGE
@@ -94,12 +106,52 @@ __device__ __forceinline__ T load(const T* p)
 // never an FMA), exactly the CPU reference's terms in its order. y is the tile's features
 // offset by the lane (neuron i at y[32 i]); W_GLOBAL / Y_GLOBAL say where the pairs and the
 // features live. Shared by the kernel per layer and the fused segments: exactness lives here.
+// Columns longer than 2 x GATHER_CHUNK (a dense 784-input layer: KW = 784) gather
+// GATHER_CHUNK entries at a time (gather_add), so the gathers in flight fit in registers
+// instead of spilling KW of them; same terms, same order. Shorter ones (the challenge's
+// KW = 32) keep the single block of KW gathers below, unchanged.
+#define GATHER_CHUNK 32
+
+// acc plus the N (a multiple of 4) pairs at ci/cv: all N gathers in flight, then N ordered adds.
+template <int N, bool W_GLOBAL, bool Y_GLOBAL>
+__device__ __forceinline__ float gather_add(float acc, const int4* ci, const float4* cv, const float* __restrict__ y)
+{
+    float g[N];
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+        const int4 i4 = load<W_GLOBAL>(ci + q);
+        g[4 * q + 0] = load<Y_GLOBAL>(y + (size_t)i4.x * 32);
+        g[4 * q + 1] = load<Y_GLOBAL>(y + (size_t)i4.y * 32);
+        g[4 * q + 2] = load<Y_GLOBAL>(y + (size_t)i4.z * 32);
+        g[4 * q + 3] = load<Y_GLOBAL>(y + (size_t)i4.w * 32);
+    }
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+        const float4 v4 = load<W_GLOBAL>(cv + q);
+        acc = __fadd_rn(acc, __fmul_rn(v4.x, g[4 * q + 0]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.y, g[4 * q + 1]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.z, g[4 * q + 2]));
+        acc = __fadd_rn(acc, __fmul_rn(v4.w, g[4 * q + 3]));
+    }
+    return acc;
+}
+
 template <bool W_GLOBAL, bool Y_GLOBAL>
 __device__ __forceinline__ float column_sum(const int* __restrict__ idx, const float* __restrict__ val,
                                             const float* __restrict__ y)
 {
     float acc = 0.0f;
-#if (KW % 4) == 0
+#if (KW % 4) == 0 && KW > 2 * GATHER_CHUNK
+    const int4* ci = reinterpret_cast<const int4*>(idx);
+    const float4* cv = reinterpret_cast<const float4*>(val);
+#pragma unroll 1
+    for (int c = 0; c < KW / GATHER_CHUNK; ++c)
+        acc = gather_add<GATHER_CHUNK, W_GLOBAL, Y_GLOBAL>(acc, ci + c * (GATHER_CHUNK / 4), cv + c * (GATHER_CHUNK / 4), y);
+#if (KW % GATHER_CHUNK) != 0
+    acc = gather_add<KW % GATHER_CHUNK, W_GLOBAL, Y_GLOBAL>(acc, ci + (KW / GATHER_CHUNK) * (GATHER_CHUNK / 4),
+                                                            cv + (KW / GATHER_CHUNK) * (GATHER_CHUNK / 4), y);
+#endif
+#elif (KW % 4) == 0
     const int4* ci = reinterpret_cast<const int4*>(idx);
     const float4* cv = reinterpret_cast<const float4*>(val);
     float g[KW];
@@ -128,6 +180,31 @@ __device__ __forceinline__ float column_sum(const int* __restrict__ idx, const f
     return acc;
 }
 
+#if LAYERED
+// Mode bits of a layer (layer_plan.ACT_ALL, ACT_CLAMP, ACT_KEEP).
+#define ACT_ALL 1    // the bias on every output (else only where the product is nonzero: the challenge)
+#define ACT_CLAMP 2  // then min(max(z, lo), hi) (else the identity)
+#define ACT_KEEP 4   // every row stays live after this layer: a zero row need not stay zero later
+
+// One layer's activation in a fused segment (layer_plan.LACT_DTYPE): its columns' biases start at
+// cbias + boff.
+struct __align__(16) LayerAct {
+    int boff;
+    int mode;
+    float lo;
+    float hi;
+};
+
+// The output of a column whose product is acc and bias b: the CPU engine's float32 steps
+// (z = acc + b rounded once, then np.clip / np.maximum, or nothing), so bit-identical to it.
+__device__ __forceinline__ float activate(float acc, float b, int mode, float lo, float hi)
+{
+    if (!(mode & ACT_ALL) && acc == 0.0f) return 0.0f;
+    const float z = __fadd_rn(acc, b);
+    return (mode & ACT_CLAMP) ? fminf(fmaxf(z, lo), hi) : z;
+}
+#endif
+
 extern "C" {
 
 // One layer for the tiles [0, ntiles) of a batch. 1-D grid: block b works on tile
@@ -146,7 +223,12 @@ __global__ void __launch_bounds__(WARPS * 32)
 spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
             const int* __restrict__ cidx, const float* __restrict__ cval,
             const int* __restrict__ out_ptr, const int* __restrict__ out_list,
-            int ucols, int win, int wout, int nrows, int gx, float bias,
+            int ucols, int win, int wout, int nrows, int gx,
+#if LAYERED
+            const float* __restrict__ cbias, int mode, float lo, float hi,
+#else
+            float bias,
+#endif
             const int* __restrict__ fprev, int* __restrict__ fcur, int* __restrict__ fnext,
             unsigned int* __restrict__ count_prev)
 {
@@ -173,11 +255,19 @@ spdnn_layer(const float* __restrict__ yin, float* __restrict__ yout,
 
     const float* __restrict__ ybase = yin + (size_t)tile * win * 32 + lane;
     float* __restrict__ obase = yout + (size_t)tile * wout * 32 + lane;
+#if LAYERED
+    int any = (mode & ACT_KEEP) ? valid : 0;
+#else
     int any = 0;
+#endif
     for (int u = cx * WARPS + warp; u < ucols; u += gx * WARPS) {
         const float acc = column_sum<true, true>(cidx + (size_t)u * KW, cval + (size_t)u * KW, ybase);
+#if LAYERED
+        float v = activate(acc, __ldg(cbias + u), mode, lo, hi);
+#else
         float v = 0.0f;
         if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+#endif
         if (!valid) v = 0.0f;
         any |= (v != 0.0f);
         const int o0 = __ldg(out_ptr + u), o1 = __ldg(out_ptr + u + 1);
@@ -210,7 +300,12 @@ __global__ void __launch_bounds__(WARPS * 32)
 spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
             const int* __restrict__ cidx, const float* __restrict__ cval,
             const long long* __restrict__ woff, const int* __restrict__ widths,
-            int k0, int k1, int nrows, int wmax, float bias,
+            int k0, int k1, int nrows, int wmax,
+#if LAYERED
+            const float* __restrict__ cbias, const LayerAct* __restrict__ lact,
+#else
+            float bias,
+#endif
             const int* fprev, int* fout, int* fzero,
             unsigned int* __restrict__ counts, unsigned int* __restrict__ count_prev)
 {
@@ -260,11 +355,21 @@ spdnn_fused(const float* __restrict__ yin, float* __restrict__ yout,
         // zero the slot of layer k + 1: last read after layer k - 2's barrier, which every
         // thread has passed (layer k - 1's barrier came since)
         if (threadIdx.x == 0) s_mask[(slot + 1) % 3] = 0;
+#if LAYERED
+        const LayerAct act = lact[k];
+        const float* __restrict__ lb = cbias + act.boff;
+        int any = (act.mode & ACT_KEEP) ? valid : 0;
+#else
         int any = 0;
+#endif
         for (int u = warp; u < wout; u += WARPS) {
             const float acc = column_sum<!FUSE_STAGE, false>(wi + u * KW, wv + u * KW, a + lane);
+#if LAYERED
+            float v = activate(acc, __ldg(lb + u), act.mode, act.lo, act.hi);
+#else
             float v = 0.0f;
             if (acc != 0.0f) v = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+#endif
             if (!valid) v = 0.0f;
             any |= (v != 0.0f);
             b[u * 32 + lane] = v;
@@ -312,7 +417,12 @@ spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
                     const long long* __restrict__ woff, const int* __restrict__ widths,
                     const int* __restrict__ poff, const int* __restrict__ out_ptr,
                     const int* __restrict__ out_list, int k0, int k1, int nrows, int wmax, int ucmax,
-                    float bias, const int* fprev, int* fout, int* fzero,
+#if LAYERED
+                    const float* __restrict__ cbias, const LayerAct* __restrict__ lact,
+#else
+                    float bias,
+#endif
+                    const int* fprev, int* fout, int* fzero,
                     unsigned int* __restrict__ counts, unsigned int* __restrict__ count_prev)
 {
     extern __shared__ float s_y[];
@@ -365,17 +475,29 @@ spdnn_fused_scatter(const float* __restrict__ yin, float* __restrict__ yout,
         for (int i = threadIdx.x; i <= ucols; i += blockDim.x) s_ptr[i] = op[i] - first;
         for (int i = threadIdx.x; i < nlist; i += blockDim.x) s_list[i] = __ldg(out_list + first + i);
         float v[FUSE_REGS];
+#if LAYERED
+        const LayerAct act = lact[k];
+        const float* __restrict__ lb = cbias + act.boff;
+#endif
 #pragma unroll
         for (int j = 0; j < FUSE_REGS; ++j) {
             const int u = warp + j * WARPS;
             v[j] = 0.0f;
             if (u < ucols) {
                 const float acc = column_sum<!FUSE_STAGE, false>(wi + u * KW, wv + u * KW, a + lane);
+#if LAYERED
+                if (valid) v[j] = activate(acc, __ldg(lb + u), act.mode, act.lo, act.hi);
+#else
                 if (acc != 0.0f && valid) v[j] = fminf(fmaxf(acc + bias, 0.0f), 32.0f);
+#endif
             }
         }
         __syncthreads();  // every read of layer k's inputs is done: the buffer takes its outputs
+#if LAYERED
+        int any = (act.mode & ACT_KEEP) ? valid : 0;
+#else
         int any = 0;
+#endif
 #pragma unroll
         for (int j = 0; j < FUSE_REGS; ++j) {
             const int u = warp + j * WARPS;
@@ -414,16 +536,26 @@ __global__ void spdnn_count(const int* __restrict__ flags, int n, unsigned int* 
     if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
 }
 
-// Saturated rows: live rows whose `width` features are all 32. Every layer that maps an
-// all-32 row to an all-32 row (cuda.py checks each at prepare time, with this kernel's
-// arithmetic) leaves them so, so they can be carried to the end without computing them.
+// Saturated rows: live rows whose `width` features are all 32 (LAYERED: all `level`, the
+// layer's clamp top). Every layer that maps an all-32 row to an all-32 row (cuda.py checks each
+// at prepare time, with this kernel's arithmetic) leaves them so, so they can be carried to the
+// end without computing them.
 // One block per tile of 32 rows (lanes = rows, warps stride over the features); the number
 // of such rows is added to *count. With sat != NULL the rows are also marked: sat[row] = 1
 // and flags[row] = 0 (so a compaction drops them; sat then picks out their indices).
 __global__ void __launch_bounds__(WARPS * 32)
 spdnn_saturated(const float* __restrict__ y, int width, int nrows, int* __restrict__ flags,
-                int* __restrict__ sat, unsigned int* __restrict__ count)
+                int* __restrict__ sat, unsigned int* __restrict__ count
+#if LAYERED
+                , float level
+#endif
+                )
 {
+#if LAYERED
+    const float top = level;
+#else
+    const float top = 32.0f;
+#endif
     __shared__ int s_low[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int row = blockIdx.x * 32 + lane;
@@ -432,7 +564,7 @@ spdnn_saturated(const float* __restrict__ y, int width, int nrows, int* __restri
     if (__syncthreads_or(live)) {  // (the barrier also orders the s_low reset)
         bool low = !live;
         const float* s = y + (size_t)blockIdx.x * width * 32 + lane;
-        for (int i = warp; i < width && !low; i += WARPS) low = s[(size_t)i * 32] != 32.0f;
+        for (int i = warp; i < width && !low; i += WARPS) low = s[(size_t)i * 32] != top;
         if (low) s_low[lane] = 1;
         __syncthreads();
     }
