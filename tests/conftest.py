@@ -67,6 +67,19 @@ def benchmark_modules(package: str, *names: str) -> tuple[ModuleType, ...]:
     return tuple(importlib.import_module(f"{package}.{name}") for name in names)
 
 
+def require_cuda_device() -> None:
+    """Skip the calling test unless pycuda imports and its driver sees a CUDA device."""
+    pytest.importorskip("pycuda")
+    import pycuda.driver as cuda
+
+    try:
+        cuda.init()
+        if cuda.Device.count() == 0:
+            pytest.skip("no CUDA device")
+    except cuda.Error as err:
+        pytest.skip(f"no usable CUDA driver: {err}")
+
+
 def have_executable(name: str) -> bool:
     return shutil.which(name) is not None
 

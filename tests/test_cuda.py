@@ -19,6 +19,8 @@ from spdnn.engines.cpu import CpuEngine
 from spdnn.engines.layer_plan import fuse_bytes, plan_network, transposed_layer
 from spdnn.io.cache import Weights, load_inputs, load_weights
 
+from .conftest import require_cuda_device
+
 
 def synthetic(neurons: int, layers: int, n_inputs: int, seed: int = 7):
     """Synthetic layers and inputs with the real survival profile (spdnn.generate)."""
@@ -205,15 +207,7 @@ def test_keeps_saturated_agrees_with_the_reference_on_one_row():
 
 @pytest.fixture(scope="module")
 def gpu():
-    pytest.importorskip("pycuda")
-    import pycuda.driver as cuda
-
-    try:
-        cuda.init()
-        if cuda.Device.count() == 0:
-            pytest.skip("no CUDA device")
-    except cuda.Error as err:
-        pytest.skip(f"no usable CUDA driver: {err}")
+    require_cuda_device()
     return True
 
 

@@ -48,6 +48,8 @@ from spdnn.engines.layer_plan import (
 )
 from spdnn.io.cache import load_inputs, load_weights
 
+from .conftest import require_cuda_device
+
 KERNEL_FILE = Path(cuda_module.__file__).parent / "kernels" / "spdnn_layer.cu"
 CPP = shutil.which("cpp")
 H200_SMEM_OPTIN = 232448
@@ -565,15 +567,7 @@ class _Kernels:
 def make_engine(request, monkeypatch):
     """CudaEngine(**options) on the emulated device or on the GPU."""
     if request.param == "gpu":
-        pytest.importorskip("pycuda")
-        import pycuda.driver as drv
-
-        try:
-            drv.init()
-            if drv.Device.count() == 0:
-                pytest.skip("no CUDA device")
-        except drv.Error as err:
-            pytest.skip(f"no usable CUDA driver: {err}")
+        require_cuda_device()
         return lambda **options: cuda_module.CudaEngine(**options)
     if CPP is None:
         pytest.skip("no C preprocessor (cpp) to read the kernels' signatures")
