@@ -19,8 +19,9 @@ Cases (each skipped when --deadline passes, and said so in the JSON):
   (cuda-population) against the members one at a time (cuda-warp), and on the CPU;
 * memory: peak bytes of one compiled-CPU inference with and without value rows freed.
 Engines: compiled (numba, one thread), threaded (numba, all cores), vectorised (scipy per
-group); sequential (Python per node) only up to --python-max-edges; cuda-warp, cuda-walk (runs
-of small groups walked in shared memory), cuda-thread, cupy when a GPU is there; the population
+group); sequential (Python per node) only up to --python-max-edges; cuda-warp, cuda-lane (runs
+of small groups, a thread per input vector), cuda-walk (runs of small groups walked in shared
+memory), cuda-thread, cupy when a GPU is there; the population
 through its default kernel (cuda-population) and through dag_walk (cuda-population-walk).
 Timing: inference only, one warm-up then the median of --reps runs (GPU: CUDA events; CPU:
 wall clock around the kernel). No extrapolation: a CPU case whose predicted time (from the
@@ -51,7 +52,7 @@ from spdnn.dag.registry import get_dag_engine
 from spdnn.dag.shapes import SHAPES, generate_shape
 from spdnn.dag.validate import compare_outputs
 
-GPU_ENGINES = ("cuda-warp", "cuda-walk", "cuda-thread", "cupy")
+GPU_ENGINES = ("cuda-warp", "cuda-lane", "cuda-walk", "cuda-thread", "cupy")
 # the challenge's CUDA engine on SNICIT's networks as layered networks: name -> CudaEngine options
 LAYERED_CUDA = {"cuda-layered": {}, "cuda-layered-fused": {"fuse_width": 256, "stage_weights": False}}
 CPU_ENGINES = ("compiled", "threaded", "vectorised", "sequential")
@@ -102,7 +103,9 @@ class Runner:
         self.rate: dict[tuple[str, str], tuple[int, float]] = {}
         self.gpu = {}
         if not args.cpu_only:
-            for name in GPU_ENGINES:
+            for name in args.gpu_engines.split(","):
+                if name not in GPU_ENGINES:
+                    raise SystemExit(f"--gpu-engines: unknown {name!r}; choose from {', '.join(GPU_ENGINES)}")
                 try:
                     self.gpu[name] = get_dag_engine(name)
                 except Exception as err:  # noqa: BLE001
@@ -526,6 +529,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,100,1000,10000")
     ap.add_argument("--kinds", default="pruned,evolved," + ",".join(SHAPES))
     ap.add_argument("--cpu-engines", default="compiled,threaded,vectorised,sequential")
+    ap.add_argument("--gpu-engines", default=",".join(GPU_ENGINES), help="of " + ", ".join(GPU_ENGINES))
     ap.add_argument("--python-max-edges", type=float, default=1e5, help="largest network for the Python engine")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cpu-max-seconds", type=float, default=120.0, help="skip a CPU case predicted to take longer")

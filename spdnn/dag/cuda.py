@@ -13,6 +13,11 @@ kernel="warp": TPN = LB x LE lanes per neuron and tile of input vectors (see the
     Consecutive groups small enough for one block per tile (at most 1024 / TPN nodes)
     run in one launch with a block barrier between them, so deep, narrow networks do not
     pay a launch per group.
+kernel="lane" (engine cuda-lane): the warp plan, with each of its one-block segments (runs of
+  small groups) run by dag_lane: one thread per input vector walks the run alone, its recent
+  values in a shared-memory ring, older ones copied ahead by the thread itself, so no barrier and
+  no shuffle; every group's nodes summed in edge order (LE = 1), bit for bit cuda-warp wherever
+  the warp plan has LE = 1 (from 128 input vectors on). For deep, narrow networks.
 kernel="walk" (engine cuda-walk; kernel="warp", walk=True): each of the warp plan's one-block
   segments (runs of small groups) goes to dag_walk instead: one block per tile of `walk_tile`
   input vectors walks the run with the values of its last rows, the groups' structure and the
@@ -48,6 +53,8 @@ FUSED_BLOCK = 1024  # threads per block of a multi-group segment
 WALK_HEADER = 8  # words of a staged group before its node records (dag_levels.cu)
 WALK_RING_BYTES = 1 << 16  # at most this much shared memory for the ring of recent rows
 WALK_MAX_THREADS = 256  # dag_walk's __launch_bounds__
+LANE_MAX_THREADS = 256  # dag_lane's __launch_bounds__
+LANE_RING_BYTES = 1 << 17  # at most this much shared memory for dag_lane's ring
 
 
 def _pow2_ceil(x: float) -> int:
@@ -227,12 +234,13 @@ def walk_tables(
     )
 
 
-def fit_walk(build, runs: np.ndarray, rings: list[int], tile: int, limit: int) -> WalkTables | None:
-    """build(runs, ring)'s tables for the runs whose launch fits `limit` bytes of shared memory,
-    with the first ring size of `rings` under which any does; None if none does."""
+def fit_walk(build, runs: np.ndarray, rings: list[int], size, limit: int) -> WalkTables | None:
+    """build(runs, ring)'s tables for the runs whose launch fits `limit` bytes of shared memory
+    (size(tables, caps): a launch's bytes), with the first ring size of `rings` under which any
+    does; None if none does."""
     for k in rings:
         tables = build(runs, k)
-        fits = np.array([tables.shared_bytes(c, tile) <= limit for c in tables.caps], bool)
+        fits = np.array([size(tables, c) <= limit for c in tables.caps], bool)
         if fits.any():
             return tables if fits.all() else build(tables.segments[fits], k)
     return None
@@ -271,12 +279,59 @@ def choose_walk(
             slot=slot,
         )
 
-    tables = fit_walk(build, runs, ring_sizes(longest, tile), tile, shared_limit)
+    size = lambda t, caps: t.shared_bytes(caps, tile)  # noqa: E731
+    tables = fit_walk(build, runs, ring_sizes(longest, tile), size, shared_limit)
     if tables is None:
         return None
+    return tables, log_lb, tile, _walked_segments(plan, chosen, tables)
+
+
+def _walked_segments(plan: WarpPlan, chosen: list[int], tables: WalkTables) -> dict[int, int]:
+    """{warp-plan segment index: row of tables.segments} for the chosen segments the tables took."""
     by_start = {int(g0): r for r, (g0, _) in enumerate(tables.segments)}
-    walked = {i: by_start[plan.segments[i].l0] for i in chosen if plan.segments[i].l0 in by_start}
-    return tables, log_lb, tile, walked
+    return {i: by_start[plan.segments[i].l0] for i in chosen if plan.segments[i].l0 in by_start}
+
+
+def lane_shared_bytes(ring: int, depth: int, far_cap: int, threads: int) -> int:
+    """dag_lane's dynamic shared memory: each thread's ring of `ring` rows and depth + 1 far slots."""
+    return 4 * threads * (ring + (depth + 1) * far_cap)
+
+
+def lane_ring_sizes(rows: int, threads: int) -> list[int]:
+    """dag_lane's ring sizes to try, largest first: a run's rows or what LANE_RING_BYTES holds, halved."""
+    k = max(1, min(rows, LANE_RING_BYTES // (4 * threads)))
+    sizes = []
+    while k >= 1:
+        sizes.append(k)
+        k //= 2
+    return sizes
+
+
+def choose_lane(
+    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, threads: int, depth: int, shared_limit: int
+) -> tuple[WalkTables, dict[int, int]] | None:
+    """The warp plan's one-block segments (runs of small groups) that dag_lane can run with `threads`
+    threads a block within shared_limit: (tables with LE = 1 everywhere, {segment index: row of
+    tables.segments}), or None. `slot`: the value plan's rows, which the other segments share."""
+    chosen = [i for i, s in enumerate(plan.segments) if s.grid_x == 1]
+    if not chosen:
+        return None
+    runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
+    lp = net.level_ptr
+    longest = int((lp[runs[:, 1]] - lp[runs[:, 0]]).max())
+    ones = np.zeros(net.n_levels, np.int64)  # LE = 1: each thread sums a node's edges in order
+
+    def build(segs: np.ndarray, ring: int) -> WalkTables:
+        return walk_tables(
+            net.indptr, net.sources, net.weights, lp, segs, net.bias, net.activation, ones,
+            net.role == OUTPUT, ring, depth, slot=slot,
+        )  # fmt: skip
+
+    size = lambda t, caps: lane_shared_bytes(t.ring, t.depth, int(caps[2]), threads)  # noqa: E731
+    tables = fit_walk(build, runs, lane_ring_sizes(longest, threads), size, shared_limit)
+    if tables is None:
+        return None
+    return tables, _walked_segments(plan, chosen, tables)
 
 
 @dataclass
@@ -290,6 +345,7 @@ class WalkPlan:
     walked: dict[int, int]  # warp-plan segment index -> row of tables.segments
     shared: list[int]  # dynamic shared memory per walked segment (bytes)
     device: dict  # the tables' device arrays
+    lane: bool = False  # dag_lane (one thread per input vector, `threads` a block), not dag_walk
 
 
 def walk_layout(vec: int, log_lb: int, walk_tile: int) -> tuple[int, int]:
@@ -409,12 +465,34 @@ def launch_walk(
     )
 
 
+def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
+    """One dag_lane launch over walk.tables.segments[seg]: a thread per column of the ld-wide rows."""
+    t = walk.tables
+    fn.prepared_async_call(
+        (ld // walk.threads, 1),
+        (walk.threads, 1, 1),
+        stream,
+        values,
+        np.int32(ld),
+        int(walk.device["segs"]) + 8 * seg,
+        walk.device["info"],
+        walk.device["nodes"],
+        walk.device["edges"],
+        walk.device["far"],
+        np.int32(t.ring),
+        np.int32(t.depth),
+        np.int32(t.caps[seg][2]),
+        shared_size=walk.shared[seg],
+    )
+
+
 KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument format
     "dag_thread": "PiiiPPPPPP",
     "dag_warp1": "PiPiiiiPPPPPP",
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
+    "dag_lane": "PiPPPPPiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",
@@ -451,10 +529,10 @@ class CudaDagBase(DagEngine):
         self._buffers.free()
 
     def _allow_shared(self, nbytes: int) -> None:
-        """Let dag_walk launches take nbytes of dynamic shared memory (above 48 KB needs the opt-in);
+        """Let dag_walk and dag_lane launches take nbytes of dynamic shared memory (above 48 KB needs the opt-in);
         never lowered, since plans made earlier (other batch widths) may still need more."""
         if nbytes > self._shared_allowed:
-            for name in ("dag_walk1", "dag_walk4"):
+            for name in ("dag_walk1", "dag_walk4", "dag_lane"):
                 self._fns[name].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             self._shared_allowed = nbytes
 
@@ -473,11 +551,17 @@ class DagCudaEngine(CudaDagBase):
         walk_tile: int = 8,
         walk_threads: int = 128,
         walk_depth: int = 4,
+        lane_threads: int = 32,
+        lane_depth: int = 4,
     ):
-        if kernel not in ("thread", "warp", "walk"):
-            raise ValueError(f"kernel must be thread, warp or walk, not {kernel!r}")
-        if kernel == "thread" and walk:
-            raise ValueError("walk=True goes with the warp kernel, not the thread one")
+        if kernel not in ("thread", "warp", "walk", "lane"):
+            raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
+        if kernel in ("thread", "lane") and walk:
+            raise ValueError(f"walk=True goes with the warp kernel, not the {kernel} one")
+        if lane_threads not in (32, 64, 128, 256):
+            raise ValueError(f"lane_threads must be 32, 64, 128 or 256, not {lane_threads}")
+        if not 1 <= lane_depth <= 7:
+            raise ValueError(f"lane_depth must be in 1 .. 7, not {lane_depth}")
         if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
             raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
         if not 1 <= walk_depth <= 8:
@@ -486,6 +570,8 @@ class DagCudaEngine(CudaDagBase):
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
         self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True
+        self.lane = kernel == "lane"  # the warp plan, its runs of small groups through dag_lane
+        self.lane_threads, self.lane_depth = lane_threads, lane_depth
         self.walk_tile, self.walk_threads, self.walk_depth = walk_tile, walk_threads, walk_depth
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
@@ -532,7 +618,18 @@ class DagCudaEngine(CudaDagBase):
         return cols
 
     def walk_plan(self, plan: WarpPlan) -> WalkPlan | None:
-        """Which of the warp plan's one-block segments dag_walk runs, and its tables (None: none)."""
+        """Which of the warp plan's one-block segments dag_walk (or dag_lane) runs, and its tables
+        (None: none)."""
+        if self.lane:
+            threads = min(self.lane_threads, plan.tile)  # divides the row width ld (powers of two)
+            got = choose_lane(self.net, plan, self.plan.slot, threads, self.lane_depth, self.shared_limit)
+            if got is None:
+                return None
+            tables, walked = got
+            shared = [lane_shared_bytes(tables.ring, tables.depth, int(c[2]), threads) for c in tables.caps]
+            self._allow_shared(max(shared))
+            device = walk_device_arrays(self.cuda, tables)
+            return WalkPlan(tables, 0, threads, threads, walked, shared, device, lane=True)
         if not self.walk:
             return None
         chosen = choose_walk(self.net, plan, self.plan.slot, self.walk_tile, self.walk_depth, self.shared_limit)
@@ -577,6 +674,10 @@ class DagCudaEngine(CudaDagBase):
         fn = self._fns["dag_warp4" if plan.vec == 4 else "dag_warp1"]
         tiles = ld // plan.tile
         for i, s in enumerate(plan.segments):
+            if walk is not None and walk.lane and i in walk.walked:
+                launch_lane(self._fns["dag_lane"], stream, ld, walk, values, walk.walked[i])
+                launches += 1
+                continue
             if walk is not None and i in walk.walked:
                 r = walk.walked[i]
                 launch_walk(
@@ -644,6 +745,7 @@ class DagCudaEngine(CudaDagBase):
         if walk is not None:
             t = walk.tables
             details.update(
+                walk_kernel="dag_lane" if walk.lane else "dag_walk",
                 walk_segments=len(walk.walked),
                 walk_levels=int(sum(g1 - g0 for g0, g1 in t.segments)),
                 walk_tile=walk.tile,

@@ -11,7 +11,17 @@ from .engine import DagEngine
 
 __all__ = ["AUTO_GPU", "AUTO_CPU", "CPU_ENGINES", "ENGINES", "get_dag_engine"]
 
-ENGINES = ("sequential", "vectorised", "compiled", "threaded", "cuda-thread", "cuda-warp", "cuda-walk", "cupy")
+ENGINES = (
+    "sequential",
+    "vectorised",
+    "compiled",
+    "threaded",
+    "cuda-thread",
+    "cuda-warp",
+    "cuda-walk",
+    "cuda-lane",
+    "cupy",
+)
 CPU_ENGINES = ("sequential", "vectorised", "compiled", "threaded")
 AUTO_GPU, AUTO_CPU = "cuda-warp", "vectorised"  # what `auto` runs with a usable GPU, and without
 
@@ -33,10 +43,12 @@ def _engine(name: str, **options) -> DagEngine:
         from .cpu import VectorisedEngine
 
         return VectorisedEngine(**options)
-    if name in ("cuda-thread", "cuda-warp", "cuda-walk", "cuda"):
+    if name in ("cuda-thread", "cuda-warp", "cuda-walk", "cuda-lane", "cuda"):
         from .cuda import DagCudaEngine
 
-        return DagCudaEngine(kernel={"cuda-thread": "thread", "cuda-walk": "walk"}.get(name, "warp"), **options)
+        return DagCudaEngine(
+            kernel={"cuda-thread": "thread", "cuda-walk": "walk", "cuda-lane": "lane"}.get(name, "warp"), **options
+        )
     if name == "cupy":
         from .peer import CupyEngine
 
@@ -46,8 +58,8 @@ def _engine(name: str, **options) -> DagEngine:
 
 def get_dag_engine(name: str, **options) -> DagEngine:
     """An engine by name: sequential, vectorised (interpreted CPU); compiled, threaded (numba CPU);
-    cuda-thread, cuda-warp, cuda-walk (pycuda; cuda-warp walks long runs of small groups by itself,
-    cuda-walk every run it can); cupy (peer); auto: cuda-warp if it can start, else
+    cuda-thread, cuda-warp, cuda-walk, cuda-lane (pycuda; cuda-warp walks long runs of small groups
+    by itself, cuda-walk and cuda-lane every run they can); cupy (peer); auto: cuda-warp if it can start, else
     vectorised, by the challenge engines' "auto" rule (spdnn.engines.registry.auto_engine: said in
     the log, each engine given the options it has, the others named)."""
     if name != "auto":

@@ -21,6 +21,8 @@
 // dag_walk<VEC>: one block per tile of input vectors walks a run of small groups (one segment per
 //   blockIdx.y: a run of one network's levels, or one member of a population) with one barrier per
 //   group, reading values from shared memory instead of global memory (see dag_walk_body below).
+// dag_lane: one thread per input vector walks a run of groups alone, with no barrier (see
+//   dag_lane below): for deep, narrow networks, whose groups are a few nodes each.
 // dag_gather: copy the output nodes' rows into a dense block for the host.
 
 #define CLIP_AT 32.0f
@@ -360,6 +362,94 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk1(DAG_WALK_ARGS) {
 
 extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
     dag_walk_body<4>(values, ld, segs, info, nodes, edges, far, log_lb, ring_rows, depth, node_cap, edge_cap, far_cap);
+}
+
+// ----------------------------------------------------------------------------- dag_lane
+// Written for deep, narrow networks after dag_warp and dag_walk both cost about 2 us a group there
+// (docs/dag.md): one thread per input vector walks a run of groups alone, a sequential walker over
+// its own column. Nothing is shared between threads but the read-only structure, so there is no
+// barrier and no shuffle: a thread reads only values it wrote itself (program order) or that
+// were written before the launch. Tables: walk_tables' with LE = 1 for every group, so a node sums
+// its edges in order with fmaf from 0: bit for bit dag_warp wherever its plan has LE = 1 (from
+// 128 input vectors on).
+// * ring: the thread's values of the last K rows of the run, ring[(r % K) * blockDim + t]; an
+//   edge code >= 0 reads ring row `code`.
+// * far sources (code -(f + 1)): the thread copies its own column of group g's far values with
+//   cp.async `depth` groups ahead into a staging slot, waits for its own copies (wait_group counts
+//   one commit per group) and reads them; no other thread touches them.
+// * the structure (info, nodes, edges, far slots) is read from global memory at addresses every
+//   thread shares (one broadcast a warp); each group prefetches into L1 the lines the stream will
+//   need LANE_AHEAD groups later, so those loads hit L1.
+#define LANE_AHEAD 16
+
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
+// thread t (of blockDim.x) prefetches the t-th 128-byte line of [lo, hi) bytes of base
+__device__ __forceinline__ void prefetch_lines(const char* base, long long lo, long long hi) {
+    const long long line = (lo >> 7) + threadIdx.x;
+    if (line <= (hi - 1) >> 7 && hi > lo) prefetch_l1(base + (line << 7));
+}
+
+// issue group (a, b)'s far value copies of this thread's column into one staging slot
+__device__ __forceinline__ void lane_far(float* slot, int4 a, int4 b, const int* __restrict__ far,
+                                         const float* values, int ld, size_t col) {
+    for (int f = a.z; f < b.z; ++f)
+        cp_async<4>(slot + (f - a.z) * blockDim.x, values + (size_t)__ldg(far + f) * ld + col);
+}
+
+extern "C" __global__ void __launch_bounds__(256) dag_lane(float* values, int ld, const int2* __restrict__ segs,
+                                                          const int4* __restrict__ info,
+                                                          const int4* __restrict__ nodes,
+                                                          const int2* __restrict__ edges,
+                                                          const int* __restrict__ far, int ring_rows, int depth,
+                                                          int far_cap) {
+    extern __shared__ float lane_smem[];
+    const int nt = blockDim.x, t = threadIdx.x;
+    const size_t col = (size_t)blockIdx.x * nt + t;
+    float* ring = lane_smem;
+    float* fbuf = lane_smem + ring_rows * nt;  // depth + 1 slots of far_cap x nt
+    const int n_fbuf = depth + 1;
+    const int2 seg = segs[blockIdx.y];
+    const int g0 = seg.x, g1 = seg.y;
+    for (int k = 0; k < depth; ++k) {  // the far values of groups g0 .. g0 + depth - 1
+        if (g0 + k < g1) lane_far(fbuf + ((g0 + k) % n_fbuf) * far_cap * nt + t, info[g0 + k], info[g0 + k + 1],
+                                  far, values, ld, col);
+        cp_async_commit();
+    }
+    int pos = info[g0].x % ring_rows;  // ring place of the next row written
+    for (int g = g0; g < g1; ++g) {
+        const int4 ia = info[g], ib = info[g + 1];
+        if (g + depth < g1)
+            lane_far(fbuf + ((g + depth) % n_fbuf) * far_cap * nt + t, info[g + depth], info[g + depth + 1], far,
+                     values, ld, col);
+        cp_async_commit();
+        {  // the lines of the structure LANE_AHEAD groups on (a clamped group index stays in the tables)
+            const int ga = min(g + LANE_AHEAD, g1), gb = min(g + LANE_AHEAD + 1, g1);
+            const int4 pa = info[ga], pb = info[gb];
+            prefetch_lines(reinterpret_cast<const char*>(nodes), 16LL * pa.x, 16LL * pb.x);
+            prefetch_lines(reinterpret_cast<const char*>(edges), 8LL * pa.y, 8LL * pb.y);
+            prefetch_lines(reinterpret_cast<const char*>(far), 4LL * pa.z, 4LL * pb.z);
+            if (t == 0) prefetch_l1(info + min(g + 2 * LANE_AHEAD, g1));
+        }
+        cp_async_wait(depth);  // this thread's copies for group g are in (depth later groups may not be)
+        const float* fv = fbuf + (g % n_fbuf) * far_cap * nt + t;
+        const float* rg = ring + t;
+        for (int r = ia.x; r < ib.x; ++r) {
+            const int4 nd = __ldg(nodes + r);
+            const int2* ep = edges + ia.y + nd.x;
+            float acc[1] = {0.0f};
+            lane_sum<1>(acc, 0, nd.w >> 8, 1, [&](int e, float (&v)[1]) {
+                const int2 rec = __ldg(ep + e);
+                v[0] = rec.x >= 0 ? rg[rec.x * nt] : fv[(-rec.x - 1) * nt];
+                return __int_as_float(rec.y);
+            });
+            const float z = activate(acc[0] + __int_as_float(nd.y), nd.w & 0xff);
+            ring[pos * nt + t] = z;
+            if (++pos == ring_rows) pos = 0;
+            if (nd.z >= 0) values[(size_t)nd.z * ld + col] = z;
+        }
+    }
+    cp_async_wait(0);
 }
 
 extern "C" __global__ void dag_gather(const float* values, int ld, const int* __restrict__ rows, int nrows, float* out) {
