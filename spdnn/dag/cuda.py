@@ -14,10 +14,12 @@ kernel="warp": TPN = LB x LE lanes per neuron and tile of input vectors (see the
     run in one launch with a block barrier between them, so deep, narrow networks do not
     pay a launch per group.
 kernel="lane" (engine cuda-lane): the warp plan, with each of its one-block segments (runs of
-  small groups) run by dag_lane: one thread per input vector walks the run alone, its recent
-  values in a shared-memory ring, older ones copied ahead by the thread itself, so no barrier and
-  no shuffle; every group's nodes summed in edge order (LE = 1), bit for bit cuda-warp wherever
-  the warp plan has LE = 1 (from 128 input vectors on). For deep, narrow networks.
+  small groups) run by dag_lane: one thread per input vector walks the run alone (blocks of one
+  warp), its recent values in a shared-memory ring, older ones copied ahead by the thread itself,
+  the structure staged in shared memory by chunks of groups (LaneTables, lane_chunks): one
+  __syncwarp a chunk, no block barrier, no shuffle. Every node is summed in edge order (LE = 1):
+  bit for bit cuda-warp wherever the warp plan has LE = 1 (from 128 input vectors on). For deep,
+  narrow networks.
 kernel="walk" (engine cuda-walk; kernel="warp", walk=True): each of the warp plan's one-block
   segments (runs of small groups) goes to dag_walk instead: one block per tile of `walk_tile`
   input vectors walks the run with the values of its last rows, the groups' structure and the
@@ -53,8 +55,6 @@ FUSED_BLOCK = 1024  # threads per block of a multi-group segment
 WALK_HEADER = 8  # words of a staged group before its node records (dag_levels.cu)
 WALK_RING_BYTES = 1 << 16  # at most this much shared memory for the ring of recent rows
 WALK_MAX_THREADS = 256  # dag_walk's __launch_bounds__
-LANE_MAX_THREADS = 256  # dag_lane's __launch_bounds__
-LANE_RING_BYTES = 1 << 17  # at most this much shared memory for dag_lane's ring
 
 
 def _pow2_ceil(x: float) -> int:
@@ -129,6 +129,7 @@ class WalkTables:
     segments: np.ndarray  # int64[S, 2]: the runs (g0, g1) dag_walk takes
     caps: np.ndarray  # int64[S, 3]: per run, the most nodes, edges and far entries of one of its groups
     near: np.ndarray  # bool[edges]: read from the ring
+    far_rows: np.ndarray | None = None  # int64[far entries]: the row each far entry copies
 
     def shared_bytes(self, caps: np.ndarray, tile: int) -> int:
         """Dynamic shared memory of a launch whose groups stay within caps (nodes, edges, far)."""
@@ -230,7 +231,7 @@ def walk_tables(
     sizes = np.stack([np.diff(level_ptr), np.diff(first_edge), np.diff(far_ptr)], axis=1)
     caps = np.array([sizes[g0:g1].max(axis=0) for g0, g1 in segments], np.int64).reshape(-1, 3)
     return WalkTables(
-        info, nodes, edges, slot[far_src].astype(np.int32), slot, n_slots, ring, depth, segments, caps, near
+        info, nodes, edges, slot[far_src].astype(np.int32), slot, n_slots, ring, depth, segments, caps, near, far_src
     )
 
 
@@ -292,46 +293,107 @@ def _walked_segments(plan: WarpPlan, chosen: list[int], tables: WalkTables) -> d
     return {i: by_start[plan.segments[i].l0] for i in chosen if plan.segments[i].l0 in by_start}
 
 
-def lane_shared_bytes(ring: int, depth: int, far_cap: int, threads: int) -> int:
-    """dag_lane's dynamic shared memory: each thread's ring of `ring` rows and depth + 1 far slots."""
-    return 4 * threads * (ring + (depth + 1) * far_cap)
+LANE_CAPS = (64, 256, 1024, 128)  # dag_lane's chunk: at most these groups, nodes, edges, far entries
+LANE_THREADS = 32  # dag_lane's blocks: one warp (fewer threads for batches narrower than a warp)
 
 
-def lane_ring_sizes(rows: int, threads: int) -> list[int]:
-    """dag_lane's ring sizes to try, largest first: a run's rows or what LANE_RING_BYTES holds, halved."""
-    k = max(1, min(rows, LANE_RING_BYTES // (4 * threads)))
-    sizes = []
-    while k >= 1:
-        sizes.append(k)
-        k //= 2
-    return sizes
+@dataclass
+class LaneTables:
+    """dag_lane's tables: walk_tables' (LE = 1 everywhere) and the chunks of each run.
+
+    segs[s] = (b0, b1): run s is chunks b0 .. b1 - 1, chunk i being groups bounds[i] .. bounds[i + 1] - 1.
+    """
+
+    walk: WalkTables
+    bounds: np.ndarray  # int32
+    segs: np.ndarray  # int32[S, 2]
+    caps: tuple[int, int, int, int]
+
+    def shared_bytes(self) -> int:
+        return lane_shared_bytes(self.walk.ring, self.caps)
+
+
+def lane_shared_bytes(ring: int, caps: tuple[int, int, int, int]) -> int:
+    """dag_lane's dynamic shared memory: the ring, two far-value buffers, three structure buffers
+    (sections rounded to 16 bytes, as in the kernel)."""
+    groups, nodes, edges, far = caps
+    words = (4 * (groups + 1) + 4 * nodes + 2 * edges + far + 3) // 4 * 4
+    return 4 * ((ring * LANE_THREADS + 3) // 4 * 4 + 2 * far * LANE_THREADS + 3 * words)
+
+
+def lane_chunks(t: WalkTables, caps: tuple[int, int, int, int], group_of: np.ndarray) -> tuple[list, list]:
+    """Chunks of each run of t (consecutive groups within caps) and the runs dag_lane can serve:
+    ([bounds of each served run], [its row in t.segments]). A run is served if every group fits a
+    chunk and every far source of chunk i is written before chunk i - 1 starts (before the run,
+    for its first two chunks): its values are copied then. group_of[row]: a row's group (-1: none)."""
+    cap_g, cap_n, cap_e, cap_f = caps
+    info = t.info.astype(np.int64)
+    size = np.diff(info[:, :3], axis=0)  # per group: nodes, edges, far entries
+    far_group = np.repeat(np.arange(size.shape[0]), size[:, 2])  # the group of each far entry
+    src_group = group_of[t.far_rows]
+    served, rows = [], []
+    for r, (g0, g1) in enumerate(t.segments):
+        bounds, start, n, e, f = [int(g0)], int(g0), 0, 0, 0
+        ok = True
+        for g in range(int(g0), int(g1)):
+            gn, ge, gf = (int(x) for x in size[g])
+            if gn > cap_n or ge > cap_e or gf > cap_f:
+                ok = False
+                break
+            if g - start + 1 > cap_g or n + gn > cap_n or e + ge > cap_e or f + gf > cap_f:
+                bounds.append(g)
+                start, n, e, f = g, 0, 0, 0
+            n, e, f = n + gn, e + ge, f + gf
+        if not ok:
+            continue
+        bounds.append(int(g1))
+        b = np.array(bounds)
+        lo, hi = info[b[0], 2], info[b[-1], 2]
+        chunk = np.searchsorted(b, far_group[lo:hi], side="right") - 1
+        before = b[np.maximum(chunk - 1, 0)]  # far values of chunk i are copied when chunk i - 1 starts
+        if np.all(src_group[lo:hi] < before):
+            served.append(b)
+            rows.append(r)
+    return served, rows
 
 
 def choose_lane(
-    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, threads: int, depth: int, shared_limit: int
-) -> tuple[WalkTables, dict[int, int]] | None:
-    """The warp plan's one-block segments (runs of small groups) that dag_lane can run with `threads`
-    threads a block within shared_limit: (tables with LE = 1 everywhere, {segment index: row of
-    tables.segments}), or None. `slot`: the value plan's rows, which the other segments share."""
+    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, shared_limit: int, caps: tuple[int, int, int, int] = LANE_CAPS
+) -> tuple[LaneTables, dict[int, int]] | None:
+    """The warp plan's one-block segments (runs of small groups) that dag_lane can run within
+    shared_limit: (its tables, {segment index: row of tables.segs}), or None. `slot`: the value
+    plan's rows, which the other segments share. The ring is the largest that fits beside the chunk
+    buffers, halved until some run can be served."""
     chosen = [i for i, s in enumerate(plan.segments) if s.grid_x == 1]
-    if not chosen:
+    fixed = lane_shared_bytes(0, caps)
+    if not chosen or fixed >= shared_limit:
         return None
-    runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
     lp = net.level_ptr
-    longest = int((lp[runs[:, 1]] - lp[runs[:, 0]]).max())
+    all_runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
+    longest = int((lp[all_runs[:, 1]] - lp[all_runs[:, 0]]).max())
     ones = np.zeros(net.n_levels, np.int64)  # LE = 1: each thread sums a node's edges in order
-
-    def build(segs: np.ndarray, ring: int) -> WalkTables:
-        return walk_tables(
-            net.indptr, net.sources, net.weights, lp, segs, net.bias, net.activation, ones,
-            net.role == OUTPUT, ring, depth, slot=slot,
-        )  # fmt: skip
-
-    size = lambda t, caps: lane_shared_bytes(t.ring, t.depth, int(caps[2]), threads)  # noqa: E731
-    tables = fit_walk(build, runs, lane_ring_sizes(longest, threads), size, shared_limit)
-    if tables is None:
-        return None
-    return tables, _walked_segments(plan, chosen, tables)
+    group_of = np.full(net.n_nodes, -1, np.int64)
+    group_of[lp[0] : lp[-1]] = np.repeat(np.arange(net.n_levels), np.diff(lp))
+    ring = min(longest, (shared_limit - fixed) // (4 * LANE_THREADS))
+    while ring >= 1:
+        runs = all_runs
+        for _ in range(3):  # served runs, then the tables again for those only (what others keep changes)
+            t = walk_tables(
+                net.indptr, net.sources, net.weights, lp, runs, net.bias, net.activation, ones,
+                net.role == OUTPUT, ring, 1, slot=slot,
+            )  # fmt: skip
+            served, rows = lane_chunks(t, caps, group_of)
+            if not rows or len(rows) == len(t.segments):
+                break
+            runs = t.segments[rows]
+        if rows and len(rows) == len(t.segments):
+            sizes = np.array([len(b) for b in served])
+            ends = np.cumsum(sizes)
+            segs = np.stack([ends - sizes, ends - 1], axis=1).astype(np.int32)
+            tables = LaneTables(t, np.concatenate(served).astype(np.int32), segs, caps)
+            return tables, _walked_segments(plan, chosen, t)
+        ring //= 2
+    return None
 
 
 @dataclass
@@ -345,7 +407,7 @@ class WalkPlan:
     walked: dict[int, int]  # warp-plan segment index -> row of tables.segments
     shared: list[int]  # dynamic shared memory per walked segment (bytes)
     device: dict  # the tables' device arrays
-    lane: bool = False  # dag_lane (one thread per input vector, `threads` a block), not dag_walk
+    lane: bool = False  # dag_lane (tables: LaneTables; one thread per input vector), not dag_walk
 
 
 def walk_layout(vec: int, log_lb: int, walk_tile: int) -> tuple[int, int]:
@@ -466,22 +528,22 @@ def launch_walk(
 
 
 def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
-    """One dag_lane launch over walk.tables.segments[seg]: a thread per column of the ld-wide rows."""
-    t = walk.tables
+    """One dag_lane launch over run `seg` of walk.tables (LaneTables): a thread per column of the rows."""
+    t, d = walk.tables, walk.device
     fn.prepared_async_call(
         (ld // walk.threads, 1),
         (walk.threads, 1, 1),
         stream,
         values,
         np.int32(ld),
-        int(walk.device["segs"]) + 8 * seg,
-        walk.device["info"],
-        walk.device["nodes"],
-        walk.device["edges"],
-        walk.device["far"],
-        np.int32(t.ring),
-        np.int32(t.depth),
-        np.int32(t.caps[seg][2]),
+        int(d["lane_segs"]) + 8 * seg,
+        d["bounds"],
+        d["info"],
+        d["nodes"],
+        d["edges"],
+        d["far"],
+        np.int32(t.walk.ring),
+        *(np.int32(c) for c in t.caps),
         shared_size=walk.shared[seg],
     )
 
@@ -492,7 +554,7 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
-    "dag_lane": "PiPPPPPiii",
+    "dag_lane": "PiPPPPPPiiiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",
@@ -551,17 +613,11 @@ class DagCudaEngine(CudaDagBase):
         walk_tile: int = 8,
         walk_threads: int = 128,
         walk_depth: int = 4,
-        lane_threads: int = 32,
-        lane_depth: int = 4,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
         if kernel in ("thread", "lane") and walk:
             raise ValueError(f"walk=True goes with the warp kernel, not the {kernel} one")
-        if lane_threads not in (32, 64, 128, 256):
-            raise ValueError(f"lane_threads must be 32, 64, 128 or 256, not {lane_threads}")
-        if not 1 <= lane_depth <= 7:
-            raise ValueError(f"lane_depth must be in 1 .. 7, not {lane_depth}")
         if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
             raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
         if not 1 <= walk_depth <= 8:
@@ -571,7 +627,6 @@ class DagCudaEngine(CudaDagBase):
         self.name = f"cuda-{kernel}"
         self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True
         self.lane = kernel == "lane"  # the warp plan, its runs of small groups through dag_lane
-        self.lane_threads, self.lane_depth = lane_threads, lane_depth
         self.walk_tile, self.walk_threads, self.walk_depth = walk_tile, walk_threads, walk_depth
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
@@ -621,15 +676,16 @@ class DagCudaEngine(CudaDagBase):
         """Which of the warp plan's one-block segments dag_walk (or dag_lane) runs, and its tables
         (None: none)."""
         if self.lane:
-            threads = min(self.lane_threads, plan.tile)  # divides the row width ld (powers of two)
-            got = choose_lane(self.net, plan, self.plan.slot, threads, self.lane_depth, self.shared_limit)
+            threads = min(LANE_THREADS, plan.tile)  # divides the row width ld (powers of two)
+            got = choose_lane(self.net, plan, self.plan.slot, self.shared_limit)
             if got is None:
                 return None
             tables, walked = got
-            shared = [lane_shared_bytes(tables.ring, tables.depth, int(c[2]), threads) for c in tables.caps]
-            self._allow_shared(max(shared))
-            device = walk_device_arrays(self.cuda, tables)
-            return WalkPlan(tables, 0, threads, threads, walked, shared, device, lane=True)
+            shared = tables.shared_bytes()
+            self._allow_shared(shared)
+            device = walk_device_arrays(self.cuda, tables.walk)
+            device.update(bounds=self.cuda.to_device(tables.bounds), lane_segs=self.cuda.to_device(tables.segs))
+            return WalkPlan(tables, 0, threads, threads, walked, [shared] * len(tables.segs), device, lane=True)
         if not self.walk:
             return None
         chosen = choose_walk(self.net, plan, self.plan.slot, self.walk_tile, self.walk_depth, self.shared_limit)
@@ -743,11 +799,12 @@ class DagCudaEngine(CudaDagBase):
         if plan is not None:
             details.update(vec=plan.vec, lanes_batch=1 << plan.log_lb, segments=len(plan.segments))
         if walk is not None:
-            t = walk.tables
+            t = walk.tables.walk if walk.lane else walk.tables
             details.update(
                 walk_kernel="dag_lane" if walk.lane else "dag_walk",
                 walk_segments=len(walk.walked),
                 walk_levels=int(sum(g1 - g0 for g0, g1 in t.segments)),
+                walk_chunks=int(walk.tables.bounds.size - walk.tables.segs.shape[0]) if walk.lane else None,
                 walk_tile=walk.tile,
                 walk_ring_rows=t.ring,
                 walk_depth=t.depth,

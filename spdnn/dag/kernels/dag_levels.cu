@@ -21,8 +21,8 @@
 // dag_walk<VEC>: one block per tile of input vectors walks a run of small groups (one segment per
 //   blockIdx.y: a run of one network's levels, or one member of a population) with one barrier per
 //   group, reading values from shared memory instead of global memory (see dag_walk_body below).
-// dag_lane: one thread per input vector walks a run of groups alone, with no barrier (see
-//   dag_lane below): for deep, narrow networks, whose groups are a few nodes each.
+// dag_lane: one thread per input vector walks a run of groups alone, blocks of one warp, one
+//   __syncwarp per chunk of groups (see dag_lane below): for deep, narrow networks.
 // dag_gather: copy the output nodes' rows into a dense block for the host.
 
 #define CLIP_AT 32.0f
@@ -367,86 +367,148 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 // ----------------------------------------------------------------------------- dag_lane
 // Written for deep, narrow networks after dag_warp and dag_walk both cost about 2 us a group there
 // (docs/dag.md): one thread per input vector walks a run of groups alone, a sequential walker over
-// its own column. Nothing is shared between threads but the read-only structure, so there is no
-// barrier and no shuffle: a thread reads only values it wrote itself (program order) or that
-// were written before the launch. Tables: walk_tables' with LE = 1 for every group, so a node sums
-// its edges in order with fmaf from 0: bit for bit dag_warp wherever its plan has LE = 1 (from
-// 128 input vectors on).
-// * ring: the thread's values of the last K rows of the run, ring[(r % K) * blockDim + t]; an
-//   edge code >= 0 reads ring row `code`.
-// * far sources (code -(f + 1)): the thread copies its own column of group g's far values with
-//   cp.async `depth` groups ahead into a staging slot, waits for its own copies (wait_group counts
-//   one commit per group) and reads them; no other thread touches them.
-// * the structure (info, nodes, edges, far slots) is read from global memory at addresses every
-//   thread shares (one broadcast a warp); each group prefetches into L1 the lines the stream will
-//   need LANE_AHEAD groups later, so those loads hit L1.
-#define LANE_AHEAD 16
+// its own column, in blocks of one warp (at most 32 threads). Threads share only the read-only
+// structure, so the only synchronisation is one __syncwarp per chunk of groups. Tables: walk_tables'
+// with LE = 1 everywhere, so a node sums its edges in order with fmaf from 0: bit for bit dag_warp
+// wherever its plan has LE = 1 (from 128 input vectors on). Per run (segs[y] = (b0, b1)): chunks
+// i = b0 .. b1 - 1 of consecutive groups bounds[i] .. bounds[i + 1] - 1 (spdnn.dag.cuda.lane_chunks).
+// * ring: the thread's values of the last K rows of the run, ring[(r % K) * 32 + t]; an edge code
+//   >= 0 reads ring row `code`.
+// * structure: chunk i's info entries, node records, edge records and far slots are copied into
+//   shared memory (cp.async, every thread a share) two chunks ahead; three buffers.
+// * far sources (code -(f + 1), f within the group's far list): each thread copies its own column
+//   of chunk i's far values one chunk ahead (at the start of chunk i - 1, so the sources are rows
+//   written before that: lane_chunks checks it); two buffers.
+// Chunk i: wait for this thread's copies, __syncwarp (everyone's are in and chunk i - 1 is done),
+// issue chunk i + 1's far values and chunk i + 2's structure, compute chunk i's groups. A group
+// runs its edges in batches of 8 loaded one batch ahead (records and values: no group reads a
+// row of its own group, nor a ring place rewritten before its end), summed into one accumulator
+// that is finished at each node's last edge.
+#define LANE_THREADS 32
+#define LANE_BATCH 8
 
-__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+struct LaneCaps {
+    int groups, nodes, edges, far;
+    __device__ int struct_words() const { return (4 * (groups + 1) + 4 * nodes + 2 * edges + far + 3) & ~3; }
+};
 
-// thread t (of blockDim.x) prefetches the t-th 128-byte line of [lo, hi) bytes of base
-__device__ __forceinline__ void prefetch_lines(const char* base, long long lo, long long hi) {
-    const long long line = (lo >> 7) + threadIdx.x;
-    if (line <= (hi - 1) >> 7 && hi > lo) prefetch_l1(base + (line << 7));
+// copy chunk [ga, gb)'s structure into one buffer: info[ga .. gb], then nodes, edges, far slots
+__device__ __forceinline__ void lane_stage(int* buf, int ga, int gb, LaneCaps caps, const int4* __restrict__ info,
+                                           const int4* __restrict__ nodes, const int2* __restrict__ edges,
+                                           const int* __restrict__ far) {
+    const int4 a = info[ga], b = info[gb];
+    int4* si = reinterpret_cast<int4*>(buf);
+    int4* sn = si + caps.groups + 1;
+    int2* se = reinterpret_cast<int2*>(sn + caps.nodes);
+    int* sf = reinterpret_cast<int*>(se + caps.edges);
+    const int t = threadIdx.x, nt = blockDim.x;
+    for (int i = t; i <= gb - ga; i += nt) cp_async<16>(si + i, info + ga + i);
+    for (int i = t; i < b.x - a.x; i += nt) cp_async<16>(sn + i, nodes + a.x + i);
+    for (int i = t; i < b.y - a.y; i += nt) cp_async<8>(se + i, edges + a.y + i);
+    for (int i = t; i < b.z - a.z; i += nt) cp_async<4>(sf + i, far + a.z + i);
 }
 
-// issue group (a, b)'s far value copies of this thread's column into one staging slot
-__device__ __forceinline__ void lane_far(float* slot, int4 a, int4 b, const int* __restrict__ far,
+// issue this thread's column of a staged chunk's far values (slots from the staged far list)
+__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int ga, int gb, LaneCaps caps,
                                          const float* values, int ld, size_t col) {
-    for (int f = a.z; f < b.z; ++f)
-        cp_async<4>(slot + (f - a.z) * blockDim.x, values + (size_t)__ldg(far + f) * ld + col);
+    const int4* si = reinterpret_cast<const int4*>(buf);
+    const int* sf = reinterpret_cast<const int*>(si + caps.groups + 1 + caps.nodes) + 2 * caps.edges;
+    const int n = si[gb - ga].z - si[0].z;
+    for (int f = 0; f < n; ++f) cp_async<4>(fbuf + f * LANE_THREADS, values + (size_t)sf[f] * ld + col);
 }
 
-extern "C" __global__ void __launch_bounds__(256) dag_lane(float* values, int ld, const int2* __restrict__ segs,
-                                                          const int4* __restrict__ info,
-                                                          const int4* __restrict__ nodes,
-                                                          const int2* __restrict__ edges,
-                                                          const int* __restrict__ far, int ring_rows, int depth,
-                                                          int far_cap) {
-    extern __shared__ float lane_smem[];
-    const int nt = blockDim.x, t = threadIdx.x;
+extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
+    float* values, int ld, const int2* __restrict__ segs, const int* __restrict__ bounds, const int4* __restrict__ info,
+    const int4* __restrict__ nodes, const int2* __restrict__ edges, const int* __restrict__ far, int ring_rows,
+    int cap_groups, int cap_nodes, int cap_edges, int cap_far) {
+    extern __shared__ float4 lane_smem4[];
+    const LaneCaps caps{cap_groups, cap_nodes, cap_edges, cap_far};
+    const int t = threadIdx.x, nt = blockDim.x;
+    const unsigned mask = nt == 32 ? 0xffffffffu : (1u << nt) - 1;
     const size_t col = (size_t)blockIdx.x * nt + t;
-    float* ring = lane_smem;
-    float* fbuf = lane_smem + ring_rows * nt;  // depth + 1 slots of far_cap x nt
-    const int n_fbuf = depth + 1;
+    float* ring = reinterpret_cast<float*>(lane_smem4);
+    float* fbase = ring + ((ring_rows * LANE_THREADS + 3) & ~3);
+    int* sbase = reinterpret_cast<int*>(fbase + 2 * cap_far * LANE_THREADS);
+    const int sw = caps.struct_words();
     const int2 seg = segs[blockIdx.y];
-    const int g0 = seg.x, g1 = seg.y;
-    for (int k = 0; k < depth; ++k) {  // the far values of groups g0 .. g0 + depth - 1
-        if (g0 + k < g1) lane_far(fbuf + ((g0 + k) % n_fbuf) * far_cap * nt + t, info[g0 + k], info[g0 + k + 1],
-                                  far, values, ld, col);
+    const int b0 = seg.x, b1 = seg.y;
+
+    lane_stage(sbase + (b0 % 3) * sw, bounds[b0], bounds[b0 + 1], caps, info, nodes, edges, far);
+    cp_async_commit();
+    if (b0 + 1 < b1) lane_stage(sbase + ((b0 + 1) % 3) * sw, bounds[b0 + 1], bounds[b0 + 2], caps, info, nodes, edges, far);
+    cp_async_commit();
+    cp_async_wait(0);
+    __syncwarp(mask);
+    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * sw, bounds[b0], bounds[b0 + 1], caps,
+             values, ld, col);
+    cp_async_commit();
+
+    int pos = info[bounds[b0]].x % ring_rows;  // ring place of the next row written
+    for (int i = b0; i < b1; ++i) {
+        cp_async_wait(0);  // chunk i's far values and chunk i + 1's structure (issued one chunk ago)
+        __syncwarp(mask);
+        const int ga = bounds[i], gb = bounds[i + 1];
+        if (i + 1 < b1)
+            lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * sw, gb, bounds[i + 2],
+                     caps, values, ld, col);
+        if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * sw, bounds[i + 2], bounds[i + 3], caps, info, nodes, edges, far);
         cp_async_commit();
-    }
-    int pos = info[g0].x % ring_rows;  // ring place of the next row written
-    for (int g = g0; g < g1; ++g) {
-        const int4 ia = info[g], ib = info[g + 1];
-        if (g + depth < g1)
-            lane_far(fbuf + ((g + depth) % n_fbuf) * far_cap * nt + t, info[g + depth], info[g + depth + 1], far,
-                     values, ld, col);
-        cp_async_commit();
-        {  // the lines of the structure LANE_AHEAD groups on (a clamped group index stays in the tables)
-            const int ga = min(g + LANE_AHEAD, g1), gb = min(g + LANE_AHEAD + 1, g1);
-            const int4 pa = info[ga], pb = info[gb];
-            prefetch_lines(reinterpret_cast<const char*>(nodes), 16LL * pa.x, 16LL * pb.x);
-            prefetch_lines(reinterpret_cast<const char*>(edges), 8LL * pa.y, 8LL * pb.y);
-            prefetch_lines(reinterpret_cast<const char*>(far), 4LL * pa.z, 4LL * pb.z);
-            if (t == 0) prefetch_l1(info + min(g + 2 * LANE_AHEAD, g1));
-        }
-        cp_async_wait(depth);  // this thread's copies for group g are in (depth later groups may not be)
-        const float* fv = fbuf + (g % n_fbuf) * far_cap * nt + t;
+
+        const int4* si = reinterpret_cast<const int4*>(sbase + (i % 3) * sw);
+        const int4* sn = si + caps.groups + 1;
+        const int2* se = reinterpret_cast<const int2*>(sn + caps.nodes);
+        const int4 base = si[0];
+        const float* fchunk = fbase + (i % 2) * cap_far * LANE_THREADS + t;
         const float* rg = ring + t;
-        for (int r = ia.x; r < ib.x; ++r) {
-            const int4 nd = __ldg(nodes + r);
-            const int2* ep = edges + ia.y + nd.x;
-            float acc[1] = {0.0f};
-            lane_sum<1>(acc, 0, nd.w >> 8, 1, [&](int e, float (&v)[1]) {
-                const int2 rec = __ldg(ep + e);
-                v[0] = rec.x >= 0 ? rg[rec.x * nt] : fv[(-rec.x - 1) * nt];
-                return __int_as_float(rec.y);
-            });
-            const float z = activate(acc[0] + __int_as_float(nd.y), nd.w & 0xff);
-            ring[pos * nt + t] = z;
-            if (++pos == ring_rows) pos = 0;
-            if (nd.z >= 0) values[(size_t)nd.z * ld + col] = z;
+        for (int g = ga; g < gb; ++g) {
+            const int4 ia = si[g - ga], ib = si[g - ga + 1];
+            const int2* ge = se + (ia.y - base.y);
+            const float* fv = fchunk + (ia.z - base.z) * LANE_THREADS;
+            const int n_edges = ib.y - ia.y;
+            int r = ia.x;
+            int4 nd = sn[r - base.x];
+            int end = r < ib.x ? nd.x + (nd.w >> 8) : -1;  // the next node's end (edges into the group)
+            float acc = 0.0f;
+            auto finish = [&]() {  // node r is summed: bias, activation, ring, global row; next node
+                const float z = activate(acc + __int_as_float(nd.y), nd.w & 0xff);
+                ring[pos * LANE_THREADS + t] = z;
+                if (++pos == ring_rows) pos = 0;
+                if (nd.z >= 0) values[(size_t)nd.z * ld + col] = z;
+                acc = 0.0f;
+                if (++r < ib.x) {
+                    nd = sn[r - base.x];
+                    end = nd.x + (nd.w >> 8);
+                } else {
+                    end = -1;
+                }
+            };
+            while (end == 0) finish();  // nodes with no edges
+            float w[LANE_BATCH], v[LANE_BATCH];
+            auto load = [&](int j, float (&wb)[LANE_BATCH], float (&vb)[LANE_BATCH]) {
+#pragma unroll
+                for (int k = 0; k < LANE_BATCH; ++k) {
+                    const int2 rec = ge[min(j + k, n_edges - 1)];
+                    wb[k] = __int_as_float(rec.y);
+                    vb[k] = rec.x >= 0 ? rg[rec.x * LANE_THREADS] : fv[(-rec.x - 1) * LANE_THREADS];
+                }
+            };
+            if (n_edges > 0) load(0, w, v);
+            for (int j = 0; j < n_edges; j += LANE_BATCH) {
+                float wn[LANE_BATCH], vn[LANE_BATCH];
+                if (j + LANE_BATCH < n_edges) load(j + LANE_BATCH, wn, vn);
+#pragma unroll
+                for (int k = 0; k < LANE_BATCH; ++k) {
+                    if (j + k < n_edges) {
+                        acc = fmaf(w[k], v[k], acc);
+                        while (j + k + 1 == end) finish();
+                    }
+                }
+#pragma unroll
+                for (int k = 0; k < LANE_BATCH; ++k) {
+                    w[k] = wn[k];
+                    v[k] = vn[k];
+                }
+            }
         }
     }
     cp_async_wait(0);
