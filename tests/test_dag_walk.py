@@ -114,7 +114,7 @@ def emulate_walk_launch(t: WalkTables, seg: int, values, ld, vec, log_lb, thread
                 written[row, cols] += 1
 
 
-def emulate_network(net, x, walk_tile=8, depth=4, threads=64, shared_limit=232448, free=True, chosen=None):
+def emulate_network(net, x, walk_tile=8, depth=4, threads=64, shared_limit=232448, free=True, chosen=None, vec=None):
     """The engine's plan on a network (choose_walk's, or `chosen`): dag_walk's runs emulated, the other
     groups computed plainly (as any kernel computes them) into the same value slots.
     Returns (outputs, tables, walked)."""
@@ -133,7 +133,7 @@ def emulate_network(net, x, walk_tile=8, depth=4, threads=64, shared_limit=23244
     written = np.zeros((net.n_nodes, ld), int)
     for i, s in enumerate(plan.segments):
         if i in walked:
-            emulate_walk_launch(tables, walked[i], values, ld, plan.vec, log_lb, threads, net.sources, written)
+            emulate_walk_launch(tables, walked[i], values, ld, vec or plan.vec, log_lb, threads, net.sources, written)
             continue
         for g in range(s.l0, s.l1):
             for r in range(net.level_ptr[g], net.level_ptr[g + 1]):
@@ -160,6 +160,21 @@ def test_walk_emulated_deep_narrow(batch, depth):
     out, tables, walked = emulate_network(net, x, depth=depth)
     assert len(walked) == 1 and tables.segments[0, 1] - tables.segments[0, 0] == net.n_levels - 1
     assert 0 < (~tables.near).sum() < tables.near.size  # both kinds of source read
+    assert compare_outputs(out, reference(net, x)).passed
+
+
+@pytest.mark.parametrize("batch", [70, 130])
+def test_walk_emulated_one_vector_a_lane(batch):
+    """walk_vec1: the batch-1 plan's lanes (VEC 1, one vector a tile, LE over the edges) at a wide batch,
+    with a small ring (what engine option walk_ring_bytes gives)."""
+    net = levelise(deep_narrow(6000, seed=batch))
+    x = random_inputs(net.n_inputs, batch, seed=3)
+    plan = warp_plan(net.level_ptr, net.indptr, batch)
+    lanes = warp_plan(net.level_ptr, net.indptr, 1)
+    chosen = choose_walk(net, plan, plan_values(net).slot, 1, 4, 232448, lanes, 4 * 256)
+    tables, log_lb, tile, walked = chosen
+    assert (log_lb, tile) == (0, 1) and tables.ring == 256 and tables.info[:-1, 3].max() >= 2
+    out, _, _ = emulate_network(net, x, threads=32, chosen=chosen, vec=1)
     assert compare_outputs(out, reference(net, x)).passed
 
 

@@ -248,17 +248,27 @@ def fit_walk(build, runs: np.ndarray, rings: list[int], size, limit: int) -> Wal
 
 
 def choose_walk(
-    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, walk_tile: int, depth: int, shared_limit: int
+    net: DagNetwork,
+    plan: WarpPlan,
+    slot: np.ndarray,
+    walk_tile: int,
+    depth: int,
+    shared_limit: int,
+    lanes: WarpPlan | None = None,
+    ring_bytes: int = WALK_RING_BYTES,
 ) -> tuple[WalkTables, int, int, dict[int, int]] | None:
     """The warp plan's one-block segments (runs of small groups) that dag_walk can run within
     shared_limit: (tables, log_lb, tile, {segment index: row of tables.segments}), or None.
-    `slot`: the value plan's rows, which the warp kernel's segments share."""
+    `slot`: the value plan's rows, which the warp kernel's segments share. `lanes`: the plan
+    whose VEC and per-group LE the walk takes (default `plan`; a batch-1 plan gives one vector a
+    lane and the most lanes over each node's edges). The ring holds at most ring_bytes."""
     chosen = [i for i, s in enumerate(plan.segments) if s.grid_x == 1]
     if not chosen:
         return None
-    log_lb, tile = walk_layout(plan.vec, plan.log_lb, walk_tile)
+    lanes = lanes or plan
+    log_lb, tile = walk_layout(lanes.vec, lanes.log_lb, walk_tile)
     log_le = np.zeros(net.n_levels, np.int64)
-    for s in plan.segments:
+    for s in lanes.segments:
         log_le[s.l0 : s.l1] = s.log_le
     runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
     lp = net.level_ptr
@@ -281,7 +291,7 @@ def choose_walk(
         )
 
     size = lambda t, caps: t.shared_bytes(caps, tile)  # noqa: E731
-    tables = fit_walk(build, runs, ring_sizes(longest, tile), size, shared_limit)
+    tables = fit_walk(build, runs, ring_sizes(longest, tile, ring_bytes), size, shared_limit)
     if tables is None:
         return None
     return tables, log_lb, tile, _walked_segments(plan, chosen, tables)
@@ -407,6 +417,7 @@ class WalkPlan:
     walked: dict[int, int]  # warp-plan segment index -> row of tables.segments
     shared: list[int]  # dynamic shared memory per walked segment (bytes)
     device: dict  # the tables' device arrays
+    vec: int = 4  # dag_walk's VEC (1 or 4)
     lane: bool = False  # dag_lane (tables: LaneTables; one thread per input vector), not dag_walk
 
 
@@ -417,10 +428,10 @@ def walk_layout(vec: int, log_lb: int, walk_tile: int) -> tuple[int, int]:
     return lb.bit_length() - 1, lb * vec
 
 
-def ring_sizes(rows: int, tile: int) -> list[int]:
+def ring_sizes(rows: int, tile: int, ring_bytes: int = WALK_RING_BYTES) -> list[int]:
     """Ring sizes to try, largest first: `rows` (a run's rows: then every source in the run is near)
-    or what WALK_RING_BYTES holds, then halved down to one row."""
-    k = max(1, min(rows, WALK_RING_BYTES // (4 * tile)))
+    or what ring_bytes holds, then halved down to one row."""
+    k = max(1, min(rows, ring_bytes // (4 * tile)))
     sizes = []
     while k >= 1:
         sizes.append(k)
@@ -613,6 +624,8 @@ class DagCudaEngine(CudaDagBase):
         walk_tile: int = 8,
         walk_threads: int = 128,
         walk_depth: int = 4,
+        walk_vec1: bool = False,
+        walk_ring_bytes: int = WALK_RING_BYTES,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
@@ -628,6 +641,9 @@ class DagCudaEngine(CudaDagBase):
         self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True
         self.lane = kernel == "lane"  # the warp plan, its runs of small groups through dag_lane
         self.walk_tile, self.walk_threads, self.walk_depth = walk_tile, walk_threads, walk_depth
+        # walk_vec1: the walk takes the batch-1 plan's lanes (one vector a lane, LE lanes over the
+        # edges) whatever the batch, so a group's nodes and edges spread over a warp
+        self.walk_vec1, self.walk_ring_bytes = walk_vec1, walk_ring_bytes
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self.free_values = free_values
@@ -688,13 +704,19 @@ class DagCudaEngine(CudaDagBase):
             return WalkPlan(tables, 0, threads, threads, walked, [shared] * len(tables.segs), device, lane=True)
         if not self.walk:
             return None
-        chosen = choose_walk(self.net, plan, self.plan.slot, self.walk_tile, self.walk_depth, self.shared_limit)
+        lanes = warp_plan(self.net.level_ptr, self.net.indptr, 1) if self.walk_vec1 else None
+        chosen = choose_walk(
+            self.net, plan, self.plan.slot, self.walk_tile, self.walk_depth, self.shared_limit, lanes,
+            self.walk_ring_bytes,
+        )  # fmt: skip
         if chosen is None:
             return None
         tables, log_lb, tile, walked = chosen
         shared = [tables.shared_bytes(c, tile) for c in tables.caps]
         self._allow_shared(max(shared))
-        return WalkPlan(tables, log_lb, tile, self.walk_threads, walked, shared, walk_device_arrays(self.cuda, tables))
+        vec = 1 if self.walk_vec1 else plan.vec
+        device = walk_device_arrays(self.cuda, tables)
+        return WalkPlan(tables, log_lb, tile, self.walk_threads, walked, shared, device, vec=vec)
 
     def _ld(self, cols: int) -> tuple[int, WarpPlan | None, WalkPlan | None]:
         if self.kernel == "thread":
@@ -737,7 +759,7 @@ class DagCudaEngine(CudaDagBase):
             if walk is not None and i in walk.walked:
                 r = walk.walked[i]
                 launch_walk(
-                    self._fns["dag_walk4" if plan.vec == 4 else "dag_walk1"],
+                    self._fns["dag_walk4" if walk.vec == 4 else "dag_walk1"],
                     stream,
                     (ld // walk.tile, 1),
                     walk.threads,

@@ -1,0 +1,93 @@
+"""The per-group cost of deep, narrow networks on the GPU: cuda-warp against dag_walk and dag_lane
+layouts, one network, CUDA events, median of --reps after one warm-up; every output checked
+against cuda-warp's (compare_outputs). docs/dag.md says what each layout is.
+
+  python benchmarks/bench_dag_walk.py --out $OUT [--edges 1e6] [--batches 1,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from spdnn.dag.generate import random_inputs
+from spdnn.dag.levels import levelise
+from spdnn.dag.registry import get_dag_engine
+from spdnn.dag.shapes import generate_shape
+from spdnn.dag.validate import compare_outputs
+from spdnn.provenance import provenance
+
+LAYOUTS = {  # name -> (engine, options)
+    "cuda-warp": ("cuda-warp", {}),
+    "walk (warp plan's lanes, tile 8, 128 threads)": ("cuda-walk", {}),
+    "walk, one vector a lane, 32 threads, 4 KB ring": (
+        "cuda-walk",
+        {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096},
+    ),
+    "walk, one vector a lane, 32 threads, 16 KB ring": (
+        "cuda-walk",
+        {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 16384},
+    ),
+    "walk, one vector a lane, 64 threads, 4 KB ring": (
+        "cuda-walk",
+        {"walk_vec1": True, "walk_tile": 1, "walk_threads": 64, "walk_ring_bytes": 4096},
+    ),
+    "walk, one vector a lane, 32 threads, 4 KB ring, depth 2": (
+        "cuda-walk",
+        {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096, "walk_depth": 2},
+    ),
+    "cuda-lane": ("cuda-lane", {}),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--kind", default="deep-narrow")
+    ap.add_argument("--edges", type=float, default=1e6)
+    ap.add_argument("--batches", default="1,1000")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    net = levelise(generate_shape(args.kind, int(args.edges), args.seed))
+    record = {"benchmark": "dag-walk", "config": vars(args), "provenance": provenance(), "network": net.summary()}
+    record["cases"] = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        x = random_inputs(net.n_inputs, batch, seed=batch)
+        ref = None
+        for name, (engine_name, options) in LAYOUTS.items():
+            engine = get_dag_engine(engine_name, **options)
+            engine.prepare(net)
+            engine.infer(x)
+            runs = [engine.infer(x) for _ in range(args.reps)]
+            secs = [r.seconds for r in runs]
+            out = runs[-1].outputs
+            ref = out if ref is None else ref
+            c = compare_outputs(out, ref)
+            row = {
+                "batch": batch,
+                "layout": name,
+                "seconds": statistics.median(secs),
+                "runs": secs,
+                "us_per_group": statistics.median(secs) / (net.n_levels - 1) * 1e6,
+                "valid_against_cuda_warp": bool(c.passed),
+                "details": runs[-1].details,
+            }
+            record["cases"].append(row)
+            print(
+                f"B={batch:5d} {name:58s} {row['seconds'] * 1e3:8.2f} ms {row['us_per_group']:6.2f} us/group"
+                f" valid={c.passed}",
+                flush=True,
+            )
+            engine.release()
+    path = Path(args.out) / f"dag-walk-{time.strftime('%Y-%m-%d')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, default=str))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
