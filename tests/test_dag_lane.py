@@ -25,7 +25,7 @@ from spdnn.dag.network import activate as act
 from spdnn.dag.shapes import deep_narrow, neat
 from spdnn.dag.validate import compare_outputs
 
-from .test_dag_walk import _engine, reference
+from .test_dag_walk import _engine, assert_matches_cpu, emulate_plan, gpu_outputs, reference
 
 
 def emulate_lane_launch(lt: LaneTables, seg: int, values, sources, written) -> None:
@@ -92,23 +92,15 @@ def emulate_network(net, x, shared_limit=232448, free=True, caps=None):
     chosen = choose_lane(net, plan, vp.slot, shared_limit, *([caps] if caps else []))
     assert chosen is not None
     tables, walked = chosen
-    ld = -(-batch // plan.tile) * plan.tile
-    values = np.full((vp.n_slots, ld), np.nan, np.float32)
-    values[: net.n_inputs] = 0
-    values[: net.n_inputs, :batch] = x.T
-    written = np.zeros((net.n_nodes, ld), int)
-    for i, s in enumerate(plan.segments):
-        if i in walked:
-            emulate_lane_launch(tables, walked[i], values, net.sources, written)
-            continue
-        for g in range(s.l0, s.l1):
-            for r in range(net.level_ptr[g], net.level_ptr[g + 1]):
-                e0, e1 = net.indptr[r], net.indptr[r + 1]
-                z = net.weights[e0:e1] @ values[vp.src_slot[e0:e1]] + net.bias[r]
-                values[vp.slot[r]] = act(z.astype(np.float32), int(net.activation[r]))
-                written[r] += 1
-    assert np.all(written[net.n_inputs :] == 1), "every (node, column) written exactly once"
-    return values[vp.slot[net.output_rows], :batch].T, tables, walked
+    out = emulate_plan(
+        net,
+        x,
+        plan,
+        vp,
+        walked,
+        lambda seg, values, ld, written: emulate_lane_launch(tables, seg, values, net.sources, written),
+    )
+    return out, tables, walked
 
 
 @pytest.mark.parametrize("batch, caps", [(1, None), (5, (8, 32, 96, 32)), (130, (3, 16, 80, 32))])
@@ -192,37 +184,13 @@ def test_lane_option_checked():
 def test_gpu_lane_equals_cpu(shape, batch):
     """cuda-lane's outputs are the CPU engine's to rounding, and cuda-warp's bit for bit where the warp
     plan sums in edge order (LE = 1: from 128 input vectors on)."""
-    from spdnn.dag.compiled import CompiledEngine
     from spdnn.dag.shapes import generate_shape
 
     net = levelise(generate_shape(shape, 60_000, seed=batch))
     x = random_inputs(net.n_inputs, batch, seed=5)
-    lane, warp = _engine("cuda-lane"), _engine("cuda-warp")
-    outs = []
-    for engine in (lane, warp):
-        engine.prepare(net)
-        outs.append(engine.infer(x))
+    outs = gpu_outputs(net, x, _engine("cuda-lane"), _engine("cuda-warp"))
     if shape == "deep-narrow":  # the others may have no run of small groups at this batch
         assert outs[0].details["walk_kernel"] == "dag_lane" and outs[0].details["walk_segments"] >= 1
     if batch >= 128:
         np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
-    cpu = CompiledEngine()
-    cpu.prepare(net)
-    assert compare_outputs(outs[0].outputs, cpu.infer(x).outputs).passed
-
-
-@pytest.mark.gpu
-def test_gpu_lane_chunked_and_freed_rows():
-    """Chunked columns and one row per node give cuda-lane's outputs bit for bit."""
-    net = levelise(deep_narrow(100_000, seed=3))
-    x = random_inputs(net.n_inputs, 300, seed=3)
-    outs = []
-    for options in ({}, {"max_columns": 128}, {"free_values": False}):
-        engine = _engine("cuda-lane", **options)
-        engine.prepare(net)
-        outs.append(engine.infer(x))
-    assert outs[0].details["walk_segments"] == 1 and outs[0].details["launches"] == 1
-    assert outs[1].details["chunk_columns"] == 128
-    for other in outs[1:]:
-        np.testing.assert_array_equal(outs[0].outputs, other.outputs)
-    assert compare_outputs(outs[0].outputs, reference(net, x)).passed
+    assert_matches_cpu(net, x, outs[0].outputs)

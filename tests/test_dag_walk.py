@@ -125,15 +125,26 @@ def emulate_network(net, x, walk_tile=8, depth=4, threads=64, shared_limit=23244
         chosen = choose_walk(net, plan, vp.slot, walk_tile, depth, shared_limit)
     assert chosen is not None
     tables, log_lb, tile, walked = chosen
-    ld = -(-batch // plan.tile) * plan.tile
     assert plan.tile % tile == 0
+
+    def launch(seg, values, ld, written):
+        emulate_walk_launch(tables, seg, values, ld, vec or plan.vec, log_lb, threads, net.sources, written)
+
+    return emulate_plan(net, x, plan, vp, walked, launch), tables, walked
+
+
+def emulate_plan(net, x, plan, vp, walked, launch):
+    """The warp plan's segments on the value rows: `launch(run, values, ld, written)` for the walked
+    ones, the other groups computed plainly (as any kernel computes them). Returns the outputs."""
+    batch = x.shape[0]
+    ld = -(-batch // plan.tile) * plan.tile
     values = np.full((vp.n_slots, ld), np.nan, np.float32)
     values[: net.n_inputs] = 0
     values[: net.n_inputs, :batch] = x.T
     written = np.zeros((net.n_nodes, ld), int)
     for i, s in enumerate(plan.segments):
         if i in walked:
-            emulate_walk_launch(tables, walked[i], values, ld, vec or plan.vec, log_lb, threads, net.sources, written)
+            launch(walked[i], values, ld, written)
             continue
         for g in range(s.l0, s.l1):
             for r in range(net.level_ptr[g], net.level_ptr[g + 1]):
@@ -142,7 +153,7 @@ def emulate_network(net, x, walk_tile=8, depth=4, threads=64, shared_limit=23244
                 values[vp.slot[r]] = act(z.astype(np.float32), int(net.activation[r]))
                 written[r] += 1
     assert np.all(written[net.n_inputs :] == 1), "every (node, column) written exactly once"
-    return values[vp.slot[net.output_rows], :batch].T, tables, walked
+    return values[vp.slot[net.output_rows], :batch].T
 
 
 def reference(net, x):
@@ -277,33 +288,42 @@ def _engine(name: str, **options):
 @pytest.mark.parametrize("shape", ["deep-narrow", "random-order", "neat"])
 def test_gpu_walk_equals_warp_bit_for_bit(shape, batch):
     """cuda-walk's outputs are cuda-warp's (walk=False) bit for bit, and the CPU engine's to rounding."""
-    from spdnn.dag.compiled import CompiledEngine
     from spdnn.dag.shapes import generate_shape
 
     net = levelise(generate_shape(shape, 60_000, seed=batch))
     x = random_inputs(net.n_inputs, batch, seed=5)
-    walk, warp = _engine("cuda-walk"), _engine("cuda-warp", walk=False)
-    outs = []
-    for engine in (walk, warp):
-        engine.prepare(net)
-        outs.append(engine.infer(x))
+    outs = gpu_outputs(net, x, _engine("cuda-walk"), _engine("cuda-warp", walk=False))
     assert outs[0].details["walk_segments"] >= 1 and "walk_segments" not in outs[1].details
     np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
+    assert_matches_cpu(net, x, outs[0].outputs)
+
+
+def gpu_outputs(net, x, *engines) -> list:
+    """Each engine's result on (net, x)."""
+    outs = []
+    for engine in engines:
+        engine.prepare(net)
+        outs.append(engine.infer(x))
+    return outs
+
+
+def assert_matches_cpu(net, x, outputs) -> None:
+    from spdnn.dag.compiled import CompiledEngine
+
     cpu = CompiledEngine()
     cpu.prepare(net)
-    assert compare_outputs(outs[0].outputs, cpu.infer(x).outputs).passed
+    assert compare_outputs(outputs, cpu.infer(x).outputs).passed
 
 
 @pytest.mark.gpu
-def test_gpu_walk_chunked_and_freed_rows():
-    """Chunked columns and one row per node give cuda-walk's outputs bit for bit (LE is 1 at these widths)."""
+@pytest.mark.parametrize("name", ["cuda-walk", "cuda-lane"])
+def test_gpu_walk_chunked_and_freed_rows(name):
+    """Chunked columns and one row per node give cuda-walk's (and cuda-lane's) outputs bit for bit (LE is
+    1 at these widths)."""
     net = levelise(deep_narrow(100_000, seed=3))
     x = random_inputs(net.n_inputs, 300, seed=3)
-    outs = []
-    for options in ({}, {"max_columns": 128}, {"free_values": False}):
-        engine = _engine("cuda-walk", **options)
-        engine.prepare(net)
-        outs.append(engine.infer(x))
+    options = ({}, {"max_columns": 128}, {"free_values": False})
+    outs = gpu_outputs(net, x, *(_engine(name, **o) for o in options))
     assert outs[0].details["walk_segments"] == 1 and outs[0].details["launches"] == 1
     assert outs[1].details["chunk_columns"] == 128
     for other in outs[1:]:
