@@ -2,7 +2,10 @@
 layouts, one network, CUDA events, median of --reps after one warm-up; every output checked
 against cuda-warp's (compare_outputs). docs/dag.md says what each layout is.
 
-  python benchmarks/bench_dag_walk.py --out $OUT [--edges 1e6] [--batches 1,1000]
+  python benchmarks/bench_dag_walk.py --out $OUT [--edges 1e6] [--batches 1,1000] [--population 1000]
+
+--population N: also a population of N neat members of 1e4 edges (bench_dag.py's) through
+PopulationCudaEngine's kernels, each checked against the default kernel.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,1000")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--population", type=int, default=0, help="members (0: none)")
     args = ap.parse_args()
     net = levelise(generate_shape(args.kind, int(args.edges), args.seed))
     record = {"benchmark": "dag-walk", "config": vars(args), "provenance": provenance(), "network": net.summary()}
@@ -83,10 +87,51 @@ def main() -> None:
                 flush=True,
             )
             engine.release()
+    if args.population:
+        population_cases(args, record)
     path = Path(args.out) / f"dag-walk-{time.strftime('%Y-%m-%d')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=str))
     print("wrote", path)
+
+
+POPULATION_LAYOUTS = {
+    "cuda-population (one row per node)": {},
+    "walk (warp plan's lanes, tile 8, 128 threads)": {"walk": True},
+    "walk, one vector a lane, 32 threads": {"walk": True, "walk_vec1": True, "walk_tile": 1, "walk_threads": 32},
+}
+
+
+def population_cases(args, record: dict) -> None:
+    from spdnn.dag.population import population
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+    from spdnn.dag.shapes import neat
+
+    pop = population([neat(10_000, seed=k, n_inputs=64, n_outputs=8) for k in range(args.population)])
+    for batch in (int(b) for b in args.batches.split(",")):
+        x = random_inputs(pop.n_inputs, batch, seed=7)
+        ref = None
+        for name, options in POPULATION_LAYOUTS.items():
+            engine = PopulationCudaEngine(**options)
+            engine.prepare(pop)
+            engine.infer(x)
+            runs = [engine.infer(x) for _ in range(args.reps)]
+            secs = [r.seconds for r in runs]
+            out = runs[-1].outputs
+            ref = out if ref is None else ref
+            c = compare_outputs(out, ref)
+            row = {
+                "population": args.population,
+                "batch": batch,
+                "layout": name,
+                "seconds": statistics.median(secs),
+                "runs": secs,
+                "valid_against_default": bool(c.passed),
+                "details": runs[-1].details,
+            }
+            record["cases"].append(row)
+            print(f"pop B={batch:5d} {name:50s} {row['seconds'] * 1e3:8.3f} ms valid={c.passed}", flush=True)
+            engine.release()
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class PopulationCudaEngine(CudaDagBase):
         walk_tile: int = 8,
         walk_threads: int = 128,
         walk_depth: int = 1,
+        walk_vec1: bool = False,
     ):
         if block % 32 or not 32 <= block <= 1024:
             raise ValueError(f"block must be a multiple of 32 in 32 .. 1024, not {block}")
@@ -92,6 +93,7 @@ class PopulationCudaEngine(CudaDagBase):
         self.block = block
         self.memory_fraction = memory_fraction
         self.walk, self.walk_tile, self.walk_threads, self.walk_depth = walk, walk_tile, walk_threads, walk_depth
+        self.walk_vec1 = walk_vec1  # dag_walk takes the batch-1 lanes (one vector a lane) at any batch
 
     def prepare(self, pop: Population) -> None:  # type: ignore[override]
         self.pop = pop
@@ -115,10 +117,13 @@ class PopulationCudaEngine(CudaDagBase):
         self.mean_in_degree = b.sources.size / max(1, computed)
         self._walks: dict[tuple[int, int], tuple[WalkTables, dict, object]] = {}
 
-    def _walk_for(self, vec: int, log_lb: int, log_le: int) -> tuple[WalkTables, dict, object, int, int] | None:
-        """dag_walk's tables (and device arrays, output rows) for this lanes plan; None: dag_population."""
+    def _walk_for(self, vec: int, log_lb: int, log_le: int) -> tuple[WalkTables, dict, object, int, int, int] | None:
+        """dag_walk's tables (and device arrays, output rows, log_lb, tile, VEC) for this lanes plan;
+        None: dag_population."""
         if not self.walk:
             return None
+        if self.walk_vec1:
+            vec, log_lb, log_le, _ = population_plan(1, self.mean_in_degree)
         walk_lb, tile = walk_layout(vec, log_lb, self.walk_tile)
         key = (log_le, tile)
         if key not in self._walks:
@@ -128,7 +133,7 @@ class PopulationCudaEngine(CudaDagBase):
             self._allow_shared(tables.shared_bytes(tables.caps.max(axis=0), tile))
             out = self.cuda.to_device(tables.slot[self.layout.output_rows].astype(np.int32))
             self._walks[key] = (tables, walk_device_arrays(self.cuda, tables), out)
-        return (*self._walks[key], walk_lb, tile)
+        return (*self._walks[key], walk_lb, tile, vec)
 
     def _chunk(self, batch: int, rows: int) -> int:
         free, _ = self.cuda.mem_get_info()
@@ -176,10 +181,10 @@ class PopulationCudaEngine(CudaDagBase):
                     *self._graph,
                 )
                 return 1
-            tables, dev, _, walk_lb, walk_tile = used["walk"]
+            tables, dev, _, walk_lb, walk_tile, walk_vec = used["walk"]
             caps = tables.caps.max(axis=0)
             shared = tables.shared_bytes(caps, walk_tile)
-            fn = self._fns["dag_walk4" if vec == 4 else "dag_walk1"]
+            fn = self._fns["dag_walk4" if walk_vec == 4 else "dag_walk1"]
             for m0 in range(0, members, MAX_GRID_Y):
                 grid = (ld // walk_tile, min(MAX_GRID_Y, members - m0))
                 launch_walk(fn, stream, grid, self.walk_threads, shared, values, ld, dev, m0, walk_lb, tables, caps)
@@ -200,8 +205,9 @@ class PopulationCudaEngine(CudaDagBase):
         if used["walk"] is None:
             details["block"] = self.block
         else:
-            tables, _, _, _, walk_tile = used["walk"]
+            tables, _, _, _, walk_tile, walk_vec = used["walk"]
             details.update(
+                walk_vec=walk_vec,
                 walk_tile=walk_tile,
                 walk_threads=self.walk_threads,
                 walk_ring_rows=tables.ring,
