@@ -418,7 +418,11 @@ class WalkPlan:
     shared: list[int]  # dynamic shared memory per walked segment (bytes)
     device: dict  # the tables' device arrays
     vec: int = 4  # dag_walk's VEC (1 or 4)
-    lane: bool = False  # dag_lane (tables: LaneTables; one thread per input vector), not dag_walk
+    lane_tables: LaneTables | None = None  # set: dag_lane runs the segments (tables is its walk part)
+
+    @property
+    def lane(self) -> bool:
+        return self.lane_tables is not None
 
 
 def walk_layout(vec: int, log_lb: int, walk_tile: int) -> tuple[int, int]:
@@ -540,7 +544,8 @@ def launch_walk(
 
 def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
     """One dag_lane launch over run `seg` of walk.tables (LaneTables): a thread per column of the rows."""
-    t, d = walk.tables, walk.device
+    t, d = walk.lane_tables, walk.device
+    assert t is not None
     fn.prepared_async_call(
         (ld // walk.threads, 1),
         (walk.threads, 1, 1),
@@ -696,12 +701,12 @@ class DagCudaEngine(CudaDagBase):
             got = choose_lane(self.net, plan, self.plan.slot, self.shared_limit)
             if got is None:
                 return None
-            tables, walked = got
-            shared = tables.shared_bytes()
-            self._allow_shared(shared)
-            device = walk_device_arrays(self.cuda, tables.walk)
-            device.update(bounds=self.cuda.to_device(tables.bounds), lane_segs=self.cuda.to_device(tables.segs))
-            return WalkPlan(tables, 0, threads, threads, walked, [shared] * len(tables.segs), device, lane=True)
+            lt, lane_walked = got
+            nbytes = lt.shared_bytes()
+            self._allow_shared(nbytes)
+            arrays = walk_device_arrays(self.cuda, lt.walk)
+            arrays.update(bounds=self.cuda.to_device(lt.bounds), lane_segs=self.cuda.to_device(lt.segs))
+            return WalkPlan(lt.walk, 0, threads, threads, lane_walked, [nbytes] * len(lt.segs), arrays, 1, lt)
         if not self.walk:
             return None
         lanes = warp_plan(self.net.level_ptr, self.net.indptr, 1) if self.walk_vec1 else None
@@ -821,12 +826,14 @@ class DagCudaEngine(CudaDagBase):
         if plan is not None:
             details.update(vec=plan.vec, lanes_batch=1 << plan.log_lb, segments=len(plan.segments))
         if walk is not None:
-            t = walk.tables.walk if walk.lane else walk.tables
+            t = walk.tables
             details.update(
                 walk_kernel="dag_lane" if walk.lane else "dag_walk",
                 walk_segments=len(walk.walked),
                 walk_levels=int(sum(g1 - g0 for g0, g1 in t.segments)),
-                walk_chunks=int(walk.tables.bounds.size - walk.tables.segs.shape[0]) if walk.lane else None,
+                walk_chunks=None
+                if walk.lane_tables is None
+                else int(walk.lane_tables.bounds.size - len(walk.lane_tables.segs)),
                 walk_tile=walk.tile,
                 walk_ring_rows=t.ring,
                 walk_depth=t.depth,
