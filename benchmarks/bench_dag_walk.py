@@ -46,6 +46,19 @@ LAYOUTS = {  # name -> (engine, options)
 }
 
 
+def time_layout(engine, net, x, reps: int, ref):
+    """(seconds of each run after one warm-up, the last result, the reference outputs (these if
+    ref is None), the comparison with it); the engine's buffers freed after."""
+    engine.prepare(net)
+    engine.infer(x)
+    runs = [engine.infer(x) for _ in range(reps)]
+    out = runs[-1].outputs
+    ref = out if ref is None else ref
+    if hasattr(engine, "release"):  # the GPU engines keep buffers between calls
+        engine.release()
+    return [r.seconds for r in runs], runs[-1], ref, compare_outputs(out, ref)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -63,14 +76,7 @@ def main() -> None:
         x = random_inputs(net.n_inputs, batch, seed=batch)
         ref = None
         for name, (engine_name, options) in LAYOUTS.items():
-            engine = get_dag_engine(engine_name, **options)
-            engine.prepare(net)
-            engine.infer(x)
-            runs = [engine.infer(x) for _ in range(args.reps)]
-            secs = [r.seconds for r in runs]
-            out = runs[-1].outputs
-            ref = out if ref is None else ref
-            c = compare_outputs(out, ref)
+            secs, last, ref, c = time_layout(get_dag_engine(engine_name, **options), net, x, args.reps, ref)
             row = {
                 "batch": batch,
                 "layout": name,
@@ -78,7 +84,7 @@ def main() -> None:
                 "runs": secs,
                 "us_per_group": statistics.median(secs) / (net.n_levels - 1) * 1e6,
                 "valid_against_cuda_warp": bool(c.passed),
-                "details": runs[-1].details,
+                "details": last.details,
             }
             record["cases"].append(row)
             print(
@@ -86,7 +92,6 @@ def main() -> None:
                 f" valid={c.passed}",
                 flush=True,
             )
-            engine.release()
     if args.population:
         population_cases(args, record)
     path = Path(args.out) / f"dag-walk-{time.strftime('%Y-%m-%d')}.json"
@@ -112,14 +117,7 @@ def population_cases(args, record: dict) -> None:
         x = random_inputs(pop.n_inputs, batch, seed=7)
         ref = None
         for name, options in POPULATION_LAYOUTS.items():
-            engine = PopulationCudaEngine(**options)
-            engine.prepare(pop)
-            engine.infer(x)
-            runs = [engine.infer(x) for _ in range(args.reps)]
-            secs = [r.seconds for r in runs]
-            out = runs[-1].outputs
-            ref = out if ref is None else ref
-            c = compare_outputs(out, ref)
+            secs, last, ref, c = time_layout(PopulationCudaEngine(**options), pop, x, args.reps, ref)
             row = {
                 "population": args.population,
                 "batch": batch,
@@ -127,11 +125,10 @@ def population_cases(args, record: dict) -> None:
                 "seconds": statistics.median(secs),
                 "runs": secs,
                 "valid_against_default": bool(c.passed),
-                "details": runs[-1].details,
+                "details": last.details,
             }
             record["cases"].append(row)
             print(f"pop B={batch:5d} {name:50s} {row['seconds'] * 1e3:8.3f} ms valid={c.passed}", flush=True)
-            engine.release()
 
 
 if __name__ == "__main__":
