@@ -29,6 +29,9 @@ kernel="walk" (engine cuda-walk; kernel="warp", walk=True): each of the warp pla
   about 2 us a group on an H200); measured there it is not faster (54.9 against 51.3 ms at
   batch 1000, whatever the tile, block size or prefetch depth), so it is off unless asked for
   (docs/dag.md: the cost per group is not those loads).
+  walk_vec1=True gives the walk the batch-1 plan's lanes at any batch (VEC 1, tiles of one vector,
+  LE lanes over each node's edges, so a group spreads over the warp), walk_ring_bytes its ring's
+  size: the layout docs/dag.md names as the next measurement (not measured yet).
 Values are node-major (a row holds the batch, padded to `ld`), so the lanes of a neuron read
 one contiguous piece of each source row. Rows are value slots (liveness.py): a node's row is
 reused once no later node reads it (`free_values=False`: one row per node). Batches wider than GPU memory
