@@ -839,7 +839,7 @@ class DagCudaEngine(CudaDagBase):
                 else int(walk.lane_tables.bounds.size - len(walk.lane_tables.segs)),
                 walk_tile=walk.tile,
                 walk_ring_rows=t.ring,
-                walk_depth=t.depth,
+                walk_depth=None if walk.lane else t.depth,  # dag_lane copies a chunk ahead, not `depth` groups
                 walk_threads=walk.threads,
                 walk_near_edges=float(t.near.mean()) if t.near.size else 1.0,
                 walk_shared_bytes=max(walk.shared),
