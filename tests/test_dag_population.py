@@ -206,3 +206,10 @@ def test_population_gpu_equals_members_one_at_a_time(batch):
     res_walk = walk.infer(x)
     assert res_walk.details["kernel"] == "walk" and res_walk.details["launches"] == 1
     np.testing.assert_array_equal(result.outputs, res_walk.outputs)
+    # one vector a lane (the batch-1 lanes at any batch): each member's outputs to rounding
+    vec1 = PopulationCudaEngine(walk=True, walk_vec1=True, walk_tile=1, walk_threads=32)
+    vec1.prepare(pop)
+    res_vec1 = vec1.infer(x)
+    assert res_vec1.details["kernel"] == "walk"
+    for got, ref in zip(pop.split(res_vec1.outputs), one_at_a_time(pop, x)):
+        assert compare_outputs(got, ref).passed

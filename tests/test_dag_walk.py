@@ -316,6 +316,21 @@ def assert_matches_cpu(net, x, outputs) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 70, 1000])
+@pytest.mark.parametrize("ring", [4096, 16384])
+def test_gpu_walk_one_vector_a_lane(batch, ring):
+    """walk_vec1 (one vector a lane, 32 threads, a small ring) matches the CPU engine at every batch."""
+    from spdnn.dag.shapes import generate_shape
+
+    net = levelise(generate_shape("deep-narrow", 60_000, seed=batch))
+    x = random_inputs(net.n_inputs, batch, seed=5)
+    options = {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": ring}
+    (out,) = gpu_outputs(net, x, _engine("cuda-walk", **options))
+    assert out.details["walk_segments"] >= 1
+    assert_matches_cpu(net, x, out.outputs)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", ["cuda-walk", "cuda-lane"])
 def test_gpu_walk_chunked_and_freed_rows(name):
     """Chunked columns and one row per node give cuda-walk's (and cuda-lane's) outputs bit for bit (LE is
