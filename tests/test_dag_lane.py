@@ -1,14 +1,16 @@
-"""dag_lane (spdnn.dag.cuda.choose_lane, kernels/dag_levels.cu): its pipeline emulated on the CPU
-step by step (no GPU needed), and on the GPU against cuda-warp (bit for bit where the warp plan
-sums in edge order) and the CPU engines.
+"""dag_lane (spdnn.dag.cuda.choose_lane_stream, spdnn.dag.lane_stream, kernels/dag_levels.cu): its
+stream followed on the CPU word by word (no GPU needed), and on the GPU against cuda-warp (bit for
+bit where the warp plan sums in edge order) and the CPU engines.
 
 The emulation runs what every thread does, in the kernel's order, for all columns at once (the
-threads share nothing but the structure and take the same path): the far values of the first
-`depth` groups issued, then per group the far values of group + depth issued, the wait, and the
-group's nodes computed in order into the ring and, where a row is needed, global memory. It
-checks what the kernel relies on but cannot check itself: a far slot holds the group it is read
-for and its values did not change between the issue and the read (a cp.async may read late), a
-ring row holds the source the edge names, and every (node, column) is written once.
+threads share nothing but the structure and take the same path): chunk by chunk, the far values
+of the next chunk issued, then each bundle's steps read from the stream's word offsets into
+shared memory (ring, far buffers, zero row), then its nodes' stores. It checks what the kernel
+relies on but cannot check itself: a far buffer holds the chunk it is read for and its values did
+not change between the issue and the read (a cp.async may read late); each step's address holds
+the source the edge names (its ring place holds that row, its far entry that row's slot), a
+padded step reads the zero row with weight 0; each node is stored at its own ring place; every
+chunk fits its staging buffer.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spdnn.dag.cuda import LaneTables, choose_lane, lane_shared_bytes, warp_plan
+from spdnn.dag.cuda import choose_lane_stream, lane_shared_bytes, warp_plan
 from spdnn.dag.generate import generate, random_inputs
+from spdnn.dag.lane_stream import LANE_THREADS, LaneStream, bundle_layout
 from spdnn.dag.levels import levelise
 from spdnn.dag.liveness import plan_values
 from spdnn.dag.network import OUTPUT
@@ -28,79 +31,102 @@ from spdnn.dag.validate import compare_outputs
 from .test_dag_walk import _engine, assert_matches_cpu, emulate_plan, gpu_outputs, reference
 
 
-def emulate_lane_launch(lt: LaneTables, seg: int, values, sources, written) -> None:
-    """One dag_lane launch over run `seg` of lt, every column of `values` at once."""
-    t = lt.walk
-    k = t.ring
-    cap_g, cap_n, cap_e, cap_f = lt.caps
+def emulate_lane_launch(lt, st: LaneStream, seg: int, net, values, written) -> None:
+    """One dag_lane launch over run `seg`, every column of `values` at once."""
+    t, k, w = lt.walk, lt.walk.ring, st.words
     b0, b1 = (int(b) for b in lt.segs[seg])
-    bounds = lt.bounds.astype(np.int64)
-    ring = np.full((k, values.shape[1]), np.nan, np.float32)
-    ring_row = np.full(k, -1)
-    fbuf: list = [None, None]
+    rows_of_ring = st.ring_words // LANE_THREADS
+    smem = {}  # shared-memory row (word offset / 32) -> the columns' values
+    ring_row = np.full(k, -1)  # which network row each ring place holds
+    far_row = {}  # far-buffer row -> network slot it holds
+    pending: list = [None, None]
+
+    def chunk(i):
+        c0, n = (int(v) for v in st.chunk_words[i])
+        assert 0 < n <= st.cap_words and n % 4 == 0, f"chunk {i}: {n} words, buffers of {st.cap_words}"
+        return w[c0 : c0 + n]
 
     def issue(i):  # chunk i's far values, copied by each thread for its column
-        a, b = t.info[bounds[i]], t.info[bounds[i + 1]]
-        assert b[2] - a[2] <= cap_f and b[1] - a[1] <= cap_e and b[0] - a[0] <= cap_n
-        assert bounds[i + 1] - bounds[i] <= cap_g
-        slots = t.far[a[2] : b[2]]
-        fbuf[i % 2] = {"chunk": i, "first": int(a[2]), "slots": slots, "values": values[slots].copy()}
+        c = chunk(i)
+        slots = c[c[2] : c[2] + c[1]]
+        assert c[1] <= st.far_cap
+        pending[i % 2] = (i, slots, values[slots].copy())
+
+    def addr_row(a: int) -> int:
+        assert a % LANE_THREADS == 0
+        return a // LANE_THREADS
 
     issue(b0)
-    pos = int(t.info[bounds[b0]][0]) % k
+    row = int(t.info[lt.bounds[b0]][0])  # nodes come in row order
     for i in range(b0, b1):
-        f = fbuf[i % 2]
-        assert f["chunk"] == i, "a chunk read another chunk's far buffer"
+        got, slots, copied = pending[i % 2]
+        assert got == i, "a chunk read another chunk's far buffer"
         # a cp.async may read any time up to the wait at the start of chunk i
-        assert np.array_equal(values[f["slots"]], f["values"], equal_nan=True), f"far rows rewritten before chunk {i}"
+        assert np.array_equal(values[slots], copied, equal_nan=True), f"far rows rewritten before chunk {i}"
+        base = rows_of_ring + (i % 2) * st.far_cap
+        for f, sl in enumerate(slots):
+            smem[base + f], far_row[base + f] = copied[f], int(sl)
         if i + 1 < b1:
             issue(i + 1)
-        for g in range(int(bounds[i]), int(bounds[i + 1])):
-            a, b = t.info[g], t.info[g + 1]
-            reads, results = set(), []
-            for r in range(int(a[0]), int(b[0])):
-                e0, bias_bits, dst, word = (int(v) for v in t.nodes[r])
-                acc = np.zeros(values.shape[1], np.float32)
-                for e in range(word >> 8):
-                    code, wbits = t.edges[a[1] + e0 + e]
-                    src = int(sources[a[1] + e0 + e])
-                    if code >= 0:
-                        assert ring_row[code] == src, f"ring row {code} holds {ring_row[code]}, not {src}"
-                        v = ring[code]
-                        reads.add(int(code))
+        c = chunk(i)
+        for b in range(int(c[0])):
+            width, steps, rec, nd = (int(v) for v in c[4 + 4 * b : 8 + 4 * b])
+            assert width in (1, 2, 4)
+            acc = np.zeros((width, values.shape[1]), np.float32)
+            for p in range(width):
+                r = row + p
+                lo, hi = int(net.indptr[r]), int(net.indptr[r + 1])
+                assert hi - lo <= steps
+                for s in range(steps):
+                    a, wbits = int(c[rec + 2 * width * s + p]), c[rec + 2 * width * s + width + p]
+                    if s >= hi - lo:  # padding: the zero row, weight 0
+                        assert a == st.zero_word and wbits == 0
+                        continue
+                    src, q = int(net.sources[lo + s]), addr_row(a)
+                    if q < rows_of_ring:
+                        assert ring_row[q] == src, f"ring place {q} holds {ring_row[q]}, not {src}"
                     else:
-                        entry = int(a[2]) - f["first"] + (-code - 1)
-                        assert f["slots"][entry] == t.slot[src]
-                        v = f["values"][entry]
-                    acc = acc + np.int32(wbits).view(np.float32) * v
-                results.append((r, dst, act(acc + np.int32(bias_bits).view(np.float32), word & 0xFF)))
-            for r, dst, z in results:  # a group's loads run a batch ahead of its writes
-                assert pos == r % k and pos not in reads, f"group {g} overwrites ring row {pos} that it reads"
-                ring[pos], ring_row[pos] = z, r
-                pos = (pos + 1) % k
+                        assert far_row[q] == t.slot[src], f"far entry {q} holds slot {far_row[q]}, not {src}'s"
+                    acc[p] = acc[p] + np.int32(wbits).view(np.float32) * smem[q]
+            for p in range(width):  # stores after the bundle's steps
+                place, dst, bias_bits, code = (int(v) for v in c[nd + 4 * p : nd + 4 * p + 4])
+                z = act(acc[p] + np.int32(bias_bits).view(np.float32), code)
+                assert place == (row % k) * LANE_THREADS, f"row {row} stored at {place}"
+                smem[addr_row(place)], ring_row[row % k] = z, row
                 if dst >= 0:
                     values[dst] = z
-                written[r] += 1
+                written[row] += 1
+                row += 1
 
 
 def emulate_network(net, x, shared_limit=232448, free=True, caps=None):
-    """The engine's plan on a network: choose_lane's runs emulated, the other groups computed plainly
-    into the same value slots. Returns (outputs, tables, walked)."""
+    """The engine's plan on a network: choose_lane_stream's runs emulated, the other groups computed
+    plainly into the same value slots. Returns (outputs, tables, walked, stream)."""
     batch = x.shape[0]
     plan = warp_plan(net.level_ptr, net.indptr, batch)
     vp = plan_values(net, free)
-    chosen = choose_lane(net, plan, vp.slot, shared_limit, *([caps] if caps else []))
+    chosen = choose_lane_stream(net, plan, vp.slot, shared_limit, *([caps] if caps else []))
     assert chosen is not None
-    tables, walked = chosen
+    tables, st, walked = chosen
+    assert st.shared_bytes() <= shared_limit
     out = emulate_plan(
         net,
         x,
         plan,
         vp,
         walked,
-        lambda seg, values, ld, written: emulate_lane_launch(tables, seg, values, net.sources, written),
+        lambda seg, values, ld, written: emulate_lane_launch(tables, st, seg, net, values, written),
     )
-    return out, tables, walked
+    return out, tables, walked, st
+
+
+def test_bundle_layout_greedy_4_2_1():
+    """Groups of 1, 2, 3, 4, 5, 7, 0 and 9 nodes: quads, then a pair, then a single."""
+    bundle, place, width = bundle_layout(np.array([1, 2, 3, 4, 5, 7, 0, 9]))
+    assert width.tolist() == [1, 2, 2, 1, 4, 4, 1, 4, 2, 1, 4, 4, 1]
+    assert bundle.tolist()[:10] == [0, 1, 1, 2, 2, 3, 4, 4, 4, 4]
+    assert place.tolist()[:10] == [0, 0, 1, 0, 1, 0, 0, 1, 2, 3]
+    assert np.bincount(bundle).tolist() == width.tolist()
 
 
 @pytest.mark.parametrize("batch, caps", [(1, None), (5, (8, 32, 96, 32)), (130, (3, 16, 80, 32))])
@@ -109,8 +135,9 @@ def test_lane_emulated_deep_narrow(batch, caps):
     net = levelise(deep_narrow(6000, seed=batch))
     assert net.n_levels > 120
     x = random_inputs(net.n_inputs, batch, seed=3)
-    out, tables, walked = emulate_network(net, x, caps=caps)
+    out, tables, walked, st = emulate_network(net, x, caps=caps)
     t = tables.walk
+    assert 1 < (net.n_nodes - net.n_inputs) / st.bundles  # nodes summed several at a time
     assert len(walked) == 1 and t.segments[0, 1] - t.segments[0, 0] == net.n_levels - 1
     assert not t.info[:, 3].any()  # LE = 1 everywhere
     assert 0 < (~t.near).sum() < t.near.size  # both kinds of source read
@@ -125,9 +152,8 @@ def test_lane_small_ring_mostly_far():
     caps = (8, 32, 96, 64)
     limit = lane_shared_bytes(40, caps)
     for free in (True, False):
-        out, tables, _ = emulate_network(net, x, shared_limit=limit, free=free, caps=caps)
+        out, tables, _, _ = emulate_network(net, x, shared_limit=limit, free=free, caps=caps)
         assert tables.walk.ring <= 40 and (~tables.walk.near).mean() > 0.2
-        assert tables.shared_bytes() <= limit
         assert compare_outputs(out, reference(net, x)).passed
 
 
@@ -155,7 +181,7 @@ def test_lane_mixed_with_wide_groups():
     """Runs of small groups walked between wide groups run by the warp kernel (NEAT at batch 40)."""
     net = levelise(neat(8_000, seed=4))
     x = random_inputs(net.n_inputs, 40, seed=2)
-    out, _, walked = emulate_network(net, x)
+    out, _, walked, _ = emulate_network(net, x)
     plan = warp_plan(net.level_ptr, net.indptr, 40)
     assert 0 < len(walked) < len(plan.segments)
     assert compare_outputs(out, reference(net, x)).passed
@@ -164,7 +190,7 @@ def test_lane_mixed_with_wide_groups():
 def test_lane_takes_no_wide_network():
     wide = levelise(generate("pruned", 50_000, seed=1))  # no group small enough for one block a tile
     plan = warp_plan(wide.level_ptr, wide.indptr, 100)
-    assert choose_lane(wide, plan, plan_values(wide).slot, 232448) is None
+    assert choose_lane_stream(wide, plan, plan_values(wide).slot, 232448) is None
 
 
 def test_lane_option_checked():

@@ -49,6 +49,7 @@ import numpy as np
 
 from ..engines.device import DeviceBuffers, compile_module, open_device
 from .engine import DagEngine, DagResult, dense_inputs
+from .lane_stream import LANE_THREADS, LaneStream, lane_stream
 from .liveness import plan_values
 from .network import OUTPUT, DagNetwork
 
@@ -307,7 +308,6 @@ def _walked_segments(plan: WarpPlan, chosen: list[int], tables: WalkTables) -> d
 
 
 LANE_CAPS = (64, 256, 1024, 128)  # dag_lane's chunk: at most these groups, nodes, edges, far entries
-LANE_THREADS = 32  # dag_lane's blocks: one warp (fewer threads for batches narrower than a warp)
 
 
 @dataclass
@@ -322,13 +322,11 @@ class LaneTables:
     segs: np.ndarray  # int32[S, 2]
     caps: tuple[int, int, int, int]
 
-    def shared_bytes(self) -> int:
-        return lane_shared_bytes(self.walk.ring, self.caps)
-
 
 def lane_shared_bytes(ring: int, caps: tuple[int, int, int, int]) -> int:
-    """dag_lane's dynamic shared memory: the ring, two far-value buffers, three structure buffers
-    (sections rounded to 16 bytes, as in the kernel)."""
+    """choose_lane's estimate of dag_lane's shared memory, which sizes the ring: the ring, two
+    far-value buffers and three buffers of a chunk's structure at the caps, unpadded. What a launch
+    takes is its stream's (LaneStream.shared_bytes); choose_lane_stream shrinks the ring to fit it."""
     groups, nodes, edges, far = caps
     words = (4 * (groups + 1) + 4 * nodes + 2 * edges + far + 3) // 4 * 4
     return 4 * ((ring * LANE_THREADS + 3) // 4 * 4 + 2 * far * LANE_THREADS + 3 * words)
@@ -409,6 +407,26 @@ def choose_lane(
     return None
 
 
+def choose_lane_stream(
+    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, shared_limit: int, caps: tuple[int, int, int, int] = LANE_CAPS
+) -> tuple[LaneTables, LaneStream, dict[int, int]] | None:
+    """choose_lane's runs with dag_lane's stream (lane_stream) within shared_limit: (tables, stream,
+    {segment index: row of tables.segs}), or None. choose_lane sizes the ring for its own estimate
+    of the staging buffers; where the stream's chunks are larger, the ring gives way."""
+    limit = shared_limit
+    for _ in range(4):
+        got = choose_lane(net, plan, slot, limit, caps)
+        if got is None:
+            return None
+        tables, walked = got
+        stream = lane_stream(tables)
+        over = stream.shared_bytes() - shared_limit
+        if over <= 0:
+            return tables, stream, walked
+        limit -= over
+    return None
+
+
 @dataclass
 class WalkPlan:
     """The warp plan's segments that dag_walk runs (by index), with its tables on the device."""
@@ -422,6 +440,7 @@ class WalkPlan:
     device: dict  # the tables' device arrays
     vec: int = 4  # dag_walk's VEC (1 or 4)
     lane_tables: LaneTables | None = None  # set: dag_lane runs the segments (tables is its walk part)
+    lane_stream: LaneStream | None = None  # dag_lane's stream of lane_tables
 
     @property
     def lane(self) -> bool:
@@ -547,8 +566,8 @@ def launch_walk(
 
 def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
     """One dag_lane launch over run `seg` of walk.tables (LaneTables): a thread per column of the rows."""
-    t, d = walk.lane_tables, walk.device
-    assert t is not None
+    st, d = walk.lane_stream, walk.device
+    assert st is not None
     fn.prepared_async_call(
         (ld // walk.threads, 1),
         (walk.threads, 1, 1),
@@ -556,13 +575,11 @@ def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
         values,
         np.int32(ld),
         int(d["lane_segs"]) + 8 * seg,
-        d["bounds"],
-        d["info"],
-        d["nodes"],
-        d["edges"],
-        d["far"],
-        np.int32(t.walk.ring),
-        *(np.int32(c) for c in t.caps),
+        d["chunk_words"],
+        d["stream"],
+        np.int32(st.ring_words),
+        np.int32(st.far_cap),
+        np.int32(st.cap_words),
         shared_size=walk.shared[seg],
     )
 
@@ -573,7 +590,7 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
-    "dag_lane": "PiPPPPPPiiiii",
+    "dag_lane": "PiPPPiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",
@@ -701,15 +718,16 @@ class DagCudaEngine(CudaDagBase):
         (None: none)."""
         if self.lane:
             threads = min(LANE_THREADS, plan.tile)  # divides the row width ld (powers of two)
-            got = choose_lane(self.net, plan, self.plan.slot, self.shared_limit)
+            got = choose_lane_stream(self.net, plan, self.plan.slot, self.shared_limit)
             if got is None:
                 return None
-            lt, lane_walked = got
-            nbytes = lt.shared_bytes()
+            lt, st, lane_walked = got
+            nbytes = st.shared_bytes()
             self._allow_shared(nbytes)
-            arrays = walk_device_arrays(self.cuda, lt.walk)
-            arrays.update(bounds=self.cuda.to_device(lt.bounds), lane_segs=self.cuda.to_device(lt.segs))
-            return WalkPlan(lt.walk, 0, threads, threads, lane_walked, [nbytes] * len(lt.segs), arrays, 1, lt)
+            to = self.cuda.to_device
+            arrays = {"chunk_words": to(st.chunk_words), "stream": to(st.words), "lane_segs": to(lt.segs)}
+            shared = [nbytes] * len(lt.segs)
+            return WalkPlan(lt.walk, 0, threads, threads, lane_walked, shared, arrays, 1, lt, st)
         if not self.walk:
             return None
         lanes = warp_plan(self.net.level_ptr, self.net.indptr, 1) if self.walk_vec1 else None
@@ -844,4 +862,6 @@ class DagCudaEngine(CudaDagBase):
                 walk_near_edges=float(t.near.mean()) if t.near.size else 1.0,
                 walk_shared_bytes=max(walk.shared),
             )
+            if walk.lane_stream is not None:  # nodes summed together (dag_lane's bundles)
+                details.update(lane_bundles=walk.lane_stream.bundles)
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

@@ -292,10 +292,14 @@ __device__ void dag_walk_body(float* values, int ld, const int2* __restrict__ se
     cp_async_commit();
     cp_async_wait(0);
     __syncthreads();
-    for (int k = 0; k < depth && g0 + k < g1; ++k)
-        walk_far_values<VEC>(fbuf + ((g0 + k) % n_fbuf) * far_cap * tile, sbuf + ((g0 + k) % n_sbuf) * sw, node_cap,
-                             edge_cap, values, ld, col0, tile);
-    cp_async_commit();
+    // one commit group per group's far values, empty or not, so that group g's are always the
+    // (g - g0)-th group committed here and wait_group depth - 1 at iteration g covers them
+    for (int k = 0; k < depth; ++k) {
+        if (g0 + k < g1)
+            walk_far_values<VEC>(fbuf + ((g0 + k) % n_fbuf) * far_cap * tile, sbuf + ((g0 + k) % n_sbuf) * sw,
+                                 node_cap, edge_cap, values, ld, col0, tile);
+        cp_async_commit();
+    }
     // ia, ib: the bounds of group g + 2 depth, loaded one iteration ahead of their use
     int4 ib = info[min(g0 + 2 * depth + 1, g1)];
 
@@ -365,154 +369,140 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 }
 
 // ----------------------------------------------------------------------------- dag_lane
-// Written for deep, narrow networks after dag_warp and dag_walk both cost about 2 us a group there
-// (docs/dag.md): one thread per input vector walks a run of groups alone, a sequential walker over
-// its own column, in blocks of one warp (at most 32 threads). Threads share only the read-only
-// structure, so the only synchronisation is one __syncwarp per chunk of groups. Tables: walk_tables'
-// with LE = 1 everywhere, so a node sums its edges in order with fmaf from 0: bit for bit dag_warp
-// wherever its plan has LE = 1 (from 128 input vectors on). Per run (segs[y] = (b0, b1)): chunks
-// i = b0 .. b1 - 1 of consecutive groups bounds[i] .. bounds[i + 1] - 1 (spdnn.dag.cuda.lane_chunks).
-// * ring: the thread's values of the last K rows of the run, ring[(r % K) * 32 + t]; an edge code
-//   >= 0 reads ring row `code`.
-// * structure: chunk i's info entries, node records, edge records and far slots are copied into
-//   shared memory (cp.async, every thread a share) two chunks ahead; three buffers.
-// * far sources (code -(f + 1), f within the group's far list): each thread copies its own column
-//   of chunk i's far values one chunk ahead (at the start of chunk i - 1, so the sources are rows
-//   written before that: lane_chunks checks it); two buffers.
-// Chunk i: wait for this thread's copies, __syncwarp (everyone's are in and chunk i - 1 is done),
-// issue chunk i + 1's far values and chunk i + 2's structure, compute chunk i's groups. A group
-// runs its edges in batches of 8 loaded one batch ahead (records and values: no group reads a
-// row of its own group, nor a ring place rewritten before its end), summed into one accumulator
-// that is finished at each node's last edge.
+// For deep, narrow networks: one thread per input vector walks a run of groups alone, in blocks of
+// one warp (at most 32 threads) that take the same path, so every structure word is read by the
+// whole warp at once. Threads share only the read-only structure: one __syncwarp a chunk of groups,
+// no block barrier, no shuffle. The host (spdnn/dag/lane_stream.py) turned the structure into a
+// stream a thread follows without deciding anything per edge: each source is a shared-memory word
+// offset (its ring place, or its place in the chunk's far buffer), a group's nodes are summed 4, 2
+// or 1 at a time (a bundle; a shorter node is padded with weight 0 read from the zero row), and
+// each node's sum is fmaf in edge order from 0 (LE = 1: bit for bit dag_warp wherever its plan has
+// LE = 1, from 128 input vectors on). Shared memory, in words: the ring (row r of the thread's
+// column at (r % ring) * 32 + t), two far buffers (entry f at ((chunk % 2) * cap_far + f) * 32 + t),
+// the zero row (32 words), three staging buffers of cap_words. Per run (segs[y] = (b0, b1)), chunk
+// i = b0 .. b1 - 1 is words chunk_words[i] of `stream`:
+//   [0:4] bundles, far entries, far offset, 0 | per bundle: P, steps, record offset, node offset |
+//   records (per step: P addresses, P weight bits) | per node: ring address, global slot or -1,
+//   bias bits, activation | far slots.
+// Chunk i: wait for this thread's copies (chunk i's far values, chunk i + 1's structure), __syncwarp
+// (everyone's are in and chunk i - 1 is done), issue chunk i + 1's far values (its sources were
+// written before chunk i started: lane_chunks checks it) and chunk i + 2's structure, run chunk i.
 #define LANE_THREADS 32
-#define LANE_BATCH 8
+#define LANE_HEADER 4
 
-struct LaneCaps {
-    int groups, nodes, edges, far;
-    __device__ int struct_words() const { return (4 * (groups + 1) + 4 * nodes + 2 * edges + far + 3) & ~3; }
-};
-
-// copy chunk [ga, gb)'s structure into one buffer: info[ga .. gb], then nodes, edges, far slots
-__device__ __forceinline__ void lane_stage(int* buf, int ga, int gb, LaneCaps caps, const int4* __restrict__ info,
-                                           const int4* __restrict__ nodes, const int2* __restrict__ edges,
-                                           const int* __restrict__ far) {
-    const int4 a = info[ga], b = info[gb];
-    int4* si = reinterpret_cast<int4*>(buf);
-    int4* sn = si + caps.groups + 1;
-    int2* se = reinterpret_cast<int2*>(sn + caps.nodes);
-    int* sf = reinterpret_cast<int*>(se + caps.edges);
-    const int t = threadIdx.x, nt = blockDim.x;
-    for (int i = t; i <= gb - ga; i += nt) cp_async<16>(si + i, info + ga + i);
-    for (int i = t; i < b.x - a.x; i += nt) cp_async<16>(sn + i, nodes + a.x + i);
-    for (int i = t; i < b.y - a.y; i += nt) cp_async<8>(se + i, edges + a.y + i);
-    for (int i = t; i < b.z - a.z; i += nt) cp_async<4>(sf + i, far + a.z + i);
+__device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __restrict__ stream) {
+    int4* dst = reinterpret_cast<int4*>(buf);
+    const int4* src = stream + (cw.x >> 2);
+    for (int i = threadIdx.x; i < (cw.y >> 2); i += blockDim.x) cp_async<16>(dst + i, src + i);
 }
 
-// issue this thread's column of a staged chunk's far values (slots from the staged far list)
-__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int ga, int gb, LaneCaps caps,
-                                         const float* values, int ld, size_t col) {
-    const int4* si = reinterpret_cast<const int4*>(buf);
-    const int* sf = reinterpret_cast<const int*>(si + caps.groups + 1 + caps.nodes) + 2 * caps.edges;
-    const int n = si[gb - ga].z - si[0].z;
-    for (int f = 0; f < n; ++f) cp_async<4>(fbuf + f * LANE_THREADS, values + (size_t)sf[f] * ld + col);
+// this thread's column of a staged chunk's far values, into its far buffer
+__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, const float* values, int ld, size_t col) {
+    const int n = buf[1];
+    const int4* slots = reinterpret_cast<const int4*>(buf + buf[2]);
+    for (int f = 0; f < n; f += 4) {
+        const int4 s = slots[f >> 2];  // four slots a load (the section is padded to 4 words)
+        cp_async<4>(fbuf + f * LANE_THREADS, values + (size_t)s.x * ld + col);
+        if (f + 1 < n) cp_async<4>(fbuf + (f + 1) * LANE_THREADS, values + (size_t)s.y * ld + col);
+        if (f + 2 < n) cp_async<4>(fbuf + (f + 2) * LANE_THREADS, values + (size_t)s.z * ld + col);
+        if (f + 3 < n) cp_async<4>(fbuf + (f + 3) * LANE_THREADS, values + (size_t)s.w * ld + col);
+    }
+}
+
+template <int P> struct Step;
+template <> struct Step<1> {
+    static __device__ __forceinline__ void load(const int* r, int (&a)[1], float (&w)[1]) {
+        const int2 v = *reinterpret_cast<const int2*>(r);
+        a[0] = v.x; w[0] = __int_as_float(v.y);
+    }
+};
+template <> struct Step<2> {
+    static __device__ __forceinline__ void load(const int* r, int (&a)[2], float (&w)[2]) {
+        const int4 v = *reinterpret_cast<const int4*>(r);
+        a[0] = v.x; a[1] = v.y; w[0] = __int_as_float(v.z); w[1] = __int_as_float(v.w);
+    }
+};
+template <> struct Step<4> {
+    static __device__ __forceinline__ void load(const int* r, int (&a)[4], float (&w)[4]) {
+        const int4 u = *reinterpret_cast<const int4*>(r), v = *reinterpret_cast<const int4*>(r + 4);
+        a[0] = u.x; a[1] = u.y; a[2] = u.z; a[3] = u.w;
+        w[0] = __int_as_float(v.x); w[1] = __int_as_float(v.y); w[2] = __int_as_float(v.z); w[3] = __int_as_float(v.w);
+    }
+};
+
+// one bundle of P nodes: their sums step by step, then bias, activation, ring and global stores
+template <int P>
+__device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* smem, int t, float* values, int ld,
+                                            size_t col) {
+    const int* rec = chunk + h.z;
+    float acc[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) acc[p] = 0.0f;
+#pragma unroll 4
+    for (int s = 0; s < h.y; ++s) {
+        int a[P];
+        float w[P];
+        Step<P>::load(rec + s * 2 * P, a, w);
+#pragma unroll
+        for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], smem[a[p] + t], acc[p]);
+    }
+    const int4* nd = reinterpret_cast<const int4*>(chunk + h.w);
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+        const int4 n = nd[p];
+        const float z = activate(acc[p] + __int_as_float(n.z), n.w);
+        smem[n.x + t] = z;
+        if (n.y >= 0) values[(size_t)n.y * ld + col] = z;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
-    float* values, int ld, const int2* __restrict__ segs, const int* __restrict__ bounds, const int4* __restrict__ info,
-    const int4* __restrict__ nodes, const int2* __restrict__ edges, const int* __restrict__ far, int ring_rows,
-    int cap_groups, int cap_nodes, int cap_edges, int cap_far) {
+    float* values, int ld, const int2* __restrict__ segs, const int2* __restrict__ chunk_words,
+    const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words) {
     extern __shared__ float4 lane_smem4[];
-    const LaneCaps caps{cap_groups, cap_nodes, cap_edges, cap_far};
+    float* smem = reinterpret_cast<float*>(lane_smem4);
     const int t = threadIdx.x, nt = blockDim.x;
     const unsigned mask = nt == 32 ? 0xffffffffu : (1u << nt) - 1;
     const size_t col = (size_t)blockIdx.x * nt + t;
-    float* ring = reinterpret_cast<float*>(lane_smem4);
-    float* fbase = ring + ((ring_rows * LANE_THREADS + 3) & ~3);
-    int* sbase = reinterpret_cast<int*>(fbase + 2 * cap_far * LANE_THREADS);
-    const int sw = caps.struct_words();
+    float* fbase = smem + ring_words;
+    float* zero = fbase + 2 * cap_far * LANE_THREADS;
+    int* sbase = reinterpret_cast<int*>(zero + LANE_THREADS);
     const int2 seg = segs[blockIdx.y];
     const int b0 = seg.x, b1 = seg.y;
 
-    lane_stage(sbase + (b0 % 3) * sw, bounds[b0], bounds[b0 + 1], caps, info, nodes, edges, far);
-    cp_async_commit();
-    if (b0 + 1 < b1) lane_stage(sbase + ((b0 + 1) % 3) * sw, bounds[b0 + 1], bounds[b0 + 2], caps, info, nodes, edges, far);
+    for (int i = t; i < LANE_THREADS; i += nt) zero[i] = 0.0f;
+    lane_stage(sbase + (b0 % 3) * cap_words, chunk_words[b0], stream);
+    if (b0 + 1 < b1) lane_stage(sbase + ((b0 + 1) % 3) * cap_words, chunk_words[b0 + 1], stream);
     cp_async_commit();
     cp_async_wait(0);
     __syncwarp(mask);
-    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * sw, bounds[b0], bounds[b0 + 1], caps,
-             values, ld, col);
+    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, values, ld, col);
     cp_async_commit();
+    int2 next = chunk_words[min(b0 + 2, b1)];  // chunk i + 2's words, loaded one chunk ahead
 
-    int pos = info[bounds[b0]].x % ring_rows;  // ring place of the next row written
     for (int i = b0; i < b1; ++i) {
-        cp_async_wait(0);  // chunk i's far values and chunk i + 1's structure (issued one chunk ago)
+        cp_async_wait(0);
         __syncwarp(mask);
-        const int ga = bounds[i], gb = bounds[i + 1];
         if (i + 1 < b1)
-            lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * sw, gb, bounds[i + 2],
-                     caps, values, ld, col);
-        if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * sw, bounds[i + 2], bounds[i + 3], caps, info, nodes, edges, far);
+            lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * cap_words, values,
+                     ld, col);
+        if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * cap_words, next, stream);
         cp_async_commit();
+        next = chunk_words[min(i + 3, b1)];
 
-        const int4* si = reinterpret_cast<const int4*>(sbase + (i % 3) * sw);
-        const int4* sn = si + caps.groups + 1;
-        const int2* se = reinterpret_cast<const int2*>(sn + caps.nodes);
-        const int4 base = si[0];
-        const float* fchunk = fbase + (i % 2) * cap_far * LANE_THREADS + t;
-        const float* rg = ring + t;
-        for (int g = ga; g < gb; ++g) {
-            const int4 ia = si[g - ga], ib = si[g - ga + 1];
-            const int2* ge = se + (ia.y - base.y);
-            const float* fv = fchunk + (ia.z - base.z) * LANE_THREADS;
-            const int n_edges = ib.y - ia.y;
-            int r = ia.x;
-            int4 nd = sn[r - base.x];
-            int end = r < ib.x ? nd.x + (nd.w >> 8) : -1;  // the next node's end (edges into the group)
-            float acc = 0.0f;
-            auto finish = [&]() {  // node r is summed: bias, activation, ring, global row; next node
-                const float z = activate(acc + __int_as_float(nd.y), nd.w & 0xff);
-                ring[pos * LANE_THREADS + t] = z;
-                if (++pos == ring_rows) pos = 0;
-                if (nd.z >= 0) values[(size_t)nd.z * ld + col] = z;
-                acc = 0.0f;
-                if (++r < ib.x) {
-                    nd = sn[r - base.x];
-                    end = nd.x + (nd.w >> 8);
-                } else {
-                    end = -1;
-                }
-            };
-            while (end == 0) finish();  // nodes with no edges
-            float w[LANE_BATCH], v[LANE_BATCH];
-            auto load = [&](int j, float (&wb)[LANE_BATCH], float (&vb)[LANE_BATCH]) {
-#pragma unroll
-                for (int k = 0; k < LANE_BATCH; ++k) {
-                    const int2 rec = ge[min(j + k, n_edges - 1)];
-                    wb[k] = __int_as_float(rec.y);
-                    vb[k] = rec.x >= 0 ? rg[rec.x * LANE_THREADS] : fv[(-rec.x - 1) * LANE_THREADS];
-                }
-            };
-            if (n_edges > 0) load(0, w, v);
-            for (int j = 0; j < n_edges; j += LANE_BATCH) {
-                float wn[LANE_BATCH], vn[LANE_BATCH];
-                if (j + LANE_BATCH < n_edges) load(j + LANE_BATCH, wn, vn);
-#pragma unroll
-                for (int k = 0; k < LANE_BATCH; ++k) {
-                    if (j + k < n_edges) {
-                        acc = fmaf(w[k], v[k], acc);
-                        while (j + k + 1 == end) finish();
-                    }
-                }
-#pragma unroll
-                for (int k = 0; k < LANE_BATCH; ++k) {
-                    w[k] = wn[k];
-                    v[k] = vn[k];
-                }
-            }
+        const int* chunk = sbase + (i % 3) * cap_words;
+        const int4* heads = reinterpret_cast<const int4*>(chunk + LANE_HEADER);
+        const int n_bundles = chunk[0];
+        for (int k = 0; k < n_bundles; ++k) {
+            const int4 h = heads[k];
+            if (h.x == 4) lane_bundle<4>(chunk, h, smem, t, values, ld, col);
+            else if (h.x == 2) lane_bundle<2>(chunk, h, smem, t, values, ld, col);
+            else lane_bundle<1>(chunk, h, smem, t, values, ld, col);
         }
     }
     cp_async_wait(0);
 }
+
 
 extern "C" __global__ void dag_gather(const float* values, int ld, const int* __restrict__ rows, int nrows, float* out) {
     const size_t total = (size_t)nrows * ld;

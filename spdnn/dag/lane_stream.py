@@ -1,0 +1,176 @@
+"""dag_lane's instruction stream: LaneTables turned into what one thread reads to walk its column.
+
+dag_lane runs a deep, narrow network one input vector per thread, 32 threads a warp taking the
+same path, so every structure word is read by the whole warp at once. Measured on an H200 (ncu,
+docs/dag.md), its first version spent 36 instructions an edge working out where a value was
+(ring or far buffer, node ends inside an unrolled loop). Here that is done once, on the host:
+
+* every source is a shared-memory word offset, `row % ring * 32` in the ring or the place of its
+  far entry in the chunk's far buffer (two buffers, by chunk parity), so the thread reads
+  `smem[addr + t]` and nothing decides anything per edge;
+* a group's nodes are summed P at a time (bundles of 4, 2 or 1: a group's nodes do not read one
+  another), each step holding P (address, weight) pairs, so P independent fmaf chains overlap.
+  A node with fewer edges than its bundle's longest is padded with weight 0 read from a zero
+  row: it adds +0 after its last edge, so its sum is the edge-order fmaf sum (LE = 1) it was.
+
+Chunk layout (int32 words, every section on 4 words; offsets relative to the chunk):
+  [0:4]    n_bundles, n_far, far section offset, 0
+  [4:4+4b] per bundle: P, steps, record offset, node offset
+  records  per bundle, step-major: P addresses then P weight bits (2P words a step)
+  nodes    per bundle node: ring address, global slot or -1, bias bits, activation
+  far      the global value slot of each far entry (copied by each thread for its column)
+`chunk_words[i] = (first word, words)` of chunk i (positions of LaneTables.bounds; the last
+position of a run is no chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .cuda import LaneTables
+
+LANE_THREADS = 32  # dag_lane's blocks: one warp (fewer threads for batches narrower than a warp)
+HEADER_WORDS = 4
+
+
+def _up4(n):
+    return (n + 3) // 4 * 4
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0 .. counts[i] - 1 for each i, back to back."""
+    counts = np.asarray(counts, np.int64)
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+@dataclass
+class LaneStream:
+    """The stream of every chunk of a LaneTables, and the shared-memory layout it addresses."""
+
+    words: np.ndarray  # int32: every chunk's words, back to back
+    chunk_words: np.ndarray  # int32[len(bounds), 2]: (first word, words) per chunk position
+    ring_words: int  # the ring's words (ring rows x 32, rounded to 4)
+    far_cap: int  # far entries a chunk's buffer holds
+    cap_words: int  # the most words of one chunk (a staging buffer's size)
+    bundles: int  # bundles in all (for the record: nodes / bundles is the overlap)
+
+    @property
+    def zero_word(self) -> int:
+        """The zero row: after the ring and the two far buffers."""
+        return self.ring_words + 2 * self.far_cap * LANE_THREADS
+
+    def shared_bytes(self) -> int:
+        """ring, two far buffers, the zero row, three staging buffers."""
+        return 4 * (self.zero_word + LANE_THREADS + 3 * self.cap_words)
+
+
+def bundle_layout(n_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bundles of each group's nodes, greedily 4, then 2, then 1: per node (bundle index over all
+    groups, its place in the bundle), and per bundle its width P."""
+    n_nodes = np.asarray(n_nodes, np.int64)
+    quads, rest = n_nodes // 4, n_nodes % 4
+    pairs, ones = rest // 2, rest % 2
+    per_group = quads + pairs + ones
+    first = np.concatenate([[0], np.cumsum(per_group)])
+    group = np.repeat(np.arange(n_nodes.size), n_nodes)
+    j = np.arange(group.size) - np.repeat(np.cumsum(n_nodes) - n_nodes, n_nodes)  # node in its group
+    q4 = 4 * quads[group]
+    in_quad = j < q4
+    in_pair = ~in_quad & (pairs[group] > 0) & (j - q4 < 2)
+    local = np.where(in_quad, j // 4, np.where(in_pair, quads[group], quads[group] + pairs[group]))
+    place = np.where(in_quad, j % 4, np.where(in_pair, j - q4, 0))
+    bundle = first[group] + local
+    width = np.zeros(int(first[-1]), np.int64)
+    np.maximum.at(width, bundle, place + 1)
+    return bundle, place, width
+
+
+def lane_stream(lt: LaneTables) -> LaneStream:
+    """The stream for every chunk of lt (see the module docstring)."""
+    t = lt.walk
+    k, far_cap = int(t.ring), int(lt.caps[3])
+    ring_words = _up4(k * LANE_THREADS)
+    zero_word = ring_words + 2 * far_cap * LANE_THREADS
+    info = t.info.astype(np.int64)
+    bounds = lt.bounds.astype(np.int64)
+    is_chunk = np.ones(bounds.size, bool)
+    is_chunk[lt.segs[:, 1]] = False  # a run's last position only bounds its last chunk
+    positions = np.flatnonzero(is_chunk)
+    chunk_of_group = np.full(info.shape[0], -1, np.int64)
+    for i in positions:
+        chunk_of_group[bounds[i] : bounds[i + 1]] = i
+    groups = np.flatnonzero(chunk_of_group >= 0)  # walked groups, in order
+    n_nodes = info[groups + 1, 0] - info[groups, 0]
+    rows = np.repeat(info[groups, 0], n_nodes) + _ranks(n_nodes)
+    node_group = np.repeat(groups, n_nodes)
+    bundle, place, width = bundle_layout(n_nodes)
+    counts = t.nodes[rows, 3].astype(np.int64) >> 8
+    steps = np.zeros(width.size, np.int64)
+    np.maximum.at(steps, bundle, counts)
+    b_chunk = np.zeros(width.size, np.int64)
+    b_chunk[bundle] = chunk_of_group[node_group]
+    rec_words = _up4(steps * 2 * width)
+    span = rec_words + 4 * width  # records, then a node record (4 words) per node
+
+    # per chunk: header, bundle headers, each bundle's records and nodes, the far slots
+    nb = np.zeros(bounds.size, np.int64)
+    np.add.at(nb, b_chunk, 1)
+    body = np.zeros(bounds.size, np.int64)
+    np.add.at(body, b_chunk, span)
+    far_lo = np.zeros(bounds.size, np.int64)
+    far_n = np.zeros(bounds.size, np.int64)
+    far_lo[positions] = info[bounds[positions], 2]
+    far_n[positions] = info[bounds[positions + 1], 2] - far_lo[positions]
+    far_off = HEADER_WORDS + 4 * nb + body
+    size = np.where(is_chunk, far_off + _up4(far_n), 0)
+    start = np.cumsum(size) - size
+    words = np.zeros(int(size.sum()), np.int32)
+    chunk_words = np.stack([start, size], axis=1).astype(np.int32)
+
+    # each bundle's place: after its chunk's bundle headers and the chunk's earlier bundles
+    b_first = np.cumsum(nb) - nb  # first bundle of each chunk
+    before = np.cumsum(span) - span
+    b_index = np.arange(width.size) - b_first[b_chunk]
+    b_off = HEADER_WORDS + 4 * nb[b_chunk] + before - before[b_first[b_chunk]]
+    b_abs = start[b_chunk] + b_off
+
+    c = start[positions]
+    words[c], words[c + 1], words[c + 2] = nb[positions], far_n[positions], far_off[positions]
+    hdr = start[b_chunk] + HEADER_WORDS + 4 * b_index
+    words[hdr], words[hdr + 1], words[hdr + 2], words[hdr + 3] = width, steps, b_off, b_off + rec_words
+
+    # records: every address slot first reads the zero row (weight 0); then each edge at (step, place)
+    rel = _ranks(rec_words)
+    w_of = np.repeat(width, rec_words)
+    slot_word = np.repeat(b_abs, rec_words) + rel
+    words[slot_word[rel % (2 * w_of) < w_of]] = zero_word
+    e_node = np.repeat(np.arange(rows.size), counts)
+    e_step = _ranks(counts)
+    g = node_group[e_node]
+    e_index = info[g, 1] + t.nodes[rows[e_node], 0] + e_step  # the edge in t.edges
+    code = t.edges[e_index, 0].astype(np.int64)
+    ch = chunk_of_group[g]
+    far_entry = info[g, 2] - info[bounds[ch], 2] - code - 1  # within the chunk's far list (code < 0)
+    addr = np.where(code >= 0, code * LANE_THREADS, ring_words + ((ch % 2) * far_cap + far_entry) * LANE_THREADS)
+    p_of = width[bundle[e_node]]
+    rec = b_abs[bundle[e_node]] + e_step * 2 * p_of + place[e_node]
+    words[rec] = addr
+    words[rec + p_of] = t.edges[e_index, 1]
+
+    # nodes: ring address, global slot (-1: no reader needs it there), bias bits, activation
+    nd = b_abs[bundle] + rec_words[bundle] + 4 * place
+    words[nd] = (rows % k) * LANE_THREADS
+    words[nd + 1] = t.nodes[rows, 2]
+    words[nd + 2] = t.nodes[rows, 1]
+    words[nd + 3] = t.nodes[rows, 3] & 0xFF
+
+    # far slots
+    f_chunk = np.repeat(np.arange(bounds.size), far_n)
+    f_rank = _ranks(far_n)
+    words[start[f_chunk] + far_off[f_chunk] + f_rank] = t.far[far_lo[f_chunk] + f_rank]
+    cap = int(_up4(size.max())) if size.size else 4
+    return LaneStream(words, chunk_words, ring_words, far_cap, cap, int(width.size))
