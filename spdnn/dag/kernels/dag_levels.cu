@@ -430,11 +430,25 @@ template <> struct Step<4> {
     }
 };
 
-// one bundle of P nodes: their sums step by step, then bias, activation, ring and global stores
+// activate() without its jump table: the cheap codes by selects, sigmoid and tanh by a branch
+// (uniform across the warp); the same operations per code, so the same bits
+__device__ __forceinline__ float activate_selects(float z, int code) {
+    if (code == 3 || code == 4) return activate(z, code);
+    const float r = fmaxf(z, 0.0f);
+    const float clipped = fminf(r, code == 2 ? CLIP_AT : 1.0f);
+    return code == 1 ? r : (code == 2 || code == 5 ? clipped : z);
+}
+
+// one bundle of P nodes: their sums step by step, then bias, activation, ring and global stores.
+// `mine` is this thread's column of shared memory (smem + t), so a source costs one address add.
 template <int P>
-__device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* smem, int t, float* values, int ld,
+__device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* mine, float* values, int ld,
                                             size_t col) {
     const int* rec = chunk + h.z;
+    const int4* nd = reinterpret_cast<const int4*>(chunk + h.w);
+    int4 n[P];  // the node records, loaded before the sums so their latency overlaps them
+#pragma unroll
+    for (int p = 0; p < P; ++p) n[p] = nd[p];
     float acc[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) acc[p] = 0.0f;
@@ -444,15 +458,13 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* sme
         float w[P];
         Step<P>::load(rec + s * 2 * P, a, w);
 #pragma unroll
-        for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], smem[a[p] + t], acc[p]);
+        for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], mine[a[p]], acc[p]);
     }
-    const int4* nd = reinterpret_cast<const int4*>(chunk + h.w);
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-        const int4 n = nd[p];
-        const float z = activate(acc[p] + __int_as_float(n.z), n.w);
-        smem[n.x + t] = z;
-        if (n.y >= 0) values[(size_t)n.y * ld + col] = z;
+        const float z = activate_selects(acc[p] + __int_as_float(n[p].z), n[p].w);
+        mine[n[p].x] = z;
+        if (n[p].y >= 0) values[(size_t)n[p].y * ld + col] = z;
     }
 }
 
@@ -462,6 +474,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
     extern __shared__ float4 lane_smem4[];
     float* smem = reinterpret_cast<float*>(lane_smem4);
     const int t = threadIdx.x, nt = blockDim.x;
+    float* mine = smem + t;
     const unsigned mask = nt == 32 ? 0xffffffffu : (1u << nt) - 1;
     const size_t col = (size_t)blockIdx.x * nt + t;
     float* fbase = smem + ring_words;
@@ -493,11 +506,13 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
         const int* chunk = sbase + (i % 3) * cap_words;
         const int4* heads = reinterpret_cast<const int4*>(chunk + LANE_HEADER);
         const int n_bundles = chunk[0];
+        int4 h = n_bundles > 0 ? heads[0] : make_int4(1, 0, 0, 0);
         for (int k = 0; k < n_bundles; ++k) {
-            const int4 h = heads[k];
-            if (h.x == 4) lane_bundle<4>(chunk, h, smem, t, values, ld, col);
-            else if (h.x == 2) lane_bundle<2>(chunk, h, smem, t, values, ld, col);
-            else lane_bundle<1>(chunk, h, smem, t, values, ld, col);
+            const int4 h_next = heads[k + 1];  // one ahead (past the last: record words, unused)
+            if (h.x == 4) lane_bundle<4>(chunk, h, mine, values, ld, col);
+            else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
+            else lane_bundle<1>(chunk, h, mine, values, ld, col);
+            h = h_next;
         }
     }
     cp_async_wait(0);
