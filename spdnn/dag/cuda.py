@@ -49,7 +49,7 @@ import numpy as np
 
 from ..engines.device import DeviceBuffers, compile_module, open_device
 from .engine import DagEngine, DagResult, dense_inputs
-from .lane_stream import LANE_THREADS, LaneStream, lane_stream
+from .lane_stream import LANE_THREADS, LANE_WARPS, LaneStream, lane_stream
 from .liveness import plan_values
 from .network import OUTPUT, DagNetwork
 
@@ -570,7 +570,7 @@ def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
     assert st is not None
     fn.prepared_async_call(
         (ld // walk.threads, 1),
-        (walk.threads, 1, 1),
+        (walk.threads * LANE_WARPS, 1, 1),  # LANE_WARPS warps share the block's columns
         stream,
         values,
         np.int32(ld),

@@ -33,7 +33,8 @@ import numpy as np
 if TYPE_CHECKING:
     from .cuda import LaneTables
 
-LANE_THREADS = 32  # dag_lane's blocks: one warp (fewer threads for batches narrower than a warp)
+LANE_THREADS = 32  # dag_lane's columns a block (fewer for batches narrower than a warp)
+LANE_WARPS = 4  # dag_lane's warps a block: they share the columns and split each group's bundles
 HEADER_WORDS = 4
 
 
@@ -68,24 +69,24 @@ class LaneStream:
         return 4 * (self.zero_word + LANE_THREADS + 3 * self.cap_words)
 
 
-def bundle_layout(n_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bundles of each group's nodes, greedily 4, then 2, then 1: per node (bundle index over all
-    groups, its place in the bundle), and per bundle its width P."""
+def bundle_layout(n_nodes: np.ndarray, warps: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bundles of each group's nodes for `warps` warps: as many bundles as warps (one node each for
+    smaller groups), of at most 4 nodes (more bundles for groups of more than 4 x warps nodes),
+    sizes as even as can be, consecutive nodes. Per node (bundle index over all groups, its place
+    in the bundle), and per bundle its width P (1 .. 4)."""
     n_nodes = np.asarray(n_nodes, np.int64)
-    quads, rest = n_nodes // 4, n_nodes % 4
-    pairs, ones = rest // 2, rest % 2
-    per_group = quads + pairs + ones
-    first = np.concatenate([[0], np.cumsum(per_group)])
+    per_group = np.where(n_nodes <= 4 * warps, np.minimum(n_nodes, warps), -(-n_nodes // 4))
+    first = np.cumsum(per_group) - per_group
     group = np.repeat(np.arange(n_nodes.size), n_nodes)
-    j = np.arange(group.size) - np.repeat(np.cumsum(n_nodes) - n_nodes, n_nodes)  # node in its group
-    q4 = 4 * quads[group]
-    in_quad = j < q4
-    in_pair = ~in_quad & (pairs[group] > 0) & (j - q4 < 2)
-    local = np.where(in_quad, j // 4, np.where(in_pair, quads[group], quads[group] + pairs[group]))
-    place = np.where(in_quad, j % 4, np.where(in_pair, j - q4, 0))
+    j = _ranks(n_nodes)  # node in its group
+    nb = np.maximum(per_group[group], 1)
+    base, extra = n_nodes[group] // nb, n_nodes[group] % nb  # `extra` bundles of base + 1, then base
+    big = extra * (base + 1)
+    local = np.where(j < big, j // (base + 1), extra + (j - big) // np.maximum(base, 1))
+    place = j - (local * base + np.minimum(local, extra))
     bundle = first[group] + local
-    width = np.zeros(int(first[-1]), np.int64)
-    np.maximum.at(width, bundle, place + 1)
+    width = np.zeros(int(per_group.sum()), np.int64)
+    np.add.at(width, bundle, 1)
     return bundle, place, width
 
 
@@ -107,25 +108,30 @@ def lane_stream(lt: LaneTables) -> LaneStream:
     n_nodes = info[groups + 1, 0] - info[groups, 0]
     rows = np.repeat(info[groups, 0], n_nodes) + _ranks(n_nodes)
     node_group = np.repeat(groups, n_nodes)
-    bundle, place, width = bundle_layout(n_nodes)
+    bundle, place, width = bundle_layout(n_nodes, LANE_WARPS)
     counts = t.nodes[rows, 3].astype(np.int64) >> 8
     steps = np.zeros(width.size, np.int64)
     np.maximum.at(steps, bundle, counts)
     b_chunk = np.zeros(width.size, np.int64)
     b_chunk[bundle] = chunk_of_group[node_group]
-    rec_words = _up4(steps * 2 * width)
+    b_group = np.zeros(width.size, np.int64)
+    b_group[bundle] = node_group
+    lanes = np.where(width == 3, 4, width)  # a step of a bundle of 3 is laid out as one of 4
+    rec_words = _up4(steps * 2 * lanes)
     span = rec_words + 4 * width  # records, then a node record (4 words) per node
 
-    # per chunk: header, bundle headers, each bundle's records and nodes, the far slots
+    # per chunk: header, group headers, bundle headers, each bundle's records and nodes, far slots
     nb = np.zeros(bounds.size, np.int64)
     np.add.at(nb, b_chunk, 1)
+    ng = np.zeros(bounds.size, np.int64)
+    np.add.at(ng, g_chunk := chunk_of_group[groups], 1)
     body = np.zeros(bounds.size, np.int64)
     np.add.at(body, b_chunk, span)
     far_lo = np.zeros(bounds.size, np.int64)
     far_n = np.zeros(bounds.size, np.int64)
     far_lo[positions] = info[bounds[positions], 2]
     far_n[positions] = info[bounds[positions + 1], 2] - far_lo[positions]
-    far_off = HEADER_WORDS + 4 * nb + body
+    far_off = HEADER_WORDS + 4 * ng + 4 * nb + body
     size = np.where(is_chunk, far_off + _up4(far_n), 0)
     start = np.cumsum(size) - size
     words = np.zeros(int(size.sum()), np.int32)
@@ -135,19 +141,26 @@ def lane_stream(lt: LaneTables) -> LaneStream:
     b_first = np.cumsum(nb) - nb  # first bundle of each chunk
     before = np.cumsum(span) - span
     b_index = np.arange(width.size) - b_first[b_chunk]
-    b_off = HEADER_WORDS + 4 * nb[b_chunk] + before - before[b_first[b_chunk]]
+    b_off = HEADER_WORDS + 4 * ng[b_chunk] + 4 * nb[b_chunk] + before - before[b_first[b_chunk]]
     b_abs = start[b_chunk] + b_off
 
     c = start[positions]
-    words[c], words[c + 1], words[c + 2] = nb[positions], far_n[positions], far_off[positions]
-    hdr = start[b_chunk] + HEADER_WORDS + 4 * b_index
+    words[c], words[c + 1], words[c + 2] = ng[positions], far_n[positions], far_off[positions]
+    # group headers: the group's bundles, the first one's index among its chunk's bundles
+    g_first = np.cumsum(ng) - ng
+    g_index = np.arange(groups.size) - g_first[g_chunk]
+    per_group = np.bincount(b_group, minlength=info.shape[0])[groups]
+    first_bundle = np.cumsum(per_group) - per_group  # over all bundles
+    gh = start[g_chunk] + HEADER_WORDS + 4 * g_index
+    words[gh], words[gh + 1] = per_group, first_bundle - b_first[g_chunk]
+    hdr = start[b_chunk] + HEADER_WORDS + 4 * ng[b_chunk] + 4 * b_index
     words[hdr], words[hdr + 1], words[hdr + 2], words[hdr + 3] = width, steps, b_off, b_off + rec_words
 
     # records: every address slot first reads the zero row (weight 0); then each edge at (step, place)
     rel = _ranks(rec_words)
-    w_of = np.repeat(width, rec_words)
+    q_of = np.repeat(lanes, rec_words)
     slot_word = np.repeat(b_abs, rec_words) + rel
-    words[slot_word[rel % (2 * w_of) < w_of]] = zero_word
+    words[slot_word[rel % (2 * q_of) < q_of]] = zero_word
     e_node = np.repeat(np.arange(rows.size), counts)
     e_step = _ranks(counts)
     g = node_group[e_node]
@@ -156,10 +169,10 @@ def lane_stream(lt: LaneTables) -> LaneStream:
     ch = chunk_of_group[g]
     far_entry = info[g, 2] - info[bounds[ch], 2] - code - 1  # within the chunk's far list (code < 0)
     addr = np.where(code >= 0, code * LANE_THREADS, ring_words + ((ch % 2) * far_cap + far_entry) * LANE_THREADS)
-    p_of = width[bundle[e_node]]
-    rec = b_abs[bundle[e_node]] + e_step * 2 * p_of + place[e_node]
+    q = lanes[bundle[e_node]]
+    rec = b_abs[bundle[e_node]] + e_step * 2 * q + place[e_node]
     words[rec] = addr
-    words[rec + p_of] = t.edges[e_index, 1]
+    words[rec + q] = t.edges[e_index, 1]
 
     # nodes: ring address, global slot (-1: no reader needs it there), bias bits, activation
     nd = b_abs[bundle] + rec_words[bundle] + 4 * place

@@ -388,6 +388,7 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 // (everyone's are in and chunk i - 1 is done), issue chunk i + 1's far values (its sources were
 // written before chunk i started: lane_chunks checks it) and chunk i + 2's structure, run chunk i.
 #define LANE_THREADS 32
+#define LANE_WARPS 4
 #define LANE_HEADER 4
 
 __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __restrict__ stream) {
@@ -397,10 +398,12 @@ __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __rest
 }
 
 // this thread's column of a staged chunk's far values, into its far buffer
-__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, const float* values, int ld, size_t col) {
+// (warp w of the block takes entries 4w .. 4w + 3, then 4 (w + warps) ...)
+__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int w, const float* values, int ld,
+                                         size_t col) {
     const int n = buf[1];
     const int4* slots = reinterpret_cast<const int4*>(buf + buf[2]);
-    for (int f = 0; f < n; f += 4) {
+    for (int f = 4 * w; f < n; f += 4 * LANE_WARPS) {
         const int4 s = slots[f >> 2];  // four slots a load (the section is padded to 4 words)
         cp_async<4>(fbuf + f * LANE_THREADS, values + (size_t)s.x * ld + col);
         if (f + 1 < n) cp_async<4>(fbuf + (f + 1) * LANE_THREADS, values + (size_t)s.y * ld + col);
@@ -420,6 +423,13 @@ template <> struct Step<2> {
     static __device__ __forceinline__ void load(const int* r, int (&a)[2], float (&w)[2]) {
         const int4 v = *reinterpret_cast<const int4*>(r);
         a[0] = v.x; a[1] = v.y; w[0] = __int_as_float(v.z); w[1] = __int_as_float(v.w);
+    }
+};
+template <> struct Step<3> {  // laid out as a step of 4 (the fourth lane unused)
+    static __device__ __forceinline__ void load(const int* r, int (&a)[3], float (&w)[3]) {
+        const int4 u = *reinterpret_cast<const int4*>(r), v = *reinterpret_cast<const int4*>(r + 4);
+        a[0] = u.x; a[1] = u.y; a[2] = u.z;
+        w[0] = __int_as_float(v.x); w[1] = __int_as_float(v.y); w[2] = __int_as_float(v.z);
     }
 };
 template <> struct Step<4> {
@@ -456,7 +466,7 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     for (int s = 0; s < h.y; ++s) {
         int a[P];
         float w[P];
-        Step<P>::load(rec + s * 2 * P, a, w);
+        Step<P>::load(rec + s * 2 * (P == 3 ? 4 : P), a, w);
 #pragma unroll
         for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], mine[a[p]], acc[p]);
     }
@@ -468,14 +478,14 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     }
 }
 
-extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
+extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane(
     float* values, int ld, const int2* __restrict__ segs, const int2* __restrict__ chunk_words,
     const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words) {
     extern __shared__ float4 lane_smem4[];
     float* smem = reinterpret_cast<float*>(lane_smem4);
-    const int t = threadIdx.x, nt = blockDim.x;
+    const int nt = blockDim.x / LANE_WARPS;  // columns of the block
+    const int t = threadIdx.x % nt, w = threadIdx.x / nt;
     float* mine = smem + t;
-    const unsigned mask = nt == 32 ? 0xffffffffu : (1u << nt) - 1;
     const size_t col = (size_t)blockIdx.x * nt + t;
     float* fbase = smem + ring_words;
     float* zero = fbase + 2 * cap_far * LANE_THREADS;
@@ -483,36 +493,42 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS) dag_lane(
     const int2 seg = segs[blockIdx.y];
     const int b0 = seg.x, b1 = seg.y;
 
-    for (int i = t; i < LANE_THREADS; i += nt) zero[i] = 0.0f;
+    for (int i = threadIdx.x; i < LANE_THREADS; i += blockDim.x) zero[i] = 0.0f;
     lane_stage(sbase + (b0 % 3) * cap_words, chunk_words[b0], stream);
     if (b0 + 1 < b1) lane_stage(sbase + ((b0 + 1) % 3) * cap_words, chunk_words[b0 + 1], stream);
     cp_async_commit();
     cp_async_wait(0);
-    __syncwarp(mask);
-    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, values, ld, col);
+    __syncthreads();
+    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, w, values, ld, col);
     cp_async_commit();
     int2 next = chunk_words[min(b0 + 2, b1)];  // chunk i + 2's words, loaded one chunk ahead
 
     for (int i = b0; i < b1; ++i) {
         cp_async_wait(0);
-        __syncwarp(mask);
+        __syncthreads();  // everyone's copies are in, and chunk i - 1 is done
         if (i + 1 < b1)
-            lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * cap_words, values,
-                     ld, col);
+            lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * cap_words, w,
+                     values, ld, col);
         if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * cap_words, next, stream);
         cp_async_commit();
         next = chunk_words[min(i + 3, b1)];
 
         const int* chunk = sbase + (i % 3) * cap_words;
-        const int4* heads = reinterpret_cast<const int4*>(chunk + LANE_HEADER);
-        const int n_bundles = chunk[0];
-        int4 h = n_bundles > 0 ? heads[0] : make_int4(1, 0, 0, 0);
-        for (int k = 0; k < n_bundles; ++k) {
-            const int4 h_next = heads[k + 1];  // one ahead (past the last: record words, unused)
-            if (h.x == 4) lane_bundle<4>(chunk, h, mine, values, ld, col);
-            else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
-            else lane_bundle<1>(chunk, h, mine, values, ld, col);
-            h = h_next;
+        const int n_groups = chunk[0];
+        const int4* groups = reinterpret_cast<const int4*>(chunk + LANE_HEADER);
+        const int4* heads = groups + n_groups;
+        int4 gh = groups[0];
+        for (int g = 0; g < n_groups; ++g) {
+            const int4 gh_next = groups[g + 1];  // one ahead (past the last: a bundle header, unused)
+            for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
+                const int4 h = heads[gh.y + k];
+                if (h.x == 1) lane_bundle<1>(chunk, h, mine, values, ld, col);
+                else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
+                else if (h.x == 3) lane_bundle<3>(chunk, h, mine, values, ld, col);
+                else lane_bundle<4>(chunk, h, mine, values, ld, col);
+            }
+            __syncthreads();  // the group's values are in the ring before the next group reads them
+            gh = gh_next;
         }
     }
     cp_async_wait(0);
