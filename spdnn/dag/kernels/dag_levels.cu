@@ -451,29 +451,10 @@ __device__ __forceinline__ float activate_selects(float z, int code) {
 
 // one bundle of P nodes: their sums step by step, then bias, activation, ring and global stores.
 // `mine` is this thread's column of shared memory (smem + t), so a source costs one address add.
-// Software-pipelined over blocks of U steps: the records two blocks ahead and the values one block
-// ahead of the fmaf, so a warp (issuing in order) does not wait for a load at every step. Steps past
-// the bundle's last read the zero row with weight 0 (and no record is read past it).
 template <int P>
-__device__ __forceinline__ void lane_records(const int* rec, int first, int steps, int zero_off, int (&a)[4][P],
-                                             float (&w)[4][P]) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        if (first + j < steps) {
-            Step<P>::load(rec + (first + j) * 2 * (P == 3 ? 4 : P), a[j], w[j]);
-        } else {
-#pragma unroll
-            for (int p = 0; p < P; ++p) a[j][p] = zero_off, w[j][p] = 0.0f;
-        }
-    }
-}
-
-template <int P>
-__device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* mine, int zero_off, float* values,
-                                            int ld, size_t col) {
-    constexpr int U = 4;  // steps a block
+__device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* mine, float* values, int ld,
+                                            size_t col) {
     const int* rec = chunk + h.z;
-    const int steps = h.y;
     const int4* nd = reinterpret_cast<const int4*>(chunk + h.w);
     int4 n[P];  // the node records, loaded before the sums so their latency overlaps them
 #pragma unroll
@@ -481,29 +462,13 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     float acc[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) acc[p] = 0.0f;
-    int a[U][P];
-    float w[U][P], wc[U][P], vc[U][P];
-    lane_records<P>(rec, 0, steps, zero_off, a, w);
+#pragma unroll 4
+    for (int s = 0; s < h.y; ++s) {
+        int a[P];
+        float w[P];
+        Step<P>::load(rec + s * 2 * (P == 3 ? 4 : P), a, w);
 #pragma unroll
-    for (int j = 0; j < U; ++j)
-#pragma unroll
-        for (int p = 0; p < P; ++p) vc[j][p] = mine[a[j][p]], wc[j][p] = w[j][p];
-    lane_records<P>(rec, U, steps, zero_off, a, w);
-    for (int s = 0; s < steps; s += U) {
-        float vn[U][P], wn[U][P];
-#pragma unroll
-        for (int j = 0; j < U; ++j)
-#pragma unroll
-            for (int p = 0; p < P; ++p) vn[j][p] = mine[a[j][p]], wn[j][p] = w[j][p];
-        lane_records<P>(rec, s + 2 * U, steps, zero_off, a, w);
-#pragma unroll
-        for (int j = 0; j < U; ++j)
-#pragma unroll
-            for (int p = 0; p < P; ++p) acc[p] = fmaf(wc[j][p], vc[j][p], acc[p]);
-#pragma unroll
-        for (int j = 0; j < U; ++j)
-#pragma unroll
-            for (int p = 0; p < P; ++p) vc[j][p] = vn[j][p], wc[j][p] = wn[j][p];
+        for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], mine[a[p]], acc[p]);
     }
 #pragma unroll
     for (int p = 0; p < P; ++p) {
@@ -524,7 +489,6 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
     const size_t col = (size_t)blockIdx.x * nt + t;
     float* fbase = smem + ring_words;
     float* zero = fbase + 2 * cap_far * LANE_THREADS;
-    const int zero_off = ring_words + 2 * cap_far * LANE_THREADS;  // the zero row, as a record's address
     int* sbase = reinterpret_cast<int*>(zero + LANE_THREADS);
     const int2 seg = segs[blockIdx.y];
     const int b0 = seg.x, b1 = seg.y;
@@ -558,10 +522,10 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
             const int4 gh_next = groups[g + 1];  // one ahead (past the last: a bundle header, unused)
             for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
                 const int4 h = heads[gh.y + k];
-                if (h.x == 1) lane_bundle<1>(chunk, h, mine, zero_off, values, ld, col);
-                else if (h.x == 2) lane_bundle<2>(chunk, h, mine, zero_off, values, ld, col);
-                else if (h.x == 3) lane_bundle<3>(chunk, h, mine, zero_off, values, ld, col);
-                else lane_bundle<4>(chunk, h, mine, zero_off, values, ld, col);
+                if (h.x == 1) lane_bundle<1>(chunk, h, mine, values, ld, col);
+                else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
+                else if (h.x == 3) lane_bundle<3>(chunk, h, mine, values, ld, col);
+                else lane_bundle<4>(chunk, h, mine, values, ld, col);
             }
             __syncthreads();  // the group's values are in the ring before the next group reads them
             gh = gh_next;
