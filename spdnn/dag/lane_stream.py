@@ -1,24 +1,27 @@
-"""dag_lane's instruction stream: LaneTables turned into what one thread reads to walk its column.
+"""dag_lane's instruction stream: LaneTables turned into what its threads read to walk the groups.
 
-dag_lane runs a deep, narrow network one input vector per thread, 32 threads a warp taking the
-same path, so every structure word is read by the whole warp at once. Measured on an H200 (ncu,
-docs/dag.md), its first version spent 36 instructions an edge working out where a value was
+dag_lane runs a deep, narrow network one input vector per thread, 32 vectors a block shared by
+LANE_WARPS warps, so every structure word is read by a whole warp at once. Measured on an H200
+(ncu, docs/dag.md), its first version spent 36 instructions an edge working out where a value was
 (ring or far buffer, node ends inside an unrolled loop). Here that is done once, on the host:
 
 * every source is a shared-memory word offset, `row % ring * 32` in the ring or the place of its
   far entry in the chunk's far buffer (two buffers, by chunk parity), so the thread reads
   `smem[addr + t]` and nothing decides anything per edge;
-* a group's nodes are summed P at a time (bundles of 4, 2 or 1: a group's nodes do not read one
-  another), each step holding P (address, weight) pairs, so P independent fmaf chains overlap.
-  A node with fewer edges than its bundle's longest is padded with weight 0 read from a zero
-  row: it adds +0 after its last edge, so its sum is the edge-order fmaf sum (LE = 1) it was.
+* a group's nodes (which do not read one another) are split into bundles of 1 to 4 consecutive
+  nodes, as many as there are warps for groups of up to 4 x LANE_WARPS nodes (bundle_layout);
+  warp w sums bundles w, w + LANE_WARPS, ... of each group, each step of a bundle holding its P
+  (address, weight) pairs, so P independent fmaf chains overlap. A node with fewer edges than its
+  bundle's longest is padded with weight 0 read from a zero row: it adds +0 after its last edge,
+  so its sum is the edge-order fmaf sum (LE = 1) it was.
 
 Chunk layout (int32 words, every section on 4 words; offsets relative to the chunk):
-  [0:4]    n_bundles, n_far, far section offset, 0
-  [4:4+4b] per bundle: P, steps, record offset, node offset
-  records  per bundle, step-major: P addresses then P weight bits (2P words a step)
-  nodes    per bundle node: ring address, global slot or -1, bias bits, activation
-  far      the global value slot of each far entry (copied by each thread for its column)
+  [0:4]      n_groups, n_far, far section offset, 0
+  per group  its bundles, its first bundle (index among the chunk's), 0, 0
+  per bundle P, steps, record offset, node offset
+  records    per bundle, step-major: P addresses then P weight bits (a step of 3 laid out as 4)
+  nodes      per bundle node: ring address, global slot or -1, bias bits, activation
+  far        the global value slot of each far entry (copied by each thread for its column)
 `chunk_words[i] = (first word, words)` of chunk i (positions of LaneTables.bounds; the last
 position of a run is no chunk).
 """

@@ -21,8 +21,9 @@
 // dag_walk<VEC>: one block per tile of input vectors walks a run of small groups (one segment per
 //   blockIdx.y: a run of one network's levels, or one member of a population) with one barrier per
 //   group, reading values from shared memory instead of global memory (see dag_walk_body below).
-// dag_lane: one thread per input vector walks a run of groups alone, blocks of one warp, one
-//   __syncwarp per chunk of groups (see dag_lane below): for deep, narrow networks.
+// dag_lane: one thread per input vector, four warps sharing a block's 32 vectors, walks a run of
+//   groups following a stream the host built, one barrier a group (see dag_lane below): for deep,
+//   narrow networks.
 // dag_gather: copy the output nodes' rows into a dense block for the host.
 
 #define CLIP_AT 32.0f
@@ -369,24 +370,25 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 }
 
 // ----------------------------------------------------------------------------- dag_lane
-// For deep, narrow networks: one thread per input vector walks a run of groups alone, in blocks of
-// one warp (at most 32 threads) that take the same path, so every structure word is read by the
-// whole warp at once. Threads share only the read-only structure: one __syncwarp a chunk of groups,
-// no block barrier, no shuffle. The host (spdnn/dag/lane_stream.py) turned the structure into a
-// stream a thread follows without deciding anything per edge: each source is a shared-memory word
-// offset (its ring place, or its place in the chunk's far buffer), a group's nodes are summed 4, 2
-// or 1 at a time (a bundle; a shorter node is padded with weight 0 read from the zero row), and
-// each node's sum is fmaf in edge order from 0 (LE = 1: bit for bit dag_warp wherever its plan has
-// LE = 1, from 128 input vectors on). Shared memory, in words: the ring (row r of the thread's
-// column at (r % ring) * 32 + t), two far buffers (entry f at ((chunk % 2) * cap_far + f) * 32 + t),
-// the zero row (32 words), three staging buffers of cap_words. Per run (segs[y] = (b0, b1)), chunk
-// i = b0 .. b1 - 1 is words chunk_words[i] of `stream`:
-//   [0:4] bundles, far entries, far offset, 0 | per bundle: P, steps, record offset, node offset |
-//   records (per step: P addresses, P weight bits) | per node: ring address, global slot or -1,
-//   bias bits, activation | far slots.
-// Chunk i: wait for this thread's copies (chunk i's far values, chunk i + 1's structure), __syncwarp
-// (everyone's are in and chunk i - 1 is done), issue chunk i + 1's far values (its sources were
-// written before chunk i started: lane_chunks checks it) and chunk i + 2's structure, run chunk i.
+// For deep, narrow networks: one thread per input vector walks a run of groups; a block holds 32
+// input vectors (fewer for narrower batches) and LANE_WARPS warps that share them: each warp takes
+// some of each group's bundles for all 32 vectors, and a block barrier closes the group. So every
+// structure word is read by a whole warp at once. The host (spdnn/dag/lane_stream.py) turned the
+// structure into a stream a thread follows without deciding anything per edge: each source is a
+// shared-memory word offset (its ring place, or its place in the chunk's far buffer), a group's
+// nodes are summed in bundles of 1 to 4 (as many bundles as warps for small groups; a shorter node
+// is padded with weight 0 read from the zero row), and each node's sum is fmaf in edge order from
+// 0 (LE = 1: bit for bit dag_warp wherever its plan has LE = 1, from 128 input vectors on). Shared
+// memory, in words: the ring (row r of vector t at (r % ring) * 32 + t), two far buffers (entry f at
+// ((chunk % 2) * cap_far + f) * 32 + t), the zero row (32 words), three staging buffers of
+// cap_words. Per run (segs[y] = (b0, b1)), chunk i = b0 .. b1 - 1 is words chunk_words[i] of
+// `stream`: [0:4] groups, far entries, far offset, 0 | per group: bundles, first bundle, 0, 0 |
+// per bundle: P, steps, record offset, node offset | records (per step: P addresses, P weight
+// bits; P = 3 laid out as 4) | per node: ring address, global slot or -1, bias bits, activation |
+// far slots. Chunk i: wait for this thread's copies (chunk i's far values, chunk i + 1's
+// structure), barrier (everyone's are in and chunk i - 1 is done), issue chunk i + 1's far values
+// (its sources were written before chunk i started: lane_chunks checks it) and chunk i + 2's
+// structure, run chunk i group by group.
 #define LANE_THREADS 32
 #define LANE_WARPS 4
 #define LANE_HEADER 4
