@@ -43,6 +43,8 @@ LAYOUTS = {  # name -> (engine, options)
         {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096, "walk_depth": 2},
     ),
     "cuda-lane": ("cuda-lane", {}),
+    "cuda-lane, 2 warps": ("cuda-lane", {"lane_warps": 2}),
+    "cuda-lane, 8 warps": ("cuda-lane", {"lane_warps": 8}),
 }
 
 

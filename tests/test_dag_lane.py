@@ -109,13 +109,13 @@ def emulate_lane_launch(lt, st: LaneStream, seg: int, net, values, written) -> N
                 written[r] += 1
 
 
-def emulate_network(net, x, shared_limit=232448, free=True, caps=None):
+def emulate_network(net, x, shared_limit=232448, free=True, caps=None, warps=4):
     """The engine's plan on a network: choose_lane_stream's runs emulated, the other groups computed
     plainly into the same value slots. Returns (outputs, tables, walked, stream)."""
     batch = x.shape[0]
     plan = warp_plan(net.level_ptr, net.indptr, batch)
     vp = plan_values(net, free)
-    chosen = choose_lane_stream(net, plan, vp.slot, shared_limit, *([caps] if caps else []))
+    chosen = choose_lane_stream(net, plan, vp.slot, shared_limit, *([caps] if caps else []), warps=warps)
     assert chosen is not None
     tables, st, walked = chosen
     assert st.shared_bytes() <= shared_limit
@@ -211,6 +211,21 @@ def test_lane_option_checked():
 
     with pytest.raises(ValueError, match="walk=True"):
         DagCudaEngine(kernel="lane", walk=True)
+    for warps in (0, 9):
+        with pytest.raises(ValueError, match="lane_warps must be in 1 .. 8"):
+            DagCudaEngine(kernel="lane", lane_warps=warps)
+
+
+@pytest.mark.parametrize("warps", [1, 8])
+def test_lane_emulated_other_warp_counts(warps):
+    """One warp (every bundle on it, up to 4 nodes each) and eight (one node a bundle up to 8 nodes)."""
+    net = levelise(deep_narrow(5000, seed=warps))
+    x = random_inputs(net.n_inputs, 7, seed=2)
+    out, _, _, st = emulate_network(net, x, warps=warps)
+    assert st.warps == warps
+    if warps == 1:  # bundles of up to 4 nodes: fewer bundles than nodes
+        assert st.bundles < (net.n_nodes - net.n_inputs) / 2
+    assert compare_outputs(out, reference(net, x)).passed
 
 
 # ----------------------------------------------------------------------------- on the GPU
@@ -232,3 +247,14 @@ def test_gpu_lane_equals_cpu(shape, batch):
     if batch >= 128:
         np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
     assert_matches_cpu(net, x, outs[0].outputs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("warps", [1, 2, 8])
+def test_gpu_lane_warp_counts_same_bits(warps):
+    """The warps only split a group's bundles: every count gives the default's outputs bit for bit."""
+    net = levelise(deep_narrow(60_000, seed=warps))
+    x = random_inputs(net.n_inputs, 200, seed=5)
+    outs = gpu_outputs(net, x, _engine("cuda-lane", lane_warps=warps), _engine("cuda-lane"))
+    assert outs[0].details["lane_warps"] == warps
+    np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)

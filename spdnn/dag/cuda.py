@@ -55,6 +55,8 @@ from .lane_stream import LANE_THREADS, LANE_WARPS, LaneStream, lane_stream
 from .liveness import plan_values
 from .network import OUTPUT, DagNetwork
 
+LANE_MAX_WARPS = 8  # dag_lane's __launch_bounds__ is 32 x 8 threads
+
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
 FUSED_BLOCK = 1024  # threads per block of a multi-group segment
@@ -410,7 +412,12 @@ def choose_lane(
 
 
 def choose_lane_stream(
-    net: DagNetwork, plan: WarpPlan, slot: np.ndarray, shared_limit: int, caps: tuple[int, int, int, int] = LANE_CAPS
+    net: DagNetwork,
+    plan: WarpPlan,
+    slot: np.ndarray,
+    shared_limit: int,
+    caps: tuple[int, int, int, int] = LANE_CAPS,
+    warps: int = LANE_WARPS,
 ) -> tuple[LaneTables, LaneStream, dict[int, int]] | None:
     """choose_lane's runs with dag_lane's stream (lane_stream) within shared_limit: (tables, stream,
     {segment index: row of tables.segs}), or None. choose_lane sizes the ring for its own estimate
@@ -421,7 +428,7 @@ def choose_lane_stream(
         if got is None:
             return None
         tables, walked = got
-        stream = lane_stream(tables)
+        stream = lane_stream(tables, warps)
         over = stream.shared_bytes() - shared_limit
         if over <= 0:
             return tables, stream, walked
@@ -572,7 +579,7 @@ def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
     assert st is not None
     fn.prepared_async_call(
         (ld // walk.threads, 1),
-        (walk.threads * LANE_WARPS, 1, 1),  # LANE_WARPS warps share the block's columns
+        (walk.threads * st.warps, 1, 1),  # st.warps warps share the block's columns
         stream,
         values,
         np.int32(ld),
@@ -582,6 +589,7 @@ def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
         np.int32(st.ring_words),
         np.int32(st.far_cap),
         np.int32(st.cap_words),
+        np.int32(st.warps),
         shared_size=walk.shared[seg],
     )
 
@@ -592,7 +600,7 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
-    "dag_lane": "PiPPPiii",
+    "dag_lane": "PiPPPiiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",
@@ -653,6 +661,7 @@ class DagCudaEngine(CudaDagBase):
         walk_depth: int = 4,
         walk_vec1: bool = False,
         walk_ring_bytes: int = WALK_RING_BYTES,
+        lane_warps: int = LANE_WARPS,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
@@ -662,6 +671,8 @@ class DagCudaEngine(CudaDagBase):
             raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
         if not 1 <= walk_depth <= 8:
             raise ValueError(f"walk_depth must be in 1 .. 8, not {walk_depth}")
+        if not 1 <= lane_warps <= LANE_MAX_WARPS:
+            raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
         super().__init__(device, needed_by="the DAG GPU engines")
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
@@ -671,6 +682,7 @@ class DagCudaEngine(CudaDagBase):
         # walk_vec1: the walk takes the batch-1 plan's lanes (one vector a lane, LE lanes over the
         # edges) whatever the batch, so a group's nodes and edges spread over a warp
         self.walk_vec1, self.walk_ring_bytes = walk_vec1, walk_ring_bytes
+        self.lane_warps = lane_warps  # dag_lane: warps sharing a block's columns
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self.free_values = free_values
@@ -720,7 +732,7 @@ class DagCudaEngine(CudaDagBase):
         (None: none)."""
         if self.lane:
             threads = min(LANE_THREADS, plan.tile)  # divides the row width ld (powers of two)
-            got = choose_lane_stream(self.net, plan, self.plan.slot, self.shared_limit)
+            got = choose_lane_stream(self.net, plan, self.plan.slot, self.shared_limit, warps=self.lane_warps)
             if got is None:
                 return None
             lt, st, lane_walked = got
@@ -865,5 +877,5 @@ class DagCudaEngine(CudaDagBase):
                 walk_shared_bytes=max(walk.shared),
             )
             if walk.lane_stream is not None:  # nodes summed together (dag_lane's bundles)
-                details.update(lane_bundles=walk.lane_stream.bundles)
+                details.update(lane_bundles=walk.lane_stream.bundles, lane_warps=walk.lane_stream.warps)
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

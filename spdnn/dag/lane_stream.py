@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .cuda import LaneTables
 
 LANE_THREADS = 32  # dag_lane's columns a block (fewer for batches narrower than a warp)
-LANE_WARPS = 4  # dag_lane's warps a block: they share the columns and split each group's bundles
+LANE_WARPS = 4  # dag_lane's warps a block by default: they share the columns and split each group's bundles
 HEADER_WORDS = 4
 
 
@@ -61,6 +61,7 @@ class LaneStream:
     far_cap: int  # far entries a chunk's buffer holds
     cap_words: int  # the most words of one chunk (a staging buffer's size)
     bundles: int  # bundles in all (for the record: nodes / bundles is the overlap)
+    warps: int  # the warps a block the bundles were split for
 
     @property
     def zero_word(self) -> int:
@@ -93,8 +94,9 @@ def bundle_layout(n_nodes: np.ndarray, warps: int = 4) -> tuple[np.ndarray, np.n
     return bundle, place, width
 
 
-def lane_stream(lt: LaneTables) -> LaneStream:
-    """The stream for every chunk of lt (see the module docstring)."""
+def lane_stream(lt: LaneTables, warps: int = LANE_WARPS) -> LaneStream:
+    """The stream for every chunk of lt, its groups' bundles split for `warps` warps (see the module
+    docstring)."""
     t = lt.walk
     k, far_cap = int(t.ring), int(lt.caps[3])
     ring_words = _up4(k * LANE_THREADS)
@@ -111,7 +113,7 @@ def lane_stream(lt: LaneTables) -> LaneStream:
     n_nodes = info[groups + 1, 0] - info[groups, 0]
     rows = np.repeat(info[groups, 0], n_nodes) + _ranks(n_nodes)
     node_group = np.repeat(groups, n_nodes)
-    bundle, place, width = bundle_layout(n_nodes, LANE_WARPS)
+    bundle, place, width = bundle_layout(n_nodes, warps)
     counts = t.nodes[rows, 3].astype(np.int64) >> 8
     steps = np.zeros(width.size, np.int64)
     np.maximum.at(steps, bundle, counts)
@@ -189,4 +191,4 @@ def lane_stream(lt: LaneTables) -> LaneStream:
     f_rank = _ranks(far_n)
     words[start[f_chunk] + far_off[f_chunk] + f_rank] = t.far[far_lo[f_chunk] + f_rank]
     cap = int(_up4(size.max())) if size.size else 4
-    return LaneStream(words, chunk_words, ring_words, far_cap, cap, int(width.size))
+    return LaneStream(words, chunk_words, ring_words, far_cap, cap, int(width.size), warps)
