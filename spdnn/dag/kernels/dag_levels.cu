@@ -391,6 +391,11 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 // structure, run chunk i group by group.
 #define LANE_THREADS 32
 #define LANE_MAX_WARPS 8
+// Diagnostic builds only (benchmarks/profile_dag_walk.py --leave-out: their outputs are not valid):
+// bits of LANE_LEAVE_OUT leave out 1 the barrier a group, 2 the global stores, 4 the sums' steps.
+#ifndef LANE_LEAVE_OUT
+#define LANE_LEAVE_OUT 0
+#endif
 #define LANE_HEADER 4
 
 __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __restrict__ stream) {
@@ -465,7 +470,7 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
 #pragma unroll
     for (int p = 0; p < P; ++p) acc[p] = 0.0f;
 #pragma unroll 4
-    for (int s = 0; s < h.y; ++s) {
+    for (int s = 0; s < ((LANE_LEAVE_OUT & 4) ? 0 : h.y); ++s) {
         int a[P];
         float w[P];
         Step<P>::load(rec + s * 2 * (P == 3 ? 4 : P), a, w);
@@ -476,7 +481,7 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     for (int p = 0; p < P; ++p) {
         const float z = activate_selects(acc[p] + __int_as_float(n[p].z), n[p].w);
         mine[n[p].x] = z;
-        if (n[p].y >= 0) values[(size_t)n[p].y * ld + col] = z;
+        if (!(LANE_LEAVE_OUT & 2) && n[p].y >= 0) values[(size_t)n[p].y * ld + col] = z;
     }
 }
 
@@ -530,7 +535,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_MAX_WARPS) dag_
                 else if (h.x == 3) lane_bundle<3>(chunk, h, mine, values, ld, col);
                 else lane_bundle<4>(chunk, h, mine, values, ld, col);
             }
-            __syncthreads();  // the group's values are in the ring before the next group reads them
+            if (!(LANE_LEAVE_OUT & 1)) __syncthreads();  // the group's values are in the ring before the next reads them
             gh = gh_next;
         }
     }
