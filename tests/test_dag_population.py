@@ -171,6 +171,42 @@ def emulate_population_walk(b, x, walk_tile: int = 8, depth: int = 1, threads: i
     return values[tables.slot[b.output_rows], :batch].T, tables
 
 
+@pytest.mark.parametrize("batch, warps", [(1, 4), (5, 1), (40, 8)])
+def test_population_lane_emulated(batch, warps):
+    """The members walked by dag_lane (population_lane's tables and stream, one run per member),
+    followed word by word by test_dag_lane's emulation; only inputs, outputs and far rows are global."""
+    from spdnn.dag.population_cuda import population_lane
+
+    from .test_dag_lane import emulate_lane_launch
+
+    pop = population([neat(2000 + 500 * k, seed=k, n_inputs=6, n_outputs=2) for k in range(3)])
+    x = random_inputs(6, batch, seed=batch)
+    b = blocked(pop)
+    got = population_lane(b, warps, shared_limit=232448)  # a 256-row ring: members of 400-700 rows
+    assert got is not None
+    lt, st = got
+    t = lt.walk
+    assert len(lt.segs) == 3 and st.warps == warps
+    assert t.n_slots > b.n_inputs + b.output_rows.size  # rows the ring no longer holds, read back
+    values = np.full((t.n_slots, batch), np.nan, np.float32)
+    values[: b.n_inputs] = x.T
+    written = np.zeros(b.n_rows, int)
+    for m in range(len(lt.segs)):
+        emulate_lane_launch(lt, st, m, b, values, written)
+    assert np.all(written[b.n_inputs :] == 1), "every node written exactly once"
+    out = values[t.slot[b.output_rows]].T
+    assert compare_outputs(out, np.concatenate(one_at_a_time(pop, x), axis=1)).passed
+
+
+def test_population_lane_options_checked():
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    with pytest.raises(ValueError, match="choose one"):
+        PopulationCudaEngine(walk=True, lane=True)
+    with pytest.raises(ValueError, match="lane_warps"):
+        PopulationCudaEngine(lane=True, lane_warps=9)
+
+
 @pytest.mark.parametrize("batch, depth", [(1, 1), (3, 2), (65, 1)])
 def test_population_walk_emulated(batch, depth):
     """The members walked with their values in the ring: only inputs and outputs need global rows."""
@@ -213,3 +249,26 @@ def test_population_gpu_equals_members_one_at_a_time(batch):
     assert res_vec1.details["kernel"] == "walk"
     for got, ref in zip(pop.split(res_vec1.outputs), one_at_a_time(pop, x)):
         assert compare_outputs(got, ref).passed
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 100, 1000])
+def test_population_gpu_lane(batch):
+    """dag_lane (a thread per vector walks each member, edges in order) gives each member's outputs,
+    on members whose rows outgrow its ring (far rows read back)."""
+    pytest.importorskip("pycuda")
+    from spdnn.dag.engine import EngineUnavailable
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    pop = population([neat(2000 + 500 * k, seed=k, n_inputs=6, n_outputs=2) for k in range(3)])
+    x = random_inputs(6, batch, seed=batch)
+    for warps in (1, 4):
+        try:
+            lane = PopulationCudaEngine(lane=True, lane_warps=warps)
+        except EngineUnavailable as err:
+            pytest.skip(f"no usable GPU: {err}")
+        lane.prepare(pop)
+        res = lane.infer(x)
+        assert res.details["kernel"] == "lane" and res.details["lane_warps"] == warps
+        for got, ref in zip(pop.split(res.outputs), one_at_a_time(pop, x)):
+            assert compare_outputs(got, ref).passed

@@ -402,11 +402,7 @@ def choose_lane(
                 break
             runs = t.segments[rows]
         if rows and len(rows) == len(t.segments):
-            sizes = np.array([len(b) for b in served])
-            ends = np.cumsum(sizes)
-            segs = np.stack([ends - sizes, ends - 1], axis=1).astype(np.int32)
-            tables = LaneTables(t, np.concatenate(served).astype(np.int32), segs, caps)
-            return tables, _walked_segments(plan, chosen, t)
+            return lane_tables_from(t, served, caps), _walked_segments(plan, chosen, t)
         ring //= 2
     return None
 
@@ -573,13 +569,14 @@ def launch_walk(
     )
 
 
-def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
-    """One dag_lane launch over run `seg` of walk.tables (LaneTables): a thread per column of the rows."""
-    st, d = walk.lane_stream, walk.device
-    assert st is not None
+def launch_lane(
+    fn, stream, grid: tuple[int, int], threads: int, shared: int, values, ld: int, d: dict, seg: int, st: LaneStream
+) -> None:
+    """One dag_lane launch over runs seg .. seg + grid[1] - 1 (d["lane_segs"], d["chunk_words"] and
+    d["stream"] on the device): `threads` columns a block (one a thread) on x, runs on y."""
     fn.prepared_async_call(
-        (ld // walk.threads, 1),
-        (walk.threads * st.warps, 1, 1),  # st.warps warps share the block's columns
+        grid,
+        (threads * st.warps, 1, 1),  # st.warps warps share the block's columns
         stream,
         values,
         np.int32(ld),
@@ -590,8 +587,21 @@ def launch_lane(fn, stream, ld: int, walk: WalkPlan, values, seg: int) -> None:
         np.int32(st.far_cap),
         np.int32(st.cap_words),
         np.int32(st.warps),
-        shared_size=walk.shared[seg],
+        shared_size=shared,
     )
+
+
+def lane_device_arrays(cuda, lt: LaneTables, st: LaneStream) -> dict:
+    to = cuda.to_device
+    return {"chunk_words": to(st.chunk_words), "stream": to(st.words), "lane_segs": to(lt.segs)}
+
+
+def lane_tables_from(t: WalkTables, served: list, caps: tuple[int, int, int, int]) -> LaneTables:
+    """LaneTables of t's runs from lane_chunks' bounds of each (every run of t served)."""
+    sizes = np.array([len(b) for b in served])
+    ends = np.cumsum(sizes)
+    segs = np.stack([ends - sizes, ends - 1], axis=1).astype(np.int32)
+    return LaneTables(t, np.concatenate(served).astype(np.int32), segs, caps)
 
 
 KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument format
@@ -738,8 +748,7 @@ class DagCudaEngine(CudaDagBase):
             lt, st, lane_walked = got
             nbytes = st.shared_bytes()
             self._allow_shared(nbytes)
-            to = self.cuda.to_device
-            arrays = {"chunk_words": to(st.chunk_words), "stream": to(st.words), "lane_segs": to(lt.segs)}
+            arrays = lane_device_arrays(self.cuda, lt, st)
             shared = [nbytes] * len(lt.segs)
             return WalkPlan(lt.walk, 0, threads, threads, lane_walked, shared, arrays, 1, lt, st)
         if not self.walk:
@@ -793,7 +802,13 @@ class DagCudaEngine(CudaDagBase):
         tiles = ld // plan.tile
         for i, s in enumerate(plan.segments):
             if walk is not None and walk.lane and i in walk.walked:
-                launch_lane(self._fns["dag_lane"], stream, ld, walk, values, walk.walked[i])
+                assert walk.lane_stream is not None
+                grid = (ld // walk.threads, 1)
+                r = walk.walked[i]
+                launch_lane(
+                    self._fns["dag_lane"], stream, grid, walk.threads, walk.shared[r], values, ld, walk.device, r,
+                    walk.lane_stream,
+                )  # fmt: skip
                 launches += 1
                 continue
             if walk is not None and i in walk.walked:

@@ -27,10 +27,16 @@ import time
 import numpy as np
 
 from .cuda import (
+    LANE_MAX_WARPS,
     WALK_MAX_THREADS,
     CudaDagBase,
+    LaneTables,
     WalkTables,
     _pow2_ceil,
+    lane_chunks,
+    lane_device_arrays,
+    lane_tables_from,
+    launch_lane,
     launch_walk,
     ring_sizes,
     run_chunks,
@@ -39,6 +45,7 @@ from .cuda import (
     walk_tables,
 )
 from .engine import DagResult, dense_inputs
+from .lane_stream import LANE_THREADS, LANE_WARPS, LaneStream, lane_stream
 from .population import BlockedPopulation, Population, blocked
 
 MAX_GRID_Y = 65535
@@ -72,6 +79,44 @@ def population_walk(b: BlockedPopulation, log_le: int, tile: int, depth: int, sh
     return None
 
 
+LANE_POPULATION_CAPS = (16, 64, 256, 64)  # small chunks: small staging buffers, several blocks a multiprocessor
+LANE_RING_BYTES = 1 << 15  # dag_lane's ring for a member: 256 rows of 32 vectors
+
+
+def population_lane(
+    b: BlockedPopulation,
+    warps: int,
+    shared_limit: int,
+    ring_bytes: int = LANE_RING_BYTES,
+    caps: tuple[int, int, int, int] = LANE_POPULATION_CAPS,
+) -> tuple[LaneTables, LaneStream] | None:
+    """dag_lane's tables and stream for every member (one run each), the ring the largest member's
+    rows or what ring_bytes holds, halved until every member can be walked within shared_limit;
+    None if none can."""
+    members = b.member_levels.size - 1
+    runs = np.stack([b.member_levels[:-1], b.member_levels[1:] - 1], axis=1)
+    keep = np.zeros(b.n_rows, bool)
+    keep[: b.n_inputs] = True  # the inputs are staged into global rows 0 .. n_inputs - 1
+    keep[b.output_rows] = True
+    lp = b.level_ptr
+    group_of = np.full(b.n_rows, -1, np.int64)
+    group_of[lp[0] : lp[-1]] = np.repeat(np.arange(lp.size - 1), np.diff(lp))
+    ones = np.zeros(lp.size - 1, np.int64)  # LE = 1: each thread sums a node's edges in order
+    largest = int((lp[runs[:, 1]] - lp[runs[:, 0]]).max()) if members else 1
+    for ring in ring_sizes(largest, LANE_THREADS, ring_bytes):
+        t = walk_tables(b.indptr, b.sources, b.weights, lp, runs, b.bias, b.activation, ones, keep, ring, 1)
+        if len(t.segments) != members:
+            continue
+        served, rows = lane_chunks(t, caps, group_of)
+        if len(rows) != members:
+            continue
+        lt = lane_tables_from(t, served, caps)
+        st = lane_stream(lt, warps)
+        if st.shared_bytes() <= shared_limit:
+            return lt, st
+    return None
+
+
 class PopulationCudaEngine(CudaDagBase):
     """One launch for a whole population; see the module docstring."""
 
@@ -87,7 +132,13 @@ class PopulationCudaEngine(CudaDagBase):
         walk_threads: int = 128,
         walk_depth: int = 1,
         walk_vec1: bool = False,
+        lane: bool = False,
+        lane_warps: int = LANE_WARPS,
     ):
+        if walk and lane:
+            raise ValueError("walk=True and lane=True are two kernels: choose one")
+        if not 1 <= lane_warps <= LANE_MAX_WARPS:
+            raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
         if block % 32 or not 32 <= block <= 1024:
             raise ValueError(f"block must be a multiple of 32 in 32 .. 1024, not {block}")
         if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
@@ -97,6 +148,7 @@ class PopulationCudaEngine(CudaDagBase):
         self.memory_fraction = memory_fraction
         self.walk, self.walk_tile, self.walk_threads, self.walk_depth = walk, walk_tile, walk_threads, walk_depth
         self.walk_vec1 = walk_vec1  # dag_walk takes the batch-1 lanes (one vector a lane) at any batch
+        self.lane, self.lane_warps = lane, lane_warps  # dag_lane: a thread per vector walks a member
 
     def prepare(self, pop: Population) -> None:  # type: ignore[override]
         self.pop = pop
@@ -119,6 +171,24 @@ class PopulationCudaEngine(CudaDagBase):
         computed = b.n_rows - b.n_inputs
         self.mean_in_degree = b.sources.size / max(1, computed)
         self._walks: dict[tuple[int, int], tuple[WalkTables, dict, object]] = {}
+        self._lane: tuple[LaneTables, LaneStream, dict, object] | None = None
+
+    def _lane_for(self) -> tuple[LaneTables, LaneStream, dict, object] | None:
+        """dag_lane's tables, stream, device arrays and output rows (built once); None: not asked for."""
+        if not self.lane:
+            return None
+        if self._lane is None:
+            got = population_lane(self.layout, self.lane_warps, self.shared_limit)
+            if got is None:
+                raise ValueError(
+                    "dag_lane cannot walk every member (lane=True): no ring that fits shared memory serves them"
+                    " all (a group over the chunk caps, or a far source too close for its copy)"
+                )
+            lt, st = got
+            self._allow_shared(st.shared_bytes())
+            out = self.cuda.to_device(lt.walk.slot[self.layout.output_rows].astype(np.int32))
+            self._lane = (lt, st, lane_device_arrays(self.cuda, lt, st), out)
+        return self._lane
 
     def _walk_for(self, vec: int, log_lb: int, log_le: int) -> tuple[WalkTables, dict, object, int, int, int] | None:
         """dag_walk's tables (and device arrays, output rows, log_lb, tile, VEC) for this lanes plan;
@@ -158,7 +228,8 @@ class PopulationCudaEngine(CudaDagBase):
         members = len(self.pop.members)
         vec, log_lb, log_le, tile = population_plan(batch, self.mean_in_degree)
         walk = self._walk_for(vec, log_lb, log_le)
-        rows = b.n_rows if walk is None else walk[0].n_slots
+        lane = self._lane_for()
+        rows = lane[0].walk.n_slots if lane is not None else b.n_rows if walk is None else walk[0].n_slots
         chunk = self._chunk(batch, rows)
         used: dict = {}
 
@@ -166,10 +237,21 @@ class PopulationCudaEngine(CudaDagBase):
             used["plan"] = population_plan(cols, self.mean_in_degree)
             used["walk"] = walk = self._walk_for(*used["plan"][:3])
             ld = -(-cols // used["plan"][3]) * used["plan"][3]
+            if lane is not None:
+                return ld, lane[0].walk.n_slots, lane[3]
             return (ld, b.n_rows, self.d_out_rows) if walk is None else (ld, walk[0].n_slots, walk[2])
 
         def launch(values, ld: int, cols: int, stream) -> int:
             vec, log_lb, log_le, tile = used["plan"]
+            if lane is not None:
+                _, st, dev, _ = lane
+                threads = min(LANE_THREADS, tile)  # divides ld (powers of two)
+                for m0 in range(0, members, MAX_GRID_Y):
+                    grid = (ld // threads, min(MAX_GRID_Y, members - m0))
+                    launch_lane(
+                        self._fns["dag_lane"], stream, grid, threads, st.shared_bytes(), values, ld, dev, m0, st
+                    )
+                return -(-members // MAX_GRID_Y)
             if used["walk"] is None:
                 self._fns["dag_population4" if vec == 4 else "dag_population1"].prepared_async_call(
                     (members, ld // tile),
@@ -199,13 +281,21 @@ class PopulationCudaEngine(CudaDagBase):
             "members": members,
             "launches": launches,
             "chunk_columns": chunk,
-            "kernel": "population" if used["walk"] is None else "walk",
+            "kernel": "lane" if lane is not None else "population" if used["walk"] is None else "walk",
             "vec": vec,
             "lanes_batch": 1 << log_lb,
             "lanes_edges": 1 << log_le,
             "value_rows": rows,
         }
-        if used["walk"] is None:
+        if lane is not None:
+            lt, st = lane[0], lane[1]
+            details.update(
+                lane_warps=st.warps,
+                lane_ring_rows=lt.walk.ring,
+                lane_bundles=st.bundles,
+                lane_shared_bytes=st.shared_bytes(),
+            )
+        elif used["walk"] is None:
             details["block"] = self.block
         else:
             tables, _, _, _, walk_tile, walk_vec = used["walk"]
