@@ -29,12 +29,18 @@ position of a run is no chunk).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .cuda import LaneTables
+
+class LaneTables(Protocol):
+    """What lane_stream reads of spdnn.dag.cuda.LaneTables (typed here: cuda.py imports this module)."""
+
+    walk: Any  # cuda.WalkTables
+    bounds: np.ndarray
+    segs: np.ndarray
+    caps: tuple[int, int, int, int]
 
 LANE_THREADS = 32  # dag_lane's columns a block (fewer for batches narrower than a warp)
 LANE_WARPS = 4  # dag_lane's warps a block by default: they share the columns and split each group's bundles
