@@ -42,6 +42,7 @@ class LaneTables(Protocol):
     segs: np.ndarray
     caps: tuple[int, int, int, int]
 
+
 LANE_THREADS = 32  # dag_lane's columns a block (fewer for batches narrower than a warp)
 LANE_WARPS = 4  # dag_lane's warps a block by default: they share the columns and split each group's bundles
 HEADER_WORDS = 4
