@@ -55,7 +55,7 @@ from .lane_stream import LANE_THREADS, LANE_WARPS, LaneStream, lane_stream
 from .liveness import plan_values
 from .network import OUTPUT, DagNetwork
 
-LANE_MAX_WARPS = 8  # dag_lane's __launch_bounds__ is 32 x 8 threads
+LANE_MAX_WARPS = 8  # the most warps a build of dag_lane takes (blocks of up to 256 threads)
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
@@ -586,7 +586,6 @@ def launch_lane(
         np.int32(st.ring_words),
         np.int32(st.far_cap),
         np.int32(st.cap_words),
-        np.int32(st.warps),
         shared_size=shared,
     )
 
@@ -610,7 +609,7 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
-    "dag_lane": "PiPPPiiii",
+    "dag_lane": "PiPPPiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",
@@ -622,10 +621,12 @@ class CudaDagBase(DagEngine):
     dag_levels.cu's kernels compiled and prepared, value buffers kept between calls, the output
     gather and the chunk loop (run_chunks)."""
 
-    def __init__(self, device: int, needed_by: str):
+    def __init__(self, device: int, needed_by: str, lane_warps: int = LANE_WARPS):
         self._device = open_device(device, needed_by=needed_by)
         self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
-        self._module = compile_module(KERNEL_FILE, self.arch, ["-O3"])
+        # dag_lane's warps a block are a build constant (the default build: LANE_WARPS, as in the .cu)
+        options = ["-O3"] + ([f"-DLANE_WARPS={lane_warps}"] if lane_warps != LANE_WARPS else [])
+        self._module = compile_module(KERNEL_FILE, self.arch, options)
         self._fns = {name: self._module.get_function(name) for name in KERNEL_FORMATS}
         for name, fmt in KERNEL_FORMATS.items():
             self._fns[name].prepare(fmt)
@@ -683,7 +684,7 @@ class DagCudaEngine(CudaDagBase):
             raise ValueError(f"walk_depth must be in 1 .. 8, not {walk_depth}")
         if not 1 <= lane_warps <= LANE_MAX_WARPS:
             raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
-        super().__init__(device, needed_by="the DAG GPU engines")
+        super().__init__(device, needed_by="the DAG GPU engines", lane_warps=lane_warps)
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
         self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True

@@ -151,7 +151,7 @@ class PopulationCudaEngine(CudaDagBase):
             raise ValueError(f"block must be a multiple of 32 in 32 .. 1024, not {block}")
         if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
             raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
-        super().__init__(device, needed_by="the DAG population engine")
+        super().__init__(device, needed_by="the DAG population engine", lane_warps=lane_warps)
         self.block = block
         self.memory_fraction = memory_fraction
         self.walk, self.walk_tile, self.walk_threads, self.walk_depth = walk, walk_tile, walk_threads, walk_depth

@@ -371,7 +371,8 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 
 // ----------------------------------------------------------------------------- dag_lane
 // For deep, narrow networks: one thread per input vector walks a run of groups; a block holds 32
-// input vectors (fewer for narrower batches) and `warps` warps (1 .. 8) that share them: each takes
+// input vectors (fewer for narrower batches) and LANE_WARPS warps (a build option, 1 .. 8; 4 by
+// default) that share them: each takes
 // some of each group's bundles for all 32 vectors, and a block barrier closes the group. So every
 // structure word is read by a whole warp at once. The host (spdnn/dag/lane_stream.py) turned the
 // structure into a stream a thread follows without deciding anything per edge: each source is a
@@ -390,7 +391,9 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 // (its sources were written before chunk i started: lane_chunks checks it) and chunk i + 2's
 // structure, run chunk i group by group.
 #define LANE_THREADS 32
-#define LANE_MAX_WARPS 8
+#ifndef LANE_WARPS  // spdnn.dag.cuda builds the kernels with -DLANE_WARPS=n for lane_warps=n
+#define LANE_WARPS 4
+#endif
 // Diagnostic builds only (benchmarks/profile_dag_walk.py --leave-out: their outputs are not valid):
 // bits of LANE_LEAVE_OUT leave out 1 the barrier a group, 2 the global stores, 4 the sums' steps.
 #ifndef LANE_LEAVE_OUT
@@ -406,11 +409,11 @@ __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __rest
 
 // this thread's column of a staged chunk's far values, into its far buffer
 // (warp w of the block takes entries 4w .. 4w + 3, then 4 (w + warps) ...)
-__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int w, int warps, const float* values, int ld,
+__device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int w, const float* values, int ld,
                                          size_t col) {
     const int n = buf[1];
     const int4* slots = reinterpret_cast<const int4*>(buf + buf[2]);
-    for (int f = 4 * w; f < n; f += 4 * warps) {
+    for (int f = 4 * w; f < n; f += 4 * LANE_WARPS) {
         const int4 s = slots[f >> 2];  // four slots a load (the section is padded to 4 words)
         cp_async<4>(fbuf + f * LANE_THREADS, values + (size_t)s.x * ld + col);
         if (f + 1 < n) cp_async<4>(fbuf + (f + 1) * LANE_THREADS, values + (size_t)s.y * ld + col);
@@ -485,12 +488,12 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     }
 }
 
-extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_MAX_WARPS) dag_lane(
+extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane(
     float* values, int ld, const int2* __restrict__ segs, const int2* __restrict__ chunk_words,
-    const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words, int warps) {
+    const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words) {
     extern __shared__ float4 lane_smem4[];
     float* smem = reinterpret_cast<float*>(lane_smem4);
-    const int nt = blockDim.x / warps;  // columns of the block
+    const int nt = blockDim.x / LANE_WARPS;  // columns of the block
     const int t = threadIdx.x % nt, w = threadIdx.x / nt;
     float* mine = smem + t;
     const size_t col = (size_t)blockIdx.x * nt + t;
@@ -506,8 +509,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_MAX_WARPS) dag_
     cp_async_commit();
     cp_async_wait(0);
     __syncthreads();
-    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, w, warps, values, ld,
-             col);
+    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, w, values, ld, col);
     cp_async_commit();
     int2 next = chunk_words[min(b0 + 2, b1)];  // chunk i + 2's words, loaded one chunk ahead
 
@@ -516,7 +518,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_MAX_WARPS) dag_
         __syncthreads();  // everyone's copies are in, and chunk i - 1 is done
         if (i + 1 < b1)
             lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * cap_words, w,
-                     warps, values, ld, col);
+                     values, ld, col);
         if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * cap_words, next, stream);
         cp_async_commit();
         next = chunk_words[min(i + 3, b1)];
@@ -528,7 +530,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_MAX_WARPS) dag_
         int4 gh = groups[0];
         for (int g = 0; g < n_groups; ++g) {
             const int4 gh_next = groups[g + 1];  // one ahead (past the last: a bundle header, unused)
-            for (int k = w; k < gh.x; k += warps) {  // warp w: bundles w, w + warps, ...
+            for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
                 const int4 h = heads[gh.y + k];
                 if (h.x == 1) lane_bundle<1>(chunk, h, mine, values, ld, col);
                 else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
