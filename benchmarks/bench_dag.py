@@ -22,7 +22,8 @@ Engines: compiled (numba, one thread), threaded (numba, all cores), vectorised (
 group); sequential (Python per node) only up to --python-max-edges; cuda-warp, cuda-lane (runs
 of small groups, a thread per input vector), cuda-walk (runs of small groups walked in shared
 memory), cuda-thread, cupy when a GPU is there; the population
-through its default kernel (cuda-population) and through dag_walk (cuda-population-walk).
+through its default kernel (cuda-population), dag_walk (cuda-population-walk) and dag_lane
+(cuda-population-lane); its speedup over one member at a time is the fastest of them that passed.
 Timing: inference only, one warm-up then the median of --reps runs (GPU: CUDA events; CPU:
 wall clock around the kernel). No extrapolation: a CPU case whose predicted time (from the
 same engine's largest case of that kind, or of any kind with 4x slack) passes
@@ -331,11 +332,14 @@ def population_case(runner: Runner, record: dict) -> None:
         gpu_pop.prepare(pop)
     except Exception as err:  # noqa: BLE001
         gpu_pop, gpu_error = None, f"{type(err).__name__}: {err}"[:300]
-    try:  # dag_walk, for comparison (its own try: the default kernel runs without it)
-        gpu_walk = PopulationCudaEngine(walk=True)
-        gpu_walk.prepare(pop)
-    except Exception:  # noqa: BLE001
-        gpu_walk = None
+    variants = {}  # the other kernels, for comparison (each its own try: the default runs without them)
+    for name, options in (("cuda-population-walk", {"walk": True}), ("cuda-population-lane", {"lane": True})):
+        try:
+            variants[name] = PopulationCudaEngine(**options)
+            variants[name].prepare(pop)
+        except Exception as err:  # noqa: BLE001
+            variants.pop(name, None)
+            record.setdefault("population_variants_not_run", {})[name] = f"{type(err).__name__}: {err}"[:300]
     for batch in [int(b) for b in str(args.population_batch).split(",")]:
         if runner.late():
             record.setdefault("skipped", []).append(["population", members, batch])
@@ -357,10 +361,10 @@ def population_case(runner: Runner, record: dict) -> None:
             outs["cuda-population"] = res.outputs
         else:
             row["cuda-population_error"] = gpu_error
-        if gpu_walk is not None:
-            row["cuda-population-walk_seconds"], res, row["cuda-population-walk_runs"] = timed(gpu_walk, x, args.reps)
-            row["cuda-population-walk_details"] = res.details
-            outs["cuda-population-walk"] = res.outputs
+        for name, engine in variants.items():
+            row[f"{name}_seconds"], res, row[f"{name}_runs"] = timed(engine, x, args.reps)
+            row[f"{name}_details"] = res.details
+            outs[name] = res.outputs
         if "cuda-warp" in runner.gpu:
             warp = runner.gpu["cuda-warp"]
             warp.prepare(union)
@@ -385,8 +389,11 @@ def population_case(runner: Runner, record: dict) -> None:
             if name != "cpu" and ref is not None:
                 row[f"{name}_valid"] = compare_outputs(out, ref).passed
         one = row.get("cuda-warp-one-at-a-time_seconds")
-        if one and "cuda-population_seconds" in row:
-            row["population_speedup"] = one / row["cuda-population_seconds"]
+        passed = [n for n in ("cuda-population", *variants) if row.get(f"{n}_valid") and f"{n}_seconds" in row]
+        if one and passed:  # the fastest population kernel whose outputs passed
+            best = min(passed, key=lambda n: row[f"{n}_seconds"])
+            row["population_best"] = best
+            row["population_speedup"] = one / row[f"{best}_seconds"]
         record["cases"].append(row)
         log(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}, default=str))
 

@@ -145,4 +145,5 @@ def test_bench_dag_gpu_paths_with_stand_in_engines(tmp_path, monkeypatch):
     pops = [c for c in record["cases"] if c["kind"] == "population"]
     assert [c["batch"] for c in pops] == [1, 8]
     assert all(c["cuda-population_valid"] and c["cuda-warp-union_valid"] and c["population_speedup"] > 0 for c in pops)
+    assert all(c["population_best"].startswith("cuda-population") for c in pops)  # the fastest that passed
     assert set(record["targets"]["population"]["by_batch"]) == {"1", "8"}  # JSON keys
