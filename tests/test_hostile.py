@@ -3,6 +3,7 @@ failed rerun leaves no stale "passed", odd but legal values work."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,26 @@ def test_hostile_paths_run_nothing_and_work(tmp_path):
     assert "| passed |" in table.read_text()
     # and no stray file from a redirect split at a space
     assert sorted(p.name for p in work.iterdir()) == sorted([".snakemake", "config.yaml", datadir.name, outdir.name])
+
+
+@pytest.mark.slow
+def test_hostile_paths_tune_step_runs_nothing(tmp_path):
+    """The tune step (config `tune`; planned only with the GPU engine, asked for here by its output
+    file) under hostile paths: its command runs nothing but spdnn model tune, and writes its file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    checkout = hostile_checkout(tmp_path)
+    datadir, outdir = work / f"data {HOSTILE}", work / f"results {HOSTILE}"
+    config = small_config(datadir, outdir, tune=True)
+    target = outdir / "synthetic/tuned/neuron1024-l6.default.json"
+    run = snakemake_in(checkout, work, config, str(target))
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    made = [p for p in tmp_path.rglob("M[0-9]*") if p.name in MARKERS]
+    assert not made, f"shell commands ran: {made}"
+    tuned = json.loads(target.read_text())
+    assert tuned["engine_options"] and tuned["predicted_seconds"] > 0
+    assert "tune: on, but the CPU engine runs" in out  # the plan says why no inference uses it
 
 
 @pytest.mark.parametrize("bad", ["x{N}y", "line\nbreak", "tab\there"])
