@@ -346,12 +346,13 @@ def lane_chunks(t: WalkTables, caps: tuple[int, int, int, int], group_of: np.nda
     size = np.diff(info[:, :3], axis=0)  # per group: nodes, edges, far entries
     far_group = np.repeat(np.arange(size.shape[0]), size[:, 2])  # the group of each far entry
     src_group = group_of[t.far_rows]
+    sizes = size.tolist()  # Python ints: the greedy walk below runs group by group
     served, rows = [], []
-    for r, (g0, g1) in enumerate(t.segments):
-        bounds, start, n, e, f = [int(g0)], int(g0), 0, 0, 0
+    for r, (g0, g1) in enumerate(t.segments.tolist()):
+        bounds, start, n, e, f = [g0], g0, 0, 0, 0
         ok = True
-        for g in range(int(g0), int(g1)):
-            gn, ge, gf = (int(x) for x in size[g])
+        for g in range(g0, g1):
+            gn, ge, gf = sizes[g]
             if gn > cap_n or ge > cap_e or gf > cap_f:
                 ok = False
                 break
@@ -361,7 +362,7 @@ def lane_chunks(t: WalkTables, caps: tuple[int, int, int, int], group_of: np.nda
             n, e, f = n + gn, e + ge, f + gf
         if not ok:
             continue
-        bounds.append(int(g1))
+        bounds.append(g1)
         b = np.array(bounds)
         lo, hi = info[b[0], 2], info[b[-1], 2]
         chunk = np.searchsorted(b, far_group[lo:hi], side="right") - 1
