@@ -21,7 +21,7 @@
 // dag_walk<VEC>: one block per tile of input vectors walks a run of small groups (one segment per
 //   blockIdx.y: a run of one network's levels, or one member of a population) with one barrier per
 //   group, reading values from shared memory instead of global memory (see dag_walk_body below).
-// dag_lane: one thread per input vector, four warps sharing a block's 32 vectors, walks a run of
+// dag_lane: one thread per input vector, LANE_WARPS warps sharing a block's 32 vectors, walks a run of
 //   groups following a stream the host built, one barrier a group (see dag_lane below): for deep,
 //   narrow networks.
 // dag_gather: copy the output nodes' rows into a dense block for the host.
@@ -372,9 +372,8 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 // ----------------------------------------------------------------------------- dag_lane
 // For deep, narrow networks: one thread per input vector walks a run of groups; a block holds 32
 // input vectors (fewer for narrower batches) and LANE_WARPS warps (a build option, 1 .. 8; 4 by
-// default) that share them: each takes
-// some of each group's bundles for all 32 vectors, and a block barrier closes the group. So every
-// structure word is read by a whole warp at once. The host (spdnn/dag/lane_stream.py) turned the
+// default) that share them: each takes some of each group's bundles for all 32 vectors, and a
+// block barrier closes the group. So every structure word is read by a whole warp at once. The host (spdnn/dag/lane_stream.py) turned the
 // structure into a stream a thread follows without deciding anything per edge: each source is a
 // shared-memory word offset (its ring place, or its place in the chunk's far buffer), a group's
 // nodes are summed in bundles of 1 to 4 (as many bundles as warps for small groups; a shorter node
