@@ -451,17 +451,20 @@ def test_warp_kernel_index_math_emulated(batch):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
-def test_dag_kernels_compile_sm90(tmp_path):
+@pytest.mark.parametrize("defines", [[], ["-DLANE_WARPS=1"], ["-DLANE_WARPS=8", "-DLANE_LEAVE_OUT=7"]])
+def test_dag_kernels_compile_sm90(tmp_path, defines):
+    """The default build, and dag_lane's other builds (warps a block, the diagnostic ones)."""
     out = tmp_path / "dag.cubin"
     run = subprocess.run(
-        ["nvcc", "-arch=sm_90", "-cubin", "-O3", "-o", str(out), str(KERNEL_FILE)],
+        ["nvcc", "-arch=sm_90", "-cubin", "-O3", *defines, "-o", str(out), str(KERNEL_FILE)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
     cubin = out.read_bytes()
-    for kernel in ("dag_thread", "dag_warp1", "dag_warp4", "dag_gather", "dag_population1", "dag_population4"):
+    kernels = ("dag_thread", "dag_warp1", "dag_warp4", "dag_walk1", "dag_walk4", "dag_lane", "dag_gather")
+    for kernel in (*kernels, "dag_population1", "dag_population4"):
         assert kernel.encode() in cubin, kernel
 
 
