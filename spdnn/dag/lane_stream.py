@@ -80,7 +80,7 @@ class LaneStream:
         return 4 * (self.zero_word + LANE_THREADS + 3 * self.cap_words)
 
 
-def bundle_layout(n_nodes: np.ndarray, warps: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bundle_layout(n_nodes: np.ndarray, warps: int = LANE_WARPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bundles of each group's nodes for `warps` warps: as many bundles as warps (one node each for
     smaller groups), of at most 4 nodes (more bundles for groups of more than 4 x warps nodes),
     sizes as even as can be, consecutive nodes. Per node (bundle index over all groups, its place
