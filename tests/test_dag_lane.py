@@ -172,14 +172,13 @@ def test_lane_small_ring_mostly_far():
 def test_lane_chunks_refuse_far_sources_too_close():
     """A far source written in the chunk just before its reader's cannot be copied in time: with a one-row
     ring (every source far) no run is served; every group must also fit a chunk."""
-    from spdnn.dag.cuda import lane_chunks, walk_tables
+    from spdnn.dag.cuda import lane_chunks, row_groups, walk_tables
 
     net = levelise(deep_narrow(3000, seed=1))
     lp = net.level_ptr
     runs = np.array([[1, net.n_levels]])
     args = (net.indptr, net.sources, net.weights, lp, runs, net.bias, net.activation, np.zeros(net.n_levels, np.int64))
-    group_of = np.full(net.n_nodes, -1)
-    group_of[lp[0] : lp[-1]] = np.repeat(np.arange(net.n_levels), np.diff(lp))
+    group_of = row_groups(lp, net.n_nodes)
     slot = plan_values(net).slot
     tight = walk_tables(*args, net.role == OUTPUT, 1, 1, slot=slot)
     assert lane_chunks(tight, (64, 256, 1024, 1024), group_of) == ([], [])

@@ -148,6 +148,13 @@ class WalkTables:
         return 4 * (up4(self.ring * tile) + up4((d + 1) * far_cap * tile) + (2 * d + 1) * words)
 
 
+def row_groups(level_ptr: np.ndarray, rows: int) -> np.ndarray:
+    """Each row's group (level_ptr's), -1 for rows before level_ptr[0] (a population's inputs)."""
+    group = np.full(rows, -1, np.int64)
+    group[level_ptr[0] : level_ptr[-1]] = np.repeat(np.arange(level_ptr.size - 1), np.diff(level_ptr))
+    return group
+
+
 def walk_tables(
     indptr: np.ndarray,
     sources: np.ndarray,
@@ -180,8 +187,7 @@ def walk_tables(
     level_ptr = level_ptr.astype(np.int64)
     indptr = indptr.astype(np.int64)
     segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
-    group = np.full(rows, -1, np.int64)  # rows before level_ptr[0] (a population's inputs): no group
-    group[level_ptr[0] : level_ptr[-1]] = np.repeat(np.arange(n_groups), np.diff(level_ptr))
+    group = row_groups(level_ptr, rows)
     target = np.repeat(np.arange(rows), np.diff(indptr))
     reader = group[target]
     src = sources.astype(np.int64)
@@ -388,8 +394,7 @@ def choose_lane(
     all_runs = np.array([(plan.segments[i].l0, plan.segments[i].l1) for i in chosen], np.int64)
     longest = int((lp[all_runs[:, 1]] - lp[all_runs[:, 0]]).max())
     ones = np.zeros(net.n_levels, np.int64)  # LE = 1: each thread sums a node's edges in order
-    group_of = np.full(net.n_nodes, -1, np.int64)
-    group_of[lp[0] : lp[-1]] = np.repeat(np.arange(net.n_levels), np.diff(lp))
+    group_of = row_groups(lp, net.n_nodes)
     ring = min(longest, (shared_limit - fixed) // (4 * LANE_THREADS))
     while ring >= 1:
         runs = all_runs

@@ -45,6 +45,7 @@ from .cuda import (
     launch_lane,
     launch_walk,
     ring_sizes,
+    row_groups,
     run_chunks,
     walk_device_arrays,
     walk_layout,
@@ -65,15 +66,22 @@ def population_plan(batch: int, mean_in_degree: float) -> tuple[int, int, int, i
     return vec, lb.bit_length() - 1, le.bit_length() - 1, lb * vec
 
 
+def member_runs(b: BlockedPopulation) -> tuple[np.ndarray, np.ndarray]:
+    """(one run of groups per member, the rows kept in global memory: inputs and outputs), as
+    walk_tables takes them for dag_walk and dag_lane."""
+    runs = np.stack([b.member_levels[:-1], b.member_levels[1:] - 1], axis=1)
+    keep = np.zeros(b.n_rows, bool)
+    keep[: b.n_inputs] = True  # the inputs are staged into global rows 0 .. n_inputs - 1
+    keep[b.output_rows] = True
+    return runs, keep
+
+
 def population_walk(b: BlockedPopulation, log_le: int, tile: int, depth: int, shared_limit: int) -> WalkTables | None:
     """dag_walk's tables for every member of the blocked population (one run per member), with a ring
     that holds the largest member (or the largest ring, by halves, under which every member can be
     walked and one launch fits `shared_limit`); None if none does."""
     members = b.member_levels.size - 1
-    runs = np.stack([b.member_levels[:-1], b.member_levels[1:] - 1], axis=1)
-    keep = np.zeros(b.n_rows, bool)
-    keep[: b.n_inputs] = True  # the inputs are staged into global rows 0 .. n_inputs - 1
-    keep[b.output_rows] = True
+    runs, keep = member_runs(b)
     log_les = np.full(b.level_ptr.size - 1, log_le, np.int64)
     largest = int((b.level_ptr[runs[:, 1]] - b.level_ptr[runs[:, 0]]).max()) if members else 1
     for ring in ring_sizes(largest, tile):
@@ -102,13 +110,9 @@ def population_lane(
     rows or what ring_bytes holds, halved until every member can be walked within shared_limit;
     None if none can."""
     members = b.member_levels.size - 1
-    runs = np.stack([b.member_levels[:-1], b.member_levels[1:] - 1], axis=1)
-    keep = np.zeros(b.n_rows, bool)
-    keep[: b.n_inputs] = True  # the inputs are staged into global rows 0 .. n_inputs - 1
-    keep[b.output_rows] = True
+    runs, keep = member_runs(b)
     lp = b.level_ptr
-    group_of = np.full(b.n_rows, -1, np.int64)
-    group_of[lp[0] : lp[-1]] = np.repeat(np.arange(lp.size - 1), np.diff(lp))
+    group_of = row_groups(lp, b.n_rows)
     ones = np.zeros(lp.size - 1, np.int64)  # LE = 1: each thread sums a node's edges in order
     largest = int((lp[runs[:, 1]] - lp[runs[:, 0]]).max()) if members else 1
     for ring in ring_sizes(largest, LANE_THREADS, ring_bytes):
