@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import hashlib
 import json
 import os
@@ -141,6 +142,10 @@ def truth_only(args) -> int:
 # ----------------------------------------------------------------------------- engines
 
 
+def layer_bytes(net: data.Network) -> int:
+    return sum(w.data.nbytes + w.indices.nbytes + w.indptr.nbytes for w in net.layers)
+
+
 def run_engines(net: data.Network, names: list[str], reps: int, budget: float) -> dict:
     from spdnn.engines.cuda import CudaEngine
     from spdnn.io.cache import Weights
@@ -202,11 +207,13 @@ def peer_files(method: recipes.Method, net: data.Network, work: Path, cache: dic
         t0 = time.perf_counter()
         if method.inputs == "hidayetoglu":
             folder = work / "hidayetoglu"
-            env = writers.write_hidayetoglu(folder, net.layers, net.inputs, net.truth, net.neurons, net.layer_count)
+            env = writers.write_hidayetoglu(
+                folder, net.layer_source(), net.inputs, net.truth, net.neurons, net.layer_count
+            )
             cache[method.inputs] = {"folder": folder, "env": env}
         else:
             cache[method.inputs] = writers.write_sdgc(
-                work / "sdgc", net.layers, net.inputs, net.truth, net.neurons, net.layer_count
+                work / "sdgc", net.layer_source(), net.inputs, net.truth, net.neurons, net.layer_count
             )
         cache[method.inputs]["write_seconds"] = time.perf_counter() - t0
     return cache[method.inputs]
@@ -377,10 +384,24 @@ def run(args) -> int:
             "results": {},
         }
         record["networks"].append(entry)
-        entry["results"].update(run_engines(net, args.engines.split(","), args.reps, args.budget))
-        write_json(json_path, record)
         work = Path(args.work) / net.name
         files: dict = {}
+        if args.files_first:  # while the layers are in memory anyway: no second generation
+            for method in methods:
+                if binaries[method.source.name][0] is not None:
+                    try:
+                        peer_files(method, net, work, files)
+                    except (OSError, ValueError) as err:
+                        log(f"{method.key}: input files not written: {err}")
+        entry["results"].update(run_engines(net, args.engines.split(","), args.reps, args.budget))
+        write_json(json_path, record)
+        held = layer_bytes(net)
+        if held > args.drop_layers_above * 1e9 and net.drop_layers():
+            # the peers run as other processes beside this one: 65536 x 1920's 32 GB of layers held
+            # here while the champion loads its own copy was more than the 128 GB host had
+            gc.collect()
+            entry["layers_dropped_gb"] = held / 1e9
+            log(f"{net.name}: {held / 1e9:.1f} GB of layers freed (files not yet written: layers generated again)")
         for method in methods:
             binary = binaries[method.source.name][0]
             if binary is None:
@@ -456,6 +477,19 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--work", default="/tmp/spdnn-peers", help="where the peers' input files are written")
     ap.add_argument("--keep-files", action="store_true")
+    ap.add_argument(
+        "--files-first",
+        action="store_true",
+        help="write the peers' input files before the engines run (with --drop-layers-above, the "
+        "largest networks are then generated once)",
+    )
+    ap.add_argument(
+        "--drop-layers-above",
+        type=float,
+        default=8.0,
+        help="GB: a synthetic network's layers larger than this are freed after the engines ran and "
+        "generated again, one at a time, for the peers' files",
+    )
     ap.add_argument("--commit", default=None, help="the project's commit (a copy without .git)")
     ap.add_argument("--json-name", default="peers.json")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))

@@ -279,6 +279,23 @@ def test_synthetic_truth_is_the_reference_and_a_stored_one_is_used_only_when_the
     assert data.digest(changed, net.inputs) != net.extra["digest"]
 
 
+def test_dropped_layers_write_the_same_peer_files(tmp_path):
+    # bench_peers frees a large network's layers after the engines ran; the peers' files are then
+    # written from the layers generated again, and must be byte for byte those of the kept layers
+    net = data.synthetic(64, 6, 50, seed=5, truth_dir=None)
+    kept = writers.write_sdgc(tmp_path / "kept", net.layer_source(), net.inputs, net.truth, 64, 6)
+    writers.write_hidayetoglu(tmp_path / "kept-h", net.layer_source(), net.inputs, net.truth, 64, 6)
+    assert net.drop_layers() and net.layers == [] and not net.drop_layers()
+    again = writers.write_sdgc(tmp_path / "again", net.layer_source(), net.inputs, net.truth, 64, 6)
+    writers.write_hidayetoglu(tmp_path / "again-h", net.layer_source(), net.inputs, net.truth, 64, 6)
+    for k in range(1, 7):
+        name = f"n64-l{k}.tsv"
+        assert (kept["weights"] / name).read_bytes() == (again["weights"] / name).read_bytes()
+    assert (tmp_path / "kept-h/neuron64.bin").read_bytes() == (tmp_path / "again-h/neuron64.bin").read_bytes()
+    real_like = data.Network("x", "y", 64, 6, list(net.fresh_layers()), net.inputs)
+    assert not real_like.drop_layers() and len(real_like.layers) == 6  # nothing to make them again from
+
+
 def test_invocations(tmp_path):
     hid = runner.invocation(
         recipes.METHODS["hidayetoglu"],

@@ -35,6 +35,22 @@ class Network:
     truth: np.ndarray | None = None  # 0-based categories
     truth_source: str = ""
     extra: dict = field(default_factory=dict)
+    # a callable returning a fresh iterator over the same layers (synthetic networks): lets a
+    # run drop `layers` once the engines are done and still write the peers' files
+    fresh_layers: Callable[[], Iterable[sp.spmatrix]] | None = None
+
+    def layer_source(self) -> Iterable[sp.spmatrix]:
+        """The layers, from memory when kept, else generated again one at a time."""
+        if self.layers or self.fresh_layers is None:
+            return self.layers
+        return self.fresh_layers()
+
+    def drop_layers(self) -> bool:
+        """Free the layers held in memory when they can be made again; True if dropped."""
+        if self.fresh_layers is None or not self.layers:
+            return False
+        self.layers = []
+        return True
 
     @property
     def edges(self) -> int:
@@ -155,6 +171,7 @@ def synthetic(
         layer_count,
         layers,
         inputs,
+        fresh_layers=fresh,
     )
     net.extra["digest"] = digest(layers if keep_layers else fresh(), inputs)
     path = truth_file(truth_dir, neurons, layer_count, seed, n_inputs) if truth_dir else None
