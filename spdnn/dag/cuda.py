@@ -14,7 +14,8 @@ kernel="warp": TPN = LB x LE lanes per neuron and tile of input vectors (see the
     run in one launch with a block barrier between them, so deep, narrow networks do not
     pay a launch per group.
 kernel="lane" (engine cuda-lane): the warp plan, with each of its one-block segments (runs of
-  small groups) run by dag_lane: blocks of 32 input vectors (one a thread) and four warps that share
+  small groups) run by dag_lane: blocks of up to 32 input vectors (lane t of every warp on vector
+  t; narrower batches leave lanes idle rather than pack the warps into one) and four warps that share
   them, walking the run group by group, its recent values in a shared-memory ring, older ones copied
   ahead, the structure staged by chunks of groups (LaneTables, lane_chunks) as a stream the host
   built (lane_stream.py: each source a shared-memory offset, a group's nodes in bundles split over
@@ -579,10 +580,13 @@ def launch_lane(
     fn, stream, grid: tuple[int, int], threads: int, shared: int, values, ld: int, d: dict, seg: int, st: LaneStream
 ) -> None:
     """One dag_lane launch over runs seg .. seg + grid[1] - 1 (d["lane_segs"], d["chunk_words"] and
-    d["stream"] on the device): `threads` columns a block (one a thread) on x, runs on y."""
+    d["stream"] on the device): `threads` columns a block (lane t of each warp on column t) on x,
+    runs on y."""
+    if not 1 <= threads <= LANE_THREADS:
+        raise ValueError(f"dag_lane takes 1 .. {LANE_THREADS} columns a block, not {threads}")
     fn.prepared_async_call(
         grid,
-        (threads * st.warps, 1, 1),  # st.warps warps share the block's columns
+        (LANE_THREADS * st.warps, 1, 1),  # st.warps whole warps share the block's columns
         stream,
         values,
         np.int32(ld),
@@ -592,6 +596,7 @@ def launch_lane(
         np.int32(st.ring_words),
         np.int32(st.far_cap),
         np.int32(st.cap_words),
+        np.int32(threads),
         shared_size=shared,
     )
 
@@ -615,7 +620,7 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_warp4": "PiPiiiiPPPPPP",
     "dag_walk1": "PiPPPPPiiiiii",
     "dag_walk4": "PiPPPPPiiiiii",
-    "dag_lane": "PiPPPiii",
+    "dag_lane": "PiPPPiiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
     "dag_gather": "PiPiP",

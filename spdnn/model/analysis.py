@@ -136,6 +136,22 @@ class Analysis:
         return out
 
 
+def load_wavefronts(lane_bytes, multicast) -> np.ndarray:
+    """Shared-memory wavefronts of one warp-wide load of `lane_bytes` per lane, `multicast` lanes
+    reading each address (32: every lane the same, a broadcast). Two limits, the larger counts:
+    the distinct bytes through the 32 banks (128 B a wavefront), and the data return path, one
+    32-bit register per lane a wavefront (32 x 4 B = 128 B a clock), which packs two registers per
+    lane per wavefront when lanes pairwise share an address (uniform loads: Volta and later). So a
+    4-byte gather is 1 wavefront, a 16-byte broadcast (LDS.128, the engine's int4 / float4 column
+    loads from shared memory) 2, not 1."""
+    lane_bytes = np.asarray(lane_bytes, float)
+    multicast = np.asarray(multicast, float)
+    banks = np.ceil((32.0 / multicast) * lane_bytes / WAVEFRONT)
+    regs = np.ceil(lane_bytes / 4.0)
+    ret = np.ceil(regs / np.where(multicast >= 2.0, 2.0, 1.0))
+    return np.maximum(banks, ret)
+
+
 def _footprint(tensor: str, chunk: dict, wl: Workload, dense: bool = False) -> np.ndarray:
     """Elements of `tensor` touched by a chunk of the iteration space (rule 2)."""
     if tensor == "W":
@@ -320,8 +336,9 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
             instr_step = instr_step + n_instr * per_step
             step_lat = step_lat + lat[src] * per_step
             if src == "smem":
-                distinct = (32.0 / mc) * np.minimum(tile, BYTES[t] if t == "Yin" else VECTOR_BYTES)
-                wavefronts = wavefronts + warps_active * fills * n_instr * np.ceil(distinct / WAVEFRONT)
+                wavefronts = wavefronts + warps_active * fills * n_instr * load_wavefronts(
+                    np.minimum(tile, BYTES[t] if t == "Yin" else VECTOR_BYTES), mc
+                )
             else:
                 inflight = np.maximum(inflight, tile * 32.0 / mc)
         tensors[t]["reg"] = entry

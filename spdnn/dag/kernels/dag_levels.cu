@@ -409,8 +409,8 @@ __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __rest
 // this thread's column of a staged chunk's far values, into its far buffer
 // (warp w of the block takes entries 4w .. 4w + 3, then 4 (w + warps) ...)
 __device__ __forceinline__ void lane_far(float* fbuf, const int* buf, int w, const float* values, int ld,
-                                         size_t col) {
-    const int n = buf[1];
+                                         size_t col, bool active) {
+    const int n = active ? buf[1] : 0;  // a lane past the block's columns copies nothing
     const int4* slots = reinterpret_cast<const int4*>(buf + buf[2]);
     for (int f = 4 * w; f < n; f += 4 * LANE_WARPS) {
         const int4 s = slots[f >> 2];  // four slots a load (the section is padded to 4 words)
@@ -462,7 +462,7 @@ __device__ __forceinline__ float activate_selects(float z, int code) {
 // `mine` is this thread's column of shared memory (smem + t), so a source costs one address add.
 template <int P>
 __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* mine, float* values, int ld,
-                                            size_t col) {
+                                            size_t col, bool active) {
     const int* rec = chunk + h.z;
     const int4* nd = reinterpret_cast<const int4*>(chunk + h.w);
     int4 n[P];  // the node records, loaded before the sums so their latency overlaps them
@@ -483,19 +483,22 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     for (int p = 0; p < P; ++p) {
         const float z = activate_selects(acc[p] + __int_as_float(n[p].z), n[p].w);
         mine[n[p].x] = z;
-        if (!(LANE_LEAVE_OUT & 2) && n[p].y >= 0) values[(size_t)n[p].y * ld + col] = z;
+        if (!(LANE_LEAVE_OUT & 2) && active && n[p].y >= 0) values[(size_t)n[p].y * ld + col] = z;
     }
 }
 
 extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane(
     float* values, int ld, const int2* __restrict__ segs, const int2* __restrict__ chunk_words,
-    const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words) {
+    const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words, int cols) {
     extern __shared__ float4 lane_smem4[];
     float* smem = reinterpret_cast<float*>(lane_smem4);
-    const int nt = blockDim.x / LANE_WARPS;  // columns of the block
-    const int t = threadIdx.x % nt, w = threadIdx.x / nt;
+    // `cols` (1 .. 32) columns a block, lane t of every warp on column t: fewer columns spread a batch
+    // over more multiprocessors, and each warp stays whole (its lanes past `cols` run along, masked),
+    // so the warps never share one warp's issue slots as they would packed into fewer threads
+    const int t = threadIdx.x % LANE_THREADS, w = threadIdx.x / LANE_THREADS;
+    const bool active = t < cols;
     float* mine = smem + t;
-    const size_t col = (size_t)blockIdx.x * nt + t;
+    const size_t col = (size_t)blockIdx.x * cols + (active ? t : 0);
     float* fbase = smem + ring_words;
     float* zero = fbase + 2 * cap_far * LANE_THREADS;
     int* sbase = reinterpret_cast<int*>(zero + LANE_THREADS);
@@ -508,7 +511,8 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
     cp_async_commit();
     cp_async_wait(0);
     __syncthreads();
-    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, w, values, ld, col);
+    lane_far(fbase + (b0 % 2) * cap_far * LANE_THREADS + t, sbase + (b0 % 3) * cap_words, w, values, ld, col,
+             active);
     cp_async_commit();
     int2 next = chunk_words[min(b0 + 2, b1)];  // chunk i + 2's words, loaded one chunk ahead
 
@@ -517,7 +521,7 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
         __syncthreads();  // everyone's copies are in, and chunk i - 1 is done
         if (i + 1 < b1)
             lane_far(fbase + ((i + 1) % 2) * cap_far * LANE_THREADS + t, sbase + ((i + 1) % 3) * cap_words, w,
-                     values, ld, col);
+                     values, ld, col, active);
         if (i + 2 < b1) lane_stage(sbase + ((i + 2) % 3) * cap_words, next, stream);
         cp_async_commit();
         next = chunk_words[min(i + 3, b1)];
@@ -531,10 +535,10 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
             const int4 gh_next = groups[g + 1];  // one ahead (past the last: a bundle header, unused)
             for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
                 const int4 h = heads[gh.y + k];
-                if (h.x == 1) lane_bundle<1>(chunk, h, mine, values, ld, col);
-                else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col);
-                else if (h.x == 3) lane_bundle<3>(chunk, h, mine, values, ld, col);
-                else lane_bundle<4>(chunk, h, mine, values, ld, col);
+                if (h.x == 1) lane_bundle<1>(chunk, h, mine, values, ld, col, active);
+                else if (h.x == 2) lane_bundle<2>(chunk, h, mine, values, ld, col, active);
+                else if (h.x == 3) lane_bundle<3>(chunk, h, mine, values, ld, col, active);
+                else lane_bundle<4>(chunk, h, mine, values, ld, col, active);
             }
             if (!(LANE_LEAVE_OUT & 1)) __syncthreads();  // the group's values are in the ring before the next reads them
             gh = gh_next;
