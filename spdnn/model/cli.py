@@ -93,6 +93,8 @@ def _tune(args) -> None:
     result = tune(args.neurons, args.layers, gpu, args.inputs)
     if args.output:
         write_tuned(Path(args.output), result)
+        d = result["decision"]
+        print(f"spdnn model tune: {d['choice']}: {d['reason']}", file=sys.stderr)
     else:
         json.dump(result, sys.stdout, indent=1)
         print()

@@ -170,6 +170,13 @@ def design_cost(
     return _select(fused_mask, own, other)
 
 
+def check_launches(hw: Hardware, launches, gpu_seconds):
+    """Time of the check points' own kernels (counts, drops, compactions): after a check point the
+    host queues them one prepared call each (call_s, not the layer loop's launch_s) while the GPU
+    runs them (gpu_seconds in all), so the longer of the two streams counts, not their sum."""
+    return np.maximum(np.asarray(launches, float) * hw.call_s, gpu_seconds)
+
+
 def overhead_cost(hw: Hardware, pol: PolicyResult, win0, neurons):
     """Per-batch time outside the layer kernels: input load, check points, compactions, carried
     rows (spdnn_saturated counts and drops), readout.
@@ -183,11 +190,16 @@ def overhead_cost(hw: Hardware, pol: PolicyResult, win0, neurons):
     stage = (pol.batches - 1) / pol.batches * n0 * (0.1 * neurons * 8 + 8) / hw.host_copy_bandwidth
     t_start = 6 * hw.launch_s + 4.0 * n0 * win0 / bw_d + stage
     t_checks = pol.checks * hw.sync_s
+    # A compaction is 3 launches (scan, compact, the flags' memset), queued by the host one prepared
+    # call each (call_s) while the GPU runs them: the longer of the two streams counts.
     scan = pol.compactions * hw.kernel_min_s + np.ceil(pol.scan_rows / 1024) * 300 / hw.clock_hz
-    t_comp = pol.compactions * 3 * hw.launch_s + scan + 8.0 * pol.compact_rows / bw_d
+    copy = pol.compactions * hw.kernel_min_s + 8.0 * pol.compact_rows / bw_d
+    t_comp = check_launches(hw, 3 * pol.compactions, scan + copy + pol.compactions * hw.kernel_min_s)
     # carried rows: each spdnn_saturated launch reads the batch's features; a drop also scans its rows
-    drop_scan = pol.drops * hw.kernel_min_s + np.ceil(pol.drop_rows / 1024) * 300 / hw.clock_hz
-    t_carry = pol.carry_launches * hw.launch_s + drop_scan + 4.0 * pol.carry_floats / bw_d
+    drop_scan = np.ceil(pol.drop_rows / 1024) * 300 / hw.clock_hz
+    t_carry = check_launches(
+        hw, pol.carry_launches, pol.carry_launches * hw.kernel_min_s + drop_scan + 4.0 * pol.carry_floats / bw_d
+    )
     dram = 4.0 * n0 * win0 + 8.0 * pol.compact_rows + 8.0 * pol.scan_rows + 4.0 * pol.carry_floats
     return t_start + t_checks + t_comp + t_carry + hw.sync_s, dram
 

@@ -37,6 +37,10 @@ class Hardware:
     kernel_min_s: float  # GPU time of the smallest kernel (start + drain)
     sync_s: float  # one check point: count, copy back, stream synchronise, host decision
     hbm_efficiency: float  # achievable fraction of hbm_bandwidth (read + write streaming)
+    # host cost of one prepared launch outside the layer loop (a check point's count, drop and
+    # compaction kernels): the microbenchmark's empty-kernel launch; launch_s (fitted) is a layer
+    # loop's step (its Python work and a 16-argument call) and is larger
+    call_s: float = 5e-06
     memory_bytes: float = 80e9
     l1_bytes: float = 262144  # combined L1 / shared memory per SM (the gather kernel leaves it to L1)
     host_copy_bandwidth: float = 10e9  # one host thread staging a batch's CSR inputs into pinned memory

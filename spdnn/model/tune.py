@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .. import challenge
 from ..devices import gpu_names
 from .cost import predict
+from .directives import ENGINE_DEFAULT
 from .explore import engine_spaces, evaluate
 from .hardware import gpu_slug, load_hardware, preset_for_gpu
 from .network import NetworkProfile
-from .validated import measured_label
+from .validated import TUNE_MARGIN_LOG, TUNE_MARGIN_SOURCE, measured_label
 
 
 def detect_gpu() -> str | None:
@@ -20,10 +22,15 @@ def detect_gpu() -> str | None:
     return names[0] if names else None
 
 
-def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS) -> dict:
-    """{"engine_options", "predicted_seconds", "measured", "model"} for the best design the cuda engine can
-    run, searched over the knobs validation varied only (explore.engine_spaces); "measured" says
-    whether its dataflow was ever measured (spdnn.model.validated)."""
+def tune(
+    neurons: int, layers: int, gpu: str | None = None, inputs: int = challenge.N_INPUTS, margin_log: float | None = None
+) -> dict:
+    """{"engine_options", "predicted_seconds", "measured", "decision", "model"}: the best design the cuda
+    engine can run, searched over the knobs validation varied only (explore.engine_spaces), if the
+    model predicts it faster than the engine's defaults by more than its validated error margin
+    (validated.TUNE_MARGIN_LOG; `margin_log` overrides it); else the engine's defaults. "decision"
+    says which and why, with the search's best as "candidate"; "measured" says whether the chosen
+    dataflow was ever measured (spdnn.model.validated)."""
     preset = preset_for_gpu(gpu)
     hw = load_hardware(preset)
     prof = NetworkProfile.stored(neurons, layers, inputs)
@@ -39,7 +46,36 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
             best = (res, i)
     assert best is not None  # engine_spaces() is never empty
     res, i = best
-    df = res.design(i)
+    found = res.design(i)
+    found_s, found_j = float(res.seconds[i]), float(res.joules[i])
+    default = predict(ENGINE_DEFAULT, prof, hw)
+    margin = TUNE_MARGIN_LOG if margin_log is None else float(margin_log)
+    gain = default.seconds / found_s
+    required = math.exp(margin)
+    if gain > required:
+        df, seconds, joules, choice = found, found_s, found_j, "tuned"
+        why = f"predicted {gain:.3f}x faster than the engine defaults, above the required {required:.3f}x"
+    else:
+        df, seconds, joules, choice = ENGINE_DEFAULT, default.seconds, default.joules, "engine defaults"
+        why = (
+            f"the search's best is predicted {gain:.3f}x the engine defaults' speed, not above the "
+            f"required {required:.3f}x (the model's validated error margin): defaults kept"
+        )
+    decision = {
+        "choice": choice,
+        "reason": why,
+        "predicted_gain": gain,
+        "required_gain": required,
+        "margin_log": margin,
+        "margin_source": TUNE_MARGIN_SOURCE if margin_log is None else "given",
+        "default_predicted_seconds": default.seconds,
+        "candidate": {
+            "engine_options": found.engine_options(),
+            "predicted_seconds": found_s,
+            "dataflow": found.dataflow,
+            "measured": measured_label(found),
+        },
+    }
     searched = {
         k: sorted({v for s in spaces for v in s[k]}, key=str)
         for k in (
@@ -57,9 +93,10 @@ def tune(neurons: int, layers: int, gpu: str | None = None, inputs: int = challe
     }
     return {
         "engine_options": df.engine_options(),
-        "predicted_seconds": float(res.seconds[i]),
-        "predicted_joules": float(res.joules[i]),
+        "predicted_seconds": float(seconds),
+        "predicted_joules": float(joules),
         "measured": measured_label(df),
+        "decision": decision,
         "model": {
             "gpu": gpu,
             "gpu_slug": gpu_slug(gpu),

@@ -44,3 +44,16 @@ def knob_range(dataflow: str, knob: str) -> tuple:
     """(lowest, highest) value validation measured for a knob of a dataflow."""
     vals = VALIDATED[dataflow][knob]
     return min(vals), max(vals)
+
+
+# Tune keeps the engine's defaults unless the model predicts them slower than its choice by more than
+# its measured error on exactly that quantity: the speed-up of tuned over default options, measured on
+# the H200 (2026-12-02, frozen model of fingerprint 0286ca0e..., 11 challenge networks, docs/model.md
+# "Tune against the engine defaults"): median |log(predicted / measured speed-up)| = 0.133 (largest
+# 0.297, at 1024 x 120). A predicted gain must exceed exp(0.133) = 1.14x. Re-derive it from the next
+# measured tune-vs-default run (validation.tune_margin on its analysis).
+TUNE_MARGIN_LOG = 0.133
+TUNE_MARGIN_SOURCE = (
+    "median |log(predicted / measured speed-up)| of tune vs the engine defaults, H200 2026-12-02, "
+    "11 networks, frozen model 0286ca0e (docs/model.md)"
+)

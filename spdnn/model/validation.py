@@ -155,6 +155,7 @@ def micro_constants(raw: dict, base: Hardware) -> dict:
         "kernel_min_s": cal["kernel_min_s"],
         "sync_s": cal["sync_s"],
         "hbm_efficiency": min(1.0, cal["copy_bandwidth"] / base.hbm_bandwidth),
+        "call_s": cal["launch_s"],  # the microbenchmark's launch: a check point's kernels (launch_s is fitted)
     }
 
 
@@ -354,6 +355,7 @@ def freeze(path: Path, gpu: str, plan: dict, networks: list | None = None) -> di
             "predicted_seconds": t["predicted_seconds"],
             "measured": t["measured"],
             "dataflow": t["model"]["dataflow"],
+            "decision": t["decision"],
             "default_predicted_seconds": default.seconds,
         }
     cal = read_calibration()
