@@ -45,6 +45,10 @@ LAYOUTS = {  # name -> (engine, options)
     "cuda-lane": ("cuda-lane", {}),
     "cuda-lane, 2 warps": ("cuda-lane", {"lane_warps": 2}),
     "cuda-lane, 8 warps": ("cuda-lane", {"lane_warps": 8}),
+    "cuda-lane, steps by 4": ("cuda-lane", {"lane_step_block": 4}),
+    "cuda-lane, steps by 8": ("cuda-lane", {"lane_step_block": 8}),
+    "cuda-lane, 8 warps, steps by 4": ("cuda-lane", {"lane_warps": 8, "lane_step_block": 4}),
+    "cuda-lane, 8 warps, steps by 8": ("cuda-lane", {"lane_warps": 8, "lane_step_block": 8}),
 }
 
 
@@ -70,14 +74,25 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--population", type=int, default=0, help="members (0: none)")
+    ap.add_argument(
+        "--layouts",
+        default="",
+        help="only layouts whose name starts with one of these, comma-separated (cuda-warp, the reference, always)",
+    )
     args = ap.parse_args()
+    prefixes = [p for p in args.layouts.split(",") if p]
+    layouts = {
+        name: v
+        for name, v in LAYOUTS.items()
+        if name == "cuda-warp" or not prefixes or name.startswith(tuple(prefixes))
+    }
     net = levelise(generate_shape(args.kind, int(args.edges), args.seed))
     record = {"benchmark": "dag-walk", "config": vars(args), "provenance": provenance(), "network": net.summary()}
     record["cases"] = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = random_inputs(net.n_inputs, batch, seed=batch)
         ref = None
-        for name, (engine_name, options) in LAYOUTS.items():
+        for name, (engine_name, options) in layouts.items():
             secs, last, ref, c = time_layout(get_dag_engine(engine_name, **options), net, x, args.reps, ref)
             row = {
                 "batch": batch,

@@ -451,7 +451,16 @@ def test_warp_kernel_index_math_emulated(batch):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
-@pytest.mark.parametrize("defines", [[], ["-DLANE_WARPS=1"], ["-DLANE_WARPS=8", "-DLANE_LEAVE_OUT=7"]])
+@pytest.mark.parametrize(
+    "defines",
+    [
+        [],
+        ["-DLANE_WARPS=1"],
+        ["-DLANE_WARPS=8", "-DLANE_LEAVE_OUT=7"],
+        ["-DLANE_STEP_BLOCK=4"],
+        ["-DLANE_STEP_BLOCK=8"],
+    ],
+)
 def test_dag_kernels_compile_sm90(tmp_path, defines):
     """The default build, and dag_lane's other builds (warps a block, the diagnostic ones)."""
     out = tmp_path / "dag.cubin"

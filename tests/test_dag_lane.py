@@ -109,13 +109,15 @@ def emulate_lane_launch(lt, st: LaneStream, seg: int, net, values, written) -> N
                 written[r] += 1
 
 
-def emulate_network(net, x, shared_limit=232448, free=True, caps=None, warps=4):
+def emulate_network(net, x, shared_limit=232448, free=True, caps=None, warps=4, step_block=1):
     """The engine's plan on a network: choose_lane_stream's runs emulated, the other groups computed
     plainly into the same value slots. Returns (outputs, tables, walked, stream)."""
     batch = x.shape[0]
     plan = warp_plan(net.level_ptr, net.indptr, batch)
     vp = plan_values(net, free)
-    chosen = choose_lane_stream(net, plan, vp.slot, shared_limit, *([caps] if caps else []), warps=warps)
+    chosen = choose_lane_stream(
+        net, plan, vp.slot, shared_limit, *([caps] if caps else []), warps=warps, step_block=step_block
+    )
     assert chosen is not None
     tables, st, walked = chosen
     assert st.shared_bytes() <= shared_limit
@@ -227,6 +229,27 @@ def test_lane_emulated_other_warp_counts(warps):
     assert compare_outputs(out, reference(net, x)).passed
 
 
+@pytest.mark.parametrize("step_block", [4, 8])
+def test_lane_steps_padded_to_blocks_same_bits(step_block):
+    """Steps padded to a multiple of the build's block (weight 0 from the zero row): every bundle's
+    step count a multiple, room for one block read ahead, and the same outputs bit for bit."""
+    net = levelise(deep_narrow(5000, seed=3))
+    x = random_inputs(net.n_inputs, 7, seed=2)
+    plain, *_, st1 = emulate_network(net, x)
+    out, _, _, st = emulate_network(net, x, step_block=step_block)
+    assert st.step_block == step_block and st.cap_words >= st1.cap_words + 8 * step_block
+    for c0, n in st.chunk_words:  # every bundle header's steps (its second word) a multiple
+        if n == 0:
+            continue
+        chunk = st.words[c0 : c0 + n]
+        ng = int(chunk[0])
+        nb = int(chunk[4 : 4 + 4 * ng : 4].sum())  # bundles of the chunk's groups
+        steps = chunk[4 + 4 * ng + 1 : 4 + 4 * ng + 4 * nb : 4]
+        assert steps.size == nb and np.all(steps % step_block == 0)
+    assert all(np.array_equal(a, b) for a, b in zip(out, plain))
+    assert compare_outputs(out, reference(net, x)).passed
+
+
 # ----------------------------------------------------------------------------- on the GPU
 
 
@@ -249,11 +272,25 @@ def test_gpu_lane_equals_cpu(shape, batch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("warps", [1, 2, 8])
-def test_gpu_lane_warp_counts_same_bits(warps):
-    """The warps only split a group's bundles: every count gives the default's outputs bit for bit."""
+@pytest.mark.parametrize(("warps", "step_block"), [(1, 1), (2, 1), (8, 1), (4, 4), (8, 4), (4, 8)])
+@pytest.mark.parametrize("batch", [1, 200])
+def test_gpu_lane_builds_same_bits(warps, step_block, batch):
+    """The warps only split a group's bundles and a step block only pads the steps with +0: every
+    build gives the default's outputs bit for bit."""
     net = levelise(deep_narrow(60_000, seed=warps))
-    x = random_inputs(net.n_inputs, 200, seed=5)
-    outs = gpu_outputs(net, x, _engine("cuda-lane", lane_warps=warps), _engine("cuda-lane"))
-    assert outs[0].details["lane_warps"] == warps
+    x = random_inputs(net.n_inputs, batch, seed=5)
+    built = _engine("cuda-lane", lane_warps=warps, lane_step_block=step_block)
+    outs = gpu_outputs(net, x, built, _engine("cuda-lane"))
+    assert outs[0].details["lane_warps"] == warps and outs[0].details["lane_step_block"] == step_block
     np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
+
+
+def test_lane_stream_shrinks_the_ring_by_whole_rows():
+    """With one warp the stream's chunks outgrow choose_lane's estimate by a few bytes; the ring must
+    give way by whole rows until it fits (by the bytes over alone it never shrank: no lane plan)."""
+    net = levelise(deep_narrow(60_000, seed=1))
+    plan = warp_plan(net.level_ptr, net.indptr, 200)
+    limit = 232448
+    chosen = choose_lane_stream(net, plan, plan_values(net).slot, limit, warps=1)
+    assert chosen is not None
+    assert chosen[1].warps == 1 and chosen[1].shared_bytes() <= limit

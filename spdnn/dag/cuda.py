@@ -57,6 +57,7 @@ from .liveness import plan_values
 from .network import OUTPUT, DagNetwork
 
 LANE_MAX_WARPS = 8  # the most warps a build of dag_lane takes (blocks of up to 256 threads)
+LANE_STEP_BLOCKS = (1, 2, 4, 8)  # dag_lane's builds of its sums: steps a block (1: a loop unrolled by 4)
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
@@ -421,6 +422,7 @@ def choose_lane_stream(
     shared_limit: int,
     caps: tuple[int, int, int, int] = LANE_CAPS,
     warps: int = LANE_WARPS,
+    step_block: int = 1,
 ) -> tuple[LaneTables, LaneStream, dict[int, int]] | None:
     """choose_lane's runs with dag_lane's stream (lane_stream) within shared_limit: (tables, stream,
     {segment index: row of tables.segs}), or None. choose_lane sizes the ring for its own estimate
@@ -431,11 +433,12 @@ def choose_lane_stream(
         if got is None:
             return None
         tables, walked = got
-        stream = lane_stream(tables, warps)
+        stream = lane_stream(tables, warps, step_block)
         over = stream.shared_bytes() - shared_limit
         if over <= 0:
             return tables, stream, walked
-        limit -= over
+        row = 4 * LANE_THREADS  # the ring gives way by whole rows (by fewer bytes it might not shrink)
+        limit -= -(-over // row) * row
     return None
 
 
@@ -632,11 +635,13 @@ class CudaDagBase(DagEngine):
     dag_levels.cu's kernels compiled and prepared, value buffers kept between calls, the output
     gather and the chunk loop (run_chunks)."""
 
-    def __init__(self, device: int, needed_by: str, lane_warps: int = LANE_WARPS):
+    def __init__(self, device: int, needed_by: str, lane_warps: int = LANE_WARPS, lane_step_block: int = 1):
         self._device = open_device(device, needed_by=needed_by)
         self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
-        # dag_lane's warps a block are a build constant (the default build: LANE_WARPS, as in the .cu)
+        # dag_lane's warps a block and steps a block of its sums are build constants (the default
+        # build: LANE_WARPS and 1, as in the .cu)
         options = ["-O3"] + ([f"-DLANE_WARPS={lane_warps}"] if lane_warps != LANE_WARPS else [])
+        options += [f"-DLANE_STEP_BLOCK={lane_step_block}"] if lane_step_block != 1 else []
         self._module = compile_module(KERNEL_FILE, self.arch, options)
         self._fns = {name: self._module.get_function(name) for name in KERNEL_FORMATS}
         for name, fmt in KERNEL_FORMATS.items():
@@ -684,6 +689,7 @@ class DagCudaEngine(CudaDagBase):
         walk_vec1: bool = False,
         walk_ring_bytes: int = WALK_RING_BYTES,
         lane_warps: int = LANE_WARPS,
+        lane_step_block: int = 1,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
@@ -695,7 +701,11 @@ class DagCudaEngine(CudaDagBase):
             raise ValueError(f"walk_depth must be in 1 .. 8, not {walk_depth}")
         if not 1 <= lane_warps <= LANE_MAX_WARPS:
             raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
-        super().__init__(device, needed_by="the DAG GPU engines", lane_warps=lane_warps)
+        if lane_step_block not in LANE_STEP_BLOCKS:
+            raise ValueError(f"lane_step_block must be one of {LANE_STEP_BLOCKS}, not {lane_step_block}")
+        super().__init__(
+            device, needed_by="the DAG GPU engines", lane_warps=lane_warps, lane_step_block=lane_step_block
+        )
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
         self.walk = kernel == "walk" or walk  # kernel="walk" is kernel="warp", walk=True
@@ -705,6 +715,7 @@ class DagCudaEngine(CudaDagBase):
         # edges) whatever the batch, so a group's nodes and edges spread over a warp
         self.walk_vec1, self.walk_ring_bytes = walk_vec1, walk_ring_bytes
         self.lane_warps = lane_warps  # dag_lane: warps sharing a block's columns
+        self.lane_step_block = lane_step_block  # dag_lane: its sums' steps a block
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self.free_values = free_values
@@ -754,7 +765,10 @@ class DagCudaEngine(CudaDagBase):
         (None: none)."""
         if self.lane:
             threads = min(LANE_THREADS, plan.tile)  # divides the row width ld (powers of two)
-            got = choose_lane_stream(self.net, plan, self.plan.slot, self.shared_limit, warps=self.lane_warps)
+            got = choose_lane_stream(
+                self.net, plan, self.plan.slot, self.shared_limit, warps=self.lane_warps,
+                step_block=self.lane_step_block,
+            )  # fmt: skip
             if got is None:
                 return None
             lt, st, lane_walked = got
@@ -904,5 +918,6 @@ class DagCudaEngine(CudaDagBase):
                 walk_shared_bytes=max(walk.shared),
             )
             if walk.lane_stream is not None:  # nodes summed together (dag_lane's bundles)
-                details.update(lane_bundles=walk.lane_stream.bundles, lane_warps=walk.lane_stream.warps)
+                st = walk.lane_stream
+                details.update(lane_bundles=st.bundles, lane_warps=st.warps, lane_step_block=st.step_block)
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

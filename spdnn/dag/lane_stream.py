@@ -69,6 +69,7 @@ class LaneStream:
     cap_words: int  # the most words of one chunk (a staging buffer's size)
     bundles: int  # bundles in all (for the record: nodes / bundles is the overlap)
     warps: int  # the warps a block the bundles were split for
+    step_block: int = 1  # every bundle's steps a multiple of this (the kernel's -DLANE_STEP_BLOCK)
 
     @property
     def zero_word(self) -> int:
@@ -101,9 +102,14 @@ def bundle_layout(n_nodes: np.ndarray, warps: int = LANE_WARPS) -> tuple[np.ndar
     return bundle, place, width
 
 
-def lane_stream(lt: LaneTables, warps: int = LANE_WARPS) -> LaneStream:
+def lane_stream(lt: LaneTables, warps: int = LANE_WARPS, step_block: int = 1) -> LaneStream:
     """The stream for every chunk of lt, its groups' bundles split for `warps` warps (see the module
-    docstring)."""
+    docstring). step_block > 1: every bundle's steps padded to a multiple of it (weight 0 from the
+    zero row, as for a bundle's shorter nodes), for the build whose sums go step_block steps at a
+    time with no remainder loop and the next block's records loaded ahead; each staging buffer then
+    has room for that one block read past a chunk's last words."""
+    if step_block < 1:
+        raise ValueError(f"step_block must be at least 1, not {step_block}")
     t = lt.walk
     k, far_cap = int(t.ring), int(lt.caps[3])
     ring_words = _up4(k * LANE_THREADS)
@@ -124,6 +130,7 @@ def lane_stream(lt: LaneTables, warps: int = LANE_WARPS) -> LaneStream:
     counts = t.nodes[rows, 3].astype(np.int64) >> 8
     steps = np.zeros(width.size, np.int64)
     np.maximum.at(steps, bundle, counts)
+    steps = -(-steps // step_block) * step_block
     b_chunk = np.zeros(width.size, np.int64)
     b_chunk[bundle] = chunk_of_group[node_group]
     b_group = np.zeros(width.size, np.int64)
@@ -198,4 +205,6 @@ def lane_stream(lt: LaneTables, warps: int = LANE_WARPS) -> LaneStream:
     f_rank = _ranks(far_n)
     words[start[f_chunk] + far_off[f_chunk] + f_rank] = t.far[far_lo[f_chunk] + f_rank]
     cap = int(_up4(size.max())) if size.size else 4
-    return LaneStream(words, chunk_words, ring_words, far_cap, cap, int(width.size), warps)
+    if step_block > 1:
+        cap += 2 * 4 * step_block  # one block of records of 4 nodes read ahead past the last bundle
+    return LaneStream(words, chunk_words, ring_words, far_cap, cap, int(width.size), warps, step_block)

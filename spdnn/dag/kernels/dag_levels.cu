@@ -398,6 +398,9 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 #ifndef LANE_LEAVE_OUT
 #define LANE_LEAVE_OUT 0
 #endif
+#ifndef LANE_STEP_BLOCK  // -DLANE_STEP_BLOCK=U: the stream's steps padded to multiples of U (lane_step_block)
+#define LANE_STEP_BLOCK 1
+#endif
 #define LANE_HEADER 4
 
 __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __restrict__ stream) {
@@ -471,14 +474,39 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     float acc[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) acc[p] = 0.0f;
+    constexpr int W = 2 * (P == 3 ? 4 : P);  // words a step
+    const int steps = (LANE_LEAVE_OUT & 4) ? 0 : h.y;
+#if LANE_STEP_BLOCK > 1
+    // steps padded to a multiple of U by the host: no remainder loop, and the next block's records
+    // (read past the bundle's last: unused) load while this block's values are summed
+    constexpr int U = LANE_STEP_BLOCK;
+    int a[U][P];
+    float w[U][P];
+#pragma unroll
+    for (int j = 0; j < U; ++j) Step<P>::load(rec + j * W, a[j], w[j]);
+    for (int s = 0; s < steps; s += U) {
+        float v[U][P], wc[U][P];
+#pragma unroll
+        for (int j = 0; j < U; ++j)
+#pragma unroll
+            for (int p = 0; p < P; ++p) v[j][p] = mine[a[j][p]], wc[j][p] = w[j][p];
+#pragma unroll
+        for (int j = 0; j < U; ++j) Step<P>::load(rec + (s + U + j) * W, a[j], w[j]);
+#pragma unroll
+        for (int j = 0; j < U; ++j)
+#pragma unroll
+            for (int p = 0; p < P; ++p) acc[p] = fmaf(wc[j][p], v[j][p], acc[p]);
+    }
+#else
 #pragma unroll 4
-    for (int s = 0; s < ((LANE_LEAVE_OUT & 4) ? 0 : h.y); ++s) {
+    for (int s = 0; s < steps; ++s) {
         int a[P];
         float w[P];
-        Step<P>::load(rec + s * 2 * (P == 3 ? 4 : P), a, w);
+        Step<P>::load(rec + s * W, a, w);
 #pragma unroll
         for (int p = 0; p < P; ++p) acc[p] = fmaf(w[p], mine[a[p]], acc[p]);
     }
+#endif
 #pragma unroll
     for (int p = 0; p < P; ++p) {
         const float z = activate_selects(acc[p] + __int_as_float(n[p].z), n[p].w);
