@@ -42,12 +42,11 @@ LAYOUTS = {  # name -> (engine, options)
         "cuda-walk",
         {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096, "walk_depth": 2},
     ),
-    "cuda-lane": ("cuda-lane", {}),
+    "cuda-lane": ("cuda-lane", {}),  # 4 warps, steps by 4
     "cuda-lane, 2 warps": ("cuda-lane", {"lane_warps": 2}),
     "cuda-lane, 8 warps": ("cuda-lane", {"lane_warps": 8}),
-    "cuda-lane, steps by 4": ("cuda-lane", {"lane_step_block": 4}),
+    "cuda-lane, steps by 1": ("cuda-lane", {"lane_step_block": 1}),
     "cuda-lane, steps by 8": ("cuda-lane", {"lane_step_block": 8}),
-    "cuda-lane, 8 warps, steps by 4": ("cuda-lane", {"lane_warps": 8, "lane_step_block": 4}),
     "cuda-lane, 8 warps, steps by 8": ("cuda-lane", {"lane_warps": 8, "lane_step_block": 8}),
 }
 

@@ -272,7 +272,7 @@ def test_gpu_lane_equals_cpu(shape, batch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("warps", "step_block"), [(1, 1), (2, 1), (8, 1), (4, 4), (8, 4), (4, 8)])
+@pytest.mark.parametrize(("warps", "step_block"), [(1, 1), (2, 4), (8, 1), (4, 1), (8, 4), (4, 8)])
 @pytest.mark.parametrize("batch", [1, 200])
 def test_gpu_lane_builds_same_bits(warps, step_block, batch):
     """The warps only split a group's bundles and a step block only pads the steps with +0: every

@@ -58,6 +58,9 @@ from .network import OUTPUT, DagNetwork
 
 LANE_MAX_WARPS = 8  # the most warps a build of dag_lane takes (blocks of up to 256 threads)
 LANE_STEP_BLOCKS = (1, 2, 4, 8)  # dag_lane's builds of its sums: steps a block (1: a loop unrolled by 4)
+# cuda-lane's default: deep-narrow 1e6 edges on an H200, 9.40 / 9.54 ms at batch 1 / 1000 against
+# 11.14 / 11.07 with 1 (8: 10.25 / 10.70; docs/dag.md)
+LANE_STEP_BLOCK = 4
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
@@ -689,7 +692,7 @@ class DagCudaEngine(CudaDagBase):
         walk_vec1: bool = False,
         walk_ring_bytes: int = WALK_RING_BYTES,
         lane_warps: int = LANE_WARPS,
-        lane_step_block: int = 1,
+        lane_step_block: int = LANE_STEP_BLOCK,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
