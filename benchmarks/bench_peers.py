@@ -205,6 +205,11 @@ def peer_files(method: recipes.Method, net: data.Network, work: Path, cache: dic
     XY's schedule cache serves SNICIT too)."""
     if method.inputs not in cache:
         t0 = time.perf_counter()
+        kept = writers.kept_files(work / method.inputs, net.extra.get("digest"))
+        if kept is not None:  # written by an earlier call with --keep-files, same data
+            cache[method.inputs] = kept | {"write_seconds": 0.0, "reused": True}
+            return cache[method.inputs]
+        (work / method.inputs / writers.FILES_MARK).unlink(missing_ok=True)  # complete again only once rewritten
         if method.inputs == "hidayetoglu":
             folder = work / "hidayetoglu"
             env = writers.write_hidayetoglu(
@@ -216,6 +221,7 @@ def peer_files(method: recipes.Method, net: data.Network, work: Path, cache: dic
                 work / "sdgc", net.layer_source(), net.inputs, net.truth, net.neurons, net.layer_count
             )
         cache[method.inputs]["write_seconds"] = time.perf_counter() - t0
+        writers.mark_files(work / method.inputs, net.extra.get("digest"), cache[method.inputs])
     return cache[method.inputs]
 
 
@@ -393,7 +399,9 @@ def run(args) -> int:
                         peer_files(method, net, work, files)
                     except (OSError, ValueError) as err:
                         log(f"{method.key}: input files not written: {err}")
-        entry["results"].update(run_engines(net, args.engines.split(","), args.reps, args.budget))
+        engines = [e for e in args.engines.split(",") if e]  # '' for none (a peers-only call)
+        if engines:
+            entry["results"].update(run_engines(net, engines, args.reps, args.budget))
         write_json(json_path, record)
         held = layer_bytes(net)
         if held > args.drop_layers_above * 1e9 and net.drop_layers():
@@ -476,7 +484,11 @@ def main(argv=None) -> int:
         help="stored truth of synthetic networks (small JSON files keyed by the data's digest; committed)",
     )
     ap.add_argument("--work", default="/tmp/spdnn-peers", help="where the peers' input files are written")
-    ap.add_argument("--keep-files", action="store_true")
+    ap.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="leave the peers' files in --work; a later run on the same data (digest) reuses them",
+    )
     ap.add_argument(
         "--files-first",
         action="store_true",

@@ -296,6 +296,21 @@ def test_dropped_layers_write_the_same_peer_files(tmp_path):
     assert not real_like.drop_layers() and len(real_like.layers) == 6  # nothing to make them again from
 
 
+def test_kept_files_are_reused_only_for_the_same_complete_data(tmp_path):
+    net = data.synthetic(64, 6, 50, seed=5, truth_dir=None)
+    digest = net.extra["digest"]
+    h = {"folder": tmp_path / "hidayetoglu"}
+    h["env"] = writers.write_hidayetoglu(h["folder"], net.layer_source(), net.inputs, net.truth, 64, 6)
+    sdgc = writers.write_sdgc(tmp_path / "sdgc", net.layer_source(), net.inputs, net.truth, 64, 6)
+    assert writers.kept_files(tmp_path / "sdgc", digest) is None  # not marked: maybe half written
+    writers.mark_files(h["folder"], digest, h | {"write_seconds": 1.0})
+    writers.mark_files(tmp_path / "sdgc", digest, sdgc)
+    assert writers.kept_files(h["folder"], digest) == h
+    assert writers.kept_files(tmp_path / "sdgc", digest) == sdgc
+    assert writers.kept_files(h["folder"], "0" * 64) is None  # other data
+    assert writers.kept_files(h["folder"], None) is None
+
+
 def test_invocations(tmp_path):
     hid = runner.invocation(
         recipes.METHODS["hidayetoglu"],

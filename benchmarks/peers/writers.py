@@ -7,6 +7,7 @@ the truth (0-based rows with any nonzero after the last layer).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -135,3 +136,31 @@ def write_sdgc(
     paths["inputs"].write_bytes(tsv_bytes(inputs, np.int8(1)))
     paths["truth"].write_text(truth_text(truth))
     return paths
+
+
+# ----------------------------------------------------------------------------- files kept between runs
+
+FILES_MARK = "spdnn-files.json"  # written last: the folder holds one network's complete files
+
+
+def mark_files(folder: Path, digest: str | None, files: dict) -> None:
+    """Say that folder's files are complete and of the data with this digest."""
+    record = {"digest": digest, "files": {k: v for k, v in files.items() if k != "write_seconds"}}
+    (Path(folder) / FILES_MARK).write_text(json.dumps(record, default=str))
+
+
+def kept_files(folder: Path, digest: str | None) -> dict | None:
+    """What write_hidayetoglu / write_sdgc returned for the files an earlier run left in folder
+    (bench_peers --keep-files), if they are complete and of the same data (digest); else None.
+    65536 x 1920's files take minutes to write and the champion minutes to read: more than one
+    device call holds."""
+    mark = Path(folder) / FILES_MARK
+    if digest is None or not mark.is_file():
+        return None
+    record = json.loads(mark.read_text())
+    if record.get("digest") != digest:
+        return None
+    files = record["files"]
+    if "env" in files:  # write_hidayetoglu's: the folder and the environment it reads
+        return {"folder": Path(files["folder"]), "env": files["env"]}
+    return {k: Path(v) for k, v in files.items()}  # write_sdgc's paths
