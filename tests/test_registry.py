@@ -76,7 +76,7 @@ def test_dag_auto_uses_the_same_rule(caplog):
         engine = get_dag_engine("auto", free_values=False, max_columns=64)
     assert isinstance(engine, VectorisedEngine) and engine.free_values is False
     assert (
-        "dag engine auto: using the vectorised CPU engine, because the cuda-warp engine is unavailable" in caplog.text
+        "dag engine auto: using the vectorised CPU engine, because the cuda-lane engine is unavailable" in caplog.text
     )
     assert "has no option 'max_columns', so it is dropped" in caplog.text
     with pytest.raises(ValueError, match="unknown DAG engine"):

@@ -136,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         choices=ENGINES + ("auto",),
         default="vectorised",
-        help="the engine timed (auto: cuda-warp if a GPU engine can start, else vectorised, "
+        help="the engine timed (auto: cuda-lane if a GPU engine can start, else vectorised, "
         "said in the log; default vectorised)",
     )
     p.add_argument(

@@ -21,8 +21,9 @@ kernel="lane" (engine cuda-lane): the warp plan, with each of its one-block segm
   built (lane_stream.py: each source a shared-memory offset, a group's nodes in bundles split over
   the warps); one block barrier a group, no shuffle. Every node is summed in edge order (LE = 1):
   bit for bit cuda-warp wherever the warp plan has LE = 1 (from 128 input vectors on). For deep,
-  narrow networks: 11.0 ms against cuda-warp's 51.3 on deep-narrow at 1e6 edges, batch 1000, on an
-  H200 (docs/dag.md), and as fast as cuda-warp on the wide shapes (their groups go to dag_warp).
+  narrow networks: 9.5 ms against cuda-warp's 51.3 on deep-narrow at 1e6 edges, batch 1000, on an
+  H200 (docs/dag.md), and as fast as cuda-warp on the wide shapes (their groups go to dag_warp):
+  the `auto` engine.
 kernel="walk" (engine cuda-walk; kernel="warp", walk=True): each of the warp plan's one-block
   segments (runs of small groups) goes to dag_walk instead: one block per tile of `walk_tile`
   input vectors walks the run with the values of its last rows, the groups' structure and the

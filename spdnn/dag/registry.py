@@ -23,7 +23,10 @@ ENGINES = (
     "cupy",
 )
 CPU_ENGINES = ("sequential", "vectorised", "compiled", "threaded")
-AUTO_GPU, AUTO_CPU = "cuda-warp", "vectorised"  # what `auto` runs with a usable GPU, and without
+# what `auto` runs with a usable GPU, and without. cuda-lane: cuda-warp's plan with its runs of small
+# groups walked by dag_lane; on an H200 at 1e6 edges, batch 1000, as fast as cuda-warp on every
+# wide shape measured (0.99-1.01x) and 5.4x on deep-narrow (docs/dag.md, 2026-12-03)
+AUTO_GPU, AUTO_CPU = "cuda-lane", "vectorised"
 
 
 def _engine(name: str, **options) -> DagEngine:
@@ -59,7 +62,7 @@ def _engine(name: str, **options) -> DagEngine:
 def get_dag_engine(name: str, **options) -> DagEngine:
     """An engine by name: sequential, vectorised (interpreted CPU); compiled, threaded (numba CPU);
     cuda-thread, cuda-warp, cuda-walk, cuda-lane (pycuda; cuda-warp walks long runs of small groups
-    by itself, cuda-walk and cuda-lane every run they can); cupy (peer); auto: cuda-warp if it can start, else
+    by itself, cuda-walk and cuda-lane every run they can); cupy (peer); auto: cuda-lane if it can start, else
     vectorised, by the challenge engines' "auto" rule (spdnn.engines.registry.auto_engine: said in
     the log, each engine given the options it has, the others named)."""
     if name != "auto":
