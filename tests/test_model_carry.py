@@ -17,9 +17,6 @@ from spdnn.model.policy import simulate
 from tests.test_checkpoints import NEVER, replay
 
 L = 160
-# check points of one batch under check_every 8 while nothing dies: the interval doubles
-# (8, 16, 32, 64, then 64 again), so they follow layers 7, 23, 55, 119 and 183 (0-based)
-QUIET_POINTS = (7, 23, 55, 119)
 
 
 def one_batch(prof: NetworkProfile, carry: bool, check_every: int = 8):
@@ -49,13 +46,19 @@ def test_carry_from_is_the_engines_rule():
     assert carry_start([True, False, True, True]) == 2  # (the rule the model calls)
 
 
-@pytest.mark.parametrize("k", [0, 5, 7, 8, 30, 100, 119])
-def test_all_saturated_at_layer_k_ends_the_batch_at_the_next_check_point(k):
-    end = next(p for p in QUIET_POINTS if p >= k)
+@pytest.mark.parametrize("k,end", [(0, 7), (5, 7), (7, 7), (8, 55), (30, 119), (100, 159), (119, 159)])
+def test_all_saturated_at_layer_k_ends_the_batch_one_check_point_after_the_peek_that_sees_it(k, end):
+    """Check points after 7 (blocks: the first), then, quiet, peeks at 23, 55, 119 and the last
+    layer 159 (always blocks): rows saturated by 7 are dropped at 7; later, the peek that first sees
+    them (the first point >= k) makes the next check point block and drop them (the engine's lag);
+    at the last layer nothing is carried (the engine counts saturated rows up to layer L - 2), so
+    rows seen saturated only by the peek at 119 run to the end."""
     on = one_batch(saturating_at(k), carry=True)
     assert on.present[0, : end + 1].tolist() == [640] * (end + 1)
     assert not on.present[0, end + 1 :].any()  # nothing runs after the drop
-    assert on.carried[0] == 640 and on.drops[0] == 1 and on.layers_run[0] == end + 1
+    assert on.layers_run[0] == end + 1
+    dropped = end < L - 1
+    assert on.carried[0] == 640 * dropped and on.drops[0] == dropped
     off = one_batch(saturating_at(k), carry=False)
     assert off.present[0].tolist() == [640] * L and off.carried[0] == 0 and off.drops[0] == 0
 
@@ -110,12 +113,14 @@ def test_engine_and_model_carry_alike_on_the_stored_profiles(neurons, variant):
 
 def test_engine_and_model_on_a_hand_made_profile_with_a_peek():
     """The shared hand case of test_all_saturated_...: saturated at layer 10, check_every 8. The
-    engine peeks at 23 (quiet after 7) and blocks only at 55, on that peek's counts; the model,
-    deciding on the current counts, drops them at 23: the lag both document."""
+    engine peeks at 23 (quiet after 7) and blocks only at 55, on that peek's counts; so does the
+    model now (until 2026-12-03 it dropped them at 23, on the current counts: 24 layers run)."""
     prof = saturating_at(10)
     events, present, r = _model_vs_engine(prof, [64] * L, check_bytes=NEVER)
     assert events == [(7, "block"), (23, "peek"), (55, "end", 640)]
-    assert len(present) == 56 and r.layers_run[0] == 24
+    assert len(present) == 56 and r.layers_run[0] == 56
+    assert r.present[0].tolist() == present + [0] * (L - 56)
+    assert r.points[0] == 3 and r.checks[0] == 2 and r.drops[0] == 1
 
 
 def test_survival_counts_are_the_references():
@@ -144,15 +149,14 @@ def test_survival_counts_are_the_references():
 @pytest.mark.parametrize("variant", ["merged", "dedup"])
 def test_engine_and_model_on_the_current_profiles(neurons, variant):
     """Today's generator's profiles (the default): the engine's check points and the model's
-    agree until the model drops rows at a check point where the engine only peeked (the
-    documented lag); both carry every survivor and end the batch early."""
+    agree at every layer, peeks and their lag included; both carry every survivor and end the
+    batch early."""
     prof = NetworkProfile.stored(neurons, 480)
     assert prof.source.startswith("profiles.json current")
     events, present, r = _model_vs_engine(prof, layer_shapes(neurons, 480, variant).wout.tolist())
-    model = r.present[0].tolist()
-    first = next((k for k, (a, b) in enumerate(zip(model, present)) if a != b), len(present))
-    peeks = [k for k, what, *_ in events if what == "peek"]
-    assert first == len(present) or any(k < first for k in peeks)  # they part only after a peek
+    assert r.present[0].tolist() == present + [0] * (480 - len(present))
+    assert r.points[0] == len(events)
+    assert r.checks[0] == sum(what != "peek" for _, what, *_ in events)
     assert r.carried[0] == sum(e[2] for e in events if len(e) > 2) == prof.active[-1]
     assert events[-1][1] == "end" and len(present) < 160 and r.layers_run[0] < 160  # of 480
 

@@ -7,7 +7,7 @@ layers passed since the last one or the layers since then moved at least check_b
 after the last); compaction when rows left (>= 32 and >= the fraction of present rows, every row
 left, or any on the last layer); an interval that found nothing to compact doubles up to 8 x
 check_every; while check points compact nothing they only peek at the counts (no host round
-trip; counted as checks only when they compact).
+trip; counted as checks only when they block).
 
 Carried rows (carry_saturated, the engine's default): from the layer the plan says
 (NetworkProfile.carry_from, the engine's carry_start), check points count the saturated rows
@@ -15,12 +15,13 @@ Carried rows (carry_saturated, the engine's default): from the layer the plan sa
 (the engine's CheckPoints.check_point: rows left = dead + saturated); they are carried to the end
 without being computed, and a batch whose rows left are all saturated (or dead) ends there.
 The profile's saturated counts (NetworkProfile.saturated) say how many; without them nothing is
-carried. Not modelled: the engine decides a quiet check point on the previous peek's counts (it
-compacts one check point later than simulated here when rows die while check points only peek),
-and a batch whose rows all died (the engine stops it; here it ends at the next check point,
-compacting if enough died). A fused dataflow (F layers per launch) can stop only at the end of a
-launch. Rows of a batch are a uniform sample of the inputs: a batch of b rows has active[k] * b /
-inputs rows after layer k, saturated[k] * b / inputs of them saturated.
+carried. Peeks lag as in the engine (CheckPoints.check_point): after a quiet check point the next
+one only peeks (copies the counts back), and a later one blocks only if the pending peek saw
+enough rows gone (worth_stopping), so rows that die or saturate while check points only peek are
+compacted one check point after the one that first sees them (a batch whose rows all died, too).
+A fused dataflow (F layers per launch) can stop only at the end of a launch. Rows of a batch are
+a uniform sample of the inputs: a batch of b rows has active[k] * b / inputs rows after layer k,
+saturated[k] * b / inputs of them saturated.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def simulate(
     done = np.zeros(c, bool)
     quiet = np.zeros(c, bool)
     points = np.zeros(c)  # the last blocking check compacted nothing: check points only peek
+    pending = np.zeros(c, bool)  # a peek's counts are pending (copied back, not yet read)
+    peek_died = np.zeros(c)  # rows gone at the pending peek (dead and saturated)
     carried = np.zeros(c)  # rows of a batch carried (dropped saturated) so far
     c_launch = np.zeros(c)
     c_floats = np.zeros(c)
@@ -140,14 +143,19 @@ def simulate(
         check = ~done & boundary & policy.due(since, interval, nrows * wout[..., k] * 4 * since, last)
         since = np.where(check, 0, since)
         died = nrows - rest  # rows left: the dead and the saturated
-        compact = check & policy.compacts(died, nrows, last, (held > 0) & (rest <= 0))
+        # after a quiet check point a check point only peeks, unless the pending peek (the counts
+        # copied back at the previous check point) saw enough rows gone: then it blocks
+        stop = pending & policy.worth_stopping(peek_died, nrows)
+        block = check & (~policy.peeks_first(quiet, last) | stop)
+        compact = block & policy.compacts(died, nrows, last, (held > 0) & (rest <= 0))
         drop = compact & (sat > 0)  # the saturated rows are marked, their indices kept, then compacted
         ends = drop & (rest <= 0)  # nothing left to compact: the batch ends at the drop
-        # a host round trip: the first check points, the last, and those that compact (the engine
-        # peeks asynchronously while nothing compacts; its one-check lag is not modelled)
-        checks += check & (~policy.peeks_first(quiet, last) | compact)
+        peek = check & ~block
+        pending = np.where(peek, True, np.where(block, False, pending))
+        peek_died = np.where(peek, died, peek_died)
+        checks += block  # a host round trip: the check points that block
         points += check
-        quiet = np.where(check, ~compact, quiet)
+        quiet = np.where(block, ~compact, quiet)
         interval = np.where(check, policy.next_interval(interval, compact), interval)
         comps += compact & ~ends
         crows += np.where(compact & ~ends, rest * wout[..., k], 0.0)
@@ -161,7 +169,7 @@ def simulate(
         carried = np.where(drop, carried + sat, carried)
         nrows = np.where(compact, rest, nrows)
         prev_alive = act - carried
-        done |= check & ((held <= 0) | ends)
+        done |= block & ((held <= 0) | ends)  # a peek does not stop the batch: its rows run on
     return PolicyResult(
         n0, nb, present, alive_in, checks, comps, crows, srows, points, c_launch, c_floats, drops, drop_rows, carried
     )
