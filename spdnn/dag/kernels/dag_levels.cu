@@ -520,9 +520,9 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
     const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words, int cols) {
     extern __shared__ float4 lane_smem4[];
     float* smem = reinterpret_cast<float*>(lane_smem4);
-    // `cols` (1 .. 32) columns a block, lane t of every warp on column t: fewer columns spread a batch
-    // over more multiprocessors, and each warp stays whole (its lanes past `cols` run along, masked),
-    // so the warps never share one warp's issue slots as they would packed into fewer threads
+    // `cols` (1 .. 32) columns a block, lane t of every warp on column t: for a batch narrower than a
+    // warp each warp stays whole (its lanes past `cols` run along, masked), so the warps never share
+    // one warp's issue slots as they did packed into cols x warps threads (batch 1: 18.3 -> 11.2 ms)
     const int t = threadIdx.x % LANE_THREADS, w = threadIdx.x / LANE_THREADS;
     const bool active = t < cols;
     float* mine = smem + t;
