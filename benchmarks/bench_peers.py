@@ -409,7 +409,8 @@ def run(args) -> int:
             # here while the champion loads its own copy was more than the 128 GB host had
             gc.collect()
             entry["layers_dropped_gb"] = held / 1e9
-            log(f"{net.name}: {held / 1e9:.1f} GB of layers freed (files not yet written: layers generated again)")
+            unwritten = "files already written" if files else "files not yet written: layers generated again"
+            log(f"{net.name}: {held / 1e9:.1f} GB of layers freed ({unwritten})")
         for method in methods:
             binary = binaries[method.source.name][0]
             if binary is None:
