@@ -17,7 +17,7 @@ from spdnn.model.directives import ENGINE_DEFAULT, Dataflow
 from spdnn.model.hardware import load_hardware
 from spdnn.model.policy import PolicyResult
 from spdnn.model.tune import tune
-from spdnn.model.validated import TUNE_MARGIN_LOG
+from spdnn.model.validated import TUNE_MARGIN_LOG, TUNE_MARGIN_SOURCE
 
 
 def test_load_wavefronts_hand_values():
@@ -126,7 +126,7 @@ def test_tune_keeps_the_defaults_below_the_margin():
 def test_tune_default_margin_is_the_validated_one(neurons):
     d = tune(neurons, 120, "NVIDIA H200")["decision"]
     assert d["margin_log"] == TUNE_MARGIN_LOG and d["required_gain"] == pytest.approx(math.exp(TUNE_MARGIN_LOG))
-    assert "2026-12-02" in d["margin_source"]
+    assert d["margin_source"] == TUNE_MARGIN_SOURCE and "H200" in d["margin_source"]
     assert (d["choice"] == "tuned") == (d["predicted_gain"] > d["required_gain"])
 
 

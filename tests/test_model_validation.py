@@ -143,3 +143,49 @@ def test_saturated_rows_of_a_measured_network():
     wrong = dict(net, active_rows={"merged": (act * 3 + 1).tolist()})
     with pytest.raises(ValueError, match="differ from the CPU reference's at layer 0"):
         saturated_rows(wrong, {})
+
+
+def test_tune_margin_and_pairs_of_one_configuration(tmp_path, monkeypatch):
+    """analyse_tune's margin is the median |log(predicted / measured speed-up)| (computed here by
+    hand), and a network where the freeze kept the defaults is flagged: its pair is one
+    configuration measured twice, whose spread is reported apart."""
+    import math
+
+    from spdnn.model import validation
+
+    def net(n, d, t, pd, pt):
+        return {
+            "neurons": n,
+            "layers": 120,
+            "predicted_default": pd,
+            "predicted_tuned": pt,
+            "runs": [
+                {"which": "default", "seconds": d, "options": {}, "categories": 5},
+                {"which": "tuned", "seconds": t, "options": {"warps": 32}, "categories": 5},
+            ],
+        }
+
+    raw = {
+        "gpu": "G",
+        "networks": [net(1024, 1.0, 1.1, 2.0, 2.0), net(4096, 2.0, 2.5, 2.5, 2.0), net(16384, 1.0, 0.8, 1.0, 1.0)],
+    }
+    frozen = {
+        "tuned": {
+            "1024x120": {"decision": {"choice": "engine defaults"}},
+            "4096x120": {"decision": {"choice": "tuned"}},
+            "16384x120": {"decision": {"choice": "engine defaults"}},
+        }
+    }
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    (tmp_path / "frozen.json").write_text(json.dumps(frozen))
+    out = validation.analyse_tune(tmp_path / "raw.json", tmp_path / "out.json")  # no freeze: no flags
+    assert not any(r["tuned_is_default"] for r in out["networks"]) and out["same_configuration_median_abs_log"] is None
+    # measured speed-ups 1/1.1, 0.8, 1.25 against predicted 1, 1.25, 1
+    errs = sorted([math.log(1.1), math.log(1.25 / 0.8), abs(math.log(1 / 1.25))])
+    assert out["tune_margin_log"] == pytest.approx(errs[1])
+    assert validation.tune_margin(out["networks"]) == pytest.approx(errs[1])
+    monkeypatch.setattr(validation, "_check_frozen", lambda raw, frozen, allow: "checked")  # (no fingerprint here)
+    out = validation.analyse_tune(tmp_path / "raw.json", tmp_path / "out.json", tmp_path / "frozen.json")
+    flags = {r["network"]: r["tuned_is_default"] for r in out["networks"]}
+    assert flags == {"1024x120": True, "4096x120": False, "16384x120": True}
+    assert out["same_configuration_median_abs_log"] == pytest.approx((math.log(1.1) + math.log(1.25)) / 2)

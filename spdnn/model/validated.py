@@ -48,12 +48,13 @@ def knob_range(dataflow: str, knob: str) -> tuple:
 
 # Tune keeps the engine's defaults unless the model predicts them slower than its choice by more than
 # its measured error on exactly that quantity: the speed-up of tuned over default options, measured on
-# the H200 (2026-12-02, frozen model of fingerprint 0286ca0e..., 11 challenge networks, docs/model.md
-# "Tune against the engine defaults"): median |log(predicted / measured speed-up)| = 0.133 (largest
-# 0.297, at 1024 x 120). A predicted gain must exceed exp(0.133) = 1.14x. Re-derive it from the next
-# measured tune-vs-default run (validation.tune_margin on its analysis).
-TUNE_MARGIN_LOG = 0.133
+# the H200 in a held-out run (2026-12-03, frozen model 1b4f4c61..., seed 4, 11 challenge networks,
+# docs/model.md "Fresh H200 run"): median |log(predicted / measured speed-up)| = 0.159
+# (validation.tune_margin; it was 0.133 on 2026-12-02). A predicted gain must exceed exp(0.159) = 1.17x.
+# Part of it is the measurement's own spread: two engines of the same options in one process measured
+# a median 9% apart there. Re-derive it from the next measured tune-vs-default run.
+TUNE_MARGIN_LOG = 0.159
 TUNE_MARGIN_SOURCE = (
-    "median |log(predicted / measured speed-up)| of tune vs the engine defaults, H200 2026-12-02, "
-    "11 networks, frozen model 0286ca0e (docs/model.md)"
+    "median |log(predicted / measured speed-up)| of tune vs the engine defaults, H200 2026-12-03, "
+    "11 networks, frozen model 1b4f4c61 (docs/model.md)"
 )

@@ -444,6 +444,18 @@ def analyse(
     return res
 
 
+def tune_margin(rows: list[dict]) -> float | None:
+    """The model's error on what tune decides by: median |log(predicted / measured speed-up)| of the
+    tuned options over the defaults, over rows of analyse_tune that have both predictions (the
+    value validated.TUNE_MARGIN_LOG is set from)."""
+    errs = [
+        abs(np.log(r["predicted_default"] / r["predicted_tuned"] / r["speedup"]))
+        for r in rows
+        if r.get("speedup") and r.get("predicted_default") and r.get("predicted_tuned")
+    ]
+    return float(np.median(errs)) if errs else None
+
+
 def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None, allow_changed: bool = False) -> dict:
     """Tuned engine options against the engine's defaults, measured in one run: per network the
     speed-up, the tuned dataflow and whether it had been measured before, the frozen predictions."""
@@ -459,6 +471,8 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
             )
             continue
         d, t = runs["default"], runs["tuned"]
+        key = f"{net['neurons']}x{net['layers']}"
+        decision = ((frozen or {}).get("tuned", {}).get(key) or {}).get("decision") or {}
         rows.append(
             {
                 "network": f"{net['neurons']}x{net['layers']}",
@@ -471,15 +485,21 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
                 "predicted_default": net.get("predicted_default"),
                 "predicted_tuned": net.get("predicted_tuned"),
                 "same_categories": d.get("categories") == t.get("categories"),
+                # tune kept the defaults (its margin): the pair is one configuration measured twice
+                "tuned_is_default": decision.get("choice") == "engine defaults",
             }
         )
     done = [r for r in rows if "speedup" in r]
+    same = [r["speedup"] for r in done if r["tuned_is_default"]]
     out = {
         "gpu": raw.get("gpu"),
         "model": status,
         "networks": rows,
         "geometric_mean_speedup": float(np.exp(np.mean([np.log(r["speedup"]) for r in done]))) if done else None,
         "tuned_slower": [r["network"] for r in done if r["speedup"] < 1],
+        "tune_margin_log": tune_margin(done),
+        # two engines of the same options in one process: how far apart one configuration measures
+        "same_configuration_median_abs_log": float(np.median(np.abs(np.log(same)))) if same else None,
     }
     Path(out_json).write_text(json.dumps(out, indent=1, default=float))
     return out
