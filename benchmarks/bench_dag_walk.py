@@ -42,7 +42,10 @@ LAYOUTS = {  # name -> (engine, options)
         "cuda-walk",
         {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096, "walk_depth": 2},
     ),
-    "cuda-lane": ("cuda-lane", {}),  # 4 warps, steps by 4
+    "cuda-lane": ("cuda-lane", {}),  # 4 warps, steps by 4, next bundle fetched a group a turn
+    "cuda-lane, no prefetch": ("cuda-lane", {"lane_prefetch": 0}),
+    "cuda-lane, prefetch two groups a turn": ("cuda-lane", {"lane_prefetch": 2}),
+    "cuda-lane, steps by 2": ("cuda-lane", {"lane_step_block": 2}),
     "cuda-lane, 2 warps": ("cuda-lane", {"lane_warps": 2}),
     "cuda-lane, 8 warps": ("cuda-lane", {"lane_warps": 8}),
     "cuda-lane, steps by 1": ("cuda-lane", {"lane_step_block": 1}),
@@ -76,15 +79,18 @@ def main() -> None:
     ap.add_argument(
         "--layouts",
         default="",
-        help="only layouts whose name starts with one of these, comma-separated (cuda-warp, the reference, always)",
+        help="only these layouts, by name, separated by ';' (a name ending in '*': every layout it begins; "
+        "cuda-warp, the reference, always)",
     )
     args = ap.parse_args()
-    prefixes = [p for p in args.layouts.split(",") if p]
-    layouts = {
-        name: v
-        for name, v in LAYOUTS.items()
-        if name == "cuda-warp" or not prefixes or name.startswith(tuple(prefixes))
-    }
+    wanted = [p.strip() for p in args.layouts.split(";") if p.strip()]
+
+    def chosen(name: str) -> bool:
+        return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in wanted)
+
+    layouts = {name: v for name, v in LAYOUTS.items() if name == "cuda-warp" or not wanted or chosen(name)}
+    if wanted and len(layouts) == 1:
+        raise SystemExit(f"--layouts {args.layouts!r} names no layout; they are: {'; '.join(LAYOUTS)}")
     net = levelise(generate_shape(args.kind, int(args.edges), args.seed))
     record = {"benchmark": "dag-walk", "config": vars(args), "provenance": provenance(), "network": net.summary()}
     record["cases"] = []
