@@ -42,9 +42,7 @@ LAYOUTS = {  # name -> (engine, options)
         "cuda-walk",
         {"walk_vec1": True, "walk_tile": 1, "walk_threads": 32, "walk_ring_bytes": 4096, "walk_depth": 2},
     ),
-    "cuda-lane": ("cuda-lane", {}),  # 4 warps, steps by 4, next bundle fetched a group a turn
-    "cuda-lane, no prefetch": ("cuda-lane", {"lane_prefetch": 0}),
-    "cuda-lane, prefetch two groups a turn": ("cuda-lane", {"lane_prefetch": 2}),
+    "cuda-lane": ("cuda-lane", {}),  # 4 warps, steps by 4
     "cuda-lane, steps by 2": ("cuda-lane", {"lane_step_block": 2}),
     "cuda-lane, 2 warps": ("cuda-lane", {"lane_warps": 2}),
     "cuda-lane, 8 warps": ("cuda-lane", {"lane_warps": 8}),

@@ -460,8 +460,6 @@ def test_warp_kernel_index_math_emulated(batch):
         ["-DLANE_STEP_BLOCK=4"],
         ["-DLANE_STEP_BLOCK=8"],
         ["-DLANE_STEP_BLOCK=2"],
-        ["-DLANE_STEP_BLOCK=4", "-DLANE_PREFETCH=0"],
-        ["-DLANE_STEP_BLOCK=4", "-DLANE_PREFETCH=2", "-DLANE_WARPS=1"],
     ],
 )
 def test_dag_kernels_compile_sm90(tmp_path, defines):

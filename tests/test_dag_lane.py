@@ -285,29 +285,13 @@ def test_gpu_lane_builds_same_bits(warps, step_block, batch):
     np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize(("prefetch", "step_block", "warps"), [(0, 4, 4), (2, 4, 4), (1, 2, 4), (1, 4, 1), (2, 4, 8)])
-@pytest.mark.parametrize("batch", [1, 200])
-def test_gpu_lane_prefetch_same_bits(prefetch, step_block, warps, batch):
-    """Fetching a warp's next bundle before the group barrier moves loads of the structure, not the
-    sums: every prefetch build gives the build without it bit for bit."""
-    net = levelise(deep_narrow(60_000, seed=3 + warps))
-    x = random_inputs(net.n_inputs, batch, seed=7)
-    built = _engine("cuda-lane", lane_warps=warps, lane_step_block=step_block, lane_prefetch=prefetch)
-    plain = _engine("cuda-lane", lane_warps=warps, lane_step_block=step_block, lane_prefetch=0)
-    outs = gpu_outputs(net, x, built, plain)
-    assert outs[0].details["lane_prefetch"] == prefetch and outs[1].details["lane_prefetch"] == 0
-    np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
-    assert_matches_cpu(net, x, outs[0].outputs)
-
-
-@pytest.mark.parametrize(("option", "value"), [("lane_prefetch", 3), ("lane_step_block", 3), ("lane_warps", 9)])
+@pytest.mark.parametrize(("option", "value"), [("lane_step_block", 3), ("lane_warps", 9), ("kernel", "lanes")])
 def test_lane_build_options_checked_before_the_device(option, value):
     """A build dag_levels.cu does not have is refused by name, before any GPU is looked for."""
     from spdnn.dag.cuda import DagCudaEngine
 
     with pytest.raises(ValueError, match=option):
-        DagCudaEngine(kernel="lane", **{option: value})
+        DagCudaEngine(**{"kernel": "lane", option: value})
 
 
 def test_lane_stream_shrinks_the_ring_by_whole_rows():

@@ -62,10 +62,6 @@ LANE_STEP_BLOCKS = (1, 2, 4, 8)  # dag_lane's builds of its sums: steps a block 
 # cuda-lane's default: deep-narrow 1e6 edges on an H200, 9.40 / 9.54 ms at batch 1 / 1000 against
 # 11.14 / 11.07 with 1 (8: 10.25 / 10.70; docs/dag.md)
 LANE_STEP_BLOCK = 4
-# dag_lane's fetch of a warp's next bundle before the group barrier (builds 0 none, 1 a group a turn,
-# 2 two groups a turn; only with steps in blocks of 2 or 4: dag_levels.cu)
-LANE_PREFETCHES = (0, 1, 2)
-LANE_PREFETCH = 1
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
 BLOCK = 256  # threads per block of a one-group launch
@@ -643,21 +639,13 @@ class CudaDagBase(DagEngine):
     dag_levels.cu's kernels compiled and prepared, value buffers kept between calls, the output
     gather and the chunk loop (run_chunks)."""
 
-    def __init__(
-        self,
-        device: int,
-        needed_by: str,
-        lane_warps: int = LANE_WARPS,
-        lane_step_block: int = 1,
-        lane_prefetch: int = LANE_PREFETCH,
-    ):
+    def __init__(self, device: int, needed_by: str, lane_warps: int = LANE_WARPS, lane_step_block: int = 1):
         self._device = open_device(device, needed_by=needed_by)
         self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
         # dag_lane's warps a block and steps a block of its sums are build constants (the default
         # build: LANE_WARPS and 1, as in the .cu)
         options = ["-O3"] + ([f"-DLANE_WARPS={lane_warps}"] if lane_warps != LANE_WARPS else [])
         options += [f"-DLANE_STEP_BLOCK={lane_step_block}"] if lane_step_block != 1 else []
-        options += [f"-DLANE_PREFETCH={lane_prefetch}"] if lane_prefetch != LANE_PREFETCH else []
         self._module = compile_module(KERNEL_FILE, self.arch, options)
         self._fns = {name: self._module.get_function(name) for name in KERNEL_FORMATS}
         for name, fmt in KERNEL_FORMATS.items():
@@ -706,7 +694,6 @@ class DagCudaEngine(CudaDagBase):
         walk_ring_bytes: int = WALK_RING_BYTES,
         lane_warps: int = LANE_WARPS,
         lane_step_block: int = LANE_STEP_BLOCK,
-        lane_prefetch: int = LANE_PREFETCH,
     ):
         if kernel not in ("thread", "warp", "walk", "lane"):
             raise ValueError(f"kernel must be thread, warp, walk or lane, not {kernel!r}")
@@ -720,14 +707,8 @@ class DagCudaEngine(CudaDagBase):
             raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
         if lane_step_block not in LANE_STEP_BLOCKS:
             raise ValueError(f"lane_step_block must be one of {LANE_STEP_BLOCKS}, not {lane_step_block}")
-        if lane_prefetch not in LANE_PREFETCHES:
-            raise ValueError(f"lane_prefetch must be one of {LANE_PREFETCHES}, not {lane_prefetch}")
         super().__init__(
-            device,
-            needed_by="the DAG GPU engines",
-            lane_warps=lane_warps,
-            lane_step_block=lane_step_block,
-            lane_prefetch=lane_prefetch,
+            device, needed_by="the DAG GPU engines", lane_warps=lane_warps, lane_step_block=lane_step_block
         )
         self.kernel = kernel
         self.name = f"cuda-{kernel}"
@@ -739,8 +720,6 @@ class DagCudaEngine(CudaDagBase):
         self.walk_vec1, self.walk_ring_bytes = walk_vec1, walk_ring_bytes
         self.lane_warps = lane_warps  # dag_lane: warps sharing a block's columns
         self.lane_step_block = lane_step_block  # dag_lane: its sums' steps a block
-        # dag_lane: fetch of the next group's bundle across the barrier (in effect with step blocks 2, 4)
-        self.lane_prefetch = lane_prefetch if lane_step_block in (2, 4) else 0
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
         self.free_values = free_values
@@ -944,10 +923,5 @@ class DagCudaEngine(CudaDagBase):
             )
             if walk.lane_stream is not None:  # nodes summed together (dag_lane's bundles)
                 st = walk.lane_stream
-                details.update(
-                    lane_bundles=st.bundles,
-                    lane_warps=st.warps,
-                    lane_step_block=st.step_block,
-                    lane_prefetch=getattr(self, "lane_prefetch", 0),
-                )
+                details.update(lane_bundles=st.bundles, lane_warps=st.warps, lane_step_block=st.step_block)
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)

@@ -401,14 +401,6 @@ extern "C" __global__ void __launch_bounds__(256) dag_walk4(DAG_WALK_ARGS) {
 #ifndef LANE_STEP_BLOCK  // -DLANE_STEP_BLOCK=U: the stream's steps padded to multiples of U (lane_step_block)
 #define LANE_STEP_BLOCK 1
 #endif
-#ifndef LANE_PREFETCH  // -DLANE_PREFETCH=p for lane_prefetch=p: 0 none across the group barrier, 1, 2 (below)
-#define LANE_PREFETCH 1
-#endif
-// with steps in blocks, a warp's first bundle of the next group is fetched (its header, node records
-// and first block of records) before this group's sums, so after the barrier only its value loads
-// and sums remain on the chain from one group to the next
-// (not at 8 steps a block: its fetched records would take 64 more registers and spill)
-#define LANE_PIPELINED (LANE_PREFETCH && LANE_STEP_BLOCK > 1 && LANE_STEP_BLOCK <= 4)
 #define LANE_HEADER 4
 
 __device__ __forceinline__ void lane_stage(int* buf, int2 cw, const int4* __restrict__ stream) {
@@ -523,103 +515,6 @@ __device__ __forceinline__ void lane_bundle(const int* chunk, int4 h, float* min
     }
 }
 
-#if LANE_PIPELINED
-// A bundle's structure as fetched ahead: its header, up to 4 node records, the records of its first
-// block of steps (U steps of P addresses and P weight bits: 2U int4 at P = 3 or 4, U at P = 2, U / 2
-// at P = 1; more is read than used at small P, within the staging buffer's slack).
-struct LaneFetch {
-    int4 h;
-    int4 n[4];
-    int4 r[2 * LANE_STEP_BLOCK];
-};
-
-__device__ __forceinline__ void lane_fetch(LaneFetch& f, const int* chunk, const int4* heads, int index) {
-    f.h = heads[index];
-    const int4* nd = reinterpret_cast<const int4*>(chunk + f.h.w);
-    const int4* rc = reinterpret_cast<const int4*>(chunk + f.h.z);
-    const int n4 = f.h.x == 1 ? LANE_STEP_BLOCK / 2 : f.h.x == 2 ? LANE_STEP_BLOCK : 2 * LANE_STEP_BLOCK;
-#pragma unroll
-    for (int p = 0; p < 4; ++p)
-        if (p < f.h.x) f.n[p] = nd[p];
-#pragma unroll
-    for (int q = 0; q < 2 * LANE_STEP_BLOCK; ++q)
-        if (q < n4) f.r[q] = rc[q];
-}
-
-__device__ __forceinline__ int lane_word(const int4 (&r)[2 * LANE_STEP_BLOCK], int i) {  // i: a constant
-    const int4 v = r[i >> 2];
-    return (i & 3) == 0 ? v.x : (i & 3) == 1 ? v.y : (i & 3) == 2 ? v.z : v.w;
-}
-
-// lane_bundle<P> from a fetched bundle: the same sums in the same order, so the same bits
-template <int P>
-__device__ __forceinline__ void lane_fetched(const int* chunk, const LaneFetch& f, float* mine, float* values,
-                                             int ld, size_t col, bool active) {
-    constexpr int U = LANE_STEP_BLOCK;
-    constexpr int Q = P == 3 ? 4 : P, W = 2 * Q;  // lanes and words a step
-    const int* rec = chunk + f.h.z;
-    float acc[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) acc[p] = 0.0f;
-    const int steps = (LANE_LEAVE_OUT & 4) ? 0 : f.h.y;
-    int a[U][P];
-    float w[U][P];
-#pragma unroll
-    for (int j = 0; j < U; ++j)
-#pragma unroll
-        for (int p = 0; p < P; ++p)
-            a[j][p] = lane_word(f.r, j * W + p), w[j][p] = __int_as_float(lane_word(f.r, j * W + Q + p));
-    for (int s = 0; s < steps; s += U) {
-        float v[U][P], wc[U][P];
-#pragma unroll
-        for (int j = 0; j < U; ++j)
-#pragma unroll
-            for (int p = 0; p < P; ++p) v[j][p] = mine[a[j][p]], wc[j][p] = w[j][p];
-#pragma unroll
-        for (int j = 0; j < U; ++j) Step<P>::load(rec + (s + U + j) * W, a[j], w[j]);
-#pragma unroll
-        for (int j = 0; j < U; ++j)
-#pragma unroll
-            for (int p = 0; p < P; ++p) acc[p] = fmaf(wc[j][p], v[j][p], acc[p]);
-    }
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-        const float z = activate_selects(acc[p] + __int_as_float(f.n[p].z), f.n[p].w);
-        mine[f.n[p].x] = z;
-        if (!(LANE_LEAVE_OUT & 2) && active && f.n[p].y >= 0) values[(size_t)f.n[p].y * ld + col] = z;
-    }
-}
-
-__device__ __forceinline__ void lane_run(const int* chunk, const LaneFetch& f, float* mine, float* values, int ld,
-                                         size_t col, bool active) {
-    if (f.h.x == 1) lane_fetched<1>(chunk, f, mine, values, ld, col, active);
-    else if (f.h.x == 2) lane_fetched<2>(chunk, f, mine, values, ld, col, active);
-    else if (f.h.x == 3) lane_fetched<3>(chunk, f, mine, values, ld, col, active);
-    else lane_fetched<4>(chunk, f, mine, values, ld, col, active);
-}
-
-// group g of a chunk: fetch this warp's first bundle of group g + 1 into `nxt`, run this warp's
-// bundles of group g (the first from `cur`), the group barrier. The caller alternates cur and nxt.
-__device__ __forceinline__ void lane_group(int g, int n_groups, int4& gh, int4& gh1, const LaneFetch& cur,
-                                           LaneFetch& nxt, const int4* groups, const int* chunk, const int4* heads,
-                                           int w, float* mine, float* values, int ld, size_t col, bool active) {
-    const int4 gh2 = groups[g + 2];  // two ahead (past the last: within the chunk, unused)
-    if (g + 1 < n_groups && w < gh1.x) lane_fetch(nxt, chunk, heads, gh1.y + w);
-    for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
-        if (k == w) {
-            lane_run(chunk, cur, mine, values, ld, col, active);
-        } else {
-            LaneFetch f;
-            lane_fetch(f, chunk, heads, gh.y + k);
-            lane_run(chunk, f, mine, values, ld, col, active);
-        }
-    }
-    if (!(LANE_LEAVE_OUT & 1)) __syncthreads();  // the group's values are in the ring before the next reads them
-    gh = gh1;
-    gh1 = gh2;
-}
-#endif
-
 extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane(
     float* values, int ld, const int2* __restrict__ segs, const int2* __restrict__ chunk_words,
     const int4* __restrict__ stream, int ring_words, int cap_far, int cap_words, int cols) {
@@ -664,23 +559,6 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
         const int4* groups = reinterpret_cast<const int4*>(chunk + LANE_HEADER);
         const int4* heads = groups + n_groups;
         int4 gh = groups[0];
-#if LANE_PIPELINED
-        int4 gh1 = groups[1];  // (past the last group: a bundle header, unused)
-        LaneFetch fa, fb;
-        if (w < gh.x) lane_fetch(fa, chunk, heads, gh.y + w);
-#if LANE_PREFETCH == 2  // two groups a turn: the fetched bundles swap roles without copies (more code)
-        for (int g = 0; g < n_groups; g += 2) {
-            lane_group(g, n_groups, gh, gh1, fa, fb, groups, chunk, heads, w, mine, values, ld, col, active);
-            if (g + 1 < n_groups)
-                lane_group(g + 1, n_groups, gh, gh1, fb, fa, groups, chunk, heads, w, mine, values, ld, col, active);
-        }
-#else  // a group a turn, the fetched bundle copied (13 int4 of register moves a group)
-        for (int g = 0; g < n_groups; ++g) {
-            lane_group(g, n_groups, gh, gh1, fa, fb, groups, chunk, heads, w, mine, values, ld, col, active);
-            fa = fb;
-        }
-#endif
-#else
         for (int g = 0; g < n_groups; ++g) {
             const int4 gh_next = groups[g + 1];  // one ahead (past the last: a bundle header, unused)
             for (int k = w; k < gh.x; k += LANE_WARPS) {  // warp w: bundles w, w + warps, ...
@@ -693,7 +571,6 @@ extern "C" __global__ void __launch_bounds__(LANE_THREADS * LANE_WARPS) dag_lane
             if (!(LANE_LEAVE_OUT & 1)) __syncthreads();  // the group's values are in the ring before the next reads them
             gh = gh_next;
         }
-#endif
     }
     cp_async_wait(0);
 }
