@@ -97,6 +97,11 @@ def test_freeze_measure_analyse(script, tmp_path):
     )
     tv = json.loads((tmp_path / "model-tune-vs-default-fake.json").read_text())
     assert tv["networks"][0]["speedup"] > 0 and tv["networks"][0]["tuned_measured_before"]
+    # three engines of each option set (--instances' default), alternating which is built first
+    tune_raw = json.loads((tmp_path / "model-tune-raw.json").read_text())
+    turns = [(r["instance"], r["which"]) for r in tune_raw["networks"][0]["runs"]]
+    assert turns == [(0, "default"), (0, "tuned"), (1, "tuned"), (1, "default"), (2, "default"), (2, "tuned")]
+    assert tv["networks"][0]["instances"] == {"default": 3, "tuned": 3}
     # a model changed after freezing is refused
     frozen["fingerprint"] = "0" * 64
     freeze.write_text(json.dumps(frozen))
@@ -176,12 +181,20 @@ def test_tune_margin_and_pairs_of_one_configuration(tmp_path, monkeypatch):
             "16384x120": {"decision": {"choice": "engine defaults"}},
         }
     }
+    # a second engine of each option set at 4096: the median of the two engines' medians, their spread
+    raw["networks"][1]["runs"] += [
+        {"which": "default", "seconds": 3.0, "options": {}, "categories": 5},
+        {"which": "tuned", "seconds": 2.5, "options": {"warps": 32}, "categories": 5},
+    ]
     (tmp_path / "raw.json").write_text(json.dumps(raw))
     (tmp_path / "frozen.json").write_text(json.dumps(frozen))
     out = validation.analyse_tune(tmp_path / "raw.json", tmp_path / "out.json")  # no freeze: no flags
     assert not any(r["tuned_is_default"] for r in out["networks"]) and out["same_configuration_median_abs_log"] is None
-    # measured speed-ups 1/1.1, 0.8, 1.25 against predicted 1, 1.25, 1
-    errs = sorted([math.log(1.1), math.log(1.25 / 0.8), abs(math.log(1 / 1.25))])
+    two = out["networks"][1]
+    assert two["default_seconds"] == 2.5 and two["tuned_seconds"] == 2.5 and two["speedup"] == 1.0
+    assert two["instances"] == {"default": 2, "tuned": 2} and two["instance_spread"] == {"default": 1.5, "tuned": 1.0}
+    # measured speed-ups 1/1.1, 1.0, 1.25 against predicted 1, 1.25, 1
+    errs = sorted([math.log(1.1), math.log(1.25), abs(math.log(1 / 1.25))])
     assert out["tune_margin_log"] == pytest.approx(errs[1])
     assert validation.tune_margin(out["networks"]) == pytest.approx(errs[1])
     monkeypatch.setattr(validation, "_check_frozen", lambda raw, frozen, allow: "checked")  # (no fingerprint here)

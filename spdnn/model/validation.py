@@ -464,13 +464,27 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
     status = _check_frozen(raw, frozen, allow_changed) if frozen is not None else "no freeze file given"
     rows: list[dict] = []
     for net in raw["networks"]:
-        runs = {r["which"]: r for r in net["runs"] if "seconds" in r}
+        # each option set may have been built several times (--instances): the median of the engines'
+        # medians, and their spread (max / min)
+        runs: dict[str, list[dict]] = {}
+        for r in net["runs"]:
+            if "seconds" in r:
+                runs.setdefault(r["which"], []).append(r)
         if not {"default", "tuned"} <= set(runs):
             rows.append(
                 {"network": f"{net['neurons']}x{net['layers']}", "missing": sorted({"default", "tuned"} - set(runs))}
             )
             continue
-        d, t = runs["default"], runs["tuned"]
+        d, t = (
+            dict(
+                rs[-1],
+                seconds=float(np.median([r["seconds"] for r in rs])),
+                instances=len(rs),
+                instance_spread=max(r["seconds"] for r in rs) / min(r["seconds"] for r in rs),
+                categories_all={r.get("categories") for r in rs},
+            )
+            for rs in (runs["default"], runs["tuned"])
+        )
         key = f"{net['neurons']}x{net['layers']}"
         decision = ((frozen or {}).get("tuned", {}).get(key) or {}).get("decision") or {}
         rows.append(
@@ -484,7 +498,9 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
                 "tuned_measured_before": t.get("measured"),
                 "predicted_default": net.get("predicted_default"),
                 "predicted_tuned": net.get("predicted_tuned"),
-                "same_categories": d.get("categories") == t.get("categories"),
+                "same_categories": len(d["categories_all"] | t["categories_all"]) == 1,
+                "instances": {"default": d["instances"], "tuned": t["instances"]},
+                "instance_spread": {"default": d["instance_spread"], "tuned": t["instance_spread"]},
                 # tune kept the defaults (its margin): the pair is one configuration measured twice
                 "tuned_is_default": decision.get("choice") == "engine defaults",
             }
