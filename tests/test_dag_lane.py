@@ -285,6 +285,23 @@ def test_gpu_lane_builds_same_bits(warps, step_block, batch):
     np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
 
 
+@pytest.mark.gpu
+def test_gpu_lane_says_when_nothing_is_walked():
+    """A network of wide groups only has no run of small groups for dag_lane: cuda-lane runs it all on
+    cuda-warp's plan and says so in its details (not silently), with cuda-warp's outputs."""
+    from spdnn.dag.cuda import NO_WALK_NOTE
+    from spdnn.dag.generate import pruned_layered
+
+    net = levelise(pruned_layered(60_000, seed=2, depth=3))  # groups of 100-700 nodes
+    plan = warp_plan(net.level_ptr, net.indptr, 200)
+    assert choose_lane_stream(net, plan, plan_values(net).slot, 232448) is None  # (the host's side of it)
+    x = random_inputs(net.n_inputs, 200, seed=5)
+    outs = gpu_outputs(net, x, _engine("cuda-lane"), _engine("cuda-warp"))
+    d = outs[0].details
+    assert d["walk_kernel"] is None and d["walk_segments"] == 0 and d["walk_note"] == NO_WALK_NOTE
+    np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
+
+
 @pytest.mark.parametrize(("option", "value"), [("lane_step_block", 3), ("lane_warps", 9), ("kernel", "lanes")])
 def test_lane_build_options_checked_before_the_device(option, value):
     """A build dag_levels.cu does not have is refused by name, before any GPU is looked for."""

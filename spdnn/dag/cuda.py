@@ -44,6 +44,7 @@ allows are run in chunks of columns.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ LANE_STEP_BLOCKS = (1, 2, 4, 8)  # dag_lane's builds of its sums: steps a block 
 LANE_STEP_BLOCK = 4
 
 KERNEL_FILE = Path(__file__).parent / "kernels" / "dag_levels.cu"
+NO_WALK_NOTE = "no run of small groups fits the walk's plan: every group ran on cuda-warp's plan"
+log = logging.getLogger(__name__)
 BLOCK = 256  # threads per block of a one-group launch
 FUSED_BLOCK = 1024  # threads per block of a multi-group segment
 WALK_HEADER = 8  # words of a staged group before its node records (dag_levels.cu)
@@ -722,6 +725,7 @@ class DagCudaEngine(CudaDagBase):
         self.lane_step_block = lane_step_block  # dag_lane: its sums' steps a block
         self.memory_fraction = memory_fraction
         self.max_columns = max_columns
+        self._said_no_walk: set[int] = set()  # batch widths whose missing walk plan was logged
         self.free_values = free_values
 
     def prepare(self, net: DagNetwork) -> None:
@@ -924,4 +928,10 @@ class DagCudaEngine(CudaDagBase):
             if walk.lane_stream is not None:  # nodes summed together (dag_lane's bundles)
                 st = walk.lane_stream
                 details.update(lane_bundles=st.bundles, lane_warps=st.warps, lane_step_block=st.step_block)
+        elif plan is not None and (self.lane or self.walk):
+            # said, not silent: a wide network has no run of small groups, so all of it is cuda-warp's plan
+            details.update(walk_kernel=None, walk_segments=0, walk_note=NO_WALK_NOTE)
+            if chunk not in self._said_no_walk:
+                self._said_no_walk.add(chunk)
+                log.info("%s: %s (%d input vectors a chunk)", self.name, NO_WALK_NOTE, chunk)
         return DagResult(outputs, seconds, time.perf_counter() - wall, self.name, self.device(), details=details)
