@@ -202,3 +202,18 @@ def test_tune_margin_and_pairs_of_one_configuration(tmp_path, monkeypatch):
     flags = {r["network"]: r["tuned_is_default"] for r in out["networks"]}
     assert flags == {"1024x120": True, "4096x120": False, "16384x120": True}
     assert out["same_configuration_median_abs_log"] == pytest.approx((math.log(1.1) + math.log(1.25)) / 2)
+
+
+def test_transferred_launch_is_this_gpus_call_plus_the_fits_excess():
+    """Another GPU's fit carried over: its L2 bandwidth as is, its launch cost as this run's
+    microbenchmarked call plus what the other fit found beyond its own microbenchmark (additive:
+    a multiple turned the H200's 2.2x slower host call into a 50 us launch against 28 fitted)."""
+    from spdnn.model.validation import transferred
+
+    raw = {"calibration": {"launch_s": 12e-6, "kernel_min_s": 3e-6, "sync_s": 60e-6, "copy_bandwidth": 4e12}}
+    other = {"constants": {"l2_bandwidth": 6.5e12, "launch_s": 23e-6}, "launch_s_microbenchmark": 6e-6}
+    hw = transferred(raw, other, "h200")
+    assert hw.l2_bandwidth == 6.5e12 and hw.call_s == 12e-6
+    assert hw.launch_s == pytest.approx(12e-6 + 17e-6)
+    other["constants"]["launch_s"] = 4e-6  # a fit below its microbenchmark adds nothing
+    assert transferred(raw, other, "h200").launch_s == pytest.approx(12e-6)
