@@ -469,6 +469,7 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
     status = _check_frozen(raw, frozen, allow_changed) if frozen is not None else "no freeze file given"
     rows: list[dict] = []
     for net in raw["networks"]:
+        key = f"{net['neurons']}x{net['layers']}"
         # each option set may have been built several times (--instances): the median of the engines'
         # medians, and their spread (max / min)
         runs: dict[str, list[dict]] = {}
@@ -476,9 +477,7 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
             if "seconds" in r:
                 runs.setdefault(r["which"], []).append(r)
         if not {"default", "tuned"} <= set(runs):
-            rows.append(
-                {"network": f"{net['neurons']}x{net['layers']}", "missing": sorted({"default", "tuned"} - set(runs))}
-            )
+            rows.append({"network": key, "missing": sorted({"default", "tuned"} - set(runs))})
             continue
         d, t = (
             dict(
@@ -490,11 +489,10 @@ def analyse_tune(raw_path: Path, out_json: Path, frozen_path: Path | None = None
             )
             for rs in (runs["default"], runs["tuned"])
         )
-        key = f"{net['neurons']}x{net['layers']}"
         decision = ((frozen or {}).get("tuned", {}).get(key) or {}).get("decision") or {}
         rows.append(
             {
-                "network": f"{net['neurons']}x{net['layers']}",
+                "network": key,
                 "default_seconds": d["seconds"],
                 "tuned_seconds": t["seconds"],
                 "speedup": d["seconds"] / t["seconds"],
