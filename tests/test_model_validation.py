@@ -202,6 +202,11 @@ def test_tune_margin_and_pairs_of_one_configuration(tmp_path, monkeypatch):
     flags = {r["network"]: r["tuned_is_default"] for r in out["networks"]}
     assert flags == {"1024x120": True, "4096x120": False, "16384x120": True}
     assert out["same_configuration_median_abs_log"] == pytest.approx((math.log(1.1) + math.log(1.25)) / 2)
+    # with the freeze's decisions known, only 4096 (where tune chose) measures the model's error
+    assert out["tune_margin_log"] == pytest.approx(math.log(1.25))
+    for r in out["networks"]:
+        r["tuned_is_default"] = True
+    assert validation.tune_margin(out["networks"]) is None
 
 
 def test_transferred_launch_is_this_gpus_call_plus_the_fits_excess():
