@@ -459,7 +459,10 @@ def tune_margin(rows: list[dict]) -> float | None:
     errs = [
         abs(np.log(r["predicted_default"] / r["predicted_tuned"] / r["speedup"]))
         for r in rows
-        if r.get("speedup") and r.get("predicted_default") and r.get("predicted_tuned") and not r.get("tuned_is_default")
+        if r.get("speedup")
+        and r.get("predicted_default")
+        and r.get("predicted_tuned")
+        and not r.get("tuned_is_default")
     ]
     return float(np.median(errs)) if errs else None
 
