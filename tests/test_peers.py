@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from .conftest import SAMPLE, benchmark_modules, have_executable
+from .conftest import ROOT, SAMPLE, benchmark_modules, have_executable
 
 data, parsers, recipes, runner, sources, table, writers = benchmark_modules(
     "peers", "data", "parsers", "recipes", "runner", "sources", "table", "writers"
@@ -476,3 +476,51 @@ def test_peers_csv_keeps_the_newest_run_by_its_timestamp_not_its_file_name(tmp_p
     assert len(rows) == 2 and rows[1].endswith("peers-run10.json") and ",1," in rows[1]
     subprocess.run([sys.executable, str(script), str(newer), str(older), "-o", str(out)], check=True)
     assert out.read_text().splitlines()[1].endswith("peers-run10.json")  # whatever the order given
+
+
+def test_engines_are_built_several_times_and_the_median_of_their_medians_is_reported(monkeypatch):
+    """bench_peers --instances: each configuration built N times, each instance timed; the figure
+    is the median of the instances' medians, their spread is recorded, and one instance with wrong
+    categories makes the configuration's categories wrong."""
+    import importlib.util
+    import types
+
+    import spdnn.engines.cuda as cuda_mod
+
+    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "benchmarks" / "bench_peers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    truth = np.array([0, 2])
+    # per instance: its timed runs' seconds and the categories it finds
+    plan = iter([([1.0, 1.2, 1.1], truth), ([2.0, 2.0, 2.0], truth), ([1.5, 1.4, 1.6], truth)])
+    built = []
+
+    class FakeEngine:
+        def __init__(self, **options):
+            self.secs, self.cats = next(plan)
+            self.calls = 0
+            built.append(options)
+
+        def prepare(self, weights, layers):
+            pass
+
+        def infer(self, x, return_values=False):
+            # the first call is the warm-up
+            s = 0.001 if self.calls == 0 else self.secs[(self.calls - 1) % 3]
+            self.calls += 1
+            return types.SimpleNamespace(seconds=s, categories=self.cats, details={"calls": self.calls})
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cuda_mod, "CudaEngine", FakeEngine)
+    layer = sp.csr_matrix(np.full((32, 32), 1 / 16, np.float32))  # 32 nonzeros a row, as the cache needs
+    net = data.Network("32x1", "test", 32, 1, [layer], sp.csr_matrix(np.ones((3, 32), np.float32)), truth=truth)
+    got = bench.run_engines(net, ["default"], reps=3, budget=30.0, instances=3)["spdnn-default"]
+    assert len(built) == 3 and got["instances"] == 3
+    assert got["instance_seconds"] == [1.1, 2.0, 1.5] and got["seconds"] == 1.5
+    assert got["instance_spread"] == pytest.approx(2.0 / 1.1) and len(got["seconds_all"]) == 9
+    assert got["categories_ok"]
+    plan = iter([([1.0] * 3, truth), ([1.0] * 3, np.array([0, 1]))])
+    got = bench.run_engines(net, ["default"], reps=3, budget=30.0, instances=2)["spdnn-default"]
+    assert not got["categories_ok"] and not got["categories"]["match"]
