@@ -49,8 +49,13 @@ def test_freeze_measure_analyse(script, tmp_path):
     assert script.main(["--freeze", str(freeze)] + small) == 0
     frozen = json.loads(freeze.read_text())
     assert set(frozen["tuned"]) == {"1024x24"} and frozen["tuned"]["1024x24"]["measured"]
-    assert script.main(["--fake", "--out", str(tmp_path)] + small) == 0
+    assert script.main(["--fake", "--out", str(tmp_path), "--val-instances", "2"] + small) == 0
     raw = json.loads((tmp_path / "model-validation-raw.json").read_text())
+    # two engines of each kernel group: every configuration's figure is the median of their medians
+    runs = [r for n in raw["networks"] for r in n["runs"] if "seconds" in r]
+    assert runs and all(len(r["instance_seconds"]) == 2 for r in runs)
+    assert all(r["seconds"] == pytest.approx(sum(r["instance_seconds"]) / 2) for r in runs)
+    assert all(len(r["seconds_all"]) == 2 * 2 for r in runs) and raw["config"]["val_instances"] == 2
     roles = {(n["role"], n["neurons"], n["seed"], n["held_out"]) for n in raw["networks"]}
     assert roles == {
         ("calibration", 1024, 2, ""),
