@@ -71,7 +71,58 @@ extern "C" __global__ void flag_count(const int *f, int n, unsigned *c) {
     unsigned s = 0; for (int i = threadIdx.x; i < n; i += blockDim.x) s += f[i] != 0;
     if (s) atomicAdd(c, s);
 }
+// L1 throughput: every warp reads 16 lines a round from a 32 KB table that stays in L1, as the
+// gather kernel reads its features (lane l of line i at y[32 i + l]: one 128-byte wavefront) or
+// its weights (the same 16 bytes in every lane: a uniform LDG.128). Immediate offsets, so a load
+// is one instruction; the round's window moves through the table.
+extern "C" __global__ void l1_gather(const float *__restrict__ y, float *out, int rounds) {
+    const int lane = threadIdx.x & 31, warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    float acc = 0.f;
+    for (int r = 0; r < rounds; ++r) {
+        const float *p = y + (((r + warp) & 7) << 10) + lane;  // one of 8 windows of 32 lines
+        float g[16];
+#pragma unroll
+        for (int q = 0; q < 16; ++q) g[q] = __ldg(p + ((q * 13) & 31) * 32);
+#pragma unroll
+        for (int q = 0; q < 16; ++q) acc += g[q];
+    }
+    if (acc == 1234.5f) out[0] = acc;
+}
+extern "C" __global__ void l1_broadcast(const int4 *__restrict__ w, int *out, int rounds) {
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int acc = 0;
+    for (int r = 0; r < rounds; ++r) {
+        const int4 *p = w + (((r + warp) & 7) << 8);  // 8 windows of 256 int4 (32 KB)
+        int4 g[16];
+#pragma unroll
+        for (int q = 0; q < 16; ++q) g[q] = __ldg(p + ((q * 13) & 255));
+#pragma unroll
+        for (int q = 0; q < 16; ++q) acc += g[q].x ^ g[q].y ^ g[q].z ^ g[q].w;
+    }
+    if (acc == 12345) out[0] = acc;
+}
 """
+
+L1_ROUNDS = 4000
+L1_BLOCKS_PER_SM, L1_THREADS = 8, 256  # 64 warps an SM
+
+
+def l1_cycles(cuda, fn, table, sms: int, clock: float, stream) -> float:
+    """SM clocks per warp load of `fn` (16 loads a round per warp), median of 5 timed runs."""
+    a, b = cuda.Event(), cuda.Event()
+    out = cuda.mem_alloc(16)
+    grid = (sms * L1_BLOCKS_PER_SM, 1)
+    fn.prepared_async_call(grid, (L1_THREADS, 1, 1), stream, table, out, np.int32(L1_ROUNDS // 10))
+    times = []
+    for _ in range(5):
+        a.record(stream)
+        fn.prepared_async_call(grid, (L1_THREADS, 1, 1), stream, table, out, np.int32(L1_ROUNDS))
+        b.record(stream)
+        b.synchronize()
+        times.append(a.time_till(b) / 1e3)
+    out.free()
+    loads_per_sm = L1_BLOCKS_PER_SM * L1_THREADS / 32 * L1_ROUNDS * 16
+    return statistics.median(times) * clock / loads_per_sm
 
 
 def microbench() -> dict:
@@ -86,9 +137,12 @@ def microbench() -> dict:
         major, minor = dev.compute_capability()
         mod = SourceModule(MICRO_SRC, arch=f"sm_{major}{minor}", no_extern_c=True)
         empty, spin, count = (mod.get_function(n) for n in ("empty_kernel", "spin_kernel", "flag_count"))
+        gather, bcast = mod.get_function("l1_gather"), mod.get_function("l1_broadcast")
         empty.prepare("P")
         spin.prepare("q")
         count.prepare("PiP")
+        gather.prepare("PPi")
+        bcast.prepare("PPi")
         st = cuda.Stream()
         nul = np.intp(0)
         for _ in range(200):
@@ -136,6 +190,14 @@ def microbench() -> dict:
             b.synchronize()
             times.append(a.time_till(b) / 1e3)
         copy = 2 * nbytes / statistics.median(times)
+        # L1: clocks per wavefront of hits (a 4-byte gather is one; a uniform 16-byte load two, by
+        # analysis.load_wavefronts: the broadcast is recorded to check that rule, not used)
+        sms = dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        table = cuda.mem_alloc(32768)
+        cuda.memset_d32(table, 0, 8192)
+        l1_gather = l1_cycles(cuda, gather, table, sms, clock, st)
+        l1_bcast = l1_cycles(cuda, bcast, table, sms, clock, st)
+        table.free()
         x.free(), y.free(), flags.free(), cnt.free()
         return dict(
             launch_s=launch,
@@ -143,8 +205,10 @@ def microbench() -> dict:
             sync_s=sync,
             copy_bandwidth=copy,
             gpu=dev.name(),
-            sms=dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT),
+            sms=sms,
             clock_hz=clock,
+            l1_gather_cycles=l1_gather,
+            l1_broadcast_cycles=l1_bcast,
         )
     finally:
         ctx.pop()
@@ -665,6 +729,8 @@ def main(argv=None) -> int:
             gpu="fake",
             sms=132,
             clock_hz=1.98e9,
+            l1_gather_cycles=1.0,
+            l1_broadcast_cycles=2.0,
         )
 
         def make_engine(variant, dataflow, carry=True):

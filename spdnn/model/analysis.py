@@ -31,6 +31,8 @@ The rules (docs/model.md has them with their reasons):
    its units touch; the other accesses hit with the fraction of their working set (the
    resident units' footprints) that the capacity holds, given to the tensors with most accesses
    per byte first (what LRU keeps). Stores bypass L1; every output line is written to DRAM.
+   L1 time: a cached read's warp loads cost their wavefronts (load_wavefronts, the rule of
+   shared memory) and every line filled from L2 one more (the cost model's t_l1).
 5. Occupancy: threads = 32 x warps; registers = 29 + a lane's gathered operands and
    accumulators; shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
    kernel is sized for, + 128 B; blocks per SM by the usual limits.
@@ -101,6 +103,7 @@ class Analysis:
     tensors: dict  # tensor -> level -> {volume, accesses, traffic, reuse, multicast, hit, reduction}
     level_bytes: dict  # reg, smem, l2, dram
     smem_wavefront_bytes: np.ndarray  # staged shared-memory traffic in 128-byte wavefronts (time)
+    l1_wavefronts: np.ndarray  # wavefronts of the reads cached in L1: loads (load_wavefronts) and fills
     macs: np.ndarray
     warp_instructions: np.ndarray
     blocks: np.ndarray  # live blocks
@@ -136,19 +139,21 @@ class Analysis:
         return out
 
 
-def load_wavefronts(lane_bytes, multicast) -> np.ndarray:
-    """Shared-memory wavefronts of one warp-wide load of `lane_bytes` per lane, `multicast` lanes
-    reading each address (32: every lane the same, a broadcast). Two limits, the larger counts:
-    the distinct bytes through the 32 banks (128 B a wavefront), and the data return path, one
-    32-bit register per lane a wavefront (32 x 4 B = 128 B a clock), which packs two registers per
-    lane per wavefront when lanes pairwise share an address (uniform loads: Volta and later). So a
-    4-byte gather is 1 wavefront, a 16-byte broadcast (LDS.128, the engine's int4 / float4 column
-    loads from shared memory) 2, not 1."""
+def load_wavefronts(lane_bytes, multicast, cached: bool = False) -> np.ndarray:
+    """Wavefronts of one warp-wide load of `lane_bytes` per lane, `multicast` lanes reading each
+    address (32: every lane the same, a broadcast). Two limits, the larger counts: the distinct
+    bytes through the 32 banks (128 B a wavefront), and the data return path, one 32-bit register
+    per lane a wavefront (32 x 4 B = 128 B a clock). From shared memory the return path packs two
+    registers per lane per wavefront when lanes pairwise share an address (uniform loads: Volta and
+    later), so a 4-byte gather is 1 wavefront and a 16-byte broadcast (LDS.128, the engine's int4 /
+    float4 column loads from shared memory) 2. `cached`: a global load through L1, which does not
+    pack: its 16-byte broadcast is 4 (H200 microbenchmark, 2026-12-04: 4.04 clocks against 1.05
+    for a 128-byte gather; benchmarks/validate_model.py)."""
     lane_bytes = np.asarray(lane_bytes, float)
     multicast = np.asarray(multicast, float)
     banks = np.ceil((32.0 / multicast) * lane_bytes / WAVEFRONT)
     regs = np.ceil(lane_bytes / 4.0)
-    ret = np.ceil(regs / np.where(multicast >= 2.0, 2.0, 1.0))
+    ret = regs if cached else np.ceil(regs / np.where(multicast >= 2.0, 2.0, 1.0))
     return np.maximum(banks, ret)
 
 
@@ -295,6 +300,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     tensors: dict[str, dict[str, Any]] = {t: {} for t in TENSORS}
     level = {"reg": 8.0 * macs, "smem": np.asarray(0.0), "l2": np.asarray(0.0), "dram": np.asarray(0.0)}
     wavefronts = np.asarray(0.0)
+    l1_wavefronts = np.asarray(0.0)  # cached reads' load wavefronts through L1 (rule 4), fills added below
     instr_step = 2.0 * lane_elems  # a multiply and an add per nonzero per lane (never an FMA)
     inflight = np.asarray(0.0)
     step_lat = lane_chunk["k"] * 4.0 / hw.clock_hz  # the ordered adds of a lane step
@@ -335,11 +341,17 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
             n_instr = elems if t == "Yin" else np.ceil(tile / VECTOR_BYTES)  # gathers are scalar
             instr_step = instr_step + n_instr * per_step
             step_lat = step_lat + lat[src] * per_step
+            loads = (
+                warps_active
+                * fills
+                * n_instr
+                * load_wavefronts(np.minimum(tile, BYTES[t] if t == "Yin" else VECTOR_BYTES), mc, cached=src != "smem")
+            )
             if src == "smem":
-                wavefronts = wavefronts + warps_active * fills * n_instr * load_wavefronts(
-                    np.minimum(tile, BYTES[t] if t == "Yin" else VECTOR_BYTES), mc
-                )
+                wavefronts = wavefronts + loads
             else:
+                if src == "l1":
+                    l1_wavefronts = l1_wavefronts + loads
                 inflight = np.maximum(inflight, tile * 32.0 / mc)
         tensors[t]["reg"] = entry
 
@@ -466,6 +478,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
                 "multicast": np.asarray(1.0),
             }
             level["smem"] = level["smem"] + acc[t]
+            l1_wavefronts = l1_wavefronts + miss / WAVEFRONT  # the lines filled from L2
             to_l2[t] = miss
     for t in TENSORS:
         if nest.stage(t) == "l2":
@@ -525,6 +538,7 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
         tensors=tensors,
         level_bytes=level,
         smem_wavefront_bytes=wavefronts * WAVEFRONT,
+        l1_wavefronts=l1_wavefronts,
         macs=macs,
         warp_instructions=warps_active * steps_lane * instr_step,
         blocks=blocks,

@@ -7,10 +7,13 @@ by its layers):
   t_dram  = DRAM bytes / (B_hbm eta_dram)     eta = min(1, in-flight bytes / (bandwidth x latency)):
   t_l2    = L2 bytes / (B_l2 eta_l2)          Little's law, resident warps x bytes in flight per warp
   t_smem  = staged shared-memory wavefronts x 128 B / (128 B x clock x SMs used)
+  t_l1    = L1 wavefronts of cached reads x cycles a wavefront / (clock x SMs used): the cycles
+            from a microbenchmark of L1-resident gathers (benchmarks/validate_model.py); on an H200
+            the gather kernel's narrow layers are bound here (ncu: L1 92% busy, 2026-12-04)
   t_fma   = MACs / (FMA rate x SMs used)
   t_issue = warp instructions / (4 schedulers x clock x SMs used)
   t_lat   = waves x (a warp's sequential steps x step latency + the waits for unbuffered tiles)
-  kernel  = kernel_min + max(t_dram, t_l2, t_smem, t_fma, t_issue, t_lat), or their sum with t_lat
+  kernel  = kernel_min + max(t_dram, t_l2, t_smem, t_l1, t_fma, t_issue, t_lat), or their sum with t_lat
             when a block-wide barrier ends every step (a TemporalMap among the warps: the fused
             segments' layers), since then the chains are not hidden behind other warps' traffic
   layer   = max(host launch cost, kernel) per launch: launches are asynchronous, so the GPU waits
@@ -53,6 +56,7 @@ def time_terms(hw: Hardware, an: Analysis, wl: Workload) -> dict:
         t_dram=lb["dram"] / (bw_d * np.maximum(eta_d, 1e-6)) / seg,
         t_l2=lb["l2"] / (hw.l2_bandwidth * np.maximum(eta_l2, 1e-6)) / seg,
         t_smem=an.smem_wavefront_bytes / (hw.smem_bandwidth * util) / seg,
+        t_l1=an.l1_wavefronts * hw.l1_wavefront_cycles / (hw.clock_hz * hw.sms * util) / seg,
         t_fma=an.macs / (hw.fma_rate * util) / seg,
         t_issue=an.warp_instructions / (4.0 * hw.sms * hw.clock_hz * util) / seg,
         t_lat=waves * (an.warp_steps * an.step_latency + an.fill_latency) / seg,
@@ -66,7 +70,10 @@ def time_terms(hw: Hardware, an: Analysis, wl: Workload) -> dict:
 
 def combine(t: dict, lockstep: bool) -> tuple[np.ndarray, np.ndarray]:
     """(layer time, kernel time) from time_terms (the same equations for every caller)."""
-    core = np.maximum(np.maximum(np.maximum(t["t_dram"], t["t_l2"]), t["t_issue"]), np.maximum(t["t_smem"], t["t_fma"]))
+    core = np.maximum(
+        np.maximum(np.maximum(t["t_dram"], t["t_l2"]), t["t_issue"]),
+        np.maximum(np.maximum(t["t_smem"], t["t_l1"]), t["t_fma"]),
+    )
     kernel = t["t_min"] + (core + t["t_lat"] if lockstep else np.maximum(core, t["t_lat"]))
     if not np.all(t["live"]):  # no live tile: every block exits at once
         kernel = np.where(t["live"], kernel, t["t_min"])

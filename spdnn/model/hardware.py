@@ -43,6 +43,8 @@ class Hardware:
     call_s: float = 5e-06
     memory_bytes: float = 80e9
     l1_bytes: float = 262144  # combined L1 / shared memory per SM (the gather kernel leaves it to L1)
+    # SM clocks per wavefront of L1-cached loads (a warp's 128-byte gather hitting L1): microbenchmarked
+    l1_wavefront_cycles: float = 1.05  # H200, 2026-12-04 (the SM clock; H100: same SM)
     host_copy_bandwidth: float = 10e9  # one host thread staging a batch's CSR inputs into pinned memory
     l2_fraction: float = 0.5  # of the L2 that holds cached reads (outputs streaming through take the rest)
     preset: str = ""

@@ -156,6 +156,8 @@ def micro_constants(raw: dict, base: Hardware) -> dict:
         "sync_s": cal["sync_s"],
         "hbm_efficiency": min(1.0, cal["copy_bandwidth"] / base.hbm_bandwidth),
         "call_s": cal["launch_s"],  # the microbenchmark's launch: a check point's kernels (launch_s is fitted)
+        # (runs before 2026-12-04 have no L1 microbenchmark: the preset's value)
+        "l1_wavefront_cycles": cal.get("l1_gather_cycles", base.l1_wavefront_cycles),
     }
 
 
