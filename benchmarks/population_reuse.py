@@ -6,7 +6,10 @@ of --member-edges edges, 64 shared inputs), the share of edge reads that are the
 few hundred KB: always in L2) and the share that read a row at most K rows back in the member's
 level order (what a shared-memory ring of K rows would serve), and the HBM bytes and time that
 remain for each K: the reads from further back, and the rows written that such reads or the
-outputs need.
+outputs need. Beside that HBM bound, a latency bound for a kernel of blocks (member, tile of
+--tile vectors) that keep the ring in shared memory and walk the member's groups one after
+another at --group-us a group (dag_walk's measured 2-3 us on an H200, whatever the tile): as
+many blocks an SM as the ring's K x tile x 4 bytes allow in --smem-kb (at most --max-blocks).
 
   python benchmarks/population_reuse.py [--members 1000] [--member-edges 10000] [--batch 1000]
 """
@@ -33,7 +36,9 @@ def reuse(members: int, member_edges: int, rings: list[int]) -> dict:
     outputs = np.zeros(b.n_rows, bool)
     outputs[b.output_rows] = True
     rows = b.n_rows - b.n_inputs
+    groups = np.diff(b.member_levels)  # computed groups of each member
     out = {"members": members, "member_edges": member_edges, "rows": rows, "edges": int(src.size)}
+    out["groups_per_member"] = float(groups.mean())
     out["shared_input_reads"] = float(shared.mean())
     table = []
     for k in rings:
@@ -61,6 +66,11 @@ def main() -> None:
     ap.add_argument("--rings", default="0,64,128,256,445,512,890,1024,2048")
     ap.add_argument("--bandwidth", type=float, default=4.3e12, help="HBM bytes/s (H200 device copy)")
     ap.add_argument("--one-at-a-time-ms", type=float, default=392.0, help="measured (docs/dag.md, H200)")
+    ap.add_argument("--tile", type=int, default=128, help="input vectors a block (the latency bound)")
+    ap.add_argument("--group-us", type=float, default=2.0, help="microseconds a block spends on a group")
+    ap.add_argument("--smem-kb", type=float, default=227.0, help="shared memory an SM (KB)")
+    ap.add_argument("--max-blocks", type=int, default=4, help="blocks an SM at most (threads)")
+    ap.add_argument("--sms", type=int, default=132)
     ap.add_argument("--out", default=None, help="write the JSON here")
     args = ap.parse_args()
     res = reuse(args.members, args.member_edges, [int(v) for v in args.rings.split(",")])
@@ -69,16 +79,34 @@ def main() -> None:
         f"{res['members']} members, {res['rows']} rows, {res['edges']} edges; "
         f"{res['shared_input_reads']:.1%} of reads are the shared inputs"
     )
-    print("ring rows | reads on chip | reads from HBM | rows written | HBM GB | bound ms | x one at a time")
+    block_groups = res["members"] * -(-args.batch // args.tile) * res["groups_per_member"]
+    print(
+        "ring rows | reads on chip | reads from HBM | rows written | HBM GB | HBM bound ms | "
+        f"blocks an SM (tile {args.tile}) | latency bound ms | x one at a time (the larger bound)"
+    )
     for row in res["by_ring"]:
         gb = col * (row["reads_far"] * res["edges"] + row["rows_written"]) / 1e9
         ms = gb * 1e9 / args.bandwidth * 1e3
-        row.update(hbm_gb=gb, bound_ms=ms, bound_speedup=args.one_at_a_time_ms / ms)
+        ring_kb = row["ring_rows"] * args.tile * 4 / 1024
+        blocks = args.max_blocks if ring_kb == 0 else min(args.max_blocks, int(args.smem_kb // ring_kb))
+        lat = block_groups * args.group_us * 1e-3 / (args.sms * blocks) if blocks else float("inf")
+        row.update(hbm_gb=gb, bound_ms=ms, blocks_per_sm=blocks, latency_ms=lat)
+        row["bound_speedup"] = args.one_at_a_time_ms / max(ms, lat)
         print(
             f"{row['ring_rows']:9d} | {row['reads_on_chip']:13.1%} | {row['reads_far']:14.1%} | "
-            f"{row['rows_written']:12d} | {gb:6.1f} | {ms:8.2f} | {args.one_at_a_time_ms / ms:5.1f}x"
+            f"{row['rows_written']:12d} | {gb:6.1f} | {ms:12.2f} | {blocks:21d} | {lat:16.2f} | "
+            f"{row['bound_speedup']:5.1f}x"
         )
-    res.update(batch=args.batch, bandwidth=args.bandwidth, one_at_a_time_ms=args.one_at_a_time_ms)
+    res.update(
+        batch=args.batch,
+        bandwidth=args.bandwidth,
+        one_at_a_time_ms=args.one_at_a_time_ms,
+        tile=args.tile,
+        group_us=args.group_us,
+        smem_kb=args.smem_kb,
+        max_blocks=args.max_blocks,
+        sms=args.sms,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
 
