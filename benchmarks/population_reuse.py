@@ -4,7 +4,8 @@ The one-launch population kernel keeps one global row per node; at batch 1000 it
 and is bound by HBM bandwidth (docs/dag.md). This counts, for bench_dag's population (NEAT members
 of --member-edges edges, 64 shared inputs), the share of edge reads that are the shared inputs (a
 few hundred KB: always in L2) and the share that read a row at most K rows back in the member's
-level order (what a shared-memory ring of K rows would serve), and the HBM bytes and time that
+level order that no row written by the end of the reader's group has displaced (what a
+shared-memory ring of K rows serves: spdnn.dag.population_ring), and the HBM bytes and time that
 remain for each K: the reads from further back, and the rows written that such reads or the
 outputs need. Beside that HBM bound, a latency bound for a kernel of blocks (member, tile of
 --tile vectors) that keep the ring in shared memory and walk the member's groups one after
@@ -23,35 +24,29 @@ from pathlib import Path
 import numpy as np
 
 from spdnn.dag.population import blocked, population
+from spdnn.dag.population_ring import ring_tables
 from spdnn.dag.shapes import neat
 
 
 def reuse(members: int, member_edges: int, rings: list[int]) -> dict:
-    """Shares of the population's edge reads by distance, and the global traffic left per ring size."""
+    """Shares of the population's edge reads by distance, and the global traffic left per ring size
+    (the near-ring tables' own rule: spdnn.dag.population_ring.ring_tables)."""
     b = blocked(population([neat(member_edges, seed=k, n_inputs=64, n_outputs=8) for k in range(members)]))
-    reader = np.repeat(np.arange(b.n_rows), np.diff(b.indptr))
-    src = b.sources.astype(np.int64)
-    shared = src < b.n_inputs
-    back = reader - src  # rows between a reader and its source (member rows only are meaningful)
-    outputs = np.zeros(b.n_rows, bool)
-    outputs[b.output_rows] = True
-    rows = b.n_rows - b.n_inputs
+    shared = b.sources < b.n_inputs
     groups = np.diff(b.member_levels)  # computed groups of each member
-    out = {"members": members, "member_edges": member_edges, "rows": rows, "edges": int(src.size)}
+    out = {"members": members, "member_edges": member_edges, "rows": b.n_rows - b.n_inputs, "edges": int(shared.size)}
     out["groups_per_member"] = float(groups.mean())
     out["shared_input_reads"] = float(shared.mean())
     table = []
     for k in rings:
-        far = ~shared & (back > k)
-        written = np.zeros(b.n_rows, bool)
-        written[src[far]] = True
-        written |= outputs
+        t = ring_tables(b, k)
+        near = t.codes < 0
         table.append(
             {
                 "ring_rows": k,
-                "reads_on_chip": float((~shared & (back <= k)).mean()),
-                "reads_far": float(far.mean()),
-                "rows_written": int(written[b.n_inputs :].sum()),
+                "reads_on_chip": float(near.mean()),
+                "reads_far": float((~near & ~shared).mean()),
+                "rows_written": int(t.stored[b.n_inputs :].sum()),
             }
         )
     out["by_ring"] = table
@@ -89,13 +84,13 @@ def main() -> None:
         ms = gb * 1e9 / args.bandwidth * 1e3
         ring_kb = row["ring_rows"] * args.tile * 4 / 1024
         blocks = args.max_blocks if ring_kb == 0 else min(args.max_blocks, int(args.smem_kb // ring_kb))
-        lat = block_groups * args.group_us * 1e-3 / (args.sms * blocks) if blocks else float("inf")
+        lat = block_groups * args.group_us * 1e-3 / (args.sms * blocks) if blocks else None
         row.update(hbm_gb=gb, bound_ms=ms, blocks_per_sm=blocks, latency_ms=lat)
-        row["bound_speedup"] = args.one_at_a_time_ms / max(ms, lat)
+        row["bound_speedup"] = args.one_at_a_time_ms / max(ms, lat) if lat is not None else None
+        tail = f"{lat:16.2f} | {row['bound_speedup']:5.1f}x" if lat is not None else "the ring does not fit"
         print(
             f"{row['ring_rows']:9d} | {row['reads_on_chip']:13.1%} | {row['reads_far']:14.1%} | "
-            f"{row['rows_written']:12d} | {gb:6.1f} | {ms:12.2f} | {blocks:21d} | {lat:16.2f} | "
-            f"{row['bound_speedup']:5.1f}x"
+            f"{row['rows_written']:12d} | {gb:6.1f} | {ms:12.2f} | {blocks:21d} | {tail}"
         )
     res.update(
         batch=args.batch,
