@@ -22,8 +22,10 @@ Engines: compiled (numba, one thread), threaded (numba, all cores), vectorised (
 group); sequential (Python per node) only up to --python-max-edges; cuda-warp, cuda-lane (runs
 of small groups, a thread per input vector), cuda-walk (runs of small groups walked in shared
 memory), cuda-thread, cupy when a GPU is there; the population
-through its default kernel (cuda-population), dag_walk (cuda-population-walk) and dag_lane
-(cuda-population-lane); its speedup over one member at a time is the fastest of them that passed.
+through its default kernel (cuda-population), dag_walk (cuda-population-walk), dag_lane
+(cuda-population-lane) and dag_population_ring with rings of 128 and 256 rows
+(cuda-population-ring128, -ring256); its speedup over one member at a time is the fastest of them
+that passed.
 Timing: inference only, one warm-up then the median of --reps runs (GPU: CUDA events; CPU:
 wall clock around the kernel). No extrapolation: a CPU case whose predicted time (from the
 same engine's largest case of that kind, or of any kind with 4x slack) passes
@@ -333,7 +335,13 @@ def population_case(runner: Runner, record: dict) -> None:
     except Exception as err:  # noqa: BLE001
         gpu_pop, gpu_error = None, f"{type(err).__name__}: {err}"[:300]
     variants = {}  # the other kernels, for comparison (each its own try: the default runs without them)
-    for name, options in (("cuda-population-walk", {"walk": True}), ("cuda-population-lane", {"lane": True})):
+    kinds = (
+        ("cuda-population-walk", {"walk": True}),
+        ("cuda-population-lane", {"lane": True}),
+        ("cuda-population-ring128", {"ring_rows": 128}),  # dag_population_ring (docs/dag.md)
+        ("cuda-population-ring256", {"ring_rows": 256}),
+    )
+    for name, options in kinds:
         try:
             variants[name] = PopulationCudaEngine(**options)
             variants[name].prepare(pop)
@@ -593,7 +601,7 @@ def main() -> None:
         record["targets"] = targets(record)
         path.write_text(json.dumps(record, indent=1, default=str) + "\n")
 
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]  # '' : no network cases (a population only)
     batches = [int(b) for b in args.batches.split(",")]
     # the targets' cases first (>= 1e6 edges, batch 1000), then small to large
     cases = [(k, e, b) for k in args.kinds.split(",") for e in sizes for b in batches]

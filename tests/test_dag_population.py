@@ -207,6 +207,17 @@ def test_population_lane_options_checked():
         PopulationCudaEngine(lane=True, lane_warps=9)
 
 
+def test_population_ring_options_checked():
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    with pytest.raises(ValueError, match="ring_rows"):
+        PopulationCudaEngine(ring_rows=-1)
+    with pytest.raises(ValueError, match="ring_rows"):
+        PopulationCudaEngine(ring_rows=64, walk=True)
+    with pytest.raises(ValueError, match="ring_rows"):
+        PopulationCudaEngine(ring_rows=64, lane=True)
+
+
 @pytest.mark.parametrize("batch, depth", [(1, 1), (3, 2), (65, 1)])
 def test_population_walk_emulated(batch, depth):
     """The members walked with their values in the ring: only inputs and outputs need global rows."""
@@ -272,3 +283,37 @@ def test_population_gpu_lane(batch):
         assert res.details["kernel"] == "lane" and res.details["lane_warps"] == warps
         for got, ref in zip(pop.split(res.outputs), one_at_a_time(pop, x)):
             assert compare_outputs(got, ref).passed
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 100, 1000])
+def test_population_gpu_ring_equals_default(batch):
+    """dag_population_ring (the member's last rows in shared memory, far rows from global memory)
+    sums as dag_population does: the same bits, for rings from a few rows to the whole member; a
+    ring over the shared memory a block may have is refused by name."""
+    pytest.importorskip("pycuda")
+    from spdnn.dag.engine import EngineUnavailable
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    try:
+        default = PopulationCudaEngine()
+    except EngineUnavailable as err:
+        pytest.skip(f"no usable GPU: {err}")
+    pop = population([neat(2000 + 300 * k, seed=k, n_inputs=32, n_outputs=4) for k in range(20)])
+    x = random_inputs(32, batch, seed=batch)
+    default.prepare(pop)
+    ref = default.infer(x)
+    for got, want in zip(pop.split(ref.outputs), one_at_a_time(pop, x)):
+        assert compare_outputs(got, want).passed
+    for ring in (4, 64, 256):
+        eng = PopulationCudaEngine(ring_rows=ring)
+        eng.prepare(pop)
+        res = eng.infer(x)
+        assert res.details["kernel"] == "population-ring" and res.details["ring_rows"] == ring
+        if ring == 256:  # rows read only from the ring and not outputs are never stored
+            assert res.details["ring_rows_stored"] < eng.layout.n_rows
+        np.testing.assert_array_equal(res.outputs, ref.outputs)
+    huge = PopulationCudaEngine(ring_rows=1 << 16)
+    huge.prepare(pop)
+    with pytest.raises(ValueError, match="shared memory"):
+        huge.infer(x)

@@ -33,8 +33,8 @@ def test_compiles_sm90(source, kw, tmp_path):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 def test_dag_walk_compiles_sm90_without_spills(tmp_path):
-    """The DAG kernels' dag_walk (spdnn/dag/kernels/dag_levels.cu) builds for sm_90 with no register spills
-    under its 256-thread launch bounds."""
+    """The DAG kernels' dag_walk and dag_population_ring (spdnn/dag/kernels/dag_levels.cu) build for
+    sm_90 with no register spills under their launch bounds."""
     source = Path(__file__).parent.parent / "spdnn" / "dag" / "kernels" / "dag_levels.cu"
     out = tmp_path / "dag.cubin"
     run = subprocess.run(
@@ -45,7 +45,7 @@ def test_dag_walk_compiles_sm90_without_spills(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     cubin = out.read_bytes()
-    for kernel in ("dag_walk1", "dag_walk4"):
+    for kernel in ("dag_walk1", "dag_walk4", "dag_population_ring1", "dag_population_ring4"):
         assert kernel.encode() in cubin, kernel
         report = run.stderr.split(f"Compiling entry function '{kernel}'")[1].split("Compiling entry function")[0]
         assert "0 bytes spill stores" in report, report

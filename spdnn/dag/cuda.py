@@ -633,6 +633,8 @@ KERNEL_FORMATS = {  # every kernel of dag_levels.cu and its pycuda argument form
     "dag_lane": "PiPPPiiii",
     "dag_population1": "PiPPiiPPPPPP",
     "dag_population4": "PiPPiiPPPPPP",
+    "dag_population_ring1": "PiPPiiPPPPPPi",
+    "dag_population_ring4": "PiPPiiPPPPPPi",
     "dag_gather": "PiPiP",
 }
 
@@ -671,10 +673,11 @@ class CudaDagBase(DagEngine):
         self._buffers.free()
 
     def _allow_shared(self, nbytes: int) -> None:
-        """Let dag_walk and dag_lane launches take nbytes of dynamic shared memory (above 48 KB needs the opt-in);
-        never lowered, since plans made earlier (other batch widths) may still need more."""
+        """Let dag_walk, dag_lane and dag_population_ring launches take nbytes of dynamic shared memory
+        (above 48 KB needs the opt-in); never lowered, since plans made earlier (other batch widths)
+        may still need more."""
         if nbytes > self._shared_allowed:
-            for name in ("dag_walk1", "dag_walk4", "dag_lane"):
+            for name in ("dag_walk1", "dag_walk4", "dag_lane", "dag_population_ring1", "dag_population_ring4"):
                 self._fns[name].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             self._shared_allowed = nbytes
 

@@ -1,7 +1,8 @@
 """A population of small networks in one kernel launch (pycuda; kernels/dag_levels.cu).
 
 Rows are member-major (population.blocked). One launch for the whole population whatever its
-members' depths, through one of two kernels that sum alike (lane_sum: bit for bit the same):
+members' depths, through one of the kernels below (dag_population, dag_walk and
+dag_population_ring sum alike, lane_sum: bit for bit the same):
 
 * dag_population (the default): block (m, t) walks member m's groups on a tile of LB x VEC
   vectors (up to 128) with one global row per node and a block barrier between groups.
@@ -20,6 +21,12 @@ members' depths, through one of two kernels that sum alike (lane_sum: bit for bi
   whose groups fit its chunks and whose far sources lie two chunks back can be walked; otherwise it
   says so. Emulated (tests/test_dag_population.py); its GPU test had not run on a GPU when this was
   written.
+* dag_population_ring (`ring_rows=K`): dag_population with the member's last K rows of the tile in
+  shared memory (K x tile x 4 bytes a block): sources the ring still holds are read there, the
+  rest from global rows, which are written only where a far read or an output needs them
+  (population_ring.ring_tables, tested on the CPU with the kernel's semantics). Aimed at batch
+  1000, where the default is bound by HBM (docs/dag.md: a 128-256-row ring bounds it at 49-56x
+  one at a time, the default at 38x). Written 2026-12-04 and compiled; NOT yet run on a GPU.
 Lanes are laid out as in cuda-warp (cuda.warp_plan): LB lanes along the batch (VEC = 4 from
 batch 64), LE lanes over a node's edges, LE from the population's mean in-degree. Batches wider
 than GPU memory allows run in chunks of columns, one launch per chunk (and per 65,535 members
@@ -54,6 +61,7 @@ from .cuda import (
 from .engine import DagResult, dense_inputs
 from .lane_stream import LANE_THREADS, LANE_WARPS, LaneStream, lane_stream
 from .population import BlockedPopulation, Population, blocked
+from .population_ring import RingTables, ring_tables
 
 MAX_GRID_Y = 65535
 
@@ -146,9 +154,12 @@ class PopulationCudaEngine(CudaDagBase):
         walk_vec1: bool = False,
         lane: bool = False,
         lane_warps: int = LANE_WARPS,
+        ring_rows: int = 0,
     ):
         if walk and lane:
             raise ValueError("walk=True and lane=True are two kernels: choose one")
+        if ring_rows < 0 or (ring_rows and (walk or lane)):
+            raise ValueError(f"ring_rows (dag_population_ring) is >= 0 and without walk or lane, not {ring_rows!r}")
         if not 1 <= lane_warps <= LANE_MAX_WARPS:
             raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
         if block % 32 or not 32 <= block <= 1024:
@@ -161,6 +172,7 @@ class PopulationCudaEngine(CudaDagBase):
         self.walk, self.walk_tile, self.walk_threads, self.walk_depth = walk, walk_tile, walk_threads, walk_depth
         self.walk_vec1 = walk_vec1  # dag_walk takes the batch-1 lanes (one vector a lane) at any batch
         self.lane, self.lane_warps = lane, lane_warps  # dag_lane: a thread per vector walks a member
+        self.ring_rows = int(ring_rows)  # dag_population_ring: the member's last rows in shared memory
 
     def prepare(self, pop: Population) -> None:  # type: ignore[override]
         self.pop = pop
@@ -184,6 +196,12 @@ class PopulationCudaEngine(CudaDagBase):
         self.mean_in_degree = b.sources.size / max(1, computed)
         self._walks: dict[tuple[int, int], tuple[WalkTables, dict, object]] = {}
         self._lane: tuple[LaneTables, LaneStream, dict, object] | None = None
+        self.ring: RingTables | None = None
+        if self.ring_rows:
+            self.ring = ring_tables(b, self.ring_rows)
+            d_codes = to(self.ring.codes if self.ring.codes.size else np.zeros(1, np.int32))
+            d_stored = to(np.where(self.ring.stored, np.arange(b.n_rows), -1).astype(np.int32))
+            self._ring_graph = (self.d_indptr, d_codes, self.d_w, self.d_bias, self.d_act, d_stored)
 
     def _lane_for(self) -> tuple[LaneTables, LaneStream, dict, object] | None:
         """dag_lane's tables, stream, device arrays and output rows (built once); None: not asked for."""
@@ -264,6 +282,29 @@ class PopulationCudaEngine(CudaDagBase):
                         self._fns["dag_lane"], stream, grid, threads, st.shared_bytes(), values, ld, dev, m0, st
                     )
                 return -(-members // MAX_GRID_Y)
+            if used["walk"] is None and self.ring is not None:
+                shared = self.ring_rows * tile * 4
+                if shared > self.shared_limit:
+                    raise ValueError(
+                        f"a ring of {self.ring_rows} rows of {tile} vectors needs {shared} bytes of shared memory, "
+                        f"more than the {self.shared_limit} a block may have: choose fewer ring_rows"
+                    )
+                self._allow_shared(shared)
+                self._fns["dag_population_ring4" if vec == 4 else "dag_population_ring1"].prepared_async_call(
+                    (members, ld // tile),
+                    (self.block, 1, 1),
+                    stream,
+                    values,
+                    np.int32(ld),
+                    self.d_level_ptr,
+                    self.d_member_levels,
+                    np.int32(log_lb),
+                    np.int32(log_le),
+                    *self._ring_graph,
+                    np.int32(self.ring_rows),
+                    shared_size=shared,
+                )
+                return 1
             if used["walk"] is None:
                 self._fns["dag_population4" if vec == 4 else "dag_population1"].prepared_async_call(
                     (members, ld // tile),
@@ -293,7 +334,13 @@ class PopulationCudaEngine(CudaDagBase):
             "members": members,
             "launches": launches,
             "chunk_columns": chunk,
-            "kernel": "lane" if lane is not None else "population" if used["walk"] is None else "walk",
+            "kernel": "lane"
+            if lane is not None
+            else "walk"
+            if used["walk"] is not None
+            else "population-ring"
+            if self.ring is not None
+            else "population",
             "vec": vec,
             "lanes_batch": 1 << log_lb,
             "lanes_edges": 1 << log_le,
@@ -309,6 +356,13 @@ class PopulationCudaEngine(CudaDagBase):
             )
         elif used["walk"] is None:
             details["block"] = self.block
+            if self.ring is not None:
+                details.update(
+                    ring_rows=self.ring_rows,
+                    ring_near_share=self.ring.near_share,
+                    ring_rows_stored=int(self.ring.stored.sum()),
+                    ring_shared_bytes=self.ring_rows * used["plan"][3] * 4,
+                )
         else:
             tables, _, _, _, walk_tile, walk_vec = used["walk"]
             details.update(

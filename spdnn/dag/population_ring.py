@@ -81,7 +81,7 @@ def run_ring_cpu(b: BlockedPopulation, t: RingTables, x: np.ndarray) -> np.ndarr
     members = b.member_levels.size - 1
     for m in range(members):
         ring = np.full((k, batch), np.nan, dtype=np.float32)
-        bounds = b.level_ptr[b.member_levels[m] : b.member_levels[m + 1] + 1]
+        bounds = b.level_ptr[b.member_levels[m] : b.member_levels[m + 1]]  # the member's group ends
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             e0, e1 = int(b.indptr[lo]), int(b.indptr[hi])
             codes, wts = t.codes[e0:e1], b.weights[e0:e1]

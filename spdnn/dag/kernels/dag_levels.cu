@@ -178,6 +178,77 @@ extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATIO
                      indptr, src, w, bias, act, dst);
 }
 
+// dag_population_ring<VEC>: dag_population with the member's last ring_rows rows of the block's
+// tile in shared memory (tables: spdnn.dag.population_ring). src[e] >= 0 is a global row, as in
+// dag_population; src[e] = -(slot + 1) is ring slot `slot` (the source row % ring_rows), written
+// in an earlier group and displaced only after the reader's group ends (the tables' rule), so the
+// barrier between groups orders every ring read after its write and before its overwrite. A node's
+// value goes to its ring slot, and to global row dst[node] only where dst[node] >= 0 (a far read or
+// an output needs it). The sums are dag_warp_body's (lane_sum, lane_reduce): the same bits.
+// Written 2026-12-04, compiled and its tables emulated; NOT yet run on a GPU.
+template <int VEC>
+__device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
+                                              int log_lb, int log_le, const int* __restrict__ indptr,
+                                              const int* __restrict__ src, const float* __restrict__ w,
+                                              const float* __restrict__ bias, const signed char* __restrict__ act,
+                                              const int* __restrict__ dst, int ring_rows) {
+    extern __shared__ float4 ring_smem4[];
+    const int log_tpn = log_lb + log_le;
+    const int tpn = 1 << log_tpn;
+    const int le = 1 << log_le;
+    const int lane = threadIdx.x & 31;
+    const int lig = lane & (tpn - 1);
+    const int b_lane = lig & ((1 << log_lb) - 1);
+    const int e_lane = lig >> log_lb;
+    const int per_warp = 32 >> log_tpn;
+    const int first = (threadIdx.x >> 5) * per_warp + (lane >> log_tpn);
+    const int stride = (blockDim.x >> 5) * per_warp;
+    const int tile = (1 << log_lb) * VEC;  // the block's vectors: one ring row
+    const size_t col = ((size_t)blockIdx.y * (1u << log_lb) + b_lane) * VEC;
+    float* mine = reinterpret_cast<float*>(ring_smem4) + b_lane * VEC;  // this lane's vectors of ring row 0
+    for (int l = l0; l < l1; ++l) {
+        const int lo = level_ptr[l], hi = level_ptr[l + 1];
+        for (int base = lo + first - (lane >> log_tpn); base < hi; base += stride) {
+            const int node = base + (lane >> log_tpn);
+            float acc[VEC];
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) acc[k] = 0.0f;
+            if (node < hi)
+                lane_sum<VEC>(acc, indptr[node] + e_lane, indptr[node + 1], le, [&](int e, float (&v)[VEC]) {
+                    const int s = src[e];
+                    if (s >= 0)
+                        Lanes<VEC>::load(values + (size_t)s * ld + col, v);
+                    else
+                        Lanes<VEC>::load(mine + (size_t)(-s - 1) * tile, v);
+                    return w[e];
+                });
+            lane_reduce<VEC>(acc, log_lb, tpn);
+            if (node < hi && e_lane == 0) {
+                const float b = bias[node];
+                const int code = act[node];
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) acc[k] = activate(acc[k] + b, code);
+                Lanes<VEC>::store(mine + (size_t)(node % ring_rows) * tile, acc);
+                const int d = dst[node];
+                if (d >= 0) Lanes<VEC>::store(values + (size_t)d * ld + col, acc);
+            }
+        }
+        if (l + 1 < l1) __syncthreads();  // the next group reads what this one wrote (ring and rows)
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(1024) dag_population_ring1(DAG_POPULATION_ARGS, int ring_rows) {
+    const int m = blockIdx.x;
+    dag_ring_body<1>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, indptr, src,
+                     w, bias, act, dst, ring_rows);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) dag_population_ring4(DAG_POPULATION_ARGS, int ring_rows) {
+    const int m = blockIdx.x;
+    dag_ring_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, indptr, src,
+                     w, bias, act, dst, ring_rows);
+}
+
 // ----------------------------------------------------------------------------- dag_walk
 // Written for deep, narrow networks, where each group is a few nodes and dag_warp's fused segments
 // pay per group a chain of dependent global loads (group bounds -> indptr -> src -> values) and a
