@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spdnn.dag.population import blocked, population, run_blocked_cpu
-from spdnn.dag.population_ring import reader_groups, ring_tables, run_ring_cpu
+from spdnn.dag.population_ring import group_bounds, reader_groups, ring_tables, run_ring_cpu
 from spdnn.dag.shapes import neat
 
 
@@ -35,8 +35,10 @@ def test_near_reads_are_never_overwritten_before_them(pop, ring):
     near = t.codes < 0
     assert np.all(src[near] >= pop.n_inputs)  # the shared inputs are always global
     assert np.all(-t.codes[near] - 1 == src[near] % max(ring, 1))
-    # the next row to take a near source's slot is written after its reader's group ends
+    # the next row to take a near source's slot is written after its reader's group ends, and no
+    # earlier row of the source's own group shares the slot
     assert np.all(src[near] + ring >= reader_groups(pop)[near])
+    assert np.all(src[near] - ring < group_bounds(pop, src[near])[0])
     # every far source and every output is stored
     assert np.all(t.stored[src[~near]])
     assert np.all(t.stored[pop.output_rows])
@@ -71,6 +73,35 @@ def test_tables_without_the_group_condition_read_overwritten_slots(pop):
     assert np.isnan(got).any() or not np.allclose(got, run_blocked_cpu(pop, x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="beyond"):
         run_ring_cpu(pop, RingTables(codes, stored, 4), x)
+
+
+def test_group_bounds_hold_their_rows(pop):
+    rows = np.arange(pop.n_inputs, pop.n_rows)
+    start, end = group_bounds(pop, rows)
+    assert np.all(start <= rows) and np.all(rows < end)
+    assert set(np.unique(start).tolist()) <= set(pop.level_ptr.tolist())
+
+
+def test_rows_of_one_group_sharing_a_slot_are_never_near(pop):
+    """A ring smaller than the widest group: two of its rows write one slot in the same step, so
+    neither is read from the ring, and the run (which marks such slots unknown) still matches."""
+    widest = int(np.diff(np.unique(pop.level_ptr)).max())
+    ring = max(2, widest // 2)
+    t = ring_tables(pop, ring)
+    x = np.random.default_rng(5).standard_normal((4, pop.n_inputs)).astype(np.float32)
+    got = run_ring_cpu(pop, t, x)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, run_blocked_cpu(pop, x), rtol=2e-5, atol=2e-6)
+    # without the own-group rule some near reads would hit a clashing slot
+    src = pop.sources.astype(np.int64)
+    clashing = (src >= pop.n_inputs) & (src + ring >= reader_groups(pop)) & (src - ring >= group_bounds(pop, src)[0])
+    assert clashing.any()
+    from spdnn.dag.population_ring import RingTables
+
+    loose = (src >= pop.n_inputs) & (src + ring >= reader_groups(pop))
+    stored = t.stored.copy()
+    bad = RingTables(np.where(loose, -(src % ring) - 1, src).astype(np.int32), stored, ring)
+    assert np.isnan(run_ring_cpu(pop, bad, x)).any()  # the race shows
 
 
 def test_bigger_rings_serve_more_reads(pop):

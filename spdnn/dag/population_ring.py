@@ -6,7 +6,9 @@ the population reads"). A ring of the member's last K rows in shared memory woul
 from at most K rows back: a source s of a reader in group h is *near* when it is a member row
 (not a shared input) and no row written up to the end of group h takes its place, i.e.
 s + K >= level_ptr[h + 1] (row s + K, the next to use slot s % K, is in a later group: with a
-barrier between groups every near read happens before that write). Every other source is read
+barrier between groups every near read happens before that write), and no other row of its own
+group shares its slot (s - K is before the group's first row: rows of one group are written in
+the same step, in no order). Every other source is read
 from global memory, so a row is stored there only if some far read or the outputs need it.
 
 This module builds those tables for a blocked population and runs them on the CPU with the
@@ -42,10 +44,17 @@ class RingTables:
 def reader_groups(b: BlockedPopulation) -> np.ndarray:
     """The end row (level_ptr[h + 1]) of the group of every edge's reader."""
     rows = np.repeat(np.arange(b.n_rows), np.diff(b.indptr))
+    return group_bounds(b, rows)[1]
+
+
+def group_bounds(b: BlockedPopulation, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, end row) of the group of each of `rows` (member rows; inputs: (0, n_inputs))."""
     # level_ptr holds each member's boundaries in order; the group of row r ends at the first
-    # boundary above r (members are contiguous, so the global sorted search is the member's own)
-    bounds = np.unique(b.level_ptr)
-    return bounds[np.searchsorted(bounds, rows, side="right")]
+    # boundary above r and starts at the last one at or below it (members are contiguous, so the
+    # global sorted search is the member's own)
+    bounds = np.unique(np.concatenate(([0], b.level_ptr)))
+    i = np.searchsorted(bounds, rows, side="right")
+    return bounds[i - 1], bounds[np.minimum(i, bounds.size - 1)]
 
 
 def ring_tables(b: BlockedPopulation, ring_rows: int) -> RingTables:
@@ -53,7 +62,13 @@ def ring_tables(b: BlockedPopulation, ring_rows: int) -> RingTables:
     if ring_rows < 0:
         raise ValueError(f"ring_rows must be >= 0, not {ring_rows}")
     src = b.sources.astype(np.int64)
-    near = (src >= b.n_inputs) & (src + ring_rows >= reader_groups(b)) if ring_rows else np.zeros(src.size, bool)
+    if ring_rows:
+        # displaced after the reader's group only, and alone in its slot within its own group (rows
+        # s - K, s - 2K, ... of the same group would write the slot in the same step: a race)
+        start = group_bounds(b, src)[0]
+        near = (src >= b.n_inputs) & (src + ring_rows >= reader_groups(b)) & (src - ring_rows < start)
+    else:
+        near = np.zeros(src.size, bool)
     codes = np.where(near, -(src % max(ring_rows, 1)) - 1, src).astype(np.int32)
     stored = np.zeros(b.n_rows, bool)
     stored[: b.n_inputs] = True  # the shared inputs are staged into global rows before the launch
@@ -91,7 +106,10 @@ def run_ring_cpu(b: BlockedPopulation, t: RingTables, x: np.ndarray) -> np.ndarr
             np.add.at(sums, rows, wts[:, None] * vals)  # float32, not the kernels' fmaf order
             sums += b.bias[lo:hi, None]
             out = activate_rows(sums, b.activation[lo:hi])
-            ring[np.arange(lo, hi) % k] = out
+            slots = np.arange(lo, hi) % k
+            ring[slots] = out
+            clash = np.bincount(slots, minlength=k) > 1
+            ring[clash] = np.nan  # rows of one group that share a slot race in the kernel: unknown
             keep = t.stored[lo:hi]
             glob[np.arange(lo, hi)[keep]] = out[keep]
     return np.ascontiguousarray(glob[b.output_rows].T)
