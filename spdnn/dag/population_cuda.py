@@ -282,7 +282,14 @@ class PopulationCudaEngine(CudaDagBase):
                         self._fns["dag_lane"], stream, grid, threads, st.shared_bytes(), values, ld, dev, m0, st
                     )
                 return -(-members // MAX_GRID_Y)
-            if used["walk"] is None and self.ring is not None:
+            if used["walk"] is None:  # dag_population, or dag_population_ring: a block (member, tile)
+                levels = (self.d_level_ptr, self.d_member_levels)
+                head = (values, np.int32(ld), *levels, np.int32(log_lb), np.int32(log_le))
+                grid, block = (members, ld // tile), (self.block, 1, 1)
+                if self.ring is None:
+                    fn = self._fns["dag_population4" if vec == 4 else "dag_population1"]
+                    fn.prepared_async_call(grid, block, stream, *head, *self._graph)
+                    return 1
                 shared = self.ring_rows * tile * 4
                 if shared > self.shared_limit:
                     raise ValueError(
@@ -290,33 +297,9 @@ class PopulationCudaEngine(CudaDagBase):
                         f"more than the {self.shared_limit} a block may have: choose fewer ring_rows"
                     )
                 self._allow_shared(shared)
-                self._fns["dag_population_ring4" if vec == 4 else "dag_population_ring1"].prepared_async_call(
-                    (members, ld // tile),
-                    (self.block, 1, 1),
-                    stream,
-                    values,
-                    np.int32(ld),
-                    self.d_level_ptr,
-                    self.d_member_levels,
-                    np.int32(log_lb),
-                    np.int32(log_le),
-                    *self._ring_graph,
-                    np.int32(self.ring_rows),
-                    shared_size=shared,
-                )
-                return 1
-            if used["walk"] is None:
-                self._fns["dag_population4" if vec == 4 else "dag_population1"].prepared_async_call(
-                    (members, ld // tile),
-                    (self.block, 1, 1),
-                    stream,
-                    values,
-                    np.int32(ld),
-                    self.d_level_ptr,
-                    self.d_member_levels,
-                    np.int32(log_lb),
-                    np.int32(log_le),
-                    *self._graph,
+                fn = self._fns["dag_population_ring4" if vec == 4 else "dag_population_ring1"]
+                fn.prepared_async_call(
+                    grid, block, stream, *head, *self._ring_graph, np.int32(self.ring_rows), shared_size=shared
                 )
                 return 1
             tables, dev, _, walk_lb, walk_tile, walk_vec = used["walk"]

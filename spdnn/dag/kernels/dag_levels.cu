@@ -184,8 +184,10 @@ extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATIO
 // in an earlier group and displaced only after the reader's group ends (the tables' rule), so the
 // barrier between groups orders every ring read after its write and before its overwrite. A node's
 // value goes to its ring slot, and to global row dst[node] only where dst[node] >= 0 (a far read or
-// an output needs it). The sums are dag_warp_body's (lane_sum, lane_reduce): the same bits.
-// Written 2026-12-04, compiled and its tables emulated; NOT yet run on a GPU.
+// an output needs it). The sums are dag_warp_body's (lane_sum, lane_reduce): the same bits. Its
+// loop is a copy of dag_warp_body's, so the measured kernels stay as they are until this one is
+// measured (merge the two if it wins). Written 2026-12-04, compiled, tables emulated; NOT yet run
+// on a GPU.
 template <int VEC>
 __device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
                                               int log_lb, int log_le, const int* __restrict__ indptr,
