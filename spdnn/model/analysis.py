@@ -31,8 +31,9 @@ The rules (docs/model.md has them with their reasons):
    its units touch; the other accesses hit with the fraction of their working set (the
    resident units' footprints) that the capacity holds, given to the tensors with most accesses
    per byte first (what LRU keeps). Stores bypass L1; every output line is written to DRAM.
-   L1 time: a cached read's warp loads cost their wavefronts (load_wavefronts, the rule of
-   shared memory) and every line filled from L2 one more (the cost model's t_l1).
+   L1 time: a cached read's warp loads cost their wavefronts (load_wavefronts(cached=True): as
+   shared memory's, but no two registers packed a wavefront) and every line filled from L2 one
+   more (the cost model's t_l1).
 5. Occupancy: threads = 32 x warps; registers = 29 + a lane's gathered operands and
    accumulators; shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
    kernel is sized for, + 128 B; blocks per SM by the usual limits.
