@@ -216,6 +216,19 @@ def test_population_ring_options_checked():
         PopulationCudaEngine(ring_rows=64, walk=True)
     with pytest.raises(ValueError, match="ring_rows"):
         PopulationCudaEngine(ring_rows=64, lane=True)
+    with pytest.raises(ValueError, match="ring_tile"):
+        PopulationCudaEngine(ring_rows=64, ring_tile=48)
+    with pytest.raises(ValueError, match="ring_tile"):
+        PopulationCudaEngine(ring_tile=64)  # the default kernel keeps its plan
+
+
+def test_population_plan_caps_the_tile():
+    from spdnn.dag.population_cuda import population_plan
+
+    assert population_plan(1000, 5.0) == (4, 5, 0, 128)
+    vec, log_lb, log_le, tile = population_plan(1000, 5.0, 64)
+    assert (vec, tile) == (4, 64) and (1 << log_lb) == 16 and (1 << (log_lb + log_le)) <= 32
+    assert population_plan(1, 5.0, 64) == population_plan(1, 5.0)  # batch 1: one vector anyway
 
 
 @pytest.mark.parametrize("batch, depth", [(1, 1), (3, 2), (65, 1)])
@@ -313,6 +326,13 @@ def test_population_gpu_ring_equals_default(batch):
         if ring == 256:  # rows read only from the ring and not outputs are never stored
             assert res.details["ring_rows_stored"] < eng.layout.n_rows
         np.testing.assert_array_equal(res.outputs, ref.outputs)
+    # a narrower tile: other lanes over the edges, so each member's outputs to rounding
+    narrow = PopulationCudaEngine(ring_rows=256, ring_tile=64)
+    narrow.prepare(pop)
+    res = narrow.infer(x)
+    assert res.details["kernel"] == "population-ring" and res.details["ring_tile"] <= 64
+    for got, want in zip(pop.split(res.outputs), one_at_a_time(pop, x)):
+        assert compare_outputs(got, want).passed
     huge = PopulationCudaEngine(ring_rows=1 << 16)
     huge.prepare(pop)
     with pytest.raises(ValueError, match="shared memory"):

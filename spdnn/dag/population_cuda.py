@@ -21,7 +21,7 @@ dag_population_ring sum alike, lane_sum: bit for bit the same):
   whose groups fit its chunks and whose far sources lie two chunks back can be walked; otherwise it
   says so. Emulated (tests/test_dag_population.py); its GPU test had not run on a GPU when this was
   written.
-* dag_population_ring (`ring_rows=K`): dag_population with the member's last K rows of the tile in
+* dag_population_ring (`ring_rows=K`, `ring_tile`): dag_population with the member's last K rows of the tile in
   shared memory (K x tile x 4 bytes a block): sources the ring still holds are read there, the
   rest from global rows, which are written only where a far read or an output needs them
   (population_ring.ring_tables, tested on the CPU with the kernel's semantics). Aimed at batch
@@ -66,10 +66,12 @@ from .population_ring import RingTables, ring_tables
 MAX_GRID_Y = 65535
 
 
-def population_plan(batch: int, mean_in_degree: float) -> tuple[int, int, int, int]:
-    """(vec, log_lb, log_le, tile) for a batch width, as cuda.warp_plan chooses them for one group."""
+def population_plan(batch: int, mean_in_degree: float, max_tile: int = 128) -> tuple[int, int, int, int]:
+    """(vec, log_lb, log_le, tile) for a batch width, as cuda.warp_plan chooses them for one group;
+    `max_tile` (a power of two) caps the tile of input vectors a block takes (dag_population_ring's
+    `ring_tile`: a narrower tile, a smaller ring, more blocks an SM)."""
     vec = 4 if batch >= 64 else 1
-    lb = min(32, _pow2_ceil(batch / vec))
+    lb = min(32, max(1, max_tile // vec), _pow2_ceil(batch / vec))
     le = min(32 // lb, _pow2_ceil(mean_in_degree / 2))
     return vec, lb.bit_length() - 1, le.bit_length() - 1, lb * vec
 
@@ -155,11 +157,14 @@ class PopulationCudaEngine(CudaDagBase):
         lane: bool = False,
         lane_warps: int = LANE_WARPS,
         ring_rows: int = 0,
+        ring_tile: int = 128,
     ):
         if walk and lane:
             raise ValueError("walk=True and lane=True are two kernels: choose one")
         if ring_rows < 0 or (ring_rows and (walk or lane)):
             raise ValueError(f"ring_rows (dag_population_ring) is >= 0 and without walk or lane, not {ring_rows!r}")
+        if ring_tile not in (4, 8, 16, 32, 64, 128) or (ring_tile != 128 and not ring_rows):
+            raise ValueError(f"ring_tile is a power of two in 4 .. 128, with ring_rows only, not {ring_tile!r}")
         if not 1 <= lane_warps <= LANE_MAX_WARPS:
             raise ValueError(f"lane_warps must be in 1 .. {LANE_MAX_WARPS}, not {lane_warps}")
         if block % 32 or not 32 <= block <= 1024:
@@ -173,6 +178,7 @@ class PopulationCudaEngine(CudaDagBase):
         self.walk_vec1 = walk_vec1  # dag_walk takes the batch-1 lanes (one vector a lane) at any batch
         self.lane, self.lane_warps = lane, lane_warps  # dag_lane: a thread per vector walks a member
         self.ring_rows = int(ring_rows)  # dag_population_ring: the member's last rows in shared memory
+        self.ring_tile = int(ring_tile)  # its tile's input vectors at most (fewer: other LE, other bits)
 
     def prepare(self, pop: Population) -> None:  # type: ignore[override]
         self.pop = pop
@@ -256,7 +262,7 @@ class PopulationCudaEngine(CudaDagBase):
         if batch == 0:
             return DagResult(np.empty((0, n_out), np.float32), 0.0, 0.0, self.name, self.device())
         members = len(self.pop.members)
-        vec, log_lb, log_le, tile = population_plan(batch, self.mean_in_degree)
+        vec, log_lb, log_le, tile = population_plan(batch, self.mean_in_degree, self.ring_tile)
         walk = self._walk_for(vec, log_lb, log_le)
         lane = self._lane_for()
         rows = lane[0].walk.n_slots if lane is not None else b.n_rows if walk is None else walk[0].n_slots
@@ -264,7 +270,7 @@ class PopulationCudaEngine(CudaDagBase):
         used: dict = {}
 
         def layout(cols: int) -> tuple[int, int, object]:
-            used["plan"] = population_plan(cols, self.mean_in_degree)
+            used["plan"] = population_plan(cols, self.mean_in_degree, self.ring_tile)
             used["walk"] = walk = self._walk_for(*used["plan"][:3])
             ld = -(-cols // used["plan"][3]) * used["plan"][3]
             if lane is not None:
@@ -345,6 +351,7 @@ class PopulationCudaEngine(CudaDagBase):
                     ring_near_share=self.ring.near_share,
                     ring_rows_stored=int(self.ring.stored.sum()),
                     ring_shared_bytes=self.ring_rows * used["plan"][3] * 4,
+                    ring_tile=used["plan"][3],
                 )
         else:
             tables, _, _, _, walk_tile, walk_vec = used["walk"]
