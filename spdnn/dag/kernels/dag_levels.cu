@@ -101,13 +101,15 @@ __device__ __forceinline__ void lane_reduce(float (&acc)[VEC], int log_lb, int t
     }
 }
 
-template <int VEC>
-__device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
-                                              int log_lb, int log_le, int block, int blocks,
-                                              const int* __restrict__ indptr,
-                                              const int* __restrict__ src, const float* __restrict__ w,
-                                              const float* __restrict__ bias, const signed char* __restrict__ act,
-                                              const int* __restrict__ dst) {
+// The warp-style walk of groups l0 .. l1 - 1 (a block barrier between them): each node's sum over
+// its edges (lane_sum, load(e, col, b_lane, v) giving edge e's source values and weight), the
+// butterfly, bias and activation, then store(node, col, b_lane, acc). dag_warp_body reads and
+// writes global rows; dag_ring_body (dag_population_ring) a shared-memory ring as well.
+template <int VEC, class Load, class Store>
+__device__ __forceinline__ void dag_levels_body(const int* __restrict__ level_ptr, int l0, int l1, int log_lb,
+                                                int log_le, int block, int blocks, const int* __restrict__ indptr,
+                                                const float* __restrict__ bias, const signed char* __restrict__ act,
+                                                Load load, Store store) {
     const int log_tpn = log_lb + log_le;
     const int tpn = 1 << log_tpn;
     const int le = 1 << log_le;
@@ -129,21 +131,37 @@ __device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* 
 #pragma unroll
             for (int k = 0; k < VEC; ++k) acc[k] = 0.0f;
             if (node < hi)
-                lane_sum<VEC>(acc, indptr[node] + e_lane, indptr[node + 1], le, [&](int e, float (&v)[VEC]) {
-                    Lanes<VEC>::load(values + (size_t)src[e] * ld + col, v);
-                    return w[e];
-                });
+                lane_sum<VEC>(acc, indptr[node] + e_lane, indptr[node + 1], le,
+                              [&](int e, float (&v)[VEC]) { return load(e, col, b_lane, v); });
             lane_reduce<VEC>(acc, log_lb, tpn);
             if (node < hi && e_lane == 0) {
                 const float b = bias[node];
                 const int code = act[node];
 #pragma unroll
                 for (int k = 0; k < VEC; ++k) acc[k] = activate(acc[k] + b, code);
-                Lanes<VEC>::store(values + (size_t)dst[node] * ld + col, acc);
+                store(node, col, b_lane, acc);
             }
         }
         if (l + 1 < l1) __syncthreads();  // the next group reads what this one wrote
     }
+}
+
+template <int VEC>
+__device__ __forceinline__ void dag_warp_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
+                                              int log_lb, int log_le, int block, int blocks,
+                                              const int* __restrict__ indptr,
+                                              const int* __restrict__ src, const float* __restrict__ w,
+                                              const float* __restrict__ bias, const signed char* __restrict__ act,
+                                              const int* __restrict__ dst) {
+    dag_levels_body<VEC>(
+        level_ptr, l0, l1, log_lb, log_le, block, blocks, indptr, bias, act,
+        [&](int e, size_t col, int, float (&v)[VEC]) {
+            Lanes<VEC>::load(values + (size_t)src[e] * ld + col, v);
+            return w[e];
+        },
+        [&](int node, size_t col, int, const float (&acc)[VEC]) {
+            Lanes<VEC>::store(values + (size_t)__ldg(dst + node) * ld + col, acc);
+        });
 }
 
 #define DAG_WARP_ARGS float *values, int ld, const int *level_ptr, int l0, int l1, int log_lb, int log_le, \
@@ -184,10 +202,8 @@ extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATIO
 // in an earlier group and displaced only after the reader's group ends (the tables' rule), so the
 // barrier between groups orders every ring read after its write and before its overwrite. A node's
 // value goes to its ring slot, and to global row dst[node] only where dst[node] >= 0 (a far read or
-// an output needs it). The sums are dag_warp_body's (lane_sum, lane_reduce): the same bits. Its
-// loop is a copy of dag_warp_body's, so the measured kernels stay as they are until this one is
-// measured (merge the two if it wins). Written 2026-12-04, compiled, tables emulated; NOT yet run
-// on a GPU.
+// an output needs it). The walk is dag_warp_body's (dag_levels_body): the same sums, the same bits.
+// Written 2026-12-04, compiled, tables emulated; NOT yet run on a GPU.
 template <int VEC>
 __device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
                                               int log_lb, int log_le, const int* __restrict__ indptr,
@@ -195,48 +211,23 @@ __device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* 
                                               const float* __restrict__ bias, const signed char* __restrict__ act,
                                               const int* __restrict__ dst, int ring_rows) {
     extern __shared__ float4 ring_smem4[];
-    const int log_tpn = log_lb + log_le;
-    const int tpn = 1 << log_tpn;
-    const int le = 1 << log_le;
-    const int lane = threadIdx.x & 31;
-    const int lig = lane & (tpn - 1);
-    const int b_lane = lig & ((1 << log_lb) - 1);
-    const int e_lane = lig >> log_lb;
-    const int per_warp = 32 >> log_tpn;
-    const int first = (threadIdx.x >> 5) * per_warp + (lane >> log_tpn);
-    const int stride = (blockDim.x >> 5) * per_warp;
+    float* ring = reinterpret_cast<float*>(ring_smem4);
     const int tile = (1 << log_lb) * VEC;  // the block's vectors: one ring row
-    const size_t col = ((size_t)blockIdx.y * (1u << log_lb) + b_lane) * VEC;
-    float* mine = reinterpret_cast<float*>(ring_smem4) + b_lane * VEC;  // this lane's vectors of ring row 0
-    for (int l = l0; l < l1; ++l) {
-        const int lo = level_ptr[l], hi = level_ptr[l + 1];
-        for (int base = lo + first - (lane >> log_tpn); base < hi; base += stride) {
-            const int node = base + (lane >> log_tpn);
-            float acc[VEC];
-#pragma unroll
-            for (int k = 0; k < VEC; ++k) acc[k] = 0.0f;
-            if (node < hi)
-                lane_sum<VEC>(acc, indptr[node] + e_lane, indptr[node + 1], le, [&](int e, float (&v)[VEC]) {
-                    const int s = src[e];
-                    if (s >= 0)
-                        Lanes<VEC>::load(values + (size_t)s * ld + col, v);
-                    else
-                        Lanes<VEC>::load(mine + (size_t)(-s - 1) * tile, v);
-                    return w[e];
-                });
-            lane_reduce<VEC>(acc, log_lb, tpn);
-            if (node < hi && e_lane == 0) {
-                const float b = bias[node];
-                const int code = act[node];
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) acc[k] = activate(acc[k] + b, code);
-                Lanes<VEC>::store(mine + (size_t)(node % ring_rows) * tile, acc);
-                const int d = dst[node];
-                if (d >= 0) Lanes<VEC>::store(values + (size_t)d * ld + col, acc);
-            }
-        }
-        if (l + 1 < l1) __syncthreads();  // the next group reads what this one wrote (ring and rows)
-    }
+    dag_levels_body<VEC>(
+        level_ptr, l0, l1, log_lb, log_le, 0, 1, indptr, bias, act,
+        [&](int e, size_t col, int b_lane, float (&v)[VEC]) {
+            const int s = src[e];
+            if (s >= 0)
+                Lanes<VEC>::load(values + (size_t)s * ld + col, v);
+            else
+                Lanes<VEC>::load(ring + (size_t)(-s - 1) * tile + b_lane * VEC, v);
+            return w[e];
+        },
+        [&](int node, size_t col, int b_lane, const float (&acc)[VEC]) {
+            Lanes<VEC>::store(ring + (size_t)(node % ring_rows) * tile + b_lane * VEC, acc);
+            const int d = __ldg(dst + node);
+            if (d >= 0) Lanes<VEC>::store(values + (size_t)d * ld + col, acc);
+        });
 }
 
 extern "C" __global__ void __launch_bounds__(1024) dag_population_ring1(DAG_POPULATION_ARGS, int ring_rows) {
