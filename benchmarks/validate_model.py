@@ -190,8 +190,8 @@ def microbench() -> dict:
             b.synchronize()
             times.append(a.time_till(b) / 1e3)
         copy = 2 * nbytes / statistics.median(times)
-        # L1: clocks per wavefront of hits (a 4-byte gather is one; a uniform 16-byte load two, by
-        # analysis.load_wavefronts: the broadcast is recorded to check that rule, not used)
+        # L1: clocks per wavefront of hits (a 4-byte gather is one; a uniform 16-byte load four, by
+        # analysis.load_wavefronts(cached=True): the broadcast is recorded to check that rule, not used)
         sms = dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
         table = cuda.mem_alloc(32768)
         cuda.memset_d32(table, 0, 8192)

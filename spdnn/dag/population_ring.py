@@ -13,8 +13,9 @@ from global memory, so a row is stored there only if some far read or the output
 
 This module builds those tables for a blocked population and runs them on the CPU with the
 kernel's semantics (`run_ring_cpu`: per member, group by group, all reads of a group before its
-writes, the ring as the kernel would hold it, unstored global rows as NaN), so that the tables are
-tested before any kernel uses them. The kernel itself is not written yet (docs/dag.md).
+writes, the ring as the kernel would hold it, slots two rows of one group wrote and unstored global
+rows as NaN). The kernel is `dag_population_ring` (kernels/dag_levels.cu,
+`PopulationCudaEngine(ring_rows=K)`), not yet run on a GPU.
 """
 
 from __future__ import annotations
