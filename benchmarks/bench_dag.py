@@ -24,7 +24,8 @@ of small groups, a thread per input vector), cuda-walk (runs of small groups wal
 memory), cuda-thread, cupy when a GPU is there; the population
 through its default kernel (cuda-population), dag_walk (cuda-population-walk), dag_lane
 (cuda-population-lane) and dag_population_ring with rings of 128 and 256 rows
-(cuda-population-ring128, -ring256, -ring256-tile64); its speedup over one member at a time is the fastest of them
+(cuda-population-ring128, -ring256, -ring256-tile64) and built for 4 blocks an SM
+(cuda-population-bounds4); its speedup over one member at a time is the fastest of them
 that passed.
 Timing: inference only, one warm-up then the median of --reps runs (GPU: CUDA events; CPU:
 wall clock around the kernel). No extrapolation: a CPU case whose predicted time (from the
@@ -341,6 +342,7 @@ def population_case(runner: Runner, record: dict) -> None:
         ("cuda-population-ring128", {"ring_rows": 128}),  # dag_population_ring (docs/dag.md)
         ("cuda-population-ring256", {"ring_rows": 256}),
         ("cuda-population-ring256-tile64", {"ring_rows": 256, "ring_tile": 64}),  # 3 blocks an SM
+        ("cuda-population-bounds4", {"min_blocks": 4}),  # registers for 4 blocks of 512 an SM
     )
     for name, options in kinds:
         try:

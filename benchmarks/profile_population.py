@@ -27,6 +27,9 @@ VARIANTS = {
     "ring128": {"ring_rows": 128},
     "ring256": {"ring_rows": 256},
     "ring256-tile64": {"ring_rows": 256, "ring_tile": 64},
+    "bounds2": {"min_blocks": 2},  # launch bounds: registers for 2 blocks of 512 an SM (the default's)
+    "bounds3": {"min_blocks": 3},
+    "bounds4": {"min_blocks": 4},
 }
 
 
@@ -47,7 +50,10 @@ def main() -> None:
     runs = [(v, int(t)) for v in args.variants.split(",") if v for t in args.blocks.split(",") if t]
     for variant, threads in runs:
         name = f"{variant} block {threads}"
-        engine = PopulationCudaEngine(block=threads, **VARIANTS[variant])
+        options = dict(VARIANTS[variant])
+        if "min_blocks" in options:  # the same threads an SM at any block size
+            options["min_blocks"] = max(1, options["min_blocks"] * 512 // threads)
+        engine = PopulationCudaEngine(block=threads, **options)
         engine.prepare(pop)
         engine.infer(x)  # warm-up: compiled and loaded before the profiled launch
         res = engine.infer(x)
@@ -55,7 +61,9 @@ def main() -> None:
             reference = res.outputs
         exact = np.array_equal(res.outputs, reference)
         close = exact or np.allclose(res.outputs, reference, rtol=1e-5, atol=1e-6)
-        print(f"{name}: {res.seconds * 1e3:.3f} ms, {'bit for bit' if exact else 'to rounding' if close else 'WRONG'}")
+        regs = res.details.get("registers")
+        match = "bit for bit" if exact else "to rounding" if close else "WRONG"
+        print(f"{name}: {res.seconds * 1e3:.3f} ms, {regs} registers, {match}")
         if not close:
             raise SystemExit(f"{name}: outputs differ from the first variant's")
 

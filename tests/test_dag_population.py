@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -222,6 +226,61 @@ def test_population_ring_options_checked():
         PopulationCudaEngine(ring_tile=64)  # the default kernel keeps its plan
 
 
+def test_population_min_blocks_checked():
+    from spdnn.dag.population_cuda import PopulationCudaEngine
+
+    with pytest.raises(ValueError, match="min_blocks"):
+        PopulationCudaEngine(min_blocks=-1)
+    with pytest.raises(ValueError, match="min_blocks"):
+        PopulationCudaEngine(block=1024, min_blocks=3)  # 3072 threads an SM
+    with pytest.raises(ValueError, match="min_blocks"):
+        PopulationCudaEngine(walk=True, min_blocks=2)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_population_bounds_build_keeps_the_registers(tmp_path):
+    """POPULATION_MIN_BLOCKS reaches dag_population's launch bounds: four blocks of 512 threads an
+    SM leave 32 registers a thread (65,536 a multiprocessor), and ptxas keeps dag_population4 to them
+    without spills (by default it takes more, which allow two such blocks)."""
+    from spdnn.dag.cuda import KERNEL_FILE
+
+    def registers(*defines: str) -> dict[str, tuple[int, int]]:
+        run = subprocess.run(
+            [
+                "nvcc",
+                "-arch=sm_90",
+                "-cubin",
+                "-O3",
+                "-Xptxas",
+                "-v",
+                *defines,
+                "-o",
+                str(tmp_path / "p.cubin"),
+                str(KERNEL_FILE),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        found, kernel, spill = {}, None, 0
+        for line in run.stderr.splitlines():
+            if m := re.search(r"Compiling entry function '(\w+)'", line):
+                kernel = m.group(1)
+            elif m := re.search(r"(\d+) bytes spill stores", line):
+                spill = int(m.group(1))
+            elif (m := re.search(r"Used (\d+) registers", line)) and kernel:
+                found[kernel] = (int(m.group(1)), spill)
+        return found
+
+    default = registers()
+    bounded = registers("-DPOPULATION_THREADS=512", "-DPOPULATION_MIN_BLOCKS=4")
+    regs, spills = bounded["dag_population4"]
+    assert regs <= 32 and spills == 0 and default["dag_population4"][0] > 32, (bounded, default)
+    assert bounded["dag_population_ring4"][0] <= 32  # the ring kernel spills a little there (40 bytes)
+    assert bounded["dag_warp4"] == default["dag_warp4"]  # the other kernels keep their build
+
+
 def test_population_plan_caps_the_tile():
     from spdnn.dag.population_cuda import population_plan
 
@@ -333,6 +392,12 @@ def test_population_gpu_ring_equals_default(batch):
     assert res.details["kernel"] == "population-ring" and res.details["ring_tile"] <= 64
     for got, want in zip(pop.split(res.outputs), one_at_a_time(pop, x)):
         assert compare_outputs(got, want).passed
+    # launch bounds for 4 blocks of 512 an SM: fewer registers, the same bits
+    bounded = PopulationCudaEngine(min_blocks=4)
+    bounded.prepare(pop)
+    res = bounded.infer(x)
+    assert res.details["min_blocks"] == 4 and res.details["registers"] <= 32
+    np.testing.assert_array_equal(res.outputs, ref.outputs)
     huge = PopulationCudaEngine(ring_rows=1 << 16)
     huge.prepare(pop)
     with pytest.raises(ValueError, match="shared memory"):

@@ -644,13 +644,21 @@ class CudaDagBase(DagEngine):
     dag_levels.cu's kernels compiled and prepared, value buffers kept between calls, the output
     gather and the chunk loop (run_chunks)."""
 
-    def __init__(self, device: int, needed_by: str, lane_warps: int = LANE_WARPS, lane_step_block: int = 1):
+    def __init__(
+        self,
+        device: int,
+        needed_by: str,
+        lane_warps: int = LANE_WARPS,
+        lane_step_block: int = 1,
+        defines: dict[str, int] | None = None,
+    ):
         self._device = open_device(device, needed_by=needed_by)
         self.cuda, self.dev, self.arch = self._device.cuda, self._device.dev, self._device.arch
         # dag_lane's warps a block and steps a block of its sums are build constants (the default
         # build: LANE_WARPS and 1, as in the .cu)
         options = ["-O3"] + ([f"-DLANE_WARPS={lane_warps}"] if lane_warps != LANE_WARPS else [])
         options += [f"-DLANE_STEP_BLOCK={lane_step_block}"] if lane_step_block != 1 else []
+        options += [f"-D{name}={int(value)}" for name, value in (defines or {}).items()]  # other build constants
         self._module = compile_module(KERNEL_FILE, self.arch, options)
         self._fns = {name: self._module.get_function(name) for name in KERNEL_FORMATS}
         for name, fmt in KERNEL_FORMATS.items():

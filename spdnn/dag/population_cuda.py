@@ -25,8 +25,11 @@ dag_population_ring sum alike, lane_sum: bit for bit the same):
   shared memory (K x tile x 4 bytes a block): sources the ring still holds are read there, the
   rest from global rows, which are written only where a far read or an output needs them
   (population_ring.ring_tables, tested on the CPU with the kernel's semantics). Aimed at batch
-  1000, where the default is bound by HBM (docs/dag.md: a 128-256-row ring bounds it at 49-56x
-  one at a time, the default at 38x). Written 2026-12-04 and compiled; NOT yet run on a GPU.
+  1000, thought bound by HBM there; measured on an H200 (2026-12-06, docs/dag.md) it gives the
+  default's bits and no speed: 22% fewer HBM bytes, the same 16.9 ms.
+* `min_blocks=k` builds dag_population (and the ring kernel) with launch bounds for k resident
+  blocks of `block` threads an SM, so the compiler keeps to the registers that allow them (same
+  bits): a member's walk waits on each group's loads, and more resident members hide the wait.
 Lanes are laid out as in cuda-warp (cuda.warp_plan): LB lanes along the batch (VEC = 4 from
 batch 64), LE lanes over a node's edges, LE from the population's mean in-degree. Batches wider
 than GPU memory allows run in chunks of columns, one launch per chunk (and per 65,535 members
@@ -64,6 +67,7 @@ from .population import BlockedPopulation, Population, blocked
 from .population_ring import RingTables, ring_tables
 
 MAX_GRID_Y = 65535
+MAX_THREADS_PER_SM = 2048  # sm_80 .. sm_90
 
 
 def population_plan(batch: int, mean_in_degree: float, max_tile: int = 128) -> tuple[int, int, int, int]:
@@ -158,6 +162,7 @@ class PopulationCudaEngine(CudaDagBase):
         lane_warps: int = LANE_WARPS,
         ring_rows: int = 0,
         ring_tile: int = 128,
+        min_blocks: int = 0,
     ):
         if walk and lane:
             raise ValueError("walk=True and lane=True are two kernels: choose one")
@@ -171,7 +176,18 @@ class PopulationCudaEngine(CudaDagBase):
             raise ValueError(f"block must be a multiple of 32 in 32 .. 1024, not {block}")
         if walk_threads % 32 or not 32 <= walk_threads <= WALK_MAX_THREADS:
             raise ValueError(f"walk_threads must be a multiple of 32 in 32 .. {WALK_MAX_THREADS}, not {walk_threads}")
-        super().__init__(device, needed_by="the DAG population engine", lane_warps=lane_warps)
+        if min_blocks and (walk or lane):
+            raise ValueError("min_blocks sets dag_population's launch bounds: not with walk or lane")
+        if min_blocks < 0 or block * min_blocks > MAX_THREADS_PER_SM:
+            raise ValueError(
+                f"min_blocks is >= 0 (0: the compiler's choice) and min_blocks x block at most "
+                f"{MAX_THREADS_PER_SM} threads an SM, not {min_blocks!r} blocks of {block}"
+            )
+        # min_blocks: dag_population's launch bounds, so the compiler keeps registers for that many
+        # resident blocks of `block` threads (the .cu's POPULATION_BOUNDS; same bits)
+        defines = {"POPULATION_THREADS": block, "POPULATION_MIN_BLOCKS": min_blocks} if min_blocks else None
+        super().__init__(device, needed_by="the DAG population engine", lane_warps=lane_warps, defines=defines)
+        self.min_blocks = int(min_blocks)
         self.block = block
         self.memory_fraction = memory_fraction
         self.walk, self.walk_tile, self.walk_threads, self.walk_depth = walk, walk_tile, walk_threads, walk_depth
@@ -344,7 +360,8 @@ class PopulationCudaEngine(CudaDagBase):
                 lane_shared_bytes=st.shared_bytes(),
             )
         elif used["walk"] is None:
-            details["block"] = self.block
+            kernel = ("dag_population_ring" if self.ring is not None else "dag_population") + ("4" if vec == 4 else "1")
+            details.update(block=self.block, min_blocks=self.min_blocks, registers=int(self._fns[kernel].num_regs))
             if self.ring is not None:
                 details.update(
                     ring_rows=self.ring_rows,

@@ -180,17 +180,29 @@ extern "C" __global__ void __launch_bounds__(1024) dag_warp4(DAG_WARP_ARGS) {
 // own level order. Block (m, tile) runs member m alone over one tile of input vectors, walking
 // its groups level_ptr[member_levels[m]] .. with __syncthreads() between them; the members are
 // independent, so no block waits for another.
+// The population kernels' launch bounds are build constants: PopulationCudaEngine(min_blocks=k)
+// builds them for k blocks of its block size an SM (47 registers a thread at VEC 4 allow 2 blocks of
+// 512 threads; 32 allow 4), since a member's walk waits on each group's loads and more resident
+// blocks hide that wait. Registers only: the same sums in the same order, the same bits.
+#ifndef POPULATION_THREADS
+#define POPULATION_THREADS 1024
+#endif
+#ifndef POPULATION_MIN_BLOCKS
+#define POPULATION_MIN_BLOCKS 1
+#endif
+#define POPULATION_BOUNDS __launch_bounds__(POPULATION_THREADS, POPULATION_MIN_BLOCKS)
+
 #define DAG_POPULATION_ARGS float *values, int ld, const int *level_ptr, const int *member_levels, int log_lb, \
     int log_le, const int *indptr, const int *src, const float *w, const float *bias, const signed char *act, \
     const int *dst
 
-extern "C" __global__ void __launch_bounds__(1024) dag_population1(DAG_POPULATION_ARGS) {
+extern "C" __global__ void POPULATION_BOUNDS dag_population1(DAG_POPULATION_ARGS) {
     const int m = blockIdx.x;
     dag_warp_body<1>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
                      indptr, src, w, bias, act, dst);
 }
 
-extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATION_ARGS) {
+extern "C" __global__ void POPULATION_BOUNDS dag_population4(DAG_POPULATION_ARGS) {
     const int m = blockIdx.x;
     dag_warp_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, 0, 1,
                      indptr, src, w, bias, act, dst);
@@ -203,7 +215,7 @@ extern "C" __global__ void __launch_bounds__(1024) dag_population4(DAG_POPULATIO
 // barrier between groups orders every ring read after its write and before its overwrite. A node's
 // value goes to its ring slot, and to global row dst[node] only where dst[node] >= 0 (a far read or
 // an output needs it). The walk is dag_warp_body's (dag_levels_body): the same sums, the same bits.
-// Written 2026-12-04, compiled, tables emulated; NOT yet run on a GPU.
+// Measured 2026-12-06 (docs/dag.md): bit for bit the default, and no faster.
 template <int VEC>
 __device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* __restrict__ level_ptr, int l0, int l1,
                                               int log_lb, int log_le, const int* __restrict__ indptr,
@@ -230,13 +242,13 @@ __device__ __forceinline__ void dag_ring_body(float* values, int ld, const int* 
         });
 }
 
-extern "C" __global__ void __launch_bounds__(1024) dag_population_ring1(DAG_POPULATION_ARGS, int ring_rows) {
+extern "C" __global__ void POPULATION_BOUNDS dag_population_ring1(DAG_POPULATION_ARGS, int ring_rows) {
     const int m = blockIdx.x;
     dag_ring_body<1>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, indptr, src,
                      w, bias, act, dst, ring_rows);
 }
 
-extern "C" __global__ void __launch_bounds__(1024) dag_population_ring4(DAG_POPULATION_ARGS, int ring_rows) {
+extern "C" __global__ void POPULATION_BOUNDS dag_population_ring4(DAG_POPULATION_ARGS, int ring_rows) {
     const int m = blockIdx.x;
     dag_ring_body<4>(values, ld, level_ptr, member_levels[m], member_levels[m + 1] - 1, log_lb, log_le, indptr, src,
                      w, bias, act, dst, ring_rows);
