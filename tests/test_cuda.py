@@ -286,6 +286,30 @@ def test_batches_and_check_intervals(gpu, path, check_every):
     assert got.details["batches"] == 6
 
 
+def test_layer_smem_pad_caps_resident_blocks():
+    """layer_blocks_per_sm's padding lets exactly k blocks of spdnn_layer share an SM's shared
+    memory (H100/H200: 228 KB an SM, 227 KB a block at most), and refuses what no block can hold."""
+    from spdnn.engines.kernel_args import LAYER_STATIC_SMEM, SMEM_RESERVED_PER_BLOCK, layer_smem_pad
+
+    per_sm, optin = 233472, 232448
+    for k in range(1, 33):
+        block = layer_smem_pad(k, per_sm, optin) + LAYER_STATIC_SMEM + SMEM_RESERVED_PER_BLOCK
+        assert k * block <= per_sm < (k + 1) * block, k
+    with pytest.raises(ValueError, match="blocks_per_sm"):
+        layer_smem_pad(0, per_sm, optin)
+    with pytest.raises(ValueError, match="at least 2"):
+        layer_smem_pad(1, per_sm, 48 * 1024)  # a GPU whose blocks may have 48 KB only
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("blocks", [1, 4])
+def test_layer_blocks_per_sm_same_results(gpu, blocks):
+    """The padding only changes how many blocks share an SM: results bit for bit the reference's."""
+    weights, x = synthetic(4096, 12, 400)
+    got = compare(weights, 12, x, layer_blocks_per_sm=blocks, **PATHS["dedup"])
+    assert got.details["layer_blocks_per_sm"] == blocks and not got.details["fused_layers"]  # all spdnn_layer
+
+
 @pytest.mark.gpu
 def test_inputs_unsorted_with_duplicates(gpu):
     """The input load needs ascending, distinct columns: the engine canonicalises a copy."""

@@ -93,7 +93,15 @@ from .. import challenge
 from .base import Engine, InferenceResult
 from .checkpoints import CheckPoints, CheckPolicy
 from .device import DeviceBuffers, compile_module, open_device
-from .kernel_args import KERNELS, compile_options, formats, layer_act_args, level_args, segment_act_args
+from .kernel_args import (
+    KERNELS,
+    compile_options,
+    formats,
+    layer_act_args,
+    layer_smem_pad,
+    level_args,
+    segment_act_args,
+)
 from .layer_plan import (  # noqa: F401  (the plan's names, re-exported: spdnn.engines.cuda.transposed_layer, ...)
     FUSE_TILE_BYTES_PER_WIDTH,
     FUSE_WIDTH,
@@ -223,6 +231,7 @@ class CudaEngine(Engine):
         fuse_width: int | None = None,
         stage_weights: bool = True,
         carry_saturated: bool = True,
+        layer_blocks_per_sm: int | None = None,
     ):
         if variant not in ("auto", "dedup", "merged"):
             raise ValueError(f"variant must be auto, dedup or merged, not {variant!r}")
@@ -257,6 +266,13 @@ class CudaEngine(Engine):
         # rows that are 32 at every feature are carried, not computed, through the layers that
         # keep them so (every layer of the challenge's networks; see carry_start)
         self.carry_saturated = bool(carry_saturated)
+        # a diagnostic: spdnn_layer's resident blocks an SM capped by padding its shared memory, so
+        # the tiles an SM works on at once can be set apart from the warps a block (docs/model.md)
+        self.layer_pad = 0
+        self.layer_blocks_per_sm = None if layer_blocks_per_sm is None else int(layer_blocks_per_sm)
+        if self.layer_blocks_per_sm is not None:
+            per_sm = self.dev.get_attribute(cuda.device_attribute.MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)
+            self.layer_pad = layer_smem_pad(self.layer_blocks_per_sm, per_sm, self.smem_optin)
         self._modules: dict[tuple[int, int, bool, bool], tuple] = {}
         self.layered = False  # prepare(): a GeneralNetwork runs the kernels' LAYERED build
         self.compute = cuda.Stream()
@@ -295,6 +311,13 @@ class CudaEngine(Engine):
             fns[name].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
             fns[f"{name}_optin"] = nbytes
         return nbytes
+
+    def _layer_smem(self, fns) -> int:
+        """spdnn_layer's dynamic shared memory: 0, or layer_blocks_per_sm's padding (opted in once)."""
+        if self.layer_pad and not fns.get("layer_optin"):  # beyond 48 KB needs the opt-in
+            fns["layer"].set_attribute(self.cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, self.layer_pad)
+            fns["layer_optin"] = True
+        return self.layer_pad
 
     def _to_device(self, array: np.ndarray):
         alloc = self.cuda.to_device(np.ascontiguousarray(array))
@@ -536,6 +559,7 @@ class CudaEngine(Engine):
             arch=self.arch,
             warps=run.warps,
             grid_factor=self.grid_factor,
+            layer_blocks_per_sm=self.layer_blocks_per_sm,
             fuse_width=self.fuse_width_used,
             fused_layers=self.fused_layers,
             stage_weights=self.stage_weights,
@@ -757,6 +781,7 @@ class CudaEngine(Engine):
                 flags[k0 % 3],
                 flags[(k0 + 1) % 3],
                 count_ptr,
+                shared_size=self._layer_smem(fns),
             )
             bt.counted_prev = False
         bt.cur = 1 - cur

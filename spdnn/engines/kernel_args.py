@@ -72,3 +72,25 @@ def segment_act_args(layered: bool, bias: np.float32, cbias: int, lact: int) -> 
 def level_args(layered: bool, level: float) -> tuple:
     """spdnn_saturated's trailing argument: none (the challenge's 32 is compiled in), or the level."""
     return (np.float32(level),) if layered else ()
+
+
+# what an SM keeps of its shared memory for each resident block (sm_80 .. sm_90), and spdnn_layer's
+# static shared memory (s_any: 32 ints)
+SMEM_RESERVED_PER_BLOCK = 1024
+LAYER_STATIC_SMEM = 128
+
+
+def layer_smem_pad(blocks_per_sm: int, smem_per_sm: int, smem_optin: int) -> int:
+    """Dynamic shared memory (bytes) that caps spdnn_layer at `blocks_per_sm` resident blocks an SM:
+    a diagnostic (CudaEngine's layer_blocks_per_sm) that fixes how many tiles an SM works on at once
+    apart from the warps a block. The kernel never touches the padding, so its results are unchanged."""
+    if blocks_per_sm < 1:
+        raise ValueError(f"blocks_per_sm must be >= 1, not {blocks_per_sm!r}")
+    # k blocks fit (k x (pad + static + reserved) <= smem_per_sm); k + 1 do not
+    pad = smem_per_sm // blocks_per_sm - SMEM_RESERVED_PER_BLOCK - LAYER_STATIC_SMEM
+    if pad + LAYER_STATIC_SMEM > smem_optin:
+        raise ValueError(
+            f"{blocks_per_sm} block(s) an SM would need {pad} bytes of shared memory a block, more than the "
+            f"{smem_optin} one may have: choose at least 2"
+        )
+    return max(pad, 0)
