@@ -4,6 +4,8 @@ costs from the directives, and the directives' checks."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -112,7 +114,8 @@ def test_scatter_costs_from_the_directives():
     the first layer's inputs come from memory, the last layer's outputs go back), the lists
     staged once per layer and block, a store per output neuron."""
     hw = load_hardware("h200")
-    scatter = parse_nest(SCATTER, "s.m")
+    # (kernel renamed: for the shipped fused_scatter.m ptxas's count replaces the estimate)
+    scatter = dataclasses.replace(parse_nest(SCATTER, "s.m"), kernel="fused_scatter_copy")
     plain = parse_nest(SCATTER.replace("Stage Yout smem scatter", "Stage Yout smem"), "p.m")
     seg, rows, blocks = 8.0, 320.0, 10.0
     wl = Workload(rows, rows, 1024.0, 1024.0, 64.0, 32.0, seg)

@@ -361,7 +361,11 @@ class PopulationCudaEngine(CudaDagBase):
             )
         elif used["walk"] is None:
             kernel = ("dag_population_ring" if self.ring is not None else "dag_population") + ("4" if vec == 4 else "1")
-            details.update(block=self.block, min_blocks=self.min_blocks, registers=int(self._fns[kernel].num_regs))
+            details.update(
+                block=self.block,
+                min_blocks=self.min_blocks,
+                registers=int(self._fns[kernel].get_attribute(self.cuda.function_attribute.NUM_REGS)),
+            )
             if self.ring is not None:
                 details.update(
                     ring_rows=self.ring_rows,

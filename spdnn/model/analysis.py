@@ -35,7 +35,8 @@ The rules (docs/model.md has them with their reasons):
    shared memory's, but no two registers packed a wavefront) and every line filled from L2 one
    more (the cost model's t_l1).
 5. Occupancy: threads = 32 x warps; registers = 29 + a lane's gathered operands and
-   accumulators; shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
+   accumulators (for the engine's own kernels at KW = 32, ptxas's count: registers.py);
+   shared memory = the staged tiles (x 2 double-buffered) at the widest layer the
    kernel is sized for, + 128 B; blocks per SM by the usual limits.
 6. Scatter (Stage Yout smem scatter): Yout shares Yin's tile (no buffer of its own); a lane holds
    the values of its warp's column folds in registers until a barrier, then writes each to its
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from .nest import RELEVANT, TENSORS, Nest
+from .registers import compiled_registers
 
 BYTES = {"W": 8.0, "Yin": 4.0, "Yout": 4.0}
 REGS_BASE = 29.0  # addresses, loop counters, the column's value vector: the compiled kernel's base
@@ -448,6 +450,9 @@ def analyse(nest: Nest, params: dict, wl: Workload, hw, capacity: Workload | Non
     )
     need = REGS_BASE + _footprint("Yin", lane_chunk, wl) + lane_chunk["l"] * lane_chunk["r"] * lane_chunk["j"] + held
     regs = np.minimum(need, np.minimum(hw.max_regs_thread, hw.regs_per_sm // np.maximum(threads, 32.0)))
+    # the engine's own kernels: ptxas's count (registers.json) instead of the estimate
+    compiled, known = compiled_registers(nest, warps, wl.kw)
+    regs = np.where(known, compiled, regs)
     bsm = np.minimum(hw.max_blocks_sm, hw.max_threads_sm // np.maximum(threads, 32.0))
     bsm = np.minimum(bsm, hw.regs_per_sm // np.maximum(regs * threads, 1.0))
     bsm = np.minimum(bsm, np.floor(hw.smem_per_sm / smem_block))
