@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -238,40 +236,15 @@ def test_population_min_blocks_checked():
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
-def test_population_bounds_build_keeps_the_registers(tmp_path):
+def test_population_bounds_build_keeps_the_registers():
     """POPULATION_MIN_BLOCKS reaches dag_population's launch bounds: four blocks of 512 threads an
     SM leave 32 registers a thread (65,536 a multiprocessor), and ptxas keeps dag_population4 to them
     without spills (by default it takes more, which allow two such blocks)."""
     from spdnn.dag.cuda import KERNEL_FILE
+    from spdnn.engines.device import ptxas_usage
 
     def registers(*defines: str) -> dict[str, tuple[int, int]]:
-        run = subprocess.run(
-            [
-                "nvcc",
-                "-arch=sm_90",
-                "-cubin",
-                "-O3",
-                "-Xptxas",
-                "-v",
-                *defines,
-                "-o",
-                str(tmp_path / "p.cubin"),
-                str(KERNEL_FILE),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stderr
-        found, kernel, spill = {}, None, 0
-        for line in run.stderr.splitlines():
-            if m := re.search(r"Compiling entry function '(\w+)'", line):
-                kernel = m.group(1)
-            elif m := re.search(r"(\d+) bytes spill stores", line):
-                spill = int(m.group(1))
-            elif (m := re.search(r"Used (\d+) registers", line)) and kernel:
-                found[kernel] = (int(m.group(1)), spill)
-        return found
+        return ptxas_usage(KERNEL_FILE, ["-O3", *defines])
 
     default = registers()
     bounded = registers("-DPOPULATION_THREADS=512", "-DPOPULATION_MIN_BLOCKS=4")

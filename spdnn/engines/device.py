@@ -80,6 +80,33 @@ def open_device(index: int = 0, needed_by: str = "the cuda engine") -> CudaDevic
     return CudaDevice(cuda=cuda, dev=dev, ctx=ctx, arch=f"sm_{major}{minor}")
 
 
+def ptxas_usage(source: Path, options: list[str], arch: str = "sm_90") -> dict[str, tuple[int, int]]:
+    """{kernel: (registers a thread, spill-store bytes)} as ptxas reports them compiling `source`
+    with nvcc (no GPU needed): the register counts the model and the tests read."""
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = subprocess.run(
+            ["nvcc", f"-arch={arch}", "-cubin", "-Xptxas", "-v", *options, "-o", f"{tmp}/k.cubin", str(source)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    if run.returncode:
+        raise RuntimeError(f"nvcc failed on {source.name} with {' '.join(options)}: {run.stderr[-2000:]}")
+    usage, kernel, spill = {}, None, 0
+    for line in run.stderr.splitlines():  # per kernel: its name, its spills, then its registers
+        if m := re.search(r"Compiling entry function '(\w+)'", line):
+            kernel, spill = m.group(1), 0
+        elif m := re.search(r"(\d+) bytes spill stores", line):
+            spill = int(m.group(1))
+        elif (m := re.search(r"Used (\d+) registers", line)) and kernel:
+            usage[kernel] = (int(m.group(1)), spill)
+    return usage
+
+
 def compile_module(source: Path, arch: str, options: list[str]):
     """pycuda SourceModule of a .cu file for `arch`; a compile error is EngineUnavailable naming the file."""
     from pycuda.compiler import SourceModule

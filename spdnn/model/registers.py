@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,26 +33,12 @@ KERNELS = {"gather": "spdnn_layer", "fused": "spdnn_fused", "fused_scatter": "sp
 def compile_counts(warps: int, kw: int = KW, arch: str = ARCH) -> dict[str, int]:
     """ptxas's registers a thread of every kernel of the challenge build at `warps` warps a block."""
     from ..engines.cuda import KERNEL_FILE
+    from ..engines.device import ptxas_usage
     from ..engines.kernel_args import compile_options
     from ..engines.layer_plan import SCATTER_REGS
 
-    options = compile_options(kw, warps, True, SCATTER_REGS, False)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run(
-            ["nvcc", f"-arch={arch}", "-cubin", "-Xptxas", "-v", *options, "-o", f"{tmp}/k.cubin", str(KERNEL_FILE)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    if run.returncode:
-        raise RuntimeError(f"nvcc failed on {KERNEL_FILE.name} at {warps} warps: {run.stderr[-2000:]}")
-    counts, kernel = {}, None
-    for line in run.stderr.splitlines():
-        if m := re.search(r"Compiling entry function '(\w+)'", line):
-            kernel = m.group(1)
-        elif (m := re.search(r"Used (\d+) registers", line)) and kernel:
-            counts[kernel] = int(m.group(1))
-    return counts
+    usage = ptxas_usage(KERNEL_FILE, compile_options(kw, warps, True, SCATTER_REGS, False), arch)
+    return {kernel: regs for kernel, (regs, _) in usage.items()}
 
 
 def directive_digest(text: str) -> str:
